@@ -1,0 +1,48 @@
+/* Small shared helpers: host+device marker, checked allocation, fatal errors, timing. */
+#ifndef TIMIREC_COMMON_H
+#define TIMIREC_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define TMR_HD __host__ __device__ __forceinline__
+#else
+#define TMR_HD static inline
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Print "timirec: error: <message>" to stderr and exit(1). For conditions that are not
+ * the caller's to recover from (allocation failure, broken invariants). Input errors are
+ * returned as messages by the modules that read input, so tests can check them. */
+#if defined(__GNUC__)
+__attribute__((noreturn, format(printf, 1, 2)))
+#endif
+void tmr_fatal(const char *fmt, ...);
+
+void *tmr_malloc_at(size_t n, const char *file, int line);
+void *tmr_calloc_at(size_t count, size_t size, const char *file, int line);
+void *tmr_realloc_at(void *p, size_t n, const char *file, int line);
+#define tmr_malloc(n) tmr_malloc_at((n), __FILE__, __LINE__)
+#define tmr_calloc(c, s) tmr_calloc_at((c), (s), __FILE__, __LINE__)
+#define tmr_realloc(p, n) tmr_realloc_at((p), (n), __FILE__, __LINE__)
+
+/* count * size with an overflow check (fatal on overflow). */
+size_t tmr_mul_size(size_t count, size_t size);
+
+/* Monotonic wall clock in seconds. */
+double tmr_now(void);
+
+/* snprintf into err (if non-NULL) and return -1: the error convention of input readers. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+int tmr_error(char *err, size_t errlen, const char *fmt, ...);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

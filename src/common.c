@@ -1,0 +1,57 @@
+#include "timirec/common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void tmr_fatal(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("timirec: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+void *tmr_malloc_at(size_t n, const char *file, int line) {
+    void *p = malloc(n ? n : 1);
+    if (!p) tmr_fatal("out of memory allocating %zu bytes (%s:%d)", n, file, line);
+    return p;
+}
+
+void *tmr_calloc_at(size_t count, size_t size, const char *file, int line) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) tmr_fatal("out of memory allocating %zu x %zu bytes (%s:%d)", count, size, file, line);
+    return p;
+}
+
+void *tmr_realloc_at(void *p, size_t n, const char *file, int line) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) tmr_fatal("out of memory reallocating to %zu bytes (%s:%d)", n, file, line);
+    return q;
+}
+
+size_t tmr_mul_size(size_t count, size_t size) {
+    if (size != 0 && count > SIZE_MAX / size) tmr_fatal("size overflow: %zu x %zu", count, size);
+    return count * size;
+}
+
+double tmr_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int tmr_error(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
