@@ -1,0 +1,165 @@
+/* Training negatives, epoch shuffles and batch assembly. */
+#include "timirec/sampler.h"
+
+#include "timirec/common.h"
+#include "timirec/rng.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void batch_alloc(batch_t *b, int max_B, int max_L, int max_C) {
+    memset(b, 0, sizeof *b);
+    if (max_L < 1) max_L = 1;
+    size_t bl = tmr_mul_size((size_t)max_B, (size_t)max_L);
+    size_t bc = tmr_mul_size((size_t)max_B, (size_t)max_C);
+    b->user = tmr_malloc(tmr_mul_size((size_t)max_B, sizeof *b->user));
+    b->length = tmr_malloc(tmr_mul_size((size_t)max_B, sizeof *b->length));
+    b->hist = tmr_malloc(tmr_mul_size(bl, sizeof *b->hist));
+    b->pos = tmr_malloc(tmr_mul_size(bl, sizeof *b->pos));
+    b->mask = tmr_malloc(tmr_mul_size(bl, sizeof *b->mask));
+    b->cand = tmr_malloc(tmr_mul_size(bc, sizeof *b->cand));
+    b->cap_B = max_B;
+    b->cap_L = max_L;
+    b->cap_C = max_C;
+}
+
+void batch_free(batch_t *b) {
+    free(b->user);
+    free(b->length);
+    free(b->hist);
+    free(b->pos);
+    free(b->mask);
+    free(b->cand);
+    memset(b, 0, sizeof *b);
+}
+
+int sampler_max_history(const corpus_t *c, int history_max) {
+    int32_t longest = 0;
+    for (int p = 0; p < N_PHASES; p++) {
+        const corpus_phase_t *ph = &c->phase[p];
+        for (int64_t r = 0; r < ph->n_rows; r++)
+            if (ph->position[r] > longest) longest = ph->position[r];
+    }
+    if (history_max > 0 && longest > history_max) longest = history_max;
+    return longest;
+}
+
+int sampler_n_candidates(const corpus_t *c, int phase, int num_neg, int test_all) {
+    if (phase == PHASE_TRAIN) return 1 + num_neg;
+    if (test_all) return c->n_items;
+    return 1 + c->phase[phase].n_neg;
+}
+
+int sampler_train_negatives(const corpus_t *c, uint64_t seed, uint32_t epoch, int num_neg,
+                            int32_t *neg, char *err, size_t errlen) {
+    const corpus_phase_t *ph = &c->phase[PHASE_TRAIN];
+    uint32_t range = (uint32_t)(c->n_items - 1); /* items 1 .. n_items-1 */
+    /* Rejection would never end for a user who has every item in train. */
+    if (num_neg > 0 && c->max_train_clicked >= c->n_items - 1) {
+        for (int64_t i = 0; i < ph->n_inst; i++) {
+            int32_t u = ph->user[ph->inst_row[i]];
+            if (c->train_off[u + 1] - c->train_off[u] >= c->n_items - 1)
+                return tmr_error(err, errlen, "user %d has every item (%d) in train: no negative "
+                                 "can be drawn for them", u, c->n_items - 1);
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < ph->n_inst; i++) {
+        int32_t u = ph->user[ph->inst_row[i]];
+        const int32_t *clicked = c->train_items + c->train_off[u];
+        int64_t n_clicked = c->train_off[u + 1] - c->train_off[u];
+        for (int j = 0; j < num_neg; j++) {
+            uint64_t index = (uint64_t)i * (uint64_t)num_neg + (uint64_t)j;
+            uint32_t draw = 0;
+            int32_t item;
+            do {
+                item = 1 + (int32_t)rng_below(seed, RNG_TRAIN_NEG, epoch, index, &draw, range);
+            } while (corpus_sorted_contains(clicked, n_clicked, item));
+            neg[index] = item;
+        }
+    }
+    return 0;
+}
+
+/* LSD radix sort of (key, index) pairs by key, 16 bits a pass; stable, so equal keys keep
+ * index order. */
+typedef struct {
+    uint64_t key;
+    int64_t index;
+} key_index_t;
+
+void sampler_shuffle(int64_t n, uint64_t seed, uint32_t epoch, int64_t *perm) {
+    if (n <= 0) return;
+    key_index_t *a = tmr_malloc(tmr_mul_size((size_t)n, sizeof *a));
+    key_index_t *tmp = tmr_malloc(tmr_mul_size((size_t)n, sizeof *tmp));
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        philox4x32_t r = rng_block(seed, RNG_SHUFFLE, epoch, (uint64_t)i, 0);
+        a[i].key = (uint64_t)r.v[0] << 32 | r.v[1];
+        a[i].index = i;
+    }
+    enum { RADIX = 1 << 16 };
+    int64_t *count = tmr_malloc(RADIX * sizeof *count);
+    for (int shift = 0; shift < 64; shift += 16) {
+        memset(count, 0, RADIX * sizeof *count);
+        for (int64_t i = 0; i < n; i++) count[(a[i].key >> shift) & (RADIX - 1)]++;
+        int64_t sum = 0;
+        for (int d = 0; d < RADIX; d++) {
+            int64_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (int64_t i = 0; i < n; i++) tmp[count[(a[i].key >> shift) & (RADIX - 1)]++] = a[i];
+        key_index_t *t = a;
+        a = tmp;
+        tmp = t;
+    }
+    for (int64_t i = 0; i < n; i++) perm[i] = a[i].index;
+    free(count);
+    free(a);
+    free(tmp);
+}
+
+void batch_fill(batch_t *b, const corpus_t *c, int phase, const int64_t *inst, int B,
+                int history_max, const int32_t *train_neg, int num_neg, int test_all) {
+    const corpus_phase_t *ph = &c->phase[phase];
+    int C = sampler_n_candidates(c, phase, num_neg, test_all);
+    int L = 0;
+    for (int i = 0; i < B; i++) {
+        const int32_t *items;
+        int64_t r = ph->inst_row[inst[i]];
+        int32_t len = corpus_history(c, ph->user[r], ph->position[r], history_max, &items);
+        if (len > L) L = len;
+    }
+    if (B > b->cap_B || L > b->cap_L || C > b->cap_C)
+        tmr_fatal("batch of %d x %d history x %d candidates exceeds its allocation %d x %d x %d",
+                  B, L, C, b->cap_B, b->cap_L, b->cap_C);
+    b->B = B;
+    b->L = L;
+    b->C = C;
+    for (int i = 0; i < B; i++) {
+        int64_t r = ph->inst_row[inst[i]];
+        const int32_t *items;
+        int32_t len = corpus_history(c, ph->user[r], ph->position[r], history_max, &items);
+        b->user[i] = ph->user[r];
+        b->length[i] = len;
+        int32_t *h = b->hist + (size_t)i * L;
+        int32_t *p = b->pos + (size_t)i * L;
+        float *m = b->mask + (size_t)i * L;
+        for (int l = 0; l < L; l++) {
+            int real = l < len;
+            h[l] = real ? items[l] : 0;
+            p[l] = real ? len - l : 0;
+            m[l] = real ? 1.0f : 0.0f;
+        }
+        int32_t *cand = b->cand + (size_t)i * C;
+        cand[0] = ph->item[r];
+        if (phase == PHASE_TRAIN) {
+            memcpy(cand + 1, train_neg + (size_t)inst[i] * num_neg, (size_t)num_neg * sizeof *cand);
+        } else if (test_all) {
+            for (int32_t it = 1; it < c->n_items; it++) cand[it] = it;
+        } else {
+            memcpy(cand + 1, ph->neg + (size_t)r * ph->n_neg, (size_t)ph->n_neg * sizeof *cand);
+        }
+    }
+}
