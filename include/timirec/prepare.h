@@ -28,10 +28,56 @@ typedef struct {
 
 void interactions_free(interactions_t *x);
 
+/* Read a raw log. format is one of
+ *   "udata"     MovieLens 100K u.data: `user item rating time`, tab/space separated, no header;
+ *   "movielens" MovieLens 1M/10M ratings.dat: `user::item::rating::time`;
+ *   "csv"       a header naming user_id, item_id and time (any order, other columns ignored),
+ *               tab-separated if the header has a tab, else comma-separated;
+ *   "seq"       one line per user, `user item item ...` (space separated), items in time
+ *               order; time = the interaction's 0-based index in the whole file.
+ * Blank lines are skipped. Returns 0, or -1 with a message naming the file, the line and the
+ * problem (x is then left empty). */
+int interactions_read(const char *path, const char *format, interactions_t *x, char *err,
+                      size_t errlen);
+
+/* What prepare_write did (for the summary line and tests). */
+typedef struct {
+    int64_t n_users, n_items;      /* distinct, after dropping duplicates */
+    int64_t n_rows;                /* interactions kept */
+    int64_t n_duplicates;          /* (user, item, time) rows dropped */
+    int64_t n_train, n_dev, n_test;
+} prepare_stats_t;
+
 /* Apply the recipe to `x` and write the three files into outdir (created if missing).
  * Returns 0, or -1 with a message. */
 int prepare_write(const interactions_t *x, const char *outdir, int n_neg, uint64_t seed,
                   char *err, size_t errlen);
+
+/* The same, also filling *stats when non-NULL. */
+int prepare_write_stats(const interactions_t *x, const char *outdir, int n_neg, uint64_t seed,
+                        prepare_stats_t *stats, char *err, size_t errlen);
+
+/* The synthetic generator (timirec synth). Items 0..n_items-1 (original id = index + 1) are
+ * dealt into clusters: item i belongs to cluster i % n_clusters and is the (i / n_clusters)-th
+ * most popular of it (popularity ~ rank^-pop_skew). Each user owns `interests` distinct
+ * clusters with random weights and walks through them: at every step it keeps its current
+ * interest with probability `stay`, else re-picks one by weight; the item comes from that
+ * interest's cluster, or with probability `noise` uniformly from all items. Lengths are
+ * min_len + an exponential share of the rest, summing exactly to n_interactions (default
+ * n_users * seq_len). User u's j-th interaction happens at time (start_u + j) * n_users + u
+ * (a global step counter: users interleave). Randomness: Philox RNG_SYNTH, epoch 0 index =
+ * user (set-up), epoch 1 index = global interaction number, so threads cannot change it. */
+typedef struct {
+    int64_t n_users, n_items, n_interactions; /* n_interactions 0: n_users * seq_len */
+    int64_t n_clusters, interests, seq_len, min_len;
+    double stay, noise, pop_skew;
+    int64_t seed;
+} synth_opts_t;
+
+void synth_defaults(synth_opts_t *o);
+
+/* Generate the raw interactions (original ids from 1). Returns 0, or -1 with a message. */
+int synth_generate(const synth_opts_t *o, interactions_t *x, char *err, size_t errlen);
 
 /* Subcommands: argv[0] is the subcommand name. Return the process exit code. */
 int prepare_main(int argc, char **argv);

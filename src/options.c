@@ -1,0 +1,100 @@
+#include "timirec/options.h"
+
+#include "timirec/common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const opt_t *find(const opt_t *table, int n, const char *name, size_t len) {
+    for (int i = 0; i < n; i++)
+        if (strlen(table[i].name) == len && memcmp(table[i].name, name, len) == 0) return &table[i];
+    return NULL;
+}
+
+static int set_value(const opt_t *o, const char *text, char *err, size_t errlen) {
+    char *end;
+    errno = 0;
+    if (o->kind == OPT_STR) {
+        *(const char **)o->value = text;
+        return 0;
+    }
+    if (o->kind == OPT_INT) {
+        long long v = strtoll(text, &end, 10);
+        if (errno || end == text || *end)
+            return tmr_error(err, errlen, "--%s: \"%s\" is not an integer", o->name, text);
+        if ((double)v < o->min || (double)v > o->max)
+            return tmr_error(err, errlen, "--%s: %lld is outside the accepted range [%.0f, %.0f]",
+                             o->name, v, o->min, o->max);
+        *(int64_t *)o->value = v;
+        return 0;
+    }
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !isfinite(v))
+        return tmr_error(err, errlen, "--%s: \"%s\" is not a number", o->name, text);
+    if (v < o->min || v > o->max)
+        return tmr_error(err, errlen, "--%s: %g is outside the accepted range [%g, %g]", o->name,
+                         v, o->min, o->max);
+    *(double *)o->value = v;
+    return 0;
+}
+
+int options_parse(const opt_t *table, int n_opts, int argc, char **argv, int first,
+                  const char **positional, int max_positional, int *n_positional,
+                  char *err, size_t errlen) {
+    int np = 0;
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return 1;
+        if (strncmp(a, "--", 2) != 0) {
+            if (np >= max_positional)
+                return tmr_error(err, errlen, "unexpected argument \"%s\"", a);
+            positional[np++] = a;
+            continue;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const opt_t *o = find(table, n_opts, name, len);
+        if (!o) return tmr_error(err, errlen, "unknown flag --%.*s (see --help)", (int)len, name);
+        const char *text = eq ? eq + 1 : NULL;
+        if (!text) {
+            if (i + 1 >= argc) return tmr_error(err, errlen, "--%s needs a value", o->name);
+            text = argv[++i];
+        }
+        if (set_value(o, text, err, errlen)) return -1;
+    }
+    if (n_positional) *n_positional = np;
+    return 0;
+}
+
+static void print_value(const opt_t *o, FILE *out) {
+    if (o->kind == OPT_INT) fprintf(out, "%lld", (long long)*(int64_t *)o->value);
+    else if (o->kind == OPT_FLOAT) fprintf(out, "%g", *(double *)o->value);
+    else {
+        const char *s = *(const char **)o->value;
+        fprintf(out, "%s", s ? s : "");
+    }
+}
+
+void options_usage(const char *usage, const opt_t *table, int n_opts, FILE *out) {
+    fprintf(out, "%s\n\noptions (default in brackets):\n", usage);
+    for (int i = 0; i < n_opts; i++) {
+        const opt_t *o = &table[i];
+        fprintf(out, "  --%-16s %s [", o->name, o->help);
+        print_value(o, out);
+        fprintf(out, "]");
+        if (o->kind != OPT_STR) fprintf(out, " range %g..%g", o->min, o->max);
+        fputc('\n', out);
+    }
+    fprintf(out, "  --%-16s this text\n", "help");
+}
+
+void options_print(const opt_t *table, int n_opts, FILE *out) {
+    for (int i = 0; i < n_opts; i++) {
+        fprintf(out, "  %-16s ", table[i].name);
+        print_value(&table[i], out);
+        fputc('\n', out);
+    }
+}
