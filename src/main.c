@@ -1,1 +1,257 @@
-int main(void) { return 0; }
+/* bin/timirec: subcommands over the library. Training (the reference's command line) arrives
+ * with the model; today: data (load, statistics, batches, popularity baseline), prepare and
+ * synth (dataset tools) and info (build and device). */
+#include "timirec/common.h"
+#include "timirec/corpus.h"
+#include "timirec/metrics.h"
+#include "timirec/options.h"
+#include "timirec/prepare.h"
+#include "timirec/sampler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef TIMIREC_CUDA
+int tmr_cuda_describe(char *out, size_t outlen); /* kernels/device.cu */
+#endif
+
+#define TIMIREC_VERSION "0.1.0"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "timirec %s: a TiMiRec trainer (CPU reference backend%s)\n\n"
+            "usage: timirec COMMAND [options]     (timirec COMMAND --help for its options)\n\n"
+            "commands:\n"
+            "  data      load a dataset: statistics, batch assembly, popularity baseline metrics\n"
+            "  prepare   raw interactions (MovieLens, u.data, csv, sequence files) -> dataset\n"
+            "  synth     write a synthetic dataset with planted multi-interest structure\n"
+            "  info      what this build contains and which GPU it sees\n\n"
+            "Training with the reference's flags (--model_name TiMiRec --stage ...) is not built "
+            "yet.\n",
+            TIMIREC_VERSION,
+#ifdef TIMIREC_CUDA
+            " + CUDA build"
+#else
+            ""
+#endif
+    );
+}
+
+static int cmd_info(void) {
+    printf("timirec %s\n", TIMIREC_VERSION);
+#ifdef TIMIREC_CUDA
+    char desc[512];
+    tmr_cuda_describe(desc, sizeof desc);
+    printf("CUDA: built in; %s\n", desc);
+#else
+    printf("CUDA: not built (no nvcc at build time)\n");
+#endif
+    return 0;
+}
+
+/* Popularity: score = number of train rows of the item. */
+static void evaluate_popularity(const corpus_t *c, int phase, const int64_t *train_count,
+                                int test_all, const metric_spec_t *spec, double *values) {
+    const corpus_phase_t *ph = &c->phase[phase];
+    int64_t *ranks = tmr_malloc(tmr_mul_size((size_t)ph->n_inst + 1, sizeof *ranks));
+    float *item_scores = tmr_malloc(tmr_mul_size((size_t)c->n_items, sizeof *item_scores));
+    for (int32_t i = 0; i < c->n_items; i++) item_scores[i] = (float)train_count[i];
+    int C = 1 + ph->n_neg;
+    float *row = tmr_malloc(tmr_mul_size((size_t)C, sizeof *row));
+    for (int64_t k = 0; k < ph->n_inst; k++) {
+        int64_t r = ph->inst_row[k];
+        if (test_all) {
+            int32_t u = ph->user[r];
+            ranks[k] = metrics_rank_all(item_scores, c->n_items, ph->item[r],
+                                        c->all_items + c->all_off[u],
+                                        c->all_off[u + 1] - c->all_off[u]);
+        } else {
+            row[0] = item_scores[ph->item[r]];
+            for (int j = 0; j < ph->n_neg; j++)
+                row[1 + j] = item_scores[ph->neg[r * ph->n_neg + j]];
+            ranks[k] = metrics_rank(row, C);
+        }
+    }
+    metrics_compute(spec, ranks, ph->n_inst, values);
+    free(row);
+    free(item_scores);
+    free(ranks);
+}
+
+/* Every instance as "phase user item position length: h1 h2 ..." (phase 0 train, 1 dev,
+ * 2 test), the format tests/reference/seq_reference.py prints from the reference pipeline. */
+static int dump_instances(const corpus_t *c, int history_max, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "timirec: error: cannot write %s\n", path);
+        return -1;
+    }
+    for (int p = 0; p < N_PHASES; p++) {
+        const corpus_phase_t *ph = &c->phase[p];
+        for (int64_t k = 0; k < ph->n_inst; k++) {
+            int64_t r = ph->inst_row[k];
+            const int32_t *h;
+            int32_t n = corpus_history(c, ph->user[r], ph->position[r], history_max, &h);
+            fprintf(f, "%d %d %d %d %d:", p, ph->user[r], ph->item[r], ph->position[r], n);
+            for (int32_t i = 0; i < n; i++) fprintf(f, " %d", h[i]);
+            fputc('\n', f);
+        }
+    }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "timirec: error: writing %s failed\n", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_data(int argc, char **argv) {
+    const char *path = "../data/", *dataset = "", *sep = "\t", *topk = "5,10,20,50",
+               *metric = "NDCG,HR", *dump = "";
+    int64_t history_max = 20, batch_size = 256, num_neg = 1, seed = 0, test_all = 0;
+    opt_t table[] = {
+        {"path", OPT_STR, &path, 0, 0, "folder holding the dataset folder"},
+        {"dataset", OPT_STR, &dataset, 0, 0, "dataset folder name"},
+        {"sep", OPT_STR, &sep, 0, 0, "column separator (one character; \\t for tab)"},
+        {"history_max", OPT_INT, &history_max, 0, 1 << 20, "longest history kept (0: all)"},
+        {"batch_size", OPT_INT, &batch_size, 1, 1 << 20, "training batch size"},
+        {"num_neg", OPT_INT, &num_neg, 0, 1 << 16, "training negatives per instance"},
+        {"random_seed", OPT_INT, &seed, 0, 9.2e18, "seed of every random draw"},
+        {"topk", OPT_STR, &topk, 0, 0, "cut-offs of the metrics"},
+        {"metric", OPT_STR, &metric, 0, 0, "metrics: HR, NDCG, MRR"},
+        {"test_all", OPT_INT, &test_all, 0, 1, "rank against every item (full ranking)"},
+        {"dump", OPT_STR, &dump, 0, 0, "write every instance (phase user item position length: "
+                                       "history) to this file"},
+    };
+    int n_opts = (int)(sizeof table / sizeof table[0]);
+    char err[2048];
+    int rc = options_parse(table, n_opts, argc, argv, 1, NULL, 0, NULL, err, sizeof err);
+    if (rc == 1) {
+        options_usage("usage: timirec data --path DIR --dataset NAME [options]\n"
+                      "Loads DIR/NAME/{train,dev,test}.csv, prints statistics, assembles one epoch "
+                      "of training batches\nand evaluates the popularity baseline on dev and test.",
+                      table, n_opts, stdout);
+        return 0;
+    }
+    if (rc) {
+        fprintf(stderr, "timirec data: %s\n", err);
+        return 2;
+    }
+    char sep_char = strcmp(sep, "\\t") == 0 ? '\t' : sep[0];
+    if (strlen(sep) != 1 && strcmp(sep, "\\t") != 0) {
+        fprintf(stderr, "timirec data: --sep must be one character, got \"%s\"\n", sep);
+        return 2;
+    }
+    metric_spec_t spec;
+    if (metrics_parse(metric, topk, &spec, err, sizeof err)) {
+        fprintf(stderr, "timirec data: %s\n", err);
+        return 2;
+    }
+
+    corpus_t c;
+    corpus_opts_t copts = {.path = path, .dataset = dataset, .sep = sep_char};
+    double t0 = tmr_now();
+    if (corpus_load(&copts, &c, err, sizeof err)) {
+        fprintf(stderr, "timirec: error: %s\n", err);
+        return 1;
+    }
+    double t_load = tmr_now() - t0;
+    int64_t entries = 0;
+    for (int p = 0; p < N_PHASES; p++) entries += c.phase[p].n_rows;
+    printf("Reading data from \"%s\", dataset = \"%s\": %.3f s\n", path, dataset, t_load);
+    printf("\"# user\": %d, \"# item\": %d, \"# entry\": %lld\n", c.n_users - 1, c.n_items - 1,
+           (long long)entries);
+    for (int p = 0; p < N_PHASES; p++) {
+        const corpus_phase_t *ph = &c.phase[p];
+        printf("  %-5s %9lld rows, %9lld instances", corpus_phase_names[p], (long long)ph->n_rows,
+               (long long)ph->n_inst);
+        if (p != PHASE_TRAIN) printf(", %d negatives each", ph->n_neg);
+        putchar('\n');
+    }
+    if (c.n_single_users)
+        printf("  %lld users have a single interaction: no instance (as in the reference)\n",
+               (long long)c.n_single_users);
+    if (c.n_duplicate_rows)
+        printf("  warning: %lld repeated (user_id, item_id, time) rows; each is kept once with its "
+               "own position (the reference's merge would multiply them)\n",
+               (long long)c.n_duplicate_rows);
+
+    if (*dump && dump_instances(&c, (int)history_max, dump)) return 1;
+
+    /* One epoch of training batches: negatives, shuffle, assembly. */
+    const corpus_phase_t *tr = &c.phase[PHASE_TRAIN];
+    t0 = tmr_now();
+    int32_t *neg = tmr_malloc(tmr_mul_size((size_t)tr->n_inst * (size_t)num_neg + 1, sizeof *neg));
+    if (sampler_train_negatives(&c, (uint64_t)seed, 0, (int)num_neg, neg, err, sizeof err)) {
+        fprintf(stderr, "timirec: error: %s\n", err);
+        return 1;
+    }
+    double t_neg = tmr_now() - t0;
+    int64_t *perm = tmr_malloc(tmr_mul_size((size_t)tr->n_inst + 1, sizeof *perm));
+    t0 = tmr_now();
+    sampler_shuffle(tr->n_inst, (uint64_t)seed, 0, perm);
+    double t_shuffle = tmr_now() - t0;
+    batch_t b;
+    int max_L = sampler_max_history(&c, (int)history_max);
+    batch_alloc(&b, (int)batch_size, max_L, 1 + (int)num_neg);
+    t0 = tmr_now();
+    double hist_sum = 0;
+    int64_t n_batches = 0;
+    for (int64_t s = 0; s < tr->n_inst; s += batch_size, n_batches++) {
+        int B = (int)(tr->n_inst - s < batch_size ? tr->n_inst - s : batch_size);
+        batch_fill(&b, &c, PHASE_TRAIN, perm + s, B, (int)history_max, neg, (int)num_neg, 0);
+        for (int i = 0; i < B; i++) hist_sum += b.length[i];
+    }
+    double t_batches = tmr_now() - t0;
+    printf("One training epoch: %lld batches of %lld, mean history %.2f (history_max %lld, "
+           "longest %d); negatives %.3f s, shuffle %.3f s, assembly %.3f s\n",
+           (long long)n_batches, (long long)batch_size, tr->n_inst ? hist_sum / tr->n_inst : 0.0,
+           (long long)history_max, max_L, t_neg, t_shuffle, t_batches);
+    batch_free(&b);
+    free(perm);
+    free(neg);
+
+    /* Popularity baseline. */
+    int64_t *train_count = tmr_calloc((size_t)c.n_items, sizeof *train_count);
+    for (int64_t r = 0; r < tr->n_rows; r++) train_count[tr->item[r]]++;
+    double values[METRICS_MAX_KINDS * METRICS_MAX_TOPK];
+    char line[4096];
+    for (int p = PHASE_DEV; p <= PHASE_TEST; p++) {
+        if (!test_all && !c.phase[p].has_neg) {
+            printf("POP %s: no neg_items column (use --test_all 1)\n", corpus_phase_names[p]);
+            continue;
+        }
+        t0 = tmr_now();
+        evaluate_popularity(&c, p, train_count, (int)test_all, &spec, values);
+        metrics_format(&spec, values, line, sizeof line);
+        printf("POP %-4s%s (%s) [%.3f s]\n", corpus_phase_names[p], test_all ? " all" : "", line,
+               tmr_now() - t0);
+    }
+    free(train_count);
+    corpus_free(&c);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0) {
+        printf("timirec %s\n", TIMIREC_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "data") == 0) return cmd_data(argc - 1, argv + 1);
+    if (strcmp(cmd, "prepare") == 0) return prepare_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "synth") == 0) return synth_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0) return cmd_info();
+    if (strncmp(cmd, "--", 2) == 0) {
+        fprintf(stderr, "timirec: training is not built yet (the model and trainer are the next "
+                        "issues); commands available: data, prepare, synth, info\n");
+        return 2;
+    }
+    fprintf(stderr, "timirec: unknown command \"%s\" (see timirec --help)\n", cmd);
+    return 2;
+}
