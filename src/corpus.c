@@ -156,7 +156,9 @@ static int parse_id(span_t f, const char *col, const char *path, int64_t line, i
     return 0;
 }
 
-/* A neg_items list "[12, 7, 3051]". Appends to *neg (growing *cap); returns the count or -1. */
+/* A neg_items list "[12, 7, 3051]". Appends to *neg (growing *cap); returns the count or -1.
+ * Dev/test files hold millions of these ids, so the common case is a tight digit loop; any
+ * element it cannot take goes through parse_id for the exact message. */
 static int64_t parse_neg_list(span_t f, const char *path, int64_t line, int32_t **neg,
                               int64_t *n_neg_total, int64_t *cap, char *err, size_t errlen) {
     char tmp[64];
@@ -167,24 +169,35 @@ static int64_t parse_neg_list(span_t f, const char *path, int64_t line, int32_t 
                          path, (long long)line, show(whole, tmp, sizeof tmp));
     p++;
     end--;
-    int64_t count = 0;
     span_t inner = trim((span_t){p, end});
     if (inner.start == inner.end) return 0; /* [] */
+    int64_t count = 0;
     while (p <= end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *e = comma ? comma : end;
-        int32_t id;
-        char what[32];
-        snprintf(what, sizeof what, "neg_items[%lld]", (long long)count);
-        if (parse_id((span_t){p, e}, what, path, line, &id, err, errlen)) return -1;
+        const char *s = p;
+        while (s < end && *s == ' ') s++;
+        uint32_t v = 0;
+        const char *d = s;
+        while (d < end && (unsigned)(*d - '0') <= 9 && d - s < 10) v = v * 10 + (uint32_t)(*d++ - '0');
+        const char *e = d;
+        while (e < end && *e == ' ') e++;
+        int ok = d > s && v >= 1 && v <= (uint32_t)MAX_ID && (e == end || *e == ',');
+        if (!ok) { /* slow path: find the element's end and let parse_id explain */
+            const char *comma = memchr(p, ',', (size_t)(end - p));
+            char what[32];
+            int32_t id;
+            snprintf(what, sizeof what, "neg_items[%lld]", (long long)count);
+            if (parse_id((span_t){p, comma ? comma : end}, what, path, line, &id, err, errlen))
+                return -1;
+            return tmr_error(err, errlen, "%s:%lld: %s is malformed", path, (long long)line, what);
+        }
         if (*n_neg_total == *cap) {
             *cap = *cap ? 2 * *cap : 4096;
             *neg = tmr_realloc(*neg, tmr_mul_size((size_t)*cap, sizeof **neg));
         }
-        (*neg)[(*n_neg_total)++] = id;
+        (*neg)[(*n_neg_total)++] = (int32_t)v;
         count++;
-        if (!comma) break;
-        p = comma + 1;
+        if (e == end) break;
+        p = e + 1;
     }
     return count;
 }
