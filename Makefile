@@ -29,8 +29,10 @@ NVCC := $(shell command -v nvcc 2>/dev/null)
 ifeq ($(CUDA),0)
   NVCC :=
 endif
+CUDA_OFF_WHY := nvcc not found or CUDA=0
 ifneq ($(SANITIZE),)
   NVCC :=
+  CUDA_OFF_WHY := sanitizer build
 endif
 CUDA_ARCH ?= sm_90
 ifneq ($(NVCC),)
@@ -44,7 +46,7 @@ ifneq ($(NVCC),)
 else
   CU_OBJ :=
   CUDA_LIBS :=
-  CUDA_NOTE := CUDA: nvcc not found (or disabled); skipped kernels/, building the CPU backend only
+  CUDA_NOTE := CUDA: skipped kernels/ ($(CUDA_OFF_WHY)); building the CPU backend only
 endif
 
 .PHONY: all test asan bench run clean cuda-note gpu-check
