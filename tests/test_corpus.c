@@ -261,7 +261,75 @@ static void test_single_interaction_user(void) {
     du_rm_rf(dir);
 }
 
+/* Random byte mutations of a valid dataset: every load either succeeds with consistent
+ * indexes or fails with a message naming one of the files; never a crash (this test also
+ * runs under ASan/UBSan in `make asan`). */
+static void test_mutations(void) {
+    const char *dir = du_tempdir("corpus_mut");
+    const char *train = "user_id\titem_id\ttime\n1\t2\t10\n1\t3\t11\n2\t4\t12\n2\t2\t13\n3\t5\t14\n";
+    const char *eval = "user_id\titem_id\ttime\tneg_items\n1\t4\t20\t[2, 5, 3]\n2\t5\t21\t[3, 1, 1]\n";
+    static const char alphabet[] = "0123456789\t\n\r[], -\"x\0";
+    int crashes_avoided = 0, ok = 0, bad_msg = 0;
+    for (uint64_t trial = 0; trial < 3000; trial++) {
+        char buf[3][256];
+        const char *src[3] = {train, eval, eval};
+        size_t len[3];
+        for (int f = 0; f < 3; f++) {
+            len[f] = strlen(src[f]);
+            memcpy(buf[f], src[f], len[f] + 1);
+        }
+        int f = (int)(trial % 3);
+        int n_mut = 1 + (int)(rng_u32(9, RNG_TEST, 5, trial, 0) % 4);
+        for (int m = 0; m < n_mut; m++) {
+            uint32_t w = rng_u32(9, RNG_TEST, 5, trial, 1 + (uint32_t)m);
+            size_t at = w % len[f];
+            int op = (int)((w >> 16) % 3);
+            char ch = alphabet[(w >> 20) % (sizeof alphabet - 1)];
+            if (op == 0) buf[f][at] = ch;                       /* replace */
+            else if (op == 1 && len[f] > 1) {                   /* delete */
+                memmove(buf[f] + at, buf[f] + at + 1, len[f] - at);
+                len[f]--;
+            } else if (len[f] + 2 < sizeof buf[f]) {            /* insert */
+                memmove(buf[f] + at + 1, buf[f] + at, len[f] - at + 1);
+                buf[f][at] = ch;
+                len[f]++;
+            }
+        }
+        const char *names[3] = {"train.csv", "dev.csv", "test.csv"};
+        for (int k = 0; k < 3; k++) {
+            char path[512];
+            snprintf(path, sizeof path, "%s/%s", dir, names[k]);
+            FILE *fp = fopen(path, "wb");
+            fwrite(buf[k], 1, len[k], fp); /* may contain NUL bytes */
+            fclose(fp);
+        }
+        corpus_t c;
+        err[0] = 0;
+        if (load(dir, &c) == 0) {
+            ok++;
+            /* Consistent: every history item is a real item below n_items. */
+            for (int p = 0; p < N_PHASES; p++)
+                for (int64_t k = 0; k < c.phase[p].n_inst; k++) {
+                    int64_t r = c.phase[p].inst_row[k];
+                    const int32_t *h;
+                    int32_t n = corpus_history(&c, c.phase[p].user[r], c.phase[p].position[r], 2, &h);
+                    for (int32_t i = 0; i < n; i++)
+                        if (h[i] <= 0 || h[i] >= c.n_items) bad_msg++;
+                }
+            corpus_free(&c);
+        } else {
+            crashes_avoided++;
+            if (!strstr(err, ".csv")) bad_msg++;
+        }
+    }
+    CHECK(bad_msg == 0, "%d mutated loads gave an inconsistent corpus or a message naming no file",
+          bad_msg);
+    printf("mutations: %d loaded, %d rejected with a message\n", ok, crashes_avoided);
+    du_rm_rf(dir);
+}
+
 int main(void) {
+    test_mutations();
     test_hand_made();
     for (uint32_t s = 1; s <= 5; s++) test_random_against_brute_force(s);
     test_bad_inputs();
