@@ -24,6 +24,20 @@ TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
+# ---- OpenBLAS detection: the CPU matrix product uses it when present (OPENBLAS=0 to skip);
+# without it the built-in OpenMP loop does the work (the GPU machine has no OpenBLAS).
+OPENBLAS ?= auto
+ifneq ($(OPENBLAS),0)
+  HAVE_OPENBLAS := $(shell printf '\043include <cblas.h>\nint main(void){float a=1,b=1,c=0;cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.0f,&a,1,&b,1,0.0f,&c,1);return c!=1.0f;}\n' | $(CC) -x c - -o /dev/null -lopenblas >/dev/null 2>&1 && echo yes)
+endif
+ifeq ($(HAVE_OPENBLAS),yes)
+  BASE_CFLAGS += -DTIMIREC_OPENBLAS=1
+  LDLIBS += -lopenblas
+  BLAS_NOTE := BLAS: OpenBLAS found; CPU matrix products use cblas_sgemm (TIMIREC_GEMM=builtin overrides)
+else
+  BLAS_NOTE := BLAS: OpenBLAS not found (or OPENBLAS=0); CPU matrix products use the built-in loop
+endif
+
 # ---- CUDA detection: compile and link kernels/ when nvcc exists (and CUDA != 0). -----------
 NVCC := $(shell command -v nvcc 2>/dev/null)
 ifeq ($(CUDA),0)
@@ -54,6 +68,7 @@ all: cuda-note $(BIN)/timirec
 
 cuda-note:
 	@echo "$(CUDA_NOTE)"
+	@echo "$(BLAS_NOTE)"
 
 $(BIN)/timirec: $(MAIN_OBJ) $(BUILD)/libtimirec.a
 	@mkdir -p $(dir $@)
@@ -63,11 +78,17 @@ $(BUILD)/libtimirec.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/%.o: %.c
+# Objects depend on the flags they were built with: changing CUDA=, OPENBLAS= or the sanitizer
+# rebuilds instead of linking stale objects.
+FLAGS_STAMP := $(BUILD)/flags.stamp
+FLAGS_NOW := $(CC) $(BASE_CFLAGS) $(CFLAGS) $(NVCC) $(CUDA_ARCH)
+$(shell mkdir -p $(BUILD); [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = "$(FLAGS_NOW)" ] || echo "$(FLAGS_NOW)" > $(FLAGS_STAMP))
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/kernels/%.o: kernels/%.cu
+$(BUILD)/kernels/%.o: kernels/%.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
 
