@@ -10,6 +10,7 @@
 #include "timirec/options.h"
 #include "timirec/prepare.h"
 #include "timirec/sampler.h"
+#include "bench_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,45 +21,11 @@
 #include <omp.h>
 #endif
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 static long long file_bytes(const char *dir, const char *name) {
     char p[1024];
     struct stat st;
     snprintf(p, sizeof p, "%s/%s", dir, name);
     return stat(p, &st) == 0 ? (long long)st.st_size : 0;
-}
-
-/* "Intel(R) Xeon(R) ... x 2 cores" from /proc/cpuinfo. */
-static void cpu_name(char *out, size_t n) {
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    snprintf(out, n, "unknown CPU");
-    if (f) {
-        while (fgets(line, sizeof line, f))
-            if (strncmp(line, "model name", 10) == 0) {
-                char *v = strchr(line, ':');
-                if (v) {
-                    v += 2;
-                    v[strcspn(v, "\n")] = 0;
-                    snprintf(out, n, "%s", v);
-                }
-                break;
-            }
-        fclose(f);
-    }
-    size_t len = strlen(out);
-    snprintf(out + len, n - len, " x%ld", sysconf(_SC_NPROCESSORS_ONLN));
-    for (char *p = out; *p; p++)
-        if (*p == ',') *p = ' ';
 }
 
 int main(int argc, char **argv) {
@@ -159,10 +126,10 @@ int main(int argc, char **argv) {
         if (r + 1 < repeats) corpus_free(&c);
     }
     int n = (int)repeats;
-    double load = median(t_load, n), negs = median(t_neg, n), shuf = median(t_shuf, n),
-           bat = median(t_batch, n), ev = median(t_eval, n);
+    double load = bench_median(t_load, n), negs = bench_median(t_neg, n), shuf = bench_median(t_shuf, n),
+           bat = bench_median(t_batch, n), ev = bench_median(t_eval, n);
     char device[256];
-    cpu_name(device, sizeof device);
+    bench_cpu_name(device, sizeof device);
     const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
 
     printf("\ndata pipeline at MovieLens-1M scale (%s), median of %d runs, %d threads\n", device, n,

@@ -8,6 +8,7 @@
 #include "timirec/common.h"
 #include "timirec/gemm.h"
 #include "timirec/rng.h"
+#include "bench_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,11 +21,6 @@ typedef struct {
     int64_t M, N, K;
 } shape_t;
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double time_gemm(const shape_t *s, const float *A, const float *B, float *C, int reps) {
     int64_t lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
     tmr_sgemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N); /* warm-up */
@@ -34,13 +30,12 @@ static double time_gemm(const shape_t *s, const float *A, const float *B, float 
         tmr_sgemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
         t[r] = tmr_now() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    return t[reps / 2];
+    return bench_median(t, reps);
 }
 
 int main(void) {
     shape_t shapes[] = {
-        {"q/k/v/FFN forward (B*L=5120, d=64)", 0, 1, 5120, 64, 64},
+        {"q/k/v/FFN forward (B*L=5120 d=64)", 0, 1, 5120, 64, 64},
         {"weight gradient dY^T X", 1, 0, 64, 64, 5120},
         {"input gradient dY W", 0, 0, 5120, 64, 64},
         {"interest W1 (a=8)", 0, 1, 5120, 8, 64},
@@ -51,9 +46,12 @@ int main(void) {
     };
     int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
+    char device[256];
+    bench_cpu_name(device, sizeof device);
     FILE *csv = fopen("bench/results/gemm.csv", "a");
     if (csv && ftell(csv) == 0)
         fprintf(csv, "device,date,commit,shape,M,N,K,impl,ms,gflops\n");
+    printf("CPU matrix products on %s\n", device);
     printf("%-38s %8s %8s %8s  %12s %12s\n", "shape", "M", "N", "K", "builtin", "openblas");
     for (int si = 0; si < n_shapes; si++) {
         const shape_t *s = &shapes[si];
@@ -89,7 +87,7 @@ int main(void) {
             ms[impl] = t * 1e3;
             gf[impl] = flops / t / 1e9;
             if (csv)
-                fprintf(csv, "cpu,%s,%s,%s,%lld,%lld,%lld,%s,%.4f,%.2f\n", date ? date : "",
+                fprintf(csv, "%s,%s,%s,%s,%lld,%lld,%lld,%s,%.4f,%.2f\n", device, date ? date : "",
                         commit ? commit : "", s->what, (long long)s->M, (long long)s->N,
                         (long long)s->K, tmr_gemm_name((gemm_impl_t)impl), ms[impl], gf[impl]);
         }
