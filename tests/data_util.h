@@ -24,9 +24,7 @@ static inline const char *du_tempdir(const char *tag) {
     return path;
 }
 
-static inline void du_write(const char *dir, const char *name, const char *text) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+static inline void du_write_path(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
     if (!f) {
         perror(path);
@@ -34,6 +32,29 @@ static inline void du_write(const char *dir, const char *name, const char *text)
     }
     fputs(text, f);
     fclose(f);
+}
+
+static inline void du_write(const char *dir, const char *name, const char *text) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    du_write_path(path, text);
+}
+
+/* Whole file, NUL-terminated (NULL when it cannot be opened); *len gets its size. */
+static inline char *du_read_all(const char *path, size_t *len) {
+    if (len) *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0, got;
+    char *b = malloc(cap);
+    while ((got = fread(b + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (cap - n < 2) b = realloc(b, cap *= 2);
+    }
+    fclose(f);
+    b[n] = '\0';
+    if (len) *len = n;
+    return b;
 }
 
 static inline void du_rm_rf(const char *dir) {

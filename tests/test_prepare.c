@@ -6,6 +6,7 @@
  * are the running index; the CLI's exit codes. Part (a) needs ../shared/data: without it the
  * other parts still run and the test reports SKIP. */
 #include "test_util.h"
+#include "data_util.h"
 #include "timirec/prepare.h"
 #include "timirec/rng.h"
 
@@ -17,31 +18,6 @@
 static char g_tmp[256]; /* this run's scratch folder under /tmp */
 
 /* ---- small file helpers ---------------------------------------------------------------- */
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        perror(path);
-        exit(1);
-    }
-    fputs(text, f);
-    fclose(f);
-}
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *b = malloc(cap);
-    while ((got = fread(b + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (cap - n < 2) b = realloc(b, cap *= 2);
-    }
-    fclose(f);
-    b[n] = '\0';
-    if (len) *len = n;
-    return b;
-}
 
 /* Remove a folder's files (flat) and the folder. */
 static void rm_dir(const char *dir) {
@@ -87,7 +63,7 @@ static split_t read_split(const char *dir, const char *name) {
     split_t s = {0, NULL, NULL, NULL, -1, NULL, 0};
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *text = read_all(path, NULL);
+    char *text = du_read_all(path, NULL);
     if (!text) return s;
     char *p = strchr(text, '\n');
     int has_neg = p && strstr(text, "neg_items") && strstr(text, "neg_items") < p;
@@ -200,7 +176,7 @@ static void check_negatives(const prepared_t *p, int n_neg, uint64_t seed, const
 
 /* The first three tab-separated columns of every line of a file, joined. */
 static char *first3(const char *path) {
-    char *text = read_all(path, NULL);
+    char *text = du_read_all(path, NULL);
     if (!text) return NULL;
     char *out = malloc(strlen(text) + 1), *o = out;
     for (char *p = text; *p;) {
@@ -241,8 +217,8 @@ static int part_ml100k(void) {
     char a[400], b[400];
     snprintf(a, sizeof a, "%s/train.csv", out);
     snprintf(b, sizeof b, "%s/train.csv", ref);
-    size_t la, lb;
-    char *ta = read_all(a, &la), *tb = read_all(b, &lb);
+    size_t la = 0, lb = 0;
+    char *ta = du_read_all(a, &la), *tb = du_read_all(b, &lb);
     CHECK(ta && tb && la == lb && memcmp(ta, tb, la) == 0, "train.csv differs from the reference (%zu vs %zu bytes)", la, lb);
     free(ta), free(tb);
     for (int k = 0; k < 2; k++) {
@@ -279,8 +255,8 @@ static int same_file(const char *d1, const char *d2, const char *name) {
     char a[400], b[400];
     snprintf(a, sizeof a, "%s/%s", d1, name);
     snprintf(b, sizeof b, "%s/%s", d2, name);
-    size_t la, lb;
-    char *ta = read_all(a, &la), *tb = read_all(b, &lb);
+    size_t la = 0, lb = 0;
+    char *ta = du_read_all(a, &la), *tb = du_read_all(b, &lb);
     int same = ta && tb && la == lb && memcmp(ta, tb, la) == 0;
     free(ta), free(tb);
     return same;
@@ -437,7 +413,7 @@ static void part_random(void) {
 static void expect_error(const char *format, const char *content, const char *want_line, const char *label) {
     char path[300], err[1024] = "";
     snprintf(path, sizeof path, "%s/bad_%s_%s.txt", g_tmp, format, label);
-    write_text(path, content);
+    du_write_path(path, content);
     interactions_t x;
     int rc = interactions_read(path, format, &x, err, sizeof err);
     CHECK(rc == -1, "%s/%s: accepted bad input", format, label);
@@ -475,7 +451,7 @@ static void part_good_input(void) {
     char path[300], err[1024] = "";
     interactions_t x;
     snprintf(path, sizeof path, "%s/seq.txt", g_tmp);
-    write_text(path, "5 10 11 12\n3 10 13\n\n5 14");
+    du_write_path(path, "5 10 11 12\n3 10 13\n\n5 14");
     int rc = interactions_read(path, "seq", &x, err, sizeof err);
     CHECK(rc == 0 && x.n == 6, "seq read: %s", err);
     const int64_t want[6][3] = {{5, 10, 0}, {5, 11, 1}, {5, 12, 2}, {3, 10, 3}, {3, 13, 4}, {5, 14, 5}};
@@ -484,13 +460,13 @@ static void part_good_input(void) {
     interactions_free(&x);
 
     snprintf(path, sizeof path, "%s/any.csv", g_tmp);
-    write_text(path, "time,label,item_id,user_id\r\n100,zz,5,7\r\n101,,6,7\r\n");
+    du_write_path(path, "time,label,item_id,user_id\r\n100,zz,5,7\r\n101,,6,7\r\n");
     rc = interactions_read(path, "csv", &x, err, sizeof err);
     CHECK(rc == 0 && x.n == 2 && x.user[0] == 7 && x.item[0] == 5 && x.time[0] == 100 && x.item[1] == 6,
           "csv with columns in any order: %s", err);
     interactions_free(&x);
     snprintf(path, sizeof path, "%s/ml.dat", g_tmp);
-    write_text(path, "1::1193::5::978300760\n1::661::3.5::978302109\n");
+    du_write_path(path, "1::1193::5::978300760\n1::661::3.5::978302109\n");
     rc = interactions_read(path, "movielens", &x, err, sizeof err);
     CHECK(rc == 0 && x.n == 2 && x.item[1] == 661 && x.time[1] == 978302109, "movielens: %s", err);
     interactions_free(&x);
@@ -500,7 +476,7 @@ static void part_cli(void) {
     char in[300], out[300];
     snprintf(in, sizeof in, "%s/cli.txt", g_tmp);
     snprintf(out, sizeof out, "%s/cli_out", g_tmp);
-    write_text(in, "1 1 2 3 4\n2 2 3 5 6 7\n3 1 7\n");
+    du_write_path(in, "1 1 2 3 4\n2 2 3 5 6 7\n3 1 7\n");
     char *help[] = {"prepare", "--help"};
     char *bogus[] = {"prepare", "--format", "seq", in, out, "--bogus", "1"};
     char *one[] = {"prepare", "--format", "seq", in};

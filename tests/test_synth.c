@@ -4,6 +4,7 @@
  * a cluster-affinity scorer (history items sharing the candidate's cluster) beats popularity
  * (train counts) on HR@10 by at least 2x. */
 #include "test_util.h"
+#include "data_util.h"
 #include "timirec/prepare.h"
 
 #include <dirent.h>
@@ -19,27 +20,12 @@ typedef struct {
     int ok;
 } rows_t;
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *b = malloc(cap);
-    while ((got = fread(b + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (cap - n < 2) b = realloc(b, cap *= 2);
-    }
-    fclose(f);
-    b[n] = '\0';
-    if (len) *len = n;
-    return b;
-}
-
 /* Tab-separated rows after a header: ints, then optionally a "[a, b, ...]" list. */
 static rows_t read_rows(const char *dir, const char *name, int with_list) {
     rows_t s = {0, NULL, NULL, NULL, -1, NULL, 0};
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *text = read_all(path, NULL);
+    char *text = du_read_all(path, NULL);
     if (!text) return s;
     int64_t lines = 0, commas = 0;
     for (char *c = text; *c; c++) lines += *c == '\n', commas += *c == ',';
@@ -96,7 +82,7 @@ static void rm_dir(const char *dir) {
 
 static int same_file(const char *a, const char *b) {
     size_t la, lb;
-    char *ta = read_all(a, &la), *tb = read_all(b, &lb);
+    char *ta = du_read_all(a, &la), *tb = du_read_all(b, &lb);
     int same = ta && tb && la == lb && memcmp(ta, tb, la) == 0;
     free(ta), free(tb);
     return same;
