@@ -596,29 +596,8 @@ static char *fmt_train(fmt_ctx_t *c, int64_t k, char *p) {
     return p;
 }
 
-/* rng_below(seed, RNG_PREPARE_NEG, epoch, index, &draw, range) word for word, computing each
- * Philox block once for its four words. draw reaches 2^26 only if a user holds nearly every
- * item: then return UINT32_MAX (the stream is exhausted). */
-typedef struct {
-    uint64_t seed, index;
-    uint32_t epoch, draw, block;
-    philox4x32_t b;
-} stream_t;
-
-static uint32_t stream_below(stream_t *s, uint32_t range, uint32_t threshold) {
-    for (;;) {
-        if (s->draw >= (1u << 26)) return UINT32_MAX;
-        uint32_t blk = s->draw >> 2;
-        if (blk != s->block) {
-            s->b = rng_block(s->seed, RNG_PREPARE_NEG, s->epoch, s->index, blk);
-            s->block = blk;
-        }
-        uint32_t word = s->b.v[s->draw & 3u];
-        s->draw++;
-        uint64_t m = (uint64_t)word * range;
-        if ((uint32_t)m >= threshold) return (uint32_t)(m >> 32);
-    }
-}
+/* A user holding nearly every item could need an endless stream: give up after 2^26 words. */
+#define PREPARE_MAX_DRAWS (1u << 26)
 
 /* One dev/test row: the triple, then n_neg items (1-based) the user never touched. */
 static char *fmt_eval(fmt_ctx_t *c, int64_t k, char *p) {
@@ -634,13 +613,14 @@ static char *fmt_eval(fmt_ctx_t *c, int64_t k, char *p) {
     p = put_triple(p, c->s, r);
     *p++ = '\t';
     *p++ = '[';
-    uint32_t range = (uint32_t)c->n_items, threshold = (uint32_t)(-range) % range;
+    uint32_t range = (uint32_t)c->n_items;
     for (int j = 0; j < c->n_neg && distinct < c->n_items; j++) {
-        stream_t s = {c->seed, (uint64_t)k * (uint64_t)c->n_neg + (uint64_t)j, c->epoch, 0, UINT32_MAX, {{0}}};
+        rng_stream_t s = rng_stream(c->seed, RNG_PREPARE_NEG, c->epoch,
+                                    (uint64_t)k * (uint64_t)c->n_neg + (uint64_t)j, 0);
         uint32_t v;
-        do v = stream_below(&s, range, threshold);
-        while (v != UINT32_MAX && (bits[v >> 6] >> (v & 63)) & 1);
-        if (v == UINT32_MAX) {
+        do v = rng_stream_below(&s, range);
+        while ((bits[v >> 6] >> (v & 63)) & 1 && s.draw < PREPARE_MAX_DRAWS);
+        if ((bits[v >> 6] >> (v & 63)) & 1) {
             distinct = c->n_items; /* report below */
             break;
         }

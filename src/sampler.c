@@ -70,10 +70,10 @@ int sampler_train_negatives(const corpus_t *c, uint64_t seed, uint32_t epoch, in
         int64_t n_clicked = c->train_off[u + 1] - c->train_off[u];
         for (int j = 0; j < num_neg; j++) {
             uint64_t index = (uint64_t)i * (uint64_t)num_neg + (uint64_t)j;
-            uint32_t draw = 0;
+            rng_stream_t s = rng_stream(seed, RNG_TRAIN_NEG, epoch, index, 0);
             int32_t item;
             do {
-                item = 1 + (int32_t)rng_below(seed, RNG_TRAIN_NEG, epoch, index, &draw, range);
+                item = 1 + (int32_t)rng_stream_below(&s, range);
             } while (corpus_sorted_contains(clicked, n_clicked, item));
             neg[index] = item;
         }

@@ -27,6 +27,12 @@ int main(void) {
     philox4x32_t want = philox4x32_10(c2, (uint32_t)seed, (uint32_t)(seed >> 32));
     CHECK(rng_u32(seed, 2, 7, 0x1122334455ull, 6) == want.v[2], "draw 6 is word 2 of block 1");
 
+    /* A stream reads words 0, 1, 2, ... of its element, whatever block it starts in. */
+    rng_stream_t st = rng_stream(seed, 3, 9, 77, 2);
+    int stream_bad = 0;
+    for (uint32_t d = 2; d < 14; d++) stream_bad += rng_stream_u32(&st) != rng_u32(seed, 3, 9, 77, d);
+    CHECK(stream_bad == 0 && st.draw == 14, "stream words differ from rng_u32 (%d)", stream_bad);
+
     /* Distinct streams differ. */
     CHECK(rng_u32(1, RNG_TRAIN_NEG, 0, 5, 0) != rng_u32(1, RNG_SHUFFLE, 0, 5, 0), "purpose");
     CHECK(rng_u32(1, RNG_TRAIN_NEG, 0, 5, 0) != rng_u32(1, RNG_TRAIN_NEG, 1, 5, 0), "epoch");

@@ -79,18 +79,57 @@ TMR_HD float rng_uniform01(uint32_t word) {
     return (float)(word >> 8) * (1.0f / 16777216.0f);
 }
 
+/* One element's stream read word by word, each Philox block computed once for its 4 words.
+ * Word n of the stream is rng_u32(seed, purpose, epoch, index, n). */
+typedef struct {
+    uint64_t seed, index;
+    uint32_t purpose, epoch;
+    uint32_t draw;        /* next word to read */
+    uint32_t block;       /* block held in `words` (UINT32_MAX: none yet) */
+    philox4x32_t words;
+} rng_stream_t;
+
+TMR_HD rng_stream_t rng_stream(uint64_t seed, uint32_t purpose, uint32_t epoch, uint64_t index,
+                               uint32_t first_draw) {
+    rng_stream_t s;
+    s.seed = seed;
+    s.index = index;
+    s.purpose = purpose;
+    s.epoch = epoch;
+    s.draw = first_draw;
+    s.block = 0xFFFFFFFFu;
+    s.words.v[0] = s.words.v[1] = s.words.v[2] = s.words.v[3] = 0;
+    return s;
+}
+
+TMR_HD uint32_t rng_stream_u32(rng_stream_t *s) {
+    uint32_t block = s->draw >> 2;
+    if (block != s->block) {
+        s->words = rng_block(s->seed, s->purpose, s->epoch, s->index, block);
+        s->block = block;
+    }
+    return s->words.v[s->draw++ & 3u];
+}
+
 /* An exactly uniform integer in [0, range), range >= 1: Lemire's multiply-shift with
- * rejection, consuming words draw, draw+1, ... of the element's stream. *draw is advanced
- * past the words used, so a caller that rejects the value (a clicked item) continues from
- * there. */
-TMR_HD uint32_t rng_below(uint64_t seed, uint32_t purpose, uint32_t epoch, uint64_t index,
-                          uint32_t *draw, uint32_t range) {
+ * rejection of the low product words below 2^32 mod range. A caller that rejects the value
+ * (an item the user clicked) calls again and continues down the same stream. */
+TMR_HD uint32_t rng_stream_below(rng_stream_t *s, uint32_t range) {
     uint32_t threshold = (uint32_t)(-range) % range; /* 2^32 mod range */
     for (;;) {
-        uint32_t word = rng_u32(seed, purpose, epoch, index, (*draw)++);
-        uint64_t m = (uint64_t)word * range;
+        uint64_t m = (uint64_t)rng_stream_u32(s) * range;
         if ((uint32_t)m >= threshold) return (uint32_t)(m >> 32);
     }
+}
+
+/* The same without keeping a stream: starts at word *draw and advances it past the words
+ * used. */
+TMR_HD uint32_t rng_below(uint64_t seed, uint32_t purpose, uint32_t epoch, uint64_t index,
+                          uint32_t *draw, uint32_t range) {
+    rng_stream_t s = rng_stream(seed, purpose, epoch, index, *draw);
+    uint32_t v = rng_stream_below(&s, range);
+    *draw = s.draw;
+    return v;
 }
 
 #endif
