@@ -66,6 +66,33 @@ int main(void) {
                     check_case(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], -0.5f, 1.5f, salt);
                 }
     }
+    /* Double precision (gradient checks use it), every transpose case, both implementations. */
+    for (int impl = 0; impl < 2; impl++) {
+        if (tmr_gemm_use((gemm_impl_t)impl) != (gemm_impl_t)impl) continue;
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                int64_t m = 37, n = 29, k = 71;
+                double *a = malloc((size_t)(m * k) * sizeof *a), *b = malloc((size_t)(k * n) * sizeof *b);
+                double *c = malloc((size_t)(m * n) * sizeof *c);
+                for (int64_t i = 0; i < m * k; i++) a[i] = rnd((uint64_t)i, 90) * 1.0000001;
+                for (int64_t i = 0; i < k * n; i++) b[i] = rnd((uint64_t)i, 91) * 0.9999999;
+                for (int64_t i = 0; i < m * n; i++) c[i] = rnd((uint64_t)i, 92);
+                tmr_dgemm(ta, tb, m, n, k, 0.75, a, ta ? m : k, b, tb ? k : n, -2.0, c, n);
+                int bad = 0;
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++) {
+                        double want = -2.0 * rnd((uint64_t)(i * n + j), 92);
+                        for (int64_t q = 0; q < k; q++)
+                            want += 0.75 * (ta ? a[q * m + i] : a[i * k + q]) * (tb ? b[j * k + q] : b[q * n + j]);
+                        if (!(fabs(c[i * n + j] - want) <= 1e-12)) bad++;
+                    }
+                CHECK(bad == 0, "dgemm %s ta=%d tb=%d: %d wrong", tmr_gemm_name((gemm_impl_t)impl), ta, tb, bad);
+                free(a);
+                free(b);
+                free(c);
+            }
+    }
+
     /* Built-in: same bits with 1 thread and with all threads. */
     tmr_gemm_use(GEMM_BUILTIN);
     int64_t M = 300, N = 200, K = 70;

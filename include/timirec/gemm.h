@@ -22,6 +22,11 @@ void tmr_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
                const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                int64_t ldc);
 
+/* The same in double precision: gradient checks run the model in double. */
+void tmr_dgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+               const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C,
+               int64_t ldc);
+
 /* Choose the implementation (OpenBLAS only if built in). Returns the one now in use.
  * The default is OpenBLAS when available; TIMIREC_GEMM=builtin in the environment overrides. */
 gemm_impl_t tmr_gemm_use(gemm_impl_t impl);
