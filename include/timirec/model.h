@@ -111,8 +111,12 @@ void model_layout_print(const model_layout_t *lay, FILE *out);
  *   g = grad + l2 * theta (decay tensors only)
  *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
  *   theta -= lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
- * computed as PyTorch's single-tensor path does: step_size = lr / bc1,
- * denom = sqrt(v) / sqrt(bc2) + eps, theta -= step_size * m / denom. step t counts from 1. */
+ * computed as PyTorch's single-tensor path does (torch 1.5 to 1.13, which generates the golden
+ * files; 2.x differs only in rounding): step_size = lr / bc1, denom = sqrt(v) / sqrt(bc2) + eps,
+ * theta -= step_size * m / denom. step t counts from 1. The reference pinned torch 1.1, whose
+ * Adam added eps before the bias correction (denom = sqrt(v) + eps, step_size =
+ * lr sqrt(bc2) / bc1); the two differ only where sqrt(v) is near eps, i.e. rows that see no
+ * gradient but l2. */
 typedef struct {
     double lr, beta1, beta2, eps, l2;
     int64_t step;   /* steps taken so far */

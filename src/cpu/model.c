@@ -162,7 +162,8 @@ void adam_step(adam_t *opt, const model_layout_t *lay, float *params, const floa
     double bc2 = 1.0 - pow(opt->beta2, (double)opt->step);
     const float step_size = (float)(opt->lr / bc1);
     const float bc2_sqrt = (float)sqrt(bc2);
-    const float one_minus_b1 = (float)(1.0 - opt->beta1), b2 = (float)opt->beta2,
+    const float b1 = (float)opt->beta1, one_minus_b1 = (float)(1.0 - opt->beta1),
+                b2 = (float)opt->beta2,
                 one_minus_b2 = (float)(1.0 - opt->beta2), eps = (float)opt->eps,
                 l2 = (float)opt->l2;
     for (int t = 0; t < lay->n_tensors; t++) {
@@ -173,7 +174,7 @@ void adam_step(adam_t *opt, const model_layout_t *lay, float *params, const floa
 #pragma omp parallel for schedule(static) if (p->size > 65536)
         for (int64_t i = 0; i < p->size; i++) {
             float g = gt[i] + decay * x[i];
-            mt[i] += one_minus_b1 * (g - mt[i]); /* torch: exp_avg.lerp_(grad, 1 - beta1) */
+            mt[i] = mt[i] * b1 + one_minus_b1 * g; /* torch 1.13: mul_(beta1).add_(g, 1-beta1) */
             vt[i] = vt[i] * b2 + one_minus_b2 * g * g;
             float denom = sqrtf(vt[i]) / bc2_sqrt + eps;
             x[i] = x[i] + (-step_size) * mt[i] / denom;
