@@ -2,14 +2,14 @@
  *
  * Each file is read whole into memory and parsed by hand (no strtol per field in the hot loop):
  * a MovieLens-1M-sized dataset, whose dev/test files carry 6 million negatives each, parses in
- * a fraction of a second. Errors name the file, the line and what is wrong, compiler style:
- *   data/ml/train.csv:17: item_id "abc" is not a non-negative integer */
+ * a fraction of a second. Errors name the file, the line and what is wrong, compiler style
+ * (text.h):
+ *   data/ml/train.csv:17: item_id "abc" is not an integer id */
 #include "timirec/corpus.h"
 
 #include "timirec/common.h"
+#include "timirec/text.h"
 
-#include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,57 +35,11 @@ typedef struct {
 } file_t;
 
 /* ------------------------------------------------------------------------------------------ */
-/* Reading */
+/* Reading (lines, numbers, messages: text.h) */
 
-static int read_whole_file(const char *path, char **buf, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return tmr_error(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return tmr_error(err, errlen, "%s: cannot seek (not a regular file?)", path);
-    }
-    long size = ftell(f);
-    if (size < 0) {
-        fclose(f);
-        return tmr_error(err, errlen, "%s: cannot tell size (not a regular file?)", path);
-    }
-    rewind(f);
-    char *b = tmr_malloc((size_t)size + 1);
-    size_t got = fread(b, 1, (size_t)size, f);
-    int read_err = ferror(f);
-    fclose(f);
-    if (read_err || got != (size_t)size) {
-        free(b);
-        return tmr_error(err, errlen, "%s: read error", path);
-    }
-    b[size] = '\0';
-    *buf = b;
-    *len = (size_t)size;
-    return 0;
-}
-
-/* One line [start, end) without its '\n' and an optional trailing '\r' (CRLF files). */
-typedef struct {
-    const char *start, *end;
-} span_t;
-
-static span_t next_line(const char *buf, size_t len, size_t *cursor) {
-    const char *s = buf + *cursor;
-    const char *nl = memchr(s, '\n', len - *cursor);
-    const char *e = nl ? nl : buf + len;
-    *cursor = nl ? (size_t)(nl - buf) + 1 : len;
-    if (e > s && e[-1] == '\r') e--;
-    return (span_t){s, e};
-}
-
-static int span_is_blank(span_t l) {
-    for (const char *p = l.start; p < l.end; p++)
-        if (*p != ' ' && *p != '\t') return 0;
-    return 1;
-}
-
-/* Split at the next separator; a field in double quotes may contain the separator. */
-static span_t next_field(const char **p, const char *end, char sep) {
+/* Split at the next separator; a field in double quotes may contain the separator.
+ * *p == end + 1 after the last field. */
+static text_span_t next_field(const char **p, const char *end, char sep) {
     const char *s = *p;
     if (s < end && *s == '"') {
         const char *q = memchr(s + 1, '"', (size_t)(end - s - 1));
@@ -93,65 +47,34 @@ static span_t next_field(const char **p, const char *end, char sep) {
             if (q + 1 >= end) *p = end + 1;         /* last field */
             else if (q[1] == sep) *p = q + 2;
             else *p = q + 1; /* text after the closing quote: an extra field, a count error */
-            return (span_t){s + 1, q};
+            return (text_span_t){s + 1, (size_t)(q - s - 1)};
         }
     }
     const char *e = memchr(s, sep, (size_t)(end - s));
     if (!e) e = end;
     *p = e < end ? e + 1 : end + 1; /* end + 1: no more fields */
-    return (span_t){s, e};
-}
-
-static span_t trim(span_t f) {
-    while (f.start < f.end && (*f.start == ' ' || *f.start == '\t')) f.start++;
-    while (f.end > f.start && (f.end[-1] == ' ' || f.end[-1] == '\t')) f.end--;
-    return f;
-}
-
-/* Quote a field for an error message (at most 40 characters). */
-static const char *show(span_t f, char *out, size_t outlen) {
-    size_t n = (size_t)(f.end - f.start);
-    if (n > 40) n = 40;
-    snprintf(out, outlen, "\"%.*s%s\"", (int)n, f.start, (size_t)(f.end - f.start) > 40 ? "..." : "");
-    return out;
-}
-
-/* Parse a decimal integer filling the whole span. Returns 0 ok, 1 not a number, 2 out of range. */
-static int parse_i64(span_t f, int64_t *out) {
-    const char *p = f.start;
-    int neg = 0;
-    if (p < f.end && (*p == '-' || *p == '+')) neg = *p++ == '-';
-    if (p == f.end) return 1;
-    uint64_t v = 0;
-    for (; p < f.end; p++) {
-        unsigned d = (unsigned)(*p - '0');
-        if (d > 9) return 1;
-        if (v > (UINT64_C(9223372036854775807) - d) / 10) return 2;
-        v = v * 10 + d;
-    }
-    *out = neg ? -(int64_t)v : (int64_t)v;
-    return 0;
+    return (text_span_t){s, (size_t)(e - s)};
 }
 
 /* An id: a positive integer below MAX_ID. Returns 0 or -1 with the message. */
-static int parse_id(span_t f, const char *col, const char *path, int64_t line, int32_t *out,
+static int parse_id(text_span_t f, const char *col, const char *path, int64_t line, int32_t *out,
                     char *err, size_t errlen) {
     char tmp[64];
     int64_t v;
-    f = trim(f);
-    int rc = parse_i64(f, &v);
+    f = text_trim(f);
+    int rc = text_parse_i64(f, &v);
     if (rc == 1)
-        return tmr_error(err, errlen, "%s:%lld: %s %s is not an integer id", path, (long long)line,
-                         col, show(f, tmp, sizeof tmp));
+        return text_line_error(err, errlen, path, line, "%s %s is not an integer id", col,
+                               text_quote(f, tmp, sizeof tmp));
     if (rc == 2 || v > MAX_ID)
-        return tmr_error(err, errlen, "%s:%lld: %s %s is out of range (ids go up to %d)", path,
-                         (long long)line, col, show(f, tmp, sizeof tmp), MAX_ID);
+        return text_line_error(err, errlen, path, line, "%s %s is out of range (ids go up to %d)",
+                               col, text_quote(f, tmp, sizeof tmp), MAX_ID);
     if (v < 0)
-        return tmr_error(err, errlen, "%s:%lld: %s %lld is negative (ids start at 1)", path,
-                         (long long)line, col, (long long)v);
+        return text_line_error(err, errlen, path, line, "%s %lld is negative (ids start at 1)", col,
+                               (long long)v);
     if (v == 0)
-        return tmr_error(err, errlen, "%s:%lld: %s is 0, the padding id (ids start at 1)", path,
-                         (long long)line, col);
+        return text_line_error(err, errlen, path, line, "%s is 0, the padding id (ids start at 1)",
+                               col);
     *out = (int32_t)v;
     return 0;
 }
@@ -159,18 +82,18 @@ static int parse_id(span_t f, const char *col, const char *path, int64_t line, i
 /* A neg_items list "[12, 7, 3051]". Appends to *neg (growing *cap); returns the count or -1.
  * Dev/test files hold millions of these ids, so the common case is a tight digit loop; any
  * element it cannot take goes through parse_id for the exact message. */
-static int64_t parse_neg_list(span_t f, const char *path, int64_t line, int32_t **neg,
+static int64_t parse_neg_list(text_span_t f, const char *path, int64_t line, int32_t **neg,
                               int64_t *n_neg_total, int64_t *cap, char *err, size_t errlen) {
     char tmp[64];
-    span_t whole = trim(f);
-    const char *p = whole.start, *end = whole.end;
+    text_span_t whole = text_trim(f);
+    const char *p = whole.s, *end = whole.s + whole.n;
     if (p >= end || *p != '[' || end[-1] != ']')
-        return tmr_error(err, errlen, "%s:%lld: neg_items %s is not a list like [12, 7, 3051]",
-                         path, (long long)line, show(whole, tmp, sizeof tmp));
+        return text_line_error(err, errlen, path, line,
+                               "neg_items %s is not a list like [12, 7, 3051]",
+                               text_quote(whole, tmp, sizeof tmp));
     p++;
     end--;
-    span_t inner = trim((span_t){p, end});
-    if (inner.start == inner.end) return 0; /* [] */
+    if (text_is_blank((text_span_t){p, (size_t)(end - p)})) return 0; /* [] */
     int64_t count = 0;
     while (p <= end) {
         const char *s = p;
@@ -186,9 +109,10 @@ static int64_t parse_neg_list(span_t f, const char *path, int64_t line, int32_t 
             char what[32];
             int32_t id;
             snprintf(what, sizeof what, "neg_items[%lld]", (long long)count);
-            if (parse_id((span_t){p, comma ? comma : end}, what, path, line, &id, err, errlen))
+            if (parse_id((text_span_t){p, (size_t)((comma ? comma : end) - p)}, what, path, line,
+                         &id, err, errlen))
                 return -1;
-            return tmr_error(err, errlen, "%s:%lld: %s is malformed", path, (long long)line, what);
+            return text_line_error(err, errlen, path, line, "%s is malformed", what);
         }
         if (*n_neg_total == *cap) {
             *cap = *cap ? 2 * *cap : 4096;
@@ -208,63 +132,65 @@ static int64_t count_lines(const char *buf, size_t len) {
     return n + 1;
 }
 
+/* "tab" or "','": the separator as messages name it. */
+static const char *sep_name(char sep, char out[8]) {
+    snprintf(out, 8, sep == '\t' ? "tab" : "'%c'", sep);
+    return out;
+}
+
 /* Header: names the columns; required ones must be present, each at most once. */
-static int parse_header(file_t *f, span_t line, char sep, char *err, size_t errlen) {
-    char tmp[64];
+static int parse_header(file_t *f, text_span_t line, int64_t line_no, char sep, char *err,
+                        size_t errlen) {
+    char tmp[64], sname[8];
     for (int k = 0; k < N_KNOWN_COLS; k++) f->col_of[k] = -1;
     f->n_cols = 0;
-    const char *p = line.start;
+    const char *p = line.s, *end = line.s + line.n;
     /* A UTF-8 byte order mark (spreadsheet exports) is not part of the first name. */
-    if (line.end - p >= 3 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
+    if (line.n >= 3 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
         (unsigned char)p[2] == 0xBF)
         p += 3;
-    while (p <= line.end) {
-        span_t name = trim(next_field(&p, line.end, sep));
+    while (p <= end) {
+        text_span_t name = text_trim(next_field(&p, end, sep));
         for (int k = 0; k < N_KNOWN_COLS; k++) {
-            size_t n = strlen(known_cols[k]);
-            if ((size_t)(name.end - name.start) == n && memcmp(name.start, known_cols[k], n) == 0) {
+            if (text_eq(name, known_cols[k])) {
                 if (f->col_of[k] >= 0)
-                    return tmr_error(err, errlen, "%s:1: column %s appears twice in the header",
-                                     f->path, known_cols[k]);
+                    return text_line_error(err, errlen, f->path, line_no,
+                                           "column %s appears twice in the header", known_cols[k]);
                 f->col_of[k] = f->n_cols;
             }
         }
-        if (name.start == name.end)
-            return tmr_error(err, errlen, "%s:1: empty column name in the header (column %d)",
-                             f->path, f->n_cols + 1);
+        if (name.n == 0)
+            return text_line_error(err, errlen, f->path, line_no,
+                                   "empty column name in the header (column %d)", f->n_cols + 1);
         f->n_cols++;
     }
     for (int k = 0; k < COL_NEG; k++) {
-        if (f->col_of[k] < 0) {
-            char sep_name[8];
-            snprintf(sep_name, sizeof sep_name, sep == '\t' ? "tab" : "'%c'", sep);
-            return tmr_error(err, errlen,
-                             "%s:1: missing column %s (the header must name user_id, item_id and "
-                             "time, separated by %s; it has %d column%s: %s)",
-                             f->path, known_cols[k], sep_name, f->n_cols, f->n_cols == 1 ? "" : "s",
-                             show(line, tmp, sizeof tmp));
-        }
+        if (f->col_of[k] < 0)
+            return text_line_error(err, errlen, f->path, line_no,
+                                   "missing column %s (the header must name user_id, item_id and "
+                                   "time, separated by %s; it has %d column%s: %s)",
+                                   known_cols[k], sep_name(sep, sname), f->n_cols,
+                                   f->n_cols == 1 ? "" : "s", text_quote(line, tmp, sizeof tmp));
     }
     return 0;
 }
 
 static int parse_file(file_t *f, corpus_phase_t *ph, char sep, char *err, size_t errlen) {
-    size_t cursor = 0;
+    const char *cursor = f->buf, *end = f->buf + f->len;
     int64_t line_no = 0;
-    span_t header = {0, 0};
+    text_span_t header = {f->buf, 0};
     /* Skip leading blank lines; the first non-blank line is the header. */
-    while (cursor < f->len) {
-        header = next_line(f->buf, f->len, &cursor);
+    while (text_next_line(&cursor, end, &header)) {
         line_no++;
-        if (!span_is_blank(header)) break;
+        if (!text_is_blank(header)) break;
     }
-    if (f->len == 0 || span_is_blank(header))
-        return tmr_error(err, errlen, "%s: empty file (expected a header line naming user_id, "
-                         "item_id, time)", f->path);
-    if (parse_header(f, header, sep, err, errlen)) return -1;
+    if (text_is_blank(header))
+        return text_line_error(err, errlen, f->path, 0, "empty file (expected a header line "
+                               "naming user_id, item_id, time)");
+    if (parse_header(f, header, line_no, sep, err, errlen)) return -1;
     ph->has_neg = f->col_of[COL_NEG] >= 0;
 
-    int64_t cap = count_lines(f->buf + cursor, f->len - cursor);
+    int64_t cap = count_lines(cursor, (size_t)(end - cursor));
     ph->user = tmr_malloc(tmr_mul_size((size_t)cap, sizeof *ph->user));
     ph->item = tmr_malloc(tmr_mul_size((size_t)cap, sizeof *ph->item));
     ph->time = tmr_malloc(tmr_mul_size((size_t)cap, sizeof *ph->time));
@@ -272,23 +198,21 @@ static int parse_file(file_t *f, corpus_phase_t *ph, char sep, char *err, size_t
     int64_t neg_cap = 0, neg_total = 0;
     int32_t *neg = NULL;
     int64_t n = 0;
-    size_t header_len = (size_t)(header.end - header.start);
-    char tmp[64];
+    char tmp[64], sname[8];
+    text_span_t line;
 
-    while (cursor < f->len) {
-        span_t line = next_line(f->buf, f->len, &cursor);
+    while (text_next_line(&cursor, end, &line)) {
         line_no++;
-        if (span_is_blank(line)) continue; /* pandas skips blank lines too */
-        if ((size_t)(line.end - line.start) == header_len &&
-            memcmp(line.start, header.start, header_len) == 0) {
+        if (text_is_blank(line)) continue; /* pandas skips blank lines too */
+        if (line.n == header.n && memcmp(line.s, header.s, header.n) == 0) {
             free(neg);
-            return tmr_error(err, errlen, "%s:%lld: the header line appears again (files "
-                             "concatenated?)", f->path, (long long)line_no);
+            return text_line_error(err, errlen, f->path, line_no, "the header line appears again "
+                                   "(files concatenated?)");
         }
-        const char *p = line.start;
+        const char *p = line.s, *line_end = line.s + line.n;
         int col = 0;
-        while (p <= line.end) {
-            span_t field = next_field(&p, line.end, sep);
+        while (p <= line_end) {
+            text_span_t field = next_field(&p, line_end, sep);
             if (col >= f->n_cols) {
                 col++;
                 continue;
@@ -299,21 +223,21 @@ static int parse_file(file_t *f, corpus_phase_t *ph, char sep, char *err, size_t
             } else if (col == f->col_of[COL_ITEM]) {
                 rc = parse_id(field, "item_id", f->path, line_no, &ph->item[n], err, errlen);
             } else if (col == f->col_of[COL_TIME]) {
-                span_t t = trim(field);
-                int prc = parse_i64(t, &ph->time[n]);
+                text_span_t t = text_trim(field);
+                int prc = text_parse_i64(t, &ph->time[n]);
                 if (prc)
-                    rc = tmr_error(err, errlen, "%s:%lld: time %s is not %s", f->path,
-                                   (long long)line_no, show(t, tmp, sizeof tmp),
-                                   prc == 1 ? "an integer" : "a 64-bit integer");
+                    rc = text_line_error(err, errlen, f->path, line_no, "time %s is not %s",
+                                         text_quote(t, tmp, sizeof tmp),
+                                         prc == 1 ? "an integer" : "a 64-bit integer");
             } else if (col == f->col_of[COL_NEG]) {
                 int64_t cnt = parse_neg_list(field, f->path, line_no, &neg, &neg_total, &neg_cap,
                                              err, errlen);
                 if (cnt < 0) rc = -1;
                 else if (n == 0) ph->n_neg = (int32_t)cnt;
                 else if (cnt != ph->n_neg)
-                    rc = tmr_error(err, errlen, "%s:%lld: neg_items has %lld items but earlier rows "
-                                   "have %d (every row of a file needs the same count)",
-                                   f->path, (long long)line_no, (long long)cnt, ph->n_neg);
+                    rc = text_line_error(err, errlen, f->path, line_no, "neg_items has %lld items "
+                                         "but earlier rows have %d (every row of a file needs the "
+                                         "same count)", (long long)cnt, ph->n_neg);
             }
             if (rc) {
                 free(neg);
@@ -323,18 +247,16 @@ static int parse_file(file_t *f, corpus_phase_t *ph, char sep, char *err, size_t
         }
         if (col != f->n_cols) {
             free(neg);
-            char sep_name[8];
-            snprintf(sep_name, sizeof sep_name, sep == '\t' ? "tab" : "'%c'", sep);
-            return tmr_error(err, errlen, "%s:%lld: %d field%s but the header has %d columns "
-                             "(separator: %s)", f->path, (long long)line_no, col,
-                             col == 1 ? "" : "s", f->n_cols, sep_name);
+            return text_line_error(err, errlen, f->path, line_no, "%d field%s but the header has "
+                                   "%d columns (separator: %s)", col, col == 1 ? "" : "s",
+                                   f->n_cols, sep_name(sep, sname));
         }
         f->line[n] = line_no;
         n++;
     }
     if (n == 0) {
         free(neg);
-        return tmr_error(err, errlen, "%s: no data rows after the header", f->path);
+        return text_line_error(err, errlen, f->path, 0, "no data rows after the header");
     }
     ph->n_rows = n;
     ph->neg = neg ? neg : tmr_malloc(sizeof(int32_t));
@@ -528,7 +450,7 @@ int corpus_load(const corpus_opts_t *opts, corpus_t *c, char *err, size_t errlen
     int fail[N_PHASES] = {0};
 #pragma omp parallel for schedule(static, 1)
     for (int p = 0; p < N_PHASES; p++) {
-        fail[p] = read_whole_file(paths[p], &files[p].buf, &files[p].len, errs[p], sizeof errs[p]);
+        fail[p] = text_read_file(paths[p], &files[p].buf, &files[p].len, errs[p], sizeof errs[p]);
         if (!fail[p]) fail[p] = parse_file(&files[p], &c->phase[p], sep, errs[p], sizeof errs[p]);
     }
     for (int p = 0; p < N_PHASES && !rc; p++)
@@ -558,10 +480,10 @@ int corpus_load(const corpus_opts_t *opts, corpus_t *c, char *err, size_t errlen
         int64_t n = ph->n_rows * (int64_t)ph->n_neg;
         for (int64_t i = 0; i < n; i++) {
             if (ph->neg[i] >= c->n_items) {
-                rc = tmr_error(err, errlen, "%s:%lld: neg_items[%lld] = %d is past the largest "
-                               "item id %d of the dataset", files[p].path,
-                               (long long)files[p].line[i / ph->n_neg],
-                               (long long)(i % ph->n_neg), ph->neg[i], c->n_items - 1);
+                rc = text_line_error(err, errlen, files[p].path, files[p].line[i / ph->n_neg],
+                                     "neg_items[%lld] = %d is past the largest item id %d of "
+                                     "the dataset", (long long)(i % ph->n_neg), ph->neg[i],
+                                     c->n_items - 1);
                 break;
             }
         }

@@ -10,11 +10,11 @@
 #include "timirec/common.h"
 #include "timirec/options.h"
 #include "timirec/rng.h"
+#include "timirec/text.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <omp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,8 @@ void interactions_free(interactions_t *x) {
 }
 
 /* ------------------------------------------------------------------------------------------
- * Reading raw logs
+ * Reading raw logs (file reading, lines, numbers and "path:LINE: problem" messages: text.h;
+ * the field splitting of the raw formats stays here)
  * ---------------------------------------------------------------------------------------- */
 
 /* Append one interaction, growing the arrays geometrically. */
@@ -48,77 +49,6 @@ static void push(interactions_t *x, int64_t *cap, int64_t u, int64_t i, int64_t 
     x->n++;
 }
 
-/* Whole file into a NUL-terminated buffer (read in a loop: works for pipes too). */
-static int slurp(const char *path, char **buf, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return tmr_error(err, errlen, "cannot open %s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *b = tmr_malloc(cap);
-    for (;;) {
-        if (cap - n < 2) {
-            cap *= 2;
-            b = tmr_realloc(b, cap);
-        }
-        size_t got = fread(b + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(b);
-        return tmr_error(err, errlen, "cannot read %s: %s", path, strerror(errno));
-    }
-    b[n] = '\0';
-    *buf = b;
-    *len = n;
-    return 0;
-}
-
-/* "FILE, line N: problem" */
-#if defined(__GNUC__)
-__attribute__((format(printf, 5, 6)))
-#endif
-static int line_error(char *err, size_t errlen, const char *path, int64_t line, const char *fmt, ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return tmr_error(err, errlen, "%s, line %" PRId64 ": %s", path, line, msg);
-}
-
-/* A text span: the pieces of a line. */
-typedef struct {
-    const char *s;
-    size_t n;
-} span_t;
-
-/* Next line of [*p, end) without its "\n" or "\r\n"; 0 at the end. */
-static int next_line(const char **p, const char *end, span_t *line) {
-    if (*p >= end) return 0;
-    const char *s = *p;
-    const char *nl = memchr(s, '\n', (size_t)(end - s));
-    const char *e = nl ? nl : end;
-    *p = nl ? nl + 1 : end;
-    if (e > s && e[-1] == '\r') e--;
-    line->s = s;
-    line->n = (size_t)(e - s);
-    return 1;
-}
-
-static int is_blank(span_t l) {
-    for (size_t i = 0; i < l.n; i++)
-        if (l.s[i] != ' ' && l.s[i] != '\t') return 0;
-    return 1;
-}
-
-static span_t trim(span_t f) {
-    while (f.n && (f.s[0] == ' ' || f.s[0] == '\t')) f.s++, f.n--;
-    while (f.n && (f.s[f.n - 1] == ' ' || f.s[f.n - 1] == '\t')) f.n--;
-    return f;
-}
-
 /* How fields are separated: runs of blanks, one character, or "::". */
 typedef enum { SEP_BLANKS, SEP_CHAR, SEP_DCOLON } sep_mode_t;
 
@@ -128,13 +58,13 @@ typedef struct {
     char sep;
 } fields_t;
 
-static fields_t fields_of(span_t line, sep_mode_t mode, char sep) {
+static fields_t fields_of(text_span_t line, sep_mode_t mode, char sep) {
     fields_t it = {line.s, line.s + line.n, mode, sep};
     return it;
 }
 
 /* Next field; 0 when there is none. SEP_CHAR/SEP_DCOLON keep empty fields ("a,,b" has 3). */
-static int next_field(fields_t *it, span_t *f) {
+static int next_field(fields_t *it, text_span_t *f) {
     if (!it->p) return 0;
     if (it->mode == SEP_BLANKS) {
         while (it->p < it->end && (*it->p == ' ' || *it->p == '\t')) it->p++;
@@ -158,27 +88,13 @@ static int next_field(fields_t *it, span_t *f) {
     return 1;
 }
 
-/* A whole field as a signed 64-bit integer (surrounding blanks allowed); 0 or -1. */
-static int parse_i64(span_t f, int64_t *out) {
-    f = trim(f);
-    size_t i = 0;
-    int neg = 0;
-    if (i < f.n && (f.s[i] == '-' || f.s[i] == '+')) neg = f.s[i++] == '-';
-    if (i == f.n) return -1;
-    uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    for (; i < f.n; i++) {
-        unsigned d = (unsigned)(f.s[i] - '0');
-        if (d > 9) return -1;
-        if (v > (limit - d) / 10) return -1;
-        v = v * 10 + d;
-    }
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return 0;
-}
+/* A whole field as a signed 64-bit integer, surrounding blanks allowed: 0, 1 not a number,
+ * 2 out of range (text_parse_i64). */
+static int parse_int(text_span_t f, int64_t *out) { return text_parse_i64(text_trim(f), out); }
 
 /* A decimal number (sign, digits, optional fraction and exponent): the rating column. */
-static int is_number(span_t f) {
-    f = trim(f);
+static int is_number(text_span_t f) {
+    f = text_trim(f);
     size_t i = 0, digits = 0;
     if (i < f.n && (f.s[i] == '-' || f.s[i] == '+')) i++;
     while (i < f.n && f.s[i] >= '0' && f.s[i] <= '9') i++, digits++;
@@ -197,11 +113,12 @@ static int is_number(span_t f) {
     return i == f.n;
 }
 
-/* Error for a field that is not an integer, quoting (a prefix of) it. */
+/* Error for a field parse_int refused (rc 1 or 2), quoting (a prefix of) it. */
 static int bad_int(char *err, size_t errlen, const char *path, int64_t line, const char *what,
-                   int col, span_t f) {
-    return line_error(err, errlen, path, line, "%s (field %d) is not an integer: '%.*s'", what,
-                      col, (int)(f.n > 40 ? 40 : f.n), f.s);
+                   int col, text_span_t f, int rc) {
+    char q[64];
+    return text_line_error(err, errlen, path, line, "%s (field %d) is not %s: %s", what, col,
+                           rc == 2 ? "a 64-bit integer" : "an integer", text_quote(f, q, sizeof q));
 }
 
 /* udata / movielens: exactly `user item rating time`. */
@@ -209,86 +126,87 @@ static int read_fixed4(const char *path, const char *text, size_t len, sep_mode_
                        interactions_t *x, int64_t *cap, char *err, size_t errlen) {
     static const char *const names[4] = {"user", "item", "rating", "time"};
     const char *p = text, *end = text + len;
-    span_t line;
+    text_span_t line;
     int64_t ln = 0;
-    while (next_line(&p, end, &line)) {
+    while (text_next_line(&p, end, &line)) {
         ln++;
-        if (is_blank(line)) continue;
+        if (text_is_blank(line)) continue;
         fields_t it = fields_of(line, mode, 0);
-        span_t f[4], extra;
+        text_span_t f[4], extra;
         int nf = 0;
         while (nf < 4 && next_field(&it, &f[nf])) nf++;
         if (nf < 4 || next_field(&it, &extra)) {
             while (next_field(&it, &extra)) nf++;
-            return line_error(err, errlen, path, ln, "expected 4 fields (user, item, rating, time)%s, found %s%d",
-                              mode == SEP_DCOLON ? " separated by '::'" : "",
-                              nf > 4 ? "more than " : "", nf > 4 ? 4 : nf);
+            return text_line_error(err, errlen, path, ln, "expected 4 fields (user, item, rating, time)%s, found %s%d",
+                                   mode == SEP_DCOLON ? " separated by '::'" : "",
+                                   nf > 4 ? "more than " : "", nf > 4 ? 4 : nf);
         }
         int64_t v[4];
         for (int c = 0; c < 4; c++) {
             if (c == 2) {
+                char q[64];
                 if (!is_number(f[2]))
-                    return line_error(err, errlen, path, ln, "rating (field 3) is not a number: '%.*s'",
-                                      (int)(f[2].n > 40 ? 40 : f[2].n), f[2].s);
+                    return text_line_error(err, errlen, path, ln, "rating (field 3) is not a number: %s",
+                                           text_quote(f[2], q, sizeof q));
                 continue;
             }
-            if (parse_i64(f[c], &v[c]) != 0) return bad_int(err, errlen, path, ln, names[c], c + 1, f[c]);
+            int rc = parse_int(f[c], &v[c]);
+            if (rc != 0) return bad_int(err, errlen, path, ln, names[c], c + 1, f[c], rc);
         }
         push(x, cap, v[0], v[1], v[3]);
     }
-    if (x->n == 0) return line_error(err, errlen, path, ln + 1, "no interactions (empty file)");
+    if (x->n == 0) return text_line_error(err, errlen, path, ln + 1, "no interactions (empty file)");
     return 0;
 }
 
 /* Strip one pair of surrounding double quotes from a header name. */
-static span_t unquote(span_t f) {
-    f = trim(f);
+static text_span_t unquote(text_span_t f) {
+    f = text_trim(f);
     if (f.n >= 2 && f.s[0] == '"' && f.s[f.n - 1] == '"') f.s++, f.n -= 2;
     return f;
 }
-
-static int span_is(span_t f, const char *s) { return f.n == strlen(s) && memcmp(f.s, s, f.n) == 0; }
 
 /* csv: header with user_id, item_id, time; tab- or comma-separated (from the header). */
 static int read_csv(const char *path, const char *text, size_t len, interactions_t *x,
                     int64_t *cap, char *err, size_t errlen) {
     const char *p = text, *end = text + len;
-    span_t line;
+    text_span_t line = {text, 0};
     int64_t ln = 0;
-    while (next_line(&p, end, &line)) {
+    while (text_next_line(&p, end, &line)) {
         ln++;
-        if (!is_blank(line)) break;
+        if (!text_is_blank(line)) break;
     }
-    if (ln == 0 || is_blank(line))
-        return line_error(err, errlen, path, ln + (ln == 0), "empty file: expected a header naming user_id, item_id and time");
+    if (text_is_blank(line))
+        return text_line_error(err, errlen, path, ln + (ln == 0), "empty file: expected a header naming user_id, item_id and time");
     char sep = memchr(line.s, '\t', line.n) ? '\t' : ',';
     int col[3] = {-1, -1, -1}, n_cols = 0;
     static const char *const names[3] = {"user_id", "item_id", "time"};
     fields_t it = fields_of(line, SEP_CHAR, sep);
-    span_t f;
+    text_span_t f;
     for (; next_field(&it, &f); n_cols++)
         for (int k = 0; k < 3; k++)
-            if (col[k] < 0 && span_is(unquote(f), names[k])) col[k] = n_cols;
+            if (col[k] < 0 && text_eq(unquote(f), names[k])) col[k] = n_cols;
     for (int k = 0; k < 3; k++)
         if (col[k] < 0)
-            return line_error(err, errlen, path, ln, "header has no column '%s' (want user_id, item_id and time, separated by %s)",
-                              names[k], sep == '\t' ? "tabs" : "commas");
+            return text_line_error(err, errlen, path, ln, "header has no column '%s' (want user_id, item_id and time, separated by %s)",
+                                   names[k], sep == '\t' ? "tabs" : "commas");
     int64_t header_ln = ln;
-    while (next_line(&p, end, &line)) {
+    while (text_next_line(&p, end, &line)) {
         ln++;
-        if (is_blank(line)) continue;
+        if (text_is_blank(line)) continue;
         int64_t v[3];
         int nf = 0;
         it = fields_of(line, SEP_CHAR, sep);
         for (; next_field(&it, &f); nf++)
-            for (int k = 0; k < 3; k++)
-                if (nf == col[k] && parse_i64(f, &v[k]) != 0)
-                    return bad_int(err, errlen, path, ln, names[k], nf + 1, f);
+            for (int k = 0; k < 3; k++) {
+                int rc = nf == col[k] ? parse_int(f, &v[k]) : 0;
+                if (rc != 0) return bad_int(err, errlen, path, ln, names[k], nf + 1, f, rc);
+            }
         if (nf != n_cols)
-            return line_error(err, errlen, path, ln, "expected %d fields as in the header, found %d", n_cols, nf);
+            return text_line_error(err, errlen, path, ln, "expected %d fields as in the header, found %d", n_cols, nf);
         push(x, cap, v[0], v[1], v[2]);
     }
-    if (x->n == 0) return line_error(err, errlen, path, header_ln + 1, "no data rows after the header");
+    if (x->n == 0) return text_line_error(err, errlen, path, header_ln + 1, "no data rows after the header");
     return 0;
 }
 
@@ -296,24 +214,25 @@ static int read_csv(const char *path, const char *text, size_t len, interactions
 static int read_seq(const char *path, const char *text, size_t len, interactions_t *x,
                     int64_t *cap, char *err, size_t errlen) {
     const char *p = text, *end = text + len;
-    span_t line, f;
+    text_span_t line, f;
     int64_t ln = 0, t = 0;
-    while (next_line(&p, end, &line)) {
+    while (text_next_line(&p, end, &line)) {
         ln++;
-        if (is_blank(line)) continue;
+        if (text_is_blank(line)) continue;
         fields_t it = fields_of(line, SEP_BLANKS, 0);
         int64_t user, item;
         next_field(&it, &f); /* non-blank: there is one */
-        if (parse_i64(f, &user) != 0) return bad_int(err, errlen, path, ln, "user", 1, f);
+        int rc = parse_int(f, &user);
+        if (rc != 0) return bad_int(err, errlen, path, ln, "user", 1, f, rc);
         int col = 1;
         for (; next_field(&it, &f); col++) {
-            if (parse_i64(f, &item) != 0) return bad_int(err, errlen, path, ln, "item", col + 1, f);
+            if ((rc = parse_int(f, &item)) != 0) return bad_int(err, errlen, path, ln, "item", col + 1, f, rc);
             push(x, cap, user, item, t++);
         }
         if (col == 1)
-            return line_error(err, errlen, path, ln, "expected a user id followed by at least one item, found 1 field");
+            return text_line_error(err, errlen, path, ln, "expected a user id followed by at least one item, found 1 field");
     }
-    if (x->n == 0) return line_error(err, errlen, path, ln + 1, "no interactions (empty file)");
+    if (x->n == 0) return text_line_error(err, errlen, path, ln + 1, "no interactions (empty file)");
     return 0;
 }
 
@@ -326,7 +245,7 @@ int interactions_read(const char *path, const char *format, interactions_t *x, c
         return tmr_error(err, errlen, "unknown format '%s' (want movielens, udata, csv or seq)", format);
     char *text = NULL;
     size_t len = 0;
-    if (slurp(path, &text, &len, err, errlen) != 0) return -1;
+    if (text_read_file(path, &text, &len, err, errlen) != 0) return -1;
     int64_t cap = 0;
     int rc;
     if (is_csv) rc = read_csv(path, text, len, x, &cap, err, errlen);

@@ -19,7 +19,7 @@ check 2 "prepare missing OUTDIR" "$bin" prepare --format udata a
 check 1 "prepare missing input" "$bin" prepare --format udata "$tmp/none" "$tmp/o"
 printf '1 2 3\n' >"$tmp/seq.txt"; printf '1 2 x\n' >"$tmp/bad.txt"
 check 1 "prepare bad input" "$bin" prepare --format seq "$tmp/bad.txt" "$tmp/o"
-grep -q "bad.txt, line 1" "$tmp/out" || { echo "FAIL bad input message names file and line"; cat "$tmp/out"; fail=1; }
+grep -qF "$tmp/bad.txt:1: " "$tmp/out" || { echo "FAIL bad input message names file and line"; cat "$tmp/out"; fail=1; }
 check 0 "synth toy" "$bin" synth --out "$tmp" --dataset toy --n_users 300 --n_items 100 --neg_items 20
 for f in train dev test item_clusters; do [ -s "$tmp/toy/$f.csv" ] || { echo "FAIL synth wrote $f.csv"; fail=1; }; done
 

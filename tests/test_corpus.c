@@ -206,6 +206,9 @@ static void test_bad_inputs(void) {
     expect_error("\n\n", NULL, NULL, "train.csv: empty file", NULL);
     expect_error(H, NULL, NULL, "train.csv: no data rows", NULL);
     expect_error("user_id\titem_id\n1\t2\n", NULL, NULL, "train.csv:1: missing column time", NULL);
+    /* The header's own line number, after leading blank lines. */
+    expect_error("\n \r\nuser_id\titem_id\n1\t2\n", NULL, NULL, "train.csv:3: missing column time",
+                 NULL);
     expect_error("user_id,item_id,time\n1,2,3\n", NULL, NULL, "train.csv:1: missing column user_id",
                  "separated by tab");
     expect_error("user_id\titem_id\ttime\titem_id\n1\t2\t3\t4\n", NULL, NULL,

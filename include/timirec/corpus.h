@@ -57,8 +57,9 @@ typedef struct {
     char sep;             /* column separator, default '\t' */
 } corpus_opts_t;
 
-/* Read and index a dataset. Returns 0, or -1 with a message in err naming the file, the line
- * and what is wrong (the corpus is then empty and needs no free). */
+/* Read and index a dataset. Returns 0, or -1 with a message in err, "path:LINE: problem"
+ * (text.h), naming the file, the line and what is wrong (the corpus is then empty and needs
+ * no free). */
 int corpus_load(const corpus_opts_t *opts, corpus_t *c, char *err, size_t errlen);
 void corpus_free(corpus_t *c);
 

@@ -35,8 +35,9 @@ void interactions_free(interactions_t *x);
  *               tab-separated if the header has a tab, else comma-separated;
  *   "seq"       one line per user, `user item item ...` (space separated), items in time
  *               order; time = the interaction's 0-based index in the whole file.
- * Blank lines are skipped. Returns 0, or -1 with a message naming the file, the line and the
- * problem (x is then left empty). */
+ * Blank lines are skipped. Returns 0, or -1 with a message "path:LINE: problem" (text.h;
+ * "path: problem" when no line applies, as for a file that cannot be opened); x is then left
+ * empty. */
 int interactions_read(const char *path, const char *format, interactions_t *x, char *err,
                       size_t errlen);
 
