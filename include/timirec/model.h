@@ -72,6 +72,8 @@ typedef struct {
     int64_t offset;    /* in the flat buffer */
     int64_t size;      /* elements */
     int decay;         /* gets l2 weight decay (name has no "bias") */
+    int no_grad;       /* gradient identically zero: W2.bias and k_linear.bias shift a whole
+                          softmax row (PyTorch gets rounding noise there; we get exact zeros) */
     init_kind_t init;
 } param_t;
 

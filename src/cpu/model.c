@@ -40,6 +40,8 @@ static int add(model_layout_t *lay, const char *name, int64_t rows, int64_t cols
     p->size = rows * (cols ? cols : 1);
     p->offset = lay->total;
     p->decay = strstr(name, "bias") == NULL;
+    p->no_grad = strcmp(name, "interest_extractor.W2.bias") == 0 ||
+                 strcmp(name, "interest_extractor.transformer.masked_attn_head.k_linear.bias") == 0;
     p->init = init;
     lay->total += p->size;
     return lay->n_tensors++;

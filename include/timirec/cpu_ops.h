@@ -1,0 +1,72 @@
+/* The CPU reference backend's layer operations, in two precisions from one source:
+ * every function and cache type X exists as X_f (float: training) and X_d (double: the
+ * gradient checks against finite differences). The declarations live in
+ * include/timirec/cpu/<module>_decl.h and the bodies in src/cpu/<module>.inc, written once
+ * with REAL and R(name); src/cpu/ops_f.c and ops_d.c include them with each precision.
+ *
+ * Conventions: row-major, shapes in comments; parameters and gradients are the flat buffers
+ * of model.h (a tensor is params + model_offset(lay, P_...)); backward functions ADD into the
+ * gradient buffer (the caller zeroes it once per step) and into input gradients they are
+ * documented to accumulate. The padding id 0 marks padding in hist (mask = hist > 0). */
+#ifndef TIMIREC_CPU_OPS_H
+#define TIMIREC_CPU_OPS_H
+
+#include <math.h>
+#include <stdint.h>
+
+#include "timirec/gemm.h"
+#include "timirec/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Precision-specific helpers. */
+#define gemm_f tmr_sgemm
+#define gemm_d tmr_dgemm
+#define exp_f expf
+#define exp_d exp
+#define log_f logf
+#define log_d log
+#define tanh_f tanhf
+#define tanh_d tanh
+#define sqrt_f sqrtf
+#define sqrt_d sqrt
+
+/* Dropout randomness: keep element i of a mask with probability 1 - p, from Philox
+ * (seed, RNG_DROPOUT, epoch = step, index = i); kept elements are scaled by 1 / (1 - p). */
+typedef struct {
+    uint64_t seed;
+    uint32_t step;   /* global training step: a fresh mask every step */
+} dropout_key_t;
+
+/* One batch as the model reads it (the sampler's batch_t fields). */
+typedef struct {
+    int B, L, C;
+    const int32_t *hist;    /* (B, L) item ids, right-padded with 0 */
+    const int32_t *pos;     /* (B, L) position index: length - l, 0 for padding */
+    const int32_t *length;  /* (B) */
+    const int32_t *cand;    /* (B, C) target first */
+} model_batch_t;
+
+#define REAL float
+#define R(name) name##_f
+#include "timirec/cpu/extractor_decl.h"
+#include "timirec/cpu/predictor_decl.h"
+#include "timirec/cpu/heads_decl.h"
+#include "timirec/cpu/model_step_decl.h"
+#undef REAL
+#undef R
+#define REAL double
+#define R(name) name##_d
+#include "timirec/cpu/extractor_decl.h"
+#include "timirec/cpu/predictor_decl.h"
+#include "timirec/cpu/heads_decl.h"
+#include "timirec/cpu/model_step_decl.h"
+#undef REAL
+#undef R
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,16 @@
+/* The layer operations in one precision: the module bodies (src/cpu/<module>.inc) included once per precision. */
+#include "timirec/cpu_ops.h"
+
+#include "timirec/common.h"
+#include "timirec/rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REAL double
+#define R(name) name##_d
+#include "extractor.inc"
+#include "predictor.inc"
+#include "heads.inc"
+#include "model_step.inc"
