@@ -7,12 +7,15 @@ ifeq ($(origin CC),default)
 endif
 BUILD   ?= build
 BIN     ?= bin
-OPT     ?= -O2
+OPT     ?= -O3
+# Vector width of the CPU kernels: the machine that builds is the machine that trains. For a
+# binary that must run on another x86-64 machine, build with ARCH= (baseline SSE2).
+ARCH    ?= -march=native
 CFLAGS  ?=
 SANITIZE ?=
 CUDA    ?= auto
 
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -fopenmp -Iinclude $(SANITIZE)
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(ARCH) -g -Wall -Wextra -Werror -fopenmp -Iinclude $(SANITIZE)
 LDLIBS  := -lm
 LDFLAGS := -fopenmp $(SANITIZE)
 
@@ -72,11 +75,12 @@ cuda-note:
 
 $(BIN)/timirec: $(MAIN_OBJ) $(BUILD)/libtimirec.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
+	@$(if $(V),:,echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/libtimirec.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 # Objects depend on the flags they were built with: changing CUDA=, OPENBLAS= or the sanitizer
 # rebuilds instead of linking stale objects.
@@ -84,21 +88,28 @@ FLAGS_STAMP := $(BUILD)/flags.stamp
 FLAGS_NOW := $(CC) $(BASE_CFLAGS) $(CFLAGS) $(NVCC) $(CUDA_ARCH)
 $(shell mkdir -p $(BUILD); [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = "$(FLAGS_NOW)" ] || echo "$(FLAGS_NOW)" > $(FLAGS_STAMP))
 
+# Quiet by default (one line per file); `make V=1` prints the commands.
+Q := $(if $(V),,@)
+
 $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+	@$(if $(V),:,echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/kernels/%.o: kernels/%.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+	@$(if $(V),:,echo "  NVCC    $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libtimirec.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
+	@$(if $(V),:,echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libtimirec.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
+	@$(if $(V),:,echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
 
 test: all $(TEST_BIN)
 	@sh tests/run_tests.sh $(BUILD)/tests $(BIN)/timirec
