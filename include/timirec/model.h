@@ -105,6 +105,11 @@ static inline int model_has(const model_layout_t *lay, enum param_id id) { retur
  * Uniform(-1/sqrt(d), 1/sqrt(d)). */
 void model_init_params(const model_layout_t *lay, uint64_t seed, float *params);
 
+/* Copy every tensor of src that dst also has (same name and shape), as the reference's
+ * finetune stage loads the pretrained extractor. Returns the number of tensors copied. */
+int model_copy_shared(const model_layout_t *dst_lay, float *dst, const model_layout_t *src_lay,
+                      const float *src);
+
 /* The table as the run prints it: one line per tensor and the "#params" total. */
 void model_layout_print(const model_layout_t *lay, FILE *out);
 

@@ -136,6 +136,23 @@ void model_init_params(const model_layout_t *lay, uint64_t seed, float *params) 
     }
 }
 
+int model_copy_shared(const model_layout_t *dst_lay, float *dst, const model_layout_t *src_lay,
+                      const float *src) {
+    int copied = 0;
+    for (int i = 0; i < dst_lay->n_tensors; i++) {
+        const param_t *d = &dst_lay->t[i];
+        for (int j = 0; j < src_lay->n_tensors; j++) {
+            const param_t *s = &src_lay->t[j];
+            if (strcmp(d->name, s->name) == 0 && d->rows == s->rows && d->cols == s->cols) {
+                memcpy(dst + d->offset, src + s->offset, (size_t)d->size * sizeof *dst);
+                copied++;
+                break;
+            }
+        }
+    }
+    return copied;
+}
+
 void model_layout_print(const model_layout_t *lay, FILE *out) {
     for (int t = 0; t < lay->n_tensors; t++) {
         const param_t *p = &lay->t[t];
