@@ -122,11 +122,12 @@ asan:
 bench: all $(BENCH_BIN)
 	@sh bench/run_bench.sh $(BUILD)/bench $(BIN)/timirec
 
-# The README's main job. Training lands with the model issues; today: a synthetic dataset,
-# its statistics and the popularity baseline.
+# The README's main job: the built-in synthetic dataset, then both stages of TiMiRec with the
+# reference's command line (configs/synth_*.ini), dev/test metrics printed.
 run: all
 	$(BIN)/timirec synth --out data --dataset synth
-	$(BIN)/timirec data --path data --dataset synth
+	$(BIN)/timirec --config configs/synth_pretrain.ini
+	$(BIN)/timirec --config configs/synth_finetune.ini
 
 gpu-check:
 	@echo "gpu-check: no GPU checks yet (the CUDA backend is a later issue)"; $(MAKE) --no-print-directory all CUDA_ARCH=sm_90

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 void tmr_fatal(const char *fmt, ...) {
@@ -54,4 +55,29 @@ int tmr_error(char *err, size_t errlen, const char *fmt, ...) {
         va_end(ap);
     }
     return -1;
+}
+
+int tmr_make_parent_dirs(const char *path, char *err, size_t errlen) {
+    char *dir = tmr_malloc(strlen(path) + 1);
+    strcpy(dir, path);
+    char *slash = strrchr(dir, '/');
+    int rc = 0;
+    if (slash && slash != dir) {
+        *slash = '\0';
+        /* Each prefix ending at a '/', then the whole folder. */
+        for (char *p = dir + 1;; p++) {
+            int end = *p == '\0';
+            if (*p != '/' && !end) continue;
+            *p = '\0';
+            if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+                rc = tmr_error(err, errlen, "%s: cannot create folder %s: %s", path, dir,
+                               strerror(errno));
+                break;
+            }
+            if (end) break;
+            *p = '/';
+        }
+    }
+    free(dir);
+    return rc;
 }

@@ -6,6 +6,7 @@
 #include "timirec/metrics.h"
 #include "timirec/options.h"
 #include "timirec/prepare.h"
+#include "timirec/run.h"
 #include "timirec/sampler.h"
 
 #include <stdio.h>
@@ -27,8 +28,9 @@ static void usage(FILE *out) {
             "  prepare   raw interactions (MovieLens, u.data, csv, sequence files) -> dataset\n"
             "  synth     write a synthetic dataset with planted multi-interest structure\n"
             "  info      what this build contains and which GPU it sees\n\n"
-            "Training with the reference's flags (--model_name TiMiRec --stage ...) is not built "
-            "yet.\n",
+            "Training takes the reference's flags: timirec --model_name TiMiRec --dataset NAME "
+            "--path DIR\n  --stage pretrain|finetune [...]   (timirec --model_name TiMiRec --help "
+            "lists them)\n",
             TIMIREC_VERSION,
 #ifdef TIMIREC_CUDA
             " + CUDA build"
@@ -247,11 +249,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "prepare") == 0) return prepare_main(argc - 1, argv + 1);
     if (strcmp(cmd, "synth") == 0) return synth_main(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info();
-    if (strncmp(cmd, "--", 2) == 0) {
-        fprintf(stderr, "timirec: training is not built yet (the model and trainer are the next "
-                        "issues); commands available: data, prepare, synth, info\n");
-        return 2;
-    }
+    if (strncmp(cmd, "--", 2) == 0) return run_main(argc, argv); /* the reference's command line */
     fprintf(stderr, "timirec: unknown command \"%s\" (see timirec --help)\n", cmd);
     return 2;
 }

@@ -1,6 +1,7 @@
 #include "timirec/options.h"
 
 #include "timirec/common.h"
+#include "timirec/text.h"
 
 #include <errno.h>
 #include <math.h>
@@ -66,6 +67,40 @@ int options_parse(const opt_t *table, int n_opts, int argc, char **argv, int fir
         if (set_value(o, text, err, errlen)) return -1;
     }
     if (n_positional) *n_positional = np;
+    return 0;
+}
+
+int options_load_file(const opt_t *table, int n_opts, const char *path, char *err,
+                      size_t errlen) {
+    char *buf;
+    size_t len;
+    if (text_read_file(path, &buf, &len, err, errlen)) return -1;
+    /* Kept on purpose: string options point into this text. */
+    const char *p = buf, *end = buf + len;
+    text_span_t line;
+    int64_t line_no = 0;
+    char msg[512];
+    while (text_next_line(&p, end, &line)) {
+        line_no++;
+        text_span_t l = text_trim(line);
+        if (l.n == 0 || l.s[0] == '#' || l.s[0] == ';' || l.s[0] == '[') continue;
+        const char *eq = memchr(l.s, '=', l.n);
+        if (!eq)
+            return text_line_error(err, errlen, path, line_no, "expected \"name = value\", got %s",
+                                   text_quote(l, msg, sizeof msg));
+        text_span_t name = text_trim((text_span_t){l.s, (size_t)(eq - l.s)});
+        text_span_t value = text_trim((text_span_t){eq + 1, (size_t)(l.s + l.n - eq - 1)});
+        if (name.n >= 2 && name.s[0] == '-' && name.s[1] == '-') name.s += 2, name.n -= 2;
+        const opt_t *o = find(table, n_opts, name.s, name.n);
+        if (!o)
+            return text_line_error(err, errlen, path, line_no, "unknown option %s",
+                                   text_quote(name, msg, sizeof msg));
+        /* NUL-terminate the value in place (the buffer is ours). */
+        char *v = (char *)value.s;
+        v[value.n] = '\0';
+        if (set_value(o, v, msg, sizeof msg))
+            return text_line_error(err, errlen, path, line_no, "%s", msg);
+    }
     return 0;
 }
 

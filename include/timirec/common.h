@@ -42,6 +42,9 @@ __attribute__((format(printf, 3, 4)))
 #endif
 int tmr_error(char *err, size_t errlen, const char *fmt, ...);
 
+/* mkdir -p of the folder holding `path` (nothing when it has no folder part). 0 or -1. */
+int tmr_make_parent_dirs(const char *path, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,13 @@ int options_parse(const opt_t *table, int n_opts, int argc, char **argv, int fir
                   const char **positional, int max_positional, int *n_positional,
                   char *err, size_t errlen);
 
+/* Read option values from a config file: one "name = value" per line (a leading "--" on the
+ * name is allowed), '#' or ';' comments, blank lines and "[section]" headers ignored. Values
+ * are checked as on the command line; errors read "FILE:LINE: ...". The file's text is kept
+ * for the life of the process (string options point into it). Returns 0 or -1. */
+int options_load_file(const opt_t *table, int n_opts, const char *path, char *err,
+                      size_t errlen);
+
 /* Usage text: "usage" line, then one line per option with its default and help. */
 void options_usage(const char *usage, const opt_t *table, int n_opts, FILE *out);
 

@@ -1,0 +1,578 @@
+/* The reference's command line and training run (SPEC.md sections 7 and 8): argument table,
+ * data, model, epochs with dev evaluation, best-dev checkpoints, the reference's early stop,
+ * reload of the best model and the final test; logs in the reference's shape plus JSON lines. */
+#include "timirec/run.h"
+
+#include "timirec/checkpoint.h"
+#include "timirec/common.h"
+#include "timirec/corpus.h"
+#include "timirec/metrics.h"
+#include "timirec/options.h"
+#include "timirec/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the one option table ---------------------------------------------------------------- */
+
+#define BIG 2e9
+static int build_table(run_args_t *a, opt_t *t) {
+    int n = 0;
+#define S(name, help) t[n++] = (opt_t){#name, OPT_STR, &a->name, 0, 0, help}
+#define I(name, lo, hi, help) t[n++] = (opt_t){#name, OPT_INT, &a->name, lo, hi, help}
+#define F(name, lo, hi, help) t[n++] = (opt_t){#name, OPT_FLOAT, &a->name, lo, hi, help}
+    S(model_name, "model to run (TiMiRec)");
+    S(config, "config file of option = value lines; flags given here override it");
+    S(stage, "training stage: pretrain / finetune");
+    S(path, "input data dir");
+    S(dataset, "dataset folder");
+    S(sep, "column separator of the csv files");
+    I(emb_size, 4, 256, "size of embedding vectors (multiple of 4)");
+    I(attn_size, 1, 256, "size of attention vectors");
+    I(K, 1, 64, "number of hidden interests");
+    I(add_pos, 0, 1, "add position embeddings in the extractor");
+    I(add_trm, 0, 1, "add the transformer layer in the extractor");
+    F(temp, 1e-6, 1e6, "temperature of the distillation loss");
+    I(n_layers, 1, 8, "layers of the interest projection");
+    I(history_max, 1, 512, "maximum length of history");
+    I(num_neg, 1, 1000, "negative items per training instance");
+    F(dropout, 0, 1, "accepted for compatibility: the projection's dropout is 0.5, as in the reference");
+    I(test_all, 0, 1, "rank the target against every item (full ranking)");
+    I(epoch, 0, 100000, "number of epochs");
+    I(check_epoch, 0, 100000, "print the intent distributions every check_epoch epochs (0: never)");
+    I(test_epoch, -1, 100000, "print test results every test_epoch epochs (-1: never)");
+    I(early_stop, 0, 100000, "epochs of non-increasing dev results that stop training (0: never)");
+    F(lr, 0, 10, "learning rate");
+    F(l2, 0, 10, "weight decay (coupled L2) of non-bias parameters");
+    I(batch_size, 1, 1 << 20, "batch size during training");
+    I(eval_batch_size, 1, 1 << 20, "batch size during evaluation");
+    S(optimizer, "optimizer (Adam)");
+    S(topk, "cut-offs of the metrics; the first is the dev one");
+    S(metric, "metrics: NDCG, HR, MRR; the first at the first topk is the main one");
+    I(random_seed, 0, BIG, "seed of every random draw");
+    I(load, 0, 1, "load the model from model_path before training");
+    I(train, 0, 1, "train the model (0: evaluate only)");
+    S(model_path, "checkpoint path (default <model_dir>TiMiRec/<run name>.safetensors)");
+    S(log_file, "log path (default <log_dir>TiMiRec/<run name>.txt)");
+    S(model_dir, "folder of the default checkpoint paths (the reference's ../model/)");
+    S(log_dir, "folder of the default log paths (the reference's ../log/)");
+    S(json_log, "JSON-lines record of the run (default: the log file's name with .jsonl)");
+    I(threads, 0, 1024, "CPU threads (0: all cores)");
+    S(gpu, "accepted for compatibility (the CPU backend runs)");
+    I(verbose, 0, 50, "accepted for compatibility (logging level)");
+    I(regenerate, 0, 1, "accepted for compatibility (no corpus cache is kept)");
+    I(num_workers, 0, 1024, "accepted for compatibility");
+    I(pin_memory, 0, 1, "accepted for compatibility");
+    I(buffer, 0, 1, "accepted for compatibility");
+#undef S
+#undef I
+#undef F
+    return n;
+}
+#define MAX_OPTS 64
+
+static void defaults(run_args_t *a) {
+    memset(a, 0, sizeof *a);
+    a->model_name = "TiMiRec";
+    a->gpu = "";
+    a->log_file = "";
+    a->verbose = 20;
+    a->train = 1;
+    a->path = "../data/";
+    a->dataset = "Grocery_and_Gourmet_Food";
+    a->sep = "\t";
+    a->epoch = 200;
+    a->check_epoch = 1;
+    a->test_epoch = -1;
+    a->early_stop = 10;
+    a->batch_size = 256;
+    a->eval_batch_size = 256;
+    a->num_workers = 5;
+    a->lr = 1e-3;
+    a->optimizer = "Adam";
+    a->topk = "5,10,20,50";
+    a->metric = "NDCG,HR";
+    a->model_path = "";
+    a->stage = "finetune";
+    a->buffer = 1;
+    a->num_neg = 1;
+    a->history_max = 20;
+    a->emb_size = 64;
+    a->attn_size = 8;
+    a->K = 2;
+    a->add_pos = 1;
+    a->add_trm = 1;
+    a->temp = 1;
+    a->n_layers = 1;
+    a->config = "";
+    a->model_dir = "../model/";
+    a->log_dir = "../log/";
+    a->json_log = "";
+}
+
+static const char *usage_text =
+    "usage: timirec --model_name TiMiRec --dataset NAME [--path DIR] [--stage pretrain|finetune] "
+    "[options]\n"
+    "Trains TiMiRec as the reference framework does (python main.py ...): pretrain the interest\n"
+    "extractor, then finetune with the interest predictor and distillation. Other commands:\n"
+    "timirec data|prepare|synth|info (timirec COMMAND --help).";
+
+int run_args_parse(run_args_t *a, int argc, char **argv, char *err, size_t errlen) {
+    defaults(a);
+    opt_t table[MAX_OPTS];
+    int n = build_table(a, table);
+    /* --config first, so that the flags override the file whatever their order. */
+    for (int i = 1; i < argc; i++) {
+        const char *cfg = NULL;
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) cfg = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0) cfg = argv[i] + 9;
+        if (cfg && options_load_file(table, n, cfg, err, errlen)) return -1;
+    }
+    int rc = options_parse(table, n, argc, argv, 1, NULL, 0, NULL, err, errlen);
+    if (rc == 1) {
+        options_usage(usage_text, table, n, stdout);
+        return 1;
+    }
+    if (rc) return -1;
+    if (strcmp(a->model_name, "TiMiRec") != 0)
+        return tmr_error(err, errlen, "--model_name: %s is not available (timirec runs TiMiRec)",
+                         a->model_name);
+    if (strcmp(a->stage, "pretrain") != 0 && strcmp(a->stage, "finetune") != 0)
+        return tmr_error(err, errlen, "--stage: \"%s\" must be pretrain or finetune", a->stage);
+    if (strcmp(a->optimizer, "Adam") != 0)
+        return tmr_error(err, errlen, "--optimizer: \"%s\" is not available (Adam only)", a->optimizer);
+    if (strcmp(a->sep, "\\t") == 0) a->sep = "\t";
+    if (strlen(a->sep) != 1)
+        return tmr_error(err, errlen, "--sep: must be one character, got \"%s\"", a->sep);
+    if (a->emb_size % 4) return tmr_error(err, errlen, "--emb_size: %lld is not a multiple of 4",
+                                          (long long)a->emb_size);
+    metric_spec_t spec;
+    if (metrics_parse(a->metric, a->topk, &spec, err, errlen)) return -1;
+    return 0;
+}
+
+/* ---- names as the reference forms them ----------------------------------------------------- */
+
+/* Python's str() of a float: shortest round-trip digits, "1e-06", "0.0001", "0.5", "1.0". */
+static void py_float(double v, char *out, size_t n) {
+    if (v == floor(v) && fabs(v) < 1e16) {
+        snprintf(out, n, "%.1f", v);
+        return;
+    }
+    for (int p = 1; p <= 17; p++) {
+        snprintf(out, n, "%.*g", p, v);
+        if (strtod(out, NULL) == v) return;
+    }
+}
+
+/* The reference's defaults of l2, temp and dropout are Python ints (0, 1, 0): printed "0" and
+ * "1" unless a value was given. */
+static void py_num(double v, double int_default, char *out, size_t n) {
+    if (v == int_default) snprintf(out, n, "%.0f", v);
+    else py_float(v, out, n);
+}
+
+static void run_name(const run_args_t *a, char *out, size_t n) {
+    char lr[32], l2[32], temp[32];
+    py_float(a->lr, lr, sizeof lr);
+    py_num(a->l2, 0, l2, sizeof l2);
+    py_num(a->temp, 1, temp, sizeof temp);
+    snprintf(out, n, "TiMiRec__%s__%lld__lr=%s__l2=%s__emb_size=%lld__attn_size=%lld__K=%lld__"
+             "temp=%s__add_pos=%lld__add_trm=%lld__n_layers=%lld", a->dataset,
+             (long long)a->random_seed, lr, l2, (long long)a->emb_size, (long long)a->attn_size,
+             (long long)a->K, temp, (long long)a->add_pos, (long long)a->add_trm,
+             (long long)a->n_layers);
+}
+
+static void extractor_path(const run_args_t *a, char *out, size_t n) {
+    snprintf(out, n, "%sTiMiRec/Extractor__%s__%lld__emb_size=%lld__K=%lld__add_pos=%lld__"
+             "add_trm=%lld.safetensors", a->model_dir, a->dataset, (long long)a->random_seed,
+             (long long)a->emb_size, (long long)a->K, (long long)a->add_pos, (long long)a->add_trm);
+}
+
+/* ---- logging: stdout and the log file, JSON lines beside ------------------------------------ */
+
+typedef struct {
+    FILE *log, *json;
+} logs_t;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void logline(logs_t *L, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+    if (L->log) {
+        va_start(ap, fmt);
+        vfprintf(L->log, fmt, ap);
+        va_end(ap);
+        fputc('\n', L->log);
+        fflush(L->log);
+    }
+}
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", *s);
+        else fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* {"NDCG@5": 0.1, ...} for the given spec. */
+static void json_metrics(FILE *f, const metric_spec_t *spec, const double *v) {
+    fputc('{', f);
+    for (int m = 0; m < spec->n_kind; m++)
+        for (int t = 0; t < spec->n_topk; t++)
+            fprintf(f, "%s\"%s@%d\": %.6f", m || t ? ", " : "", metrics_kind_name(spec->kind[m]),
+                    spec->topk[t], v[m * spec->n_topk + t]);
+    fputc('}', f);
+}
+
+/* The argument table, as the reference prints it: sorted names, values cut at 20 chars. */
+static void arg_table(logs_t *L, const opt_t *table, int n) {
+    static const char *exclude[] = {"check_epoch", "log_file", "model_path", "path", "pin_memory",
+                                    "load", "regenerate", "sep", "train", "verbose", "metric",
+                                    "test_epoch", "buffer", "model_name", "config", "model_dir",
+                                    "log_dir", "json_log"};
+    int idx[MAX_OPTS], m = 0;
+    for (int i = 0; i < n; i++) {
+        int skip = 0;
+        for (size_t e = 0; e < sizeof exclude / sizeof *exclude; e++)
+            skip |= strcmp(table[i].name, exclude[e]) == 0;
+        if (!skip) idx[m++] = i;
+    }
+    for (int i = 1; i < m; i++) /* insertion sort by name (ASCII, as Python's sorted) */
+        for (int j = i; j > 0 && strcmp(table[idx[j - 1]].name, table[idx[j]].name) > 0; j--) {
+            int t = idx[j];
+            idx[j] = idx[j - 1];
+            idx[j - 1] = t;
+        }
+    char values[MAX_OPTS][32];
+    int kw = 9, vw = 6;
+    for (int i = 0; i < m; i++) {
+        const opt_t *o = &table[idx[i]];
+        char v[256];
+        if (o->kind == OPT_INT) snprintf(v, sizeof v, "%lld", (long long)*(int64_t *)o->value);
+        else if (o->kind == OPT_FLOAT) py_float(*(double *)o->value, v, sizeof v);
+        else snprintf(v, sizeof v, "%s", *(const char **)o->value);
+        if (strlen(v) > 20) strcpy(v + 17, "...");
+        snprintf(values[i], sizeof values[i], "%s", v);
+        if ((int)strlen(o->name) > kw) kw = (int)strlen(o->name);
+        if ((int)strlen(v) > vw) vw = (int)strlen(v);
+    }
+    char bar[128];
+    int w = kw + vw + 5;
+    memset(bar, '=', (size_t)w);
+    bar[w] = 0;
+    logline(L, "%s", bar);
+    logline(L, " %-*s | %-*s ", kw, "Arguments", vw, "Values");
+    logline(L, "%s", bar);
+    for (int i = 0; i < m; i++) logline(L, " %-*s | %-*s", kw, table[idx[i]].name, vw, values[i]);
+    logline(L, "%s", bar);
+}
+
+static void now_string(char *out, size_t n) {
+    time_t t = time(NULL);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(out, n, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/* The reference's early stop: more than 20 epochs and the last `early_stop` dev values
+ * non-increasing, or more than 20 epochs since the (first) best. */
+static int should_stop(const double *main_metric, int n, int early_stop) {
+    if (early_stop <= 0) return 0;
+    if (n > 20) {
+        int non_increasing = 1;
+        int from = n - early_stop < 0 ? 0 : n - early_stop;
+        for (int i = from + 1; i < n; i++) non_increasing &= main_metric[i - 1] >= main_metric[i];
+        if (non_increasing) return 1;
+    }
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (main_metric[i] > main_metric[best]) best = i;
+    return n - best > 20;
+}
+
+/* The run's configuration as JSON (checkpoint metadata and the JSON log). */
+static void config_json(const opt_t *table, int n, char *out, size_t cap) {
+    size_t k = (size_t)snprintf(out, cap, "{");
+    for (int i = 0; i < n && k < cap; i++) {
+        const opt_t *o = &table[i];
+        k += (size_t)snprintf(out + k, cap - k, "%s\"%s\": ", i ? ", " : "", o->name);
+        if (k >= cap) break;
+        if (o->kind == OPT_INT) k += (size_t)snprintf(out + k, cap - k, "%lld", (long long)*(int64_t *)o->value);
+        else if (o->kind == OPT_FLOAT) k += (size_t)snprintf(out + k, cap - k, "%.17g", *(double *)o->value);
+        else {
+            const char *s = *(const char **)o->value;
+            k += (size_t)snprintf(out + k, cap - k, "\"");
+            for (; *s && k + 8 < cap; s++) {
+                if (*s == '"' || *s == '\\') out[k++] = '\\', out[k++] = *s;
+                else if (*s == '\t') out[k++] = '\\', out[k++] = 't';
+                else if ((unsigned char)*s >= 0x20) out[k++] = *s;
+            }
+            k += (size_t)snprintf(out + k, cap - k, "\"");
+        }
+    }
+    if (k < cap) snprintf(out + k, cap - k, "}");
+}
+
+/* Mean over the last training batch of softmax(x) over K: the reference's check_epoch view. */
+static void check_intents(logs_t *L, const trainer_t *t) {
+    int B = t->batch.B, K = t->lay.cfg.K;
+    const char *names[2] = {"pred_intent", "target_intent"};
+    const float *src[2] = {t->ws.pred_intent, t->ws.target_intent};
+    for (int w = 0; w < 2; w++) {
+        double mean[64] = {0};
+        for (int b = 0; b < B; b++) {
+            const float *x = src[w] + (size_t)b * K;
+            double mx = x[0], sum = 0;
+            for (int k = 1; k < K; k++) mx = fmax(mx, x[k]);
+            for (int k = 0; k < K; k++) sum += exp(x[k] - mx);
+            for (int k = 0; k < K; k++) mean[k] += exp(x[k] - mx) / sum / B;
+        }
+        char line[2048];
+        size_t n = (size_t)snprintf(line, sizeof line, "%s\t(%d, %d) mean softmax [", names[w], B, K);
+        for (int k = 0; k < K && n < sizeof line; k++)
+            n += (size_t)snprintf(line + n, sizeof line - n, k ? " %.4f" : "%.4f", mean[k]);
+        if (n < sizeof line) snprintf(line + n, sizeof line - n, "]");
+        logline(L, "%s", line);
+    }
+}
+
+/* ---- the run ------------------------------------------------------------------------------- */
+
+int run_main(int argc, char **argv) {
+    run_args_t a;
+    char err[4096];
+    int prc = run_args_parse(&a, argc, argv, err, sizeof err);
+    if (prc == 1) return 0;
+    if (prc) {
+        fprintf(stderr, "timirec: error: %s\n", err);
+        return 2;
+    }
+    opt_t table[MAX_OPTS];
+    int n_opts = build_table(&a, table);
+    if (a.threads > 0) omp_set_num_threads((int)a.threads);
+    int pretrain = strcmp(a.stage, "pretrain") == 0;
+
+    char name[1024], default_log[2048], default_model[2048], extractor[2048], json_path[2100];
+    run_name(&a, name, sizeof name);
+    snprintf(default_log, sizeof default_log, "%sTiMiRec/%s.txt", a.log_dir, name);
+    snprintf(default_model, sizeof default_model, "%sTiMiRec/%s.safetensors", a.model_dir, name);
+    extractor_path(&a, extractor, sizeof extractor);
+    const char *log_path = *a.log_file ? a.log_file : default_log;
+    /* The reference's pretrain stage always saves to the extractor path. */
+    const char *model_path = pretrain ? extractor : *a.model_path ? a.model_path : default_model;
+    if (*a.json_log) snprintf(json_path, sizeof json_path, "%s", a.json_log);
+    else {
+        snprintf(json_path, sizeof json_path, "%s", log_path);
+        char *dot = strrchr(json_path, '.');
+        char *slash = strrchr(json_path, '/');
+        if (dot && (!slash || dot > slash)) *dot = 0;
+        strncat(json_path, ".jsonl", sizeof json_path - strlen(json_path) - 1);
+    }
+
+    logs_t L = {0};
+    if (tmr_make_parent_dirs(log_path, err, sizeof err) ||
+        tmr_make_parent_dirs(json_path, err, sizeof err))
+        fprintf(stderr, "timirec: warning: %s\n", err);
+    L.log = fopen(log_path, "a");
+    if (!L.log) fprintf(stderr, "timirec: warning: cannot write the log %s: %s\n", log_path, strerror(errno));
+    L.json = fopen(json_path, "a");
+
+    char when[64];
+    now_string(when, sizeof when);
+    logline(&L, "--------------------------------------------- BEGIN: %s ---------------------------------------------", when);
+    arg_table(&L, table, n_opts);
+    char *cfg_json = tmr_malloc(16384);
+    config_json(table, n_opts, cfg_json, 16384);
+    if (L.json) {
+        fprintf(L.json, "{\"event\": \"start\", \"time\": ");
+        json_string(L.json, when);
+        fprintf(L.json, ", \"config\": %s}\n", cfg_json);
+        fflush(L.json);
+    }
+    logline(&L, "Device: cpu (%d threads)", omp_get_max_threads());
+
+    corpus_t c;
+    corpus_opts_t co = {.path = a.path, .dataset = a.dataset, .sep = a.sep[0]};
+    logline(&L, "Reading data from \"%s\", dataset = \"%s\" ", a.path, a.dataset);
+    double t_read = tmr_now();
+    if (corpus_load(&co, &c, err, sizeof err)) {
+        fprintf(stderr, "timirec: error: %s\n", err);
+        return 1;
+    }
+    int64_t entries = c.phase[0].n_rows + c.phase[1].n_rows + c.phase[2].n_rows;
+    logline(&L, "\"# user\": %d, \"# item\": %d, \"# entry\": %lld [%.2f s]", c.n_users - 1,
+            c.n_items - 1, (long long)entries, tmr_now() - t_read);
+    for (int p = PHASE_DEV; p <= PHASE_TEST; p++)
+        if (!a.test_all && !c.phase[p].has_neg) {
+            fprintf(stderr, "timirec: error: %s/%s/%s.csv has no neg_items column (use --test_all 1)\n",
+                    a.path, a.dataset, corpus_phase_names[p]);
+            return 1;
+        }
+
+    metric_spec_t spec, dev_spec;
+    metrics_parse(a.metric, a.topk, &spec, err, sizeof err);
+    dev_spec = spec;
+    dev_spec.n_topk = 1;
+    char main_name[32];
+    metrics_main_name(&spec, main_name, sizeof main_name);
+
+    model_config_t cfg = {.stage = pretrain ? STAGE_PRETRAIN : STAGE_FINETUNE,
+                          .emb_size = (int)a.emb_size, .attn_size = (int)a.attn_size, .K = (int)a.K,
+                          .add_pos = (int)a.add_pos, .add_trm = (int)a.add_trm,
+                          .n_layers = (int)a.n_layers, .temp = a.temp,
+                          .dropout = 0.5 /* nn.Dropout(p=0.5) in the reference, whatever --dropout */};
+    train_opts_t to;
+    train_opts_default(&to);
+    to.batch_size = (int)a.batch_size;
+    to.eval_batch_size = (int)a.eval_batch_size;
+    to.history_max = (int)a.history_max;
+    to.num_neg = (int)a.num_neg;
+    to.lr = a.lr;
+    to.l2 = a.l2;
+    to.seed = (uint64_t)a.random_seed;
+    trainer_t t;
+    if (trainer_init(&t, &c, &cfg, &to, err, sizeof err)) {
+        fprintf(stderr, "timirec: error: %s\n", err);
+        return 1;
+    }
+    if (!pretrain) {
+        int n_loaded = 0;
+        if (access(extractor, R_OK) == 0) {
+            if (checkpoint_load(extractor, &t.lay, t.params, 0, &n_loaded, err, sizeof err)) {
+                fprintf(stderr, "timirec: error: %s\n", err);
+                return 1;
+            }
+            logline(&L, "Load model from %s (%d tensors)", extractor, n_loaded);
+        } else {
+            logline(&L, "Train from scratch!");
+        }
+    }
+    logline(&L, "#params: %lld", (long long)t.lay.total);
+    logline(&L, "Optimizer: Adam");
+    if (a.load) {
+        if (checkpoint_load(model_path, &t.lay, t.params, 1, NULL, err, sizeof err)) {
+            fprintf(stderr, "timirec: error: %s\n", err);
+            return 1;
+        }
+        logline(&L, "Load model from %s", model_path);
+    }
+
+    char line[4096], res[2048];
+    if (a.train) {
+        double *dev_main = tmr_malloc(sizeof(double) * (size_t)(a.epoch + 1));
+        double (*dev_values)[METRICS_MAX_KINDS] = tmr_malloc(sizeof *dev_values * (size_t)(a.epoch + 1));
+        double t_start = tmr_now();
+        int n_done = 0;
+        for (int e = 0; e < a.epoch; e++) {
+            double t0 = tmr_now();
+            int64_t samples;
+            double loss = trainer_epoch(&t, &c, (uint32_t)e, &samples, err, sizeof err);
+            if (loss < 0) {
+                fprintf(stderr, "timirec: error: %s\n", err);
+                return 1;
+            }
+            double train_s = tmr_now() - t0;
+            if (!isfinite(loss)) {
+                logline(&L, "Epoch %d: loss is %g; stopping (the best checkpoint so far is %s)",
+                        e + 1, loss, model_path);
+                break;
+            }
+            if (!pretrain && a.check_epoch > 0 && e % a.check_epoch == 0) check_intents(&L, &t);
+            t0 = tmr_now();
+            double dv[METRICS_MAX_KINDS * METRICS_MAX_TOPK];
+            trainer_evaluate(&t, &c, PHASE_DEV, (int)a.test_all, &dev_spec, dv);
+            dev_main[e] = dv[0];
+            memcpy(dev_values[e], dv, sizeof dev_values[e]);
+            n_done = e + 1;
+            metrics_format(&dev_spec, dv, res, sizeof res);
+            int n = snprintf(line, sizeof line, "Epoch %-5d loss=%.4f [%-3.1f s]    dev=(%s)", e + 1,
+                             loss, train_s, res);
+            double tv[METRICS_MAX_KINDS * METRICS_MAX_TOPK];
+            int tested = a.test_epoch > 0 && e % a.test_epoch == 0;
+            if (tested) {
+                trainer_evaluate(&t, &c, PHASE_TEST, (int)a.test_all, &dev_spec, tv);
+                metrics_format(&dev_spec, tv, res, sizeof res);
+                n += snprintf(line + n, sizeof line - (size_t)n, " test=(%s)", res);
+            }
+            double eval_s = tmr_now() - t0;
+            n += snprintf(line + n, sizeof line - (size_t)n, " [%.1f s]", eval_s);
+            int best = 1;
+            for (int i = 0; i < e; i++) best &= dev_main[i] <= dev_main[e];
+            if (best) {
+                if (checkpoint_save(model_path, &t.lay, t.params, cfg_json, err, sizeof err)) {
+                    fprintf(stderr, "timirec: error: %s\n", err);
+                    return 1;
+                }
+                snprintf(line + n, sizeof line - (size_t)n, " *");
+            }
+            logline(&L, "%s", line);
+            if (L.json) {
+                fprintf(L.json, "{\"event\": \"epoch\", \"epoch\": %d, \"loss\": %.6f, \"train_s\": %.3f, "
+                        "\"samples_per_s\": %.1f, \"eval_s\": %.3f, \"dev\": ", e + 1, loss, train_s,
+                        (double)samples / train_s, eval_s);
+                json_metrics(L.json, &dev_spec, dv);
+                if (tested) {
+                    fprintf(L.json, ", \"test\": ");
+                    json_metrics(L.json, &dev_spec, tv);
+                }
+                fprintf(L.json, ", \"best\": %s}\n", best ? "true" : "false");
+                fflush(L.json);
+            }
+            if (should_stop(dev_main, e + 1, (int)a.early_stop)) {
+                logline(&L, "Early stop at %d based on dev result.", e + 1);
+                break;
+            }
+        }
+        if (n_done > 0) {
+            int best = 0;
+            for (int i = 1; i < n_done; i++)
+                if (dev_main[i] > dev_main[best]) best = i;
+            metrics_format(&dev_spec, dev_values[best], res, sizeof res);
+            logline(&L, "\nBest Iter(dev)=%5d\t dev=(%s) [%.1f s] ", best + 1, res, tmr_now() - t_start);
+            if (checkpoint_load(model_path, &t.lay, t.params, 1, NULL, err, sizeof err)) {
+                fprintf(stderr, "timirec: error: %s\n", err);
+                return 1;
+            }
+            logline(&L, "Load model from %s", model_path);
+        }
+        free(dev_main);
+        free(dev_values);
+    }
+    double tv[METRICS_MAX_KINDS * METRICS_MAX_TOPK];
+    trainer_evaluate(&t, &c, PHASE_TEST, (int)a.test_all, &spec, tv);
+    metrics_format(&spec, tv, res, sizeof res);
+    logline(&L, "\nTest After Training: (%s)", res);
+    if (L.json) {
+        fprintf(L.json, "{\"event\": \"test\", \"stage\": \"%s\", \"model_path\": ", a.stage);
+        json_string(L.json, model_path);
+        fprintf(L.json, ", \"metrics\": ");
+        json_metrics(L.json, &spec, tv);
+        fprintf(L.json, "}\n");
+    }
+    now_string(when, sizeof when);
+    logline(&L, "\n--------------------------------------------- END: %s ---------------------------------------------", when);
+    if (L.log) fclose(L.log);
+    if (L.json) fclose(L.json);
+    free(cfg_json);
+    trainer_free(&t);
+    corpus_free(&c);
+    return 0;
+}
