@@ -45,6 +45,26 @@ check "--load 1 --train 0 reproduces the test metrics" "[ \"\$(grep '^Test After
 "$bin" $common --stage finetune --n_layers 2 --K 3 --load 1 --train 0 --model_path "$ckpt" > "$tmp/bad.out" 2>&1; rc=$?
 check "a checkpoint of another K is refused, naming the tensor" "[ $rc -ne 0 ] && grep -q 'W2.weight has shape \[2, 8\] but this model needs \[3, 8\]' $tmp/bad.out"
 
+# recommend: a row per user with a history, k items best first, none of the user's own items.
+"$bin" recommend --model_path "$ckpt" --path "$tmp/data" --dataset toy --topk 7 --out "$tmp/recs.tsv" > "$tmp/rec.out" 2>&1; rc=$?
+check "recommend exits 0" "[ $rc -eq 0 ]"
+check "recommend header" "[ \"\$(head -1 $tmp/recs.tsv)\" = \"\$(printf 'user_id\\trec_items\\tscores')\" ]"
+users=$(cat "$tmp"/data/toy/train.csv "$tmp"/data/toy/dev.csv "$tmp"/data/toy/test.csv | awk -F'\t' '$1 ~ /^[0-9]+$/ {print $1}' | sort -u | wc -l)
+check "one row per user with a history ($users)" "[ \$(tail -n +2 $tmp/recs.tsv | wc -l) -eq $users ]"
+bad=$(awk -F'\t' '
+    FNR == 1 { next }
+    FILENAME != rec { seen[$1 " " $2] = 1; next }
+    {
+        gsub(/[][ ]/, "", $2); gsub(/[][ ]/, "", $3)
+        n = split($2, items, ","); split($3, scores, ",")
+        if (n != 7) { print "count " $1; next }
+        for (i = 1; i <= n; i++) {
+            if (seen[$1 " " items[i]]) print "own item " $1 " " items[i]
+            if (i > 1 && scores[i] + 0 > scores[i - 1] + 0) print "order " $1
+        }
+    }' rec="$tmp/recs.tsv" "$tmp"/data/toy/train.csv "$tmp"/data/toy/dev.csv "$tmp"/data/toy/test.csv "$tmp/recs.tsv" | head -3)
+check "k items, best first, never the user's own (${bad:-none bad})" "[ -z \"$bad\" ]"
+
 # Config files: flags override the file, whatever their order.
 printf 'model_name = TiMiRec\nK = 3\nlr = 0.01\n# comment\n[section]\n' > "$tmp/c.ini"
 "$bin" --lr 0.002 --config "$tmp/c.ini" $common --stage pretrain --epoch 0 > "$tmp/cfg.out" 2>&1

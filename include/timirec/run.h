@@ -41,6 +41,9 @@ int run_args_parse(run_args_t *a, int argc, char **argv, char *err, size_t errle
 /* The training run (what `python main.py ...` does). Returns the process exit code. */
 int run_main(int argc, char **argv);
 
+/* timirec recommend (argv[0] = "recommend"): top-K lists per user from a checkpoint. */
+int recommend_main(int argc, char **argv);
+
 #ifdef __cplusplus
 }
 #endif
