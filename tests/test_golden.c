@@ -5,6 +5,7 @@
  * backend (float) must match each within 1e-5 relative to the tensor's largest magnitude.
  * Dropout masks come from the same Philox stream on both sides. */
 #include "test_util.h"
+#include "timirec/checkpoint.h"
 #include "timirec/cpu_ops.h"
 #include "timirec/model.h"
 #include "timirec/safetensors.h"
@@ -63,7 +64,7 @@ static void positions(const int32_t *hist, const int32_t *length, int B, int L, 
         for (int l = 0; l < L; l++) pos[b * L + l] = hist[b * L + l] > 0 ? length[b] - l : 0;
 }
 
-static void run(const char *path) {
+static void run(const char *path, const char *model_file) {
     st_file_t f;
     if (st_read(path, &f, err, sizeof err)) {
         CHECK(0, "%s", err);
@@ -177,6 +178,17 @@ static void run(const char *path) {
         model_eval_scores_f(&lay, params, &batch, &ws);
         compare("eval/scores", ws.scores, tensor(&f, "eval/scores", (int64_t)B * eval_C),
                 (int64_t)B * eval_C, 1e-5);
+        /* The trained state_dict as PyTorch exports it, through the checkpoint loader. */
+        float *loaded = calloc((size_t)lay.total, sizeof *loaded);
+        int n_loaded = 0;
+        int lrc = checkpoint_load(model_file, &lay, loaded, 1, &n_loaded, err, sizeof err);
+        CHECK(lrc == 0 && n_loaded == lay.n_tensors, "%s: %s", model_file, lrc ? err : "partial");
+        if (lrc == 0) {
+            model_eval_scores_f(&lay, loaded, &batch, &ws);
+            compare("eval/scores from the exported checkpoint", ws.scores,
+                    tensor(&f, "eval/scores", (int64_t)B * eval_C), (int64_t)B * eval_C, 1e-5);
+        }
+        free(loaded);
     }
     model_ws_free_f(&ws);
     free(pos);
@@ -189,8 +201,10 @@ static void run(const char *path) {
 }
 
 int main(void) {
-    run("tests/reference/golden_pretrain.safetensors");
-    run("tests/reference/golden_finetune.safetensors");
+    run("tests/reference/golden_pretrain.safetensors",
+        "tests/reference/golden_pretrain_model.safetensors");
+    run("tests/reference/golden_finetune.safetensors",
+        "tests/reference/golden_finetune_model.safetensors");
     printf("largest relative error over every compared tensor: %.2e\n", worst_overall);
     return tu_finish("test_golden");
 }

@@ -9,6 +9,7 @@ writes one safetensors file with everything the C side needs (inputs and outputs
   step{s}/scores, step{s}/V, step{s}/pred_intent, step{s}/target_intent (finetune),
   step{s}/grad/<param>, step{s}/param/<param> (after the Adam step),
   eval/{hist,length,cand,scores}.
+and golden_<stage>_model.safetensors: the trained state_dict alone, as PyTorch exports it.
 
 Dropout masks are not exchanged: this script reproduces the C side's Philox4x32-10 stream
 (include/timirec/rng.h, RNG_DROPOUT) bit for bit, so a mismatch shows up as a test failure.
@@ -281,6 +282,11 @@ def make(stage, outdir):
     t['eval/length'] = length.numpy().astype(np.int32)
     t['eval/cand'] = cand.numpy().astype(np.int32)
     t['eval/scores'] = out['scores'].numpy()
+    # The trained model alone, as a PyTorch user would export it (reference key names):
+    # test_golden.c loads it with checkpoint_load and must reproduce eval/scores.
+    write_safetensors('%s/golden_%s_model.safetensors' % (outdir, stage),
+                      {n: p.detach().numpy() for n, p in model.named_parameters()},
+                      {'format': 'pt'})
     meta = {k: str(v) for k, v in cfg.items()}
     meta['params'] = ','.join(names)
     meta['torch'] = torch.__version__
