@@ -354,6 +354,29 @@ static void check_intents(logs_t *L, const trainer_t *t) {
     }
 }
 
+/* A progress bar with samples/s on a terminal (stderr), redrawn at most 10 times a second and
+ * erased before the epoch's log line; nothing when stderr is not a terminal. */
+typedef struct {
+    int epoch;
+    double start, last;
+} progress_t;
+
+static void progress_bar(void *ctx, int64_t done, int64_t total) {
+    progress_t *p = ctx;
+    double now = tmr_now();
+    if (done < total && now - p->last < 0.1) return;
+    p->last = now;
+    int width = 30, filled = total ? (int)((double)done / (double)total * width) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '=' : i == filled ? '>' : ' ';
+    bar[width] = 0;
+    double rate = now > p->start ? (double)done / (now - p->start) : 0;
+    fprintf(stderr, "\rEpoch %-4d [%s] %lld/%lld  %.0f samples/s ", p->epoch, bar, (long long)done,
+            (long long)total, rate);
+    if (done >= total) fprintf(stderr, "\r%*s\r", 90, "");
+    fflush(stderr);
+}
+
 /* ---- the run ------------------------------------------------------------------------------- */
 
 int run_main(int argc, char **argv) {
@@ -483,6 +506,11 @@ int run_main(int argc, char **argv) {
         int n_done = 0;
         for (int e = 0; e < a.epoch; e++) {
             double t0 = tmr_now();
+            progress_t bar = {e + 1, t0, 0};
+            if (isatty(2)) {
+                t.progress = progress_bar;
+                t.progress_ctx = &bar;
+            }
             int64_t samples;
             double loss = trainer_epoch(&t, &c, (uint32_t)e, &samples, err, sizeof err);
             if (loss < 0) {

@@ -98,6 +98,7 @@ double trainer_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, int64_t *s
         loss_sum += model_train_step_f(&t->lay, t->params, &mb, key, &t->ws, t->grads);
         adam_step(&t->adam, &t->lay, t->params, t->grads, t->adam_m, t->adam_v);
         t->step++;
+        if (t->progress) t->progress(t->progress_ctx, s + B, n);
     }
     if (samples) *samples = n;
     return n_batches ? loss_sum / (double)n_batches : 0.0;

@@ -42,6 +42,9 @@ typedef struct {
     int64_t *eval_index;   /* (max instances of dev/test) 0, 1, 2, ... */
     int64_t *ranks;        /* (max instances of dev/test) */
     int64_t step;          /* optimisation steps taken (dropout stream) */
+    /* Called after every training batch when set (a progress bar): done and total instances. */
+    void (*progress)(void *ctx, int64_t done, int64_t total);
+    void *progress_ctx;
     int all_ready;         /* batch_all / ws_all allocated (full-ranking evaluation) */
     batch_t batch_all;     /* eval batch with every item as a candidate */
     model_ws_t_f ws_all;
