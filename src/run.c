@@ -270,7 +270,7 @@ static void arg_table(logs_t *L, const opt_t *table, int n) {
         else if (o->kind == OPT_FLOAT) py_float(*(double *)o->value, v, sizeof v);
         else snprintf(v, sizeof v, "%s", *(const char **)o->value);
         if (strlen(v) > 20) strcpy(v + 17, "...");
-        snprintf(values[i], sizeof values[i], "%s", v);
+        snprintf(values[i], sizeof values[i], "%.31s", v); /* v was cut to 20 above */
         if ((int)strlen(o->name) > kw) kw = (int)strlen(o->name);
         if ((int)strlen(v) > vw) vw = (int)strlen(v);
     }

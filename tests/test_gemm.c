@@ -1,8 +1,19 @@
 /* tmr_sgemm against a double-precision triple loop, all four transpose cases, odd shapes,
  * padded strides, alpha/beta, for every implementation built in; the built-in one must give
- * identical bits with 1 and many threads. */
+ * identical bits with 1 and many threads, and called from inside a parallel region.
+ *
+ * The shapes reach every path of the built-in kernel (4-row x 4-vector tiles): row tails of 1-3
+ * rows; 1-4 vectors of columns read in place (N a multiple of the vector width: 16, 48, 80, 192)
+ * and ragged N through the packed, zero-padded panels (N = 1, 5, 9, 65, 1100); K = 0, K in one
+ * slice and K over several 256-deep slices (257, 600, 5120), where beta applies once.
+ *
+ * Last, the products as the model calls them (large ones split between threads, the attention's
+ * per-batch-row ones inside a parallel loop) together with the layer loops around them: one
+ * training step + Adam of each stage must give the same bits with 1 thread and with many. */
 #include "test_util.h"
+#include "timirec/cpu_ops.h"
 #include "timirec/gemm.h"
+#include "timirec/model.h"
 #include "timirec/rng.h"
 
 #include <omp.h>
@@ -50,9 +61,52 @@ static int check_case(int ta, int tb, int64_t M, int64_t N, int64_t K, float alp
     return bad;
 }
 
+/* One training step + Adam on a random batch large enough for every parallel path (B*L*d and
+ * T*d above the loops' thresholds, the item table above Adam's); params and the loss. */
+static void train_step(int stage, int threads, float *params_out, float *loss_out) {
+    enum { B = 256, L = 20, C = 2 };
+    model_config_t cfg = {.stage = stage, .n_items = 1200, .emb_size = 64, .attn_size = 8,
+                          .K = 2, .history_max = L, .add_pos = 1, .add_trm = 1,
+                          .n_layers = 2, .temp = 0.5, .dropout = 0.5};
+    model_layout_t lay;
+    model_layout_build(&cfg, &lay);
+    float *grads = calloc((size_t)lay.total, sizeof *grads);
+    float *m = calloc((size_t)lay.total, sizeof *m), *v = calloc((size_t)lay.total, sizeof *v);
+    model_init_params(&lay, 5, params_out);
+    int32_t *hist = calloc(B * L, sizeof *hist), *pos = calloc(B * L, sizeof *pos);
+    int32_t *length = calloc(B, sizeof *length), *cand = calloc(B * C, sizeof *cand);
+    for (int b = 0; b < B; b++) {
+        length[b] = 1 + (int)(rng_u32(3, RNG_TEST, 0, (uint64_t)b, 0) % L);
+        for (int l = 0; l < length[b]; l++) {
+            hist[b * L + l] = 1 + (int)(rng_u32(3, RNG_TEST, 1, (uint64_t)(b * L + l), 0) % 1199);
+            pos[b * L + l] = length[b] - l;
+        }
+        for (int c = 0; c < C; c++)
+            cand[b * C + c] = 1 + (int)(rng_u32(3, RNG_TEST, 2, (uint64_t)(b * C + c), 0) % 1199);
+    }
+    model_batch_t batch = {B, L, C, hist, pos, length, cand};
+    model_ws_t_f ws;
+    model_ws_alloc_f(&ws, &lay, B, L, C);
+    adam_t opt;
+    adam_init(&opt, 1e-3, 1e-6);
+    omp_set_num_threads(threads);
+    dropout_key_t key = {7, 0};
+    *loss_out = model_train_step_f(&lay, params_out, &batch, key, &ws, grads);
+    adam_step(&opt, &lay, params_out, grads, m, v);
+    model_ws_free_f(&ws);
+    free(grads);
+    free(m);
+    free(v);
+    free(hist);
+    free(pos);
+    free(length);
+    free(cand);
+}
+
 int main(void) {
-    int64_t shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {33, 65, 17}, {200, 64, 64}, {64, 1100, 8},
-                           {3, 2, 0}, {513, 9, 130}};
+    int64_t shapes[][3] = {{1, 1, 1},    {7, 5, 3},    {33, 65, 17},  {200, 64, 64},
+                           {64, 1100, 8}, {3, 2, 0},    {513, 9, 130}, {37, 48, 33},
+                           {22, 80, 257}, {6, 192, 600}, {5, 16, 1},   {66, 64, 5120}};
     for (int impl = 0; impl < 2; impl++) {
         if (tmr_gemm_use((gemm_impl_t)impl) != (gemm_impl_t)impl) {
             printf("(OpenBLAS not built in: built-in implementation only)\n");
@@ -93,22 +147,75 @@ int main(void) {
             }
     }
 
-    /* Built-in: same bits with 1 thread and with all threads. */
+    /* Built-in: same bits with 1 thread, with 2, 3 and all threads, and from inside a parallel
+     * region (each thread its own product, run on that thread): tiles split between threads
+     * differently in each case, and K = 700 and 5120 span several slices. */
     tmr_gemm_use(GEMM_BUILTIN);
-    int64_t M = 300, N = 200, K = 70;
-    float *A = malloc((size_t)(M * K) * sizeof *A), *B = malloc((size_t)(N * K) * sizeof *B);
-    float *C1 = malloc((size_t)(M * N) * sizeof *C1), *C2 = malloc((size_t)(M * N) * sizeof *C2);
-    for (int64_t i = 0; i < M * K; i++) A[i] = rnd((uint64_t)i, 77);
-    for (int64_t i = 0; i < N * K; i++) B[i] = rnd((uint64_t)i, 78);
+    int64_t same[][5] = {{0, 1, 300, 200, 70}, {1, 0, 64, 64, 5120}, {0, 0, 129, 80, 700},
+                         {1, 1, 70, 37, 300}};
     int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    tmr_sgemm(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C1, N);
-    omp_set_num_threads(threads > 1 ? threads : 4);
-    tmr_sgemm(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C2, N);
-    CHECK(memcmp(C1, C2, (size_t)(M * N) * sizeof *C1) == 0, "built-in result depends on threads");
-    free(A);
-    free(B);
-    free(C1);
-    free(C2);
+    for (size_t s = 0; s < sizeof same / sizeof same[0]; s++) {
+        int ta = (int)same[s][0], tb = (int)same[s][1];
+        int64_t M = same[s][2], N = same[s][3], K = same[s][4];
+        int64_t lda = ta ? M : K, ldb = tb ? K : N;
+        float *A = malloc((size_t)(M * K) * sizeof *A), *B = malloc((size_t)(N * K) * sizeof *B);
+        float *C1 = malloc((size_t)(M * N) * sizeof *C1), *C2 = malloc((size_t)(M * N) * sizeof *C2);
+        for (int64_t i = 0; i < M * K; i++) A[i] = rnd((uint64_t)i, 77);
+        for (int64_t i = 0; i < N * K; i++) B[i] = rnd((uint64_t)i, 78);
+        omp_set_num_threads(1);
+        for (int64_t i = 0; i < M * N; i++) C1[i] = rnd((uint64_t)i, 79);
+        tmr_sgemm(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, 0.5f, C1, N);
+        int counts[] = {2, 3, threads > 1 ? threads : 4};
+        for (int c = 0; c < 3; c++) {
+            omp_set_num_threads(counts[c]);
+            for (int64_t i = 0; i < M * N; i++) C2[i] = rnd((uint64_t)i, 79);
+            tmr_sgemm(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, 0.5f, C2, N);
+            CHECK(memcmp(C1, C2, (size_t)(M * N) * sizeof *C1) == 0,
+                  "built-in ta=%d tb=%d %lldx%lldx%lld: 1 and %d threads differ", ta, tb,
+                  (long long)M, (long long)N, (long long)K, counts[c]);
+        }
+        omp_set_num_threads(threads > 1 ? threads : 4);
+        int differ = 0;
+#pragma omp parallel reduction(+ : differ)
+        {
+            float *Ct = malloc((size_t)(M * N) * sizeof *Ct);
+            for (int64_t i = 0; i < M * N; i++) Ct[i] = rnd((uint64_t)i, 79);
+            tmr_sgemm(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, 0.5f, Ct, N);
+            differ += memcmp(C1, Ct, (size_t)(M * N) * sizeof *Ct) != 0;
+            free(Ct);
+        }
+        CHECK(differ == 0, "built-in ta=%d tb=%d %lldx%lldx%lld: %d threads' in-region products "
+              "differ from the serial one", ta, tb, (long long)M, (long long)N, (long long)K, differ);
+        free(A);
+        free(B);
+        free(C1);
+        free(C2);
+    }
+    for (int stage = STAGE_PRETRAIN; stage <= STAGE_FINETUNE; stage++) {
+        model_config_t cfg = {.stage = stage, .n_items = 1200, .emb_size = 64, .attn_size = 8,
+                              .K = 2, .history_max = 20, .add_pos = 1, .add_trm = 1,
+                              .n_layers = 2, .temp = 0.5, .dropout = 0.5};
+        model_layout_t lay;
+        model_layout_build(&cfg, &lay);
+        float *p1 = malloc((size_t)lay.total * sizeof *p1), *p2 = malloc((size_t)lay.total * sizeof *p2);
+        float loss1, loss2;
+        train_step(stage, 1, p1, &loss1);
+        train_step(stage, threads > 1 ? threads : 4, p2, &loss2);
+        int differ = 0;
+        for (int t = 0; t < lay.n_tensors; t++)
+            if (memcmp(p1 + lay.t[t].offset, p2 + lay.t[t].offset,
+                       (size_t)lay.t[t].size * sizeof *p1) != 0) {
+                CHECK(0, "%s step: %s differs between 1 and %d threads",
+                      stage == STAGE_PRETRAIN ? "pretrain" : "finetune", lay.t[t].name,
+                      threads > 1 ? threads : 4);
+                differ++;
+            }
+        CHECK(memcmp(&loss1, &loss2, sizeof loss1) == 0, "loss %.9g vs %.9g", loss1, loss2);
+        printf("%s step + Adam, 1 vs %d threads: %s\n", stage == STAGE_PRETRAIN ? "pretrain" : "finetune",
+               threads > 1 ? threads : 4, differ ? "DIFFER" : "same bits");
+        free(p1);
+        free(p2);
+    }
+    omp_set_num_threads(threads);
     return tu_finish("test_gemm");
 }

@@ -3,10 +3,10 @@
  * op(X) = X or X^T; lda/ldb/ldc are row strides of the stored matrices. beta == 0 overwrites C
  * (NaN in C does not propagate, as in BLAS).
  *
- * Two implementations behind it: OpenBLAS's cblas_sgemm when the build found OpenBLAS
- * (TIMIREC_OPENBLAS), and a built-in OpenMP loop (always there; the GPU machine has no
- * OpenBLAS). The built-in one sums over k in ascending order for every element, whatever the
- * thread count, so its results are reproducible bit for bit. */
+ * Two implementations behind it: a built-in register-tiled OpenMP kernel (always there, the
+ * default) and OpenBLAS's cblas_sgemm when the build found OpenBLAS (TIMIREC_OPENBLAS). The
+ * built-in one sums over k in ascending order for every element (one fused multiply-add chain),
+ * whatever the thread count, so its results are reproducible bit for bit. */
 #ifndef TIMIREC_GEMM_H
 #define TIMIREC_GEMM_H
 
@@ -28,7 +28,7 @@ void tmr_dgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double
                int64_t ldc);
 
 /* Choose the implementation (OpenBLAS only if built in). Returns the one now in use.
- * The default is OpenBLAS when available; TIMIREC_GEMM=builtin in the environment overrides. */
+ * The default is the built-in one; TIMIREC_GEMM=openblas in the environment selects OpenBLAS. */
 gemm_impl_t tmr_gemm_use(gemm_impl_t impl);
 gemm_impl_t tmr_gemm_current(void);
 const char *tmr_gemm_name(gemm_impl_t impl);

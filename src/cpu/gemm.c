@@ -2,6 +2,7 @@
 
 #include "timirec/common.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,10 +25,14 @@ gemm_impl_t tmr_gemm_use(gemm_impl_t impl) {
     return (gemm_impl_t)impl_chosen;
 }
 
+/* The built-in kernel is the default: on the development VM (AVX-512) it runs the model's
+ * shapes at 80-250 GFLOP/s on 2 cores, where Debian's OpenBLAS 0.3.21 detects the CPU as
+ * PRESCOTT (SSE3 kernels, 20-50 GFLOP/s) and its spinning threads fight OpenMP's
+ * (bench/bench_gemm.c). TIMIREC_GEMM=openblas selects OpenBLAS. */
 gemm_impl_t tmr_gemm_current(void) {
     if (impl_chosen < 0) {
         const char *env = getenv("TIMIREC_GEMM");
-        tmr_gemm_use(env && strcmp(env, "builtin") == 0 ? GEMM_BUILTIN : GEMM_OPENBLAS);
+        tmr_gemm_use(env && strcmp(env, "openblas") == 0 ? GEMM_OPENBLAS : GEMM_BUILTIN);
     }
     return (gemm_impl_t)impl_chosen;
 }
@@ -36,18 +41,57 @@ const char *tmr_gemm_name(gemm_impl_t impl) {
     return impl == GEMM_OPENBLAS ? "openblas" : "builtin";
 }
 
-enum { GEMM_JB = 512 };
+/* The built-in kernel's vectors: the widest the build targets (64 bytes with AVX-512, 32 with
+ * AVX, 16 otherwise); may_alias and element alignment let them load and store REAL arrays at
+ * any offset. A tile is GEMM_MR rows x GEMM_NV vectors: 16 accumulators, 4 vectors of B and a
+ * broadcast fit the 32 vector registers of AVX-512 (and spill little with 16). */
+#if defined(__AVX512F__)
+#define GEMM_VBYTES 64
+#elif defined(__AVX__)
+#define GEMM_VBYTES 32
+#else
+#define GEMM_VBYTES 16
+#endif
+#define GEMM_MR 4
+#define GEMM_NV 4
+#define GEMM_KC 256 /* k slice: see gemm_builtin.inc */
+typedef float gemm_vf __attribute__((vector_size(GEMM_VBYTES), aligned(sizeof(float)), may_alias));
+typedef double gemm_vd __attribute__((vector_size(GEMM_VBYTES), aligned(sizeof(double)), may_alias));
 
 #define REAL float
+#define GEMM_VEC gemm_vf
+#define GEMM_VL (GEMM_VBYTES / 4)
 #define GEMM_NAME sgemm_builtin
+#define GEMM_TILE sgemm_tile
+#define GEMM_KERNEL sgemm_kernel
+#define GEMM_ARGS sgemm_args_t
+#define GEMM_RUN sgemm_run
 #include "gemm_builtin.inc"
 #undef REAL
+#undef GEMM_VEC
+#undef GEMM_VL
 #undef GEMM_NAME
+#undef GEMM_TILE
+#undef GEMM_KERNEL
+#undef GEMM_ARGS
+#undef GEMM_RUN
 #define REAL double
+#define GEMM_VEC gemm_vd
+#define GEMM_VL (GEMM_VBYTES / 8)
 #define GEMM_NAME dgemm_builtin
+#define GEMM_TILE dgemm_tile
+#define GEMM_KERNEL dgemm_kernel
+#define GEMM_ARGS dgemm_args_t
+#define GEMM_RUN dgemm_run
 #include "gemm_builtin.inc"
 #undef REAL
+#undef GEMM_VEC
+#undef GEMM_VL
 #undef GEMM_NAME
+#undef GEMM_TILE
+#undef GEMM_KERNEL
+#undef GEMM_ARGS
+#undef GEMM_RUN
 
 void tmr_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,

@@ -185,12 +185,15 @@ void adam_step(adam_t *opt, const model_layout_t *lay, float *params, const floa
                 b2 = (float)opt->beta2,
                 one_minus_b2 = (float)(1.0 - opt->beta2), eps = (float)opt->eps,
                 l2 = (float)opt->l2;
+    /* One parallel region for the whole table: every tensor's elements are split between the
+     * threads (elementwise, so no order to keep; nowait: tensors are disjoint). */
+#pragma omp parallel if (lay->total > 65536)
     for (int t = 0; t < lay->n_tensors; t++) {
         const param_t *p = &lay->t[t];
         float decay = p->decay ? l2 : 0.0f;
         float *x = params + p->offset, *mt = m + p->offset, *vt = v + p->offset;
         const float *gt = grads + p->offset;
-#pragma omp parallel for schedule(static) if (p->size > 65536)
+#pragma omp for schedule(static) nowait
         for (int64_t i = 0; i < p->size; i++) {
             float g = gt[i] + decay * x[i];
             mt[i] = mt[i] * b1 + one_minus_b1 * g; /* torch 1.13: mul_(beta1).add_(g, 1-beta1) */
