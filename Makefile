@@ -36,7 +36,7 @@ endif
 ifeq ($(HAVE_OPENBLAS),yes)
   BASE_CFLAGS += -DTIMIREC_OPENBLAS=1
   LDLIBS += -lopenblas
-  BLAS_NOTE := BLAS: OpenBLAS found; CPU matrix products use cblas_sgemm (TIMIREC_GEMM=builtin overrides)
+  BLAS_NOTE := BLAS: OpenBLAS found and linked; the built-in product is the default (TIMIREC_GEMM=openblas selects OpenBLAS)
 else
   BLAS_NOTE := BLAS: OpenBLAS not found (or OPENBLAS=0); CPU matrix products use the built-in loop
 endif
