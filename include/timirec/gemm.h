@@ -5,8 +5,9 @@
  *
  * Two implementations behind it: a built-in register-tiled OpenMP kernel (always there, the
  * default) and OpenBLAS's cblas_sgemm when the build found OpenBLAS (TIMIREC_OPENBLAS). The
- * built-in one sums over k in ascending order for every element (one fused multiply-add chain),
- * whatever the thread count, so its results are reproducible bit for bit. */
+ * built-in one sums over k in ascending order for every element (one fused multiply-add chain
+ * where the target has FMA), whatever the thread count, so its results are reproducible bit
+ * for bit. */
 #ifndef TIMIREC_GEMM_H
 #define TIMIREC_GEMM_H
 
