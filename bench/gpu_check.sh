@@ -1,0 +1,61 @@
+#!/bin/sh
+# `make gpu-check` after the build: GPU parity tests, device ceilings, GPU benchmarks, and (when
+# a copy of the reference framework sits in local/rechorus) the reference's own epoch time on
+# the same card. Everything is logged to $OUT/ when set (the device machine), and a short table
+# is printed last. Without a GPU every GPU step says SKIP.
+build=${1:-build}
+out=${OUT:-build/gpu-check}
+mkdir -p "$out"
+TIMIREC_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && TIMIREC_COMMIT="$TIMIREC_COMMIT+dirty"
+TIMIREC_DATE=$(date -u +%Y-%m-%d)
+export TIMIREC_COMMIT TIMIREC_DATE
+summary="$out/summary.txt"
+: > "$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+command -v nvidia-smi >/dev/null 2>&1 &&
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem \
+        --format=csv | tee "$out/nvidia-smi.txt"
+
+# 1. GPU-vs-CPU parity tests (each prints SKIP without a GPU).
+pass=0; fail=0; skip=0
+for t in "$build"/tests/test_gpu_*; do
+    case "$t" in *.d|*.o) continue ;; esac
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    timeout 300 "$t" > "$out/$name.log" 2>&1
+    rc=$?
+    tail -3 "$out/$name.log"
+    if [ $rc -eq 0 ]; then pass=$((pass + 1)); note "PASS $name"
+    elif [ $rc -eq 77 ]; then skip=$((skip + 1)); note "SKIP $name: $(tail -1 "$out/$name.log")"
+    else fail=$((fail + 1)); note "FAIL $name (exit $rc)"; fi
+done
+
+# 2. Ceilings and GPU benchmarks.
+for b in "$build"/bench/bench_device "$build"/bench/bench_gpu_*; do
+    [ -x "$b" ] || continue
+    name=$(basename "$b")
+    timeout 300 "$b" 2>&1 | tee "$out/$name.log"
+    cat "$out/$name.log" >> "$summary"
+done
+cp bench/results/device.csv "$out/" 2>/dev/null
+
+# 3. The reference framework on the same card (epoch time as its users see it).
+if [ -d local/rechorus/src ] && command -v python3 >/dev/null 2>&1 &&
+   python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    for stage in pretrain finetune; do
+        (cd local/rechorus && timeout 200 python3 ../../bench/reference/run_rechorus.py src \
+            --model_name TiMiRec --lr 1e-4 --l2 1e-6 --history_max 20 --K 2 --add_pos 1 \
+            --add_trm 1 --stage $stage --temp 0.5 --n_layers 2 --dataset ml-100k --path ../data \
+            --epoch 2 --gpu 0) > "$out/rechorus_$stage.log" 2>&1
+        note "reference ml-100k $stage (torch $(python3 -c 'import torch;print(torch.__version__)')): $(grep -a '^Epoch ' "$out/rechorus_$stage.log" | tr '\n' ' ')"
+    done
+else
+    note "SKIP reference timing: no local/rechorus/src or no CUDA PyTorch"
+fi
+
+echo "================ gpu-check summary ($TIMIREC_DATE, $TIMIREC_COMMIT)"
+cat "$summary"
+echo "gpu tests: $pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]
