@@ -67,6 +67,15 @@ else
   CUDA_NOTE := CUDA: skipped kernels/ ($(CUDA_OFF_WHY)); building the CPU backend only
 endif
 
+# ---- The CUDA backend emulated on the host (kernels/emulate.h): the backend's sources built
+# with g++ -DTMR_EMULATE, so its index arithmetic, buffer sizes, cuBLAS argument mapping and
+# orchestration run in `make test` (and under ASan in `make asan`) without a GPU or nvcc.
+# tests/test_gpu_X.c is built a second time as $(BUILD)/tests/test_emu_X against it.
+EMU_CU   := $(filter-out kernels/device.cu kernels/ceilings.cu,$(wildcard kernels/*.cu))
+EMU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/emu/kernels/%.o,$(EMU_CU))
+EMU_TEST_BIN := $(patsubst tests/test_gpu_%.c,$(BUILD)/tests/test_emu_%,$(filter-out tests/test_gpu_rng.c,$(wildcard tests/test_gpu_*.c)))
+EMU_CXXFLAGS := -x c++ -std=c++17 -DTMR_EMULATE $(OPT) -g -Wall -Wextra -Werror -Iinclude $(SANITIZE)
+
 .PHONY: all test asan bench run clean cuda-note gpu-check
 all: cuda-note $(BIN)/timirec
 
@@ -107,12 +116,26 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libtimirec.a
 	@$(if $(V),:,echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
 
+$(BUILD)/emu/kernels/%.o: kernels/%.cu $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CXX-EMU $<")
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/emu/libtimirec_emu.a: $(LIB_OBJ) $(EMU_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/tests/test_emu_%: tests/test_gpu_%.c $(BUILD)/emu/libtimirec_emu.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC-EMU  $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DTIMIREC_CUDA=1 -Itests -MMD -MP -o $@ $< $(BUILD)/emu/libtimirec_emu.a $(LDFLAGS) $(LDLIBS) -lstdc++
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libtimirec.a
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
 
-test: all $(TEST_BIN)
+test: all $(TEST_BIN) $(EMU_TEST_BIN)
 	@sh tests/run_tests.sh $(BUILD)/tests $(BIN)/timirec
 
 # Same suite, instrumented; CPU only (the CUDA runtime and ASan do not mix).

@@ -1,0 +1,203 @@
+/* GPU-vs-CPU parity of the heads (include/timirec/cpu/heads_decl.h against gpu_ops.h):
+ * pretrain scores (training: argmax interest, exact; evaluation: max over interests) and
+ * their backward, the finetune user vector and candidate scores with backward, the ranking
+ * loss and the distillation loss (values and gradients), at batch 1 to 256, candidates 2 to
+ * 1001, K 1 to 64, emb 16 to 256. Device outputs poisoned with NaN first; accumulated
+ * gradients start from the same random values. Tolerances: 1e-5 normalised for tensors
+ * (float32 summation order and fused multiply-adds on the device); the losses are evaluated
+ * in double on both sides from the same float scores, so their values must agree to 1e-6
+ * relative. SKIP without CUDA or a GPU (test_emu_heads: the host emulation, small shapes). */
+#include "test_util.h"
+
+#ifndef TIMIREC_CUDA
+int main(void) {
+    printf("SKIP: built without CUDA (no nvcc)\n");
+    return TU_SKIP;
+}
+#else
+#include "gpu_test_util.h"
+#include "timirec/cpu_ops.h"
+
+#define TOL 1e-5
+#define TOL_LOSS 1e-6
+
+typedef struct {
+    int B, C, K, d;
+} shape_t;
+
+static char lab[200];
+#define LABEL(...) (snprintf(lab, sizeof lab, __VA_ARGS__), lab)
+
+static float *fresh(int64_t n) {
+    float *x = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!x) exit(1);
+    return x;
+}
+
+static void check_loss(const char *what, float gpu, float cpu) {
+    double rel = fabs((double)gpu - cpu) / fmax(fabs((double)cpu), 1e-30);
+    printf("  %-58s gpu %.9g cpu %.9g  rel %.2e\n", what, gpu, cpu, rel);
+    CHECK(isfinite(gpu) && rel <= TOL_LOSS, "%s: gpu %.9g cpu %.9g", what, gpu, cpu);
+}
+
+/* Re-draw interests until every batch row's best interest for its target beats the second
+ * by 1e-3 of the largest |score| (so float rounding cannot flip the argmax). */
+static void separate_argmax(float *V, const float *E, const int32_t *cand, int B, int C, int K,
+                            int d, uint32_t tag) {
+    for (int b = 0; b < B; b++) {
+        for (uint32_t attempt = 0;; attempt++) {
+            const float *t = E + (int64_t)cand[(int64_t)b * C] * d;
+            double best = -INFINITY, second = -INFINITY, big = 0;
+            for (int k = 0; k < K; k++) {
+                double s = 0;
+                for (int j = 0; j < d; j++) s += (double)V[((int64_t)b * K + k) * d + j] * t[j];
+                if (s > best) {
+                    second = best;
+                    best = s;
+                } else if (s > second) {
+                    second = s;
+                }
+                big = fmax(big, fabs(s));
+            }
+            if (K == 1 || best - second > 1e-3 * big) break;
+            gt_fill(V + (int64_t)b * K * d, (int64_t)K * d, tag + 1000 + attempt * 7919 + (uint32_t)b,
+                    -1, 1);
+        }
+    }
+}
+
+static void run(gpu_ctx_t *ctx, shape_t s, uint32_t tag) {
+    const int B = s.B, C = s.C, K = s.K, d = s.d, N = 300;
+    printf("B %d, C %d, K %d, d %d\n", B, C, K, d);
+    model_config_t cfg = {.stage = STAGE_PRETRAIN, .n_items = N, .emb_size = d, .attn_size = 8,
+                          .K = K, .history_max = 20, .add_pos = 1, .add_trm = 0, .n_layers = 1,
+                          .temp = 1, .dropout = 0.5};
+    char err[256];
+    if (model_config_check(&cfg, err, sizeof err)) {
+        CHECK(0, "%s", err);
+        return;
+    }
+    model_layout_t lay;
+    model_layout_build(&cfg, &lay);
+    const int64_t total = lay.total, offE = model_offset(&lay, P_EXT_ITEM_EMB), nE = (int64_t)N * d;
+    const int64_t nV = (int64_t)B * K * d, nS = (int64_t)B * C, nK = (int64_t)B * K;
+    float *params = gt_rand(total, tag + 1, -1, 1);
+    const float *E = params + offE;
+    int32_t *cand = (int32_t *)malloc((size_t)nS * sizeof(int32_t));
+    for (int64_t i = 0; i < nS; i++) /* repeats: E's gradient rows collect several candidates */
+        cand[i] = (int32_t)(rng_u32(3, RNG_TEST, tag + 2, (uint64_t)i, 0) % (uint32_t)(N < 40 ? N : 40));
+    float *V = gt_rand(nV, tag + 3, -1, 1);
+    separate_argmax(V, E, cand, B, C, K, d, tag);
+    float *d_E = gt_up(E, nE), *d_V = gt_up(V, nV);
+    int32_t *d_cand = gt_upi(cand, nS);
+    float *scores = fresh(nS), *d_scores = gt_poisoned(nS);
+    int32_t *kstar = (int32_t *)malloc((size_t)B * sizeof(int32_t));
+    int32_t *d_kstar = (int32_t *)gpu_malloc((size_t)B * sizeof(int32_t));
+    float *work = gt_poisoned(nS * d);
+
+    /* pretrain, training */
+    gpu_poison(d_kstar, (size_t)B * sizeof(int32_t));
+    pretrain_scores_f(&lay, params, V, cand, B, C, 1, kstar, scores);
+    gpu_pretrain_scores(ctx, d_E, d_V, d_cand, B, C, K, d, 1, d_kstar, d_scores);
+    gt_compare_int("pretrain training: argmax interest kstar", d_kstar, kstar, B);
+    gt_compare("pretrain training scores", d_scores, scores, nS, TOL);
+    float *dsc = gt_rand(nS, tag + 4, -1, 1), *dV = gt_rand(nV, tag + 5, -1, 1);
+    float *grads = gt_rand(total, tag + 6, -1, 1);
+    float *d_dsc = gt_up(dsc, nS), *d_dV = gt_up(dV, nV), *d_dE = gt_up(grads + offE, nE);
+    pretrain_scores_backward_f(&lay, params, V, cand, B, C, kstar, dsc, dV, grads);
+    gpu_pretrain_scores_backward(ctx, d_E, d_V, d_cand, B, C, K, d, d_kstar, d_dsc, d_dV, d_dE,
+                                 work);
+    gt_compare("pretrain backward dV (accumulated)", d_dV, dV, nV, TOL);
+    gt_compare("pretrain backward dE (accumulated)", d_dE, grads + offE, nE, TOL);
+
+    /* pretrain, evaluation */
+    gpu_poison(d_scores, (size_t)nS * sizeof(float));
+    pretrain_scores_f(&lay, params, V, cand, B, C, 0, NULL, scores);
+    gpu_pretrain_scores(ctx, d_E, d_V, d_cand, B, C, K, d, 0, NULL, d_scores);
+    gt_compare("pretrain evaluation scores (max over interests)", d_scores, scores, nS, TOL);
+
+    /* finetune user vector */
+    float *pi = gt_rand(nK, tag + 7, -3, 3), *w = fresh(nK), *u = fresh((int64_t)B * d);
+    float *d_pi = gt_up(pi, nK), *d_w = gt_poisoned(nK), *d_u = gt_poisoned((int64_t)B * d);
+    user_vector_f(V, pi, B, K, d, w, u);
+    gpu_user_vector(ctx, d_V, d_pi, B, K, d, d_w, d_u);
+    gt_compare("user vector weights softmax(pred_intent)", d_w, w, nK, TOL);
+    gt_compare("user vector u", d_u, u, (int64_t)B * d, TOL);
+    float *du = gt_rand((int64_t)B * d, tag + 8, -1, 1), *dV2 = gt_rand(nV, tag + 9, -1, 1);
+    float *dpi = gt_rand(nK, tag + 10, -1, 1);
+    float *d_du = gt_up(du, (int64_t)B * d), *d_dV2 = gt_up(dV2, nV), *d_dpi = gt_up(dpi, nK);
+    user_vector_backward_f(V, w, du, B, K, d, dV2, dpi);
+    gpu_user_vector_backward(ctx, d_V, d_w, d_du, B, K, d, d_dV2, d_dpi);
+    gt_compare("user vector backward dV (accumulated)", d_dV2, dV2, nV, TOL);
+    gt_compare("user vector backward d pred_intent (accumulated)", d_dpi, dpi, nK, TOL);
+
+    /* finetune candidate scores */
+    gpu_poison(d_scores, (size_t)nS * sizeof(float));
+    candidate_scores_f(&lay, params, u, cand, B, C, scores);
+    gpu_candidate_scores(ctx, d_E, d_u, d_cand, B, C, d, d_scores);
+    gt_compare("candidate scores u . E[c]", d_scores, scores, nS, TOL);
+    float *du2 = gt_rand((int64_t)B * d, tag + 11, -1, 1);
+    float *d_du2 = gt_up(du2, (int64_t)B * d);
+    gpu_to_device(d_dE, grads + offE, (size_t)nE * sizeof(float));
+    candidate_scores_backward_f(&lay, params, u, cand, B, C, dsc, du2, grads);
+    gpu_candidate_scores_backward(ctx, d_E, d_u, d_cand, B, C, d, d_dsc, d_du2, d_dE, work);
+    gt_compare("candidate scores backward du (accumulated)", d_du2, du2, (int64_t)B * d, TOL);
+    gt_compare("candidate scores backward dE (accumulated)", d_dE, grads + offE, nE, TOL);
+
+    /* ranking loss (C >= 2) */
+    if (C >= 2) {
+        float *sc = gt_rand(nS, tag + 12, -4, 4), *ds = fresh(nS);
+        float *d_sc = gt_up(sc, nS), *d_ds = gt_poisoned(nS);
+        float lc = ranking_loss_f(sc, B, C, ds);
+        float lg = gpu_ranking_loss(ctx, d_sc, B, C, d_ds);
+        check_loss("ranking loss value", lg, lc);
+        gt_compare("ranking loss d scores", d_ds, ds, nS, TOL);
+        free(sc), free(ds);
+        gpu_free(d_sc), gpu_free(d_ds);
+    }
+
+    /* distillation, two temperatures, with and without the gradient */
+    for (int ti = 0; ti < 2; ti++) {
+        const double temp = ti ? 1.3 : 0.5;
+        float *tgt = fresh(nK), *d_tgt = gt_poisoned(nK);
+        float *dpi2 = gt_rand(nK, tag + 13, -1, 1), *d_dpi2 = gt_up(dpi2, nK);
+        float lc = distill_loss_f(&lay, params, V, cand, pi, B, C, temp, tgt, dpi2);
+        float lg = gpu_distill_loss(ctx, d_E, d_V, d_cand, d_pi, B, C, K, d, temp, d_tgt, d_dpi2);
+        check_loss(LABEL("distillation loss value (temp %.1f)", temp), lg, lc);
+        gt_compare(LABEL("distillation target_intent (cosines, temp %.1f)", temp), d_tgt, tgt, nK,
+                   TOL);
+        gt_compare(LABEL("distillation d pred_intent (accumulated, temp %.1f)", temp), d_dpi2, dpi2,
+                   nK, TOL);
+        lc = distill_loss_f(&lay, params, V, cand, pi, B, C, temp, tgt, NULL);
+        lg = gpu_distill_loss(ctx, d_E, d_V, d_cand, d_pi, B, C, K, d, temp, d_tgt, NULL);
+        check_loss(LABEL("distillation loss value without gradient (temp %.1f)", temp), lg, lc);
+        free(tgt), free(dpi2);
+        gpu_free(d_tgt), gpu_free(d_dpi2);
+    }
+
+    free(params), free(cand), free(V), free(scores), free(kstar), free(dsc), free(dV), free(grads);
+    free(pi), free(w), free(u), free(du), free(dV2), free(dpi), free(du2);
+    gpu_free(d_E), gpu_free(d_V), gpu_free(d_cand), gpu_free(d_scores), gpu_free(d_kstar);
+    gpu_free(work), gpu_free(d_dsc), gpu_free(d_dV), gpu_free(d_dE), gpu_free(d_pi), gpu_free(d_w);
+    gpu_free(d_u), gpu_free(d_du), gpu_free(d_dV2), gpu_free(d_dpi), gpu_free(d_du2);
+}
+
+int main(void) {
+    gpu_ctx_t *ctx = gt_start("test_gpu_heads");
+    static const shape_t gpu_shapes[] = {
+        {1, 2, 1, 16}, {3, 5, 2, 64}, {256, 2, 2, 64}, {256, 101, 7, 256}, {3, 1001, 64, 64},
+        {256, 2, 64, 16}, {2, 1, 3, 16},
+    };
+    static const shape_t emu_shapes[] = {
+        {1, 2, 1, 16}, {3, 5, 2, 64}, {64, 2, 2, 64}, {4, 101, 7, 32}, {3, 30, 64, 16},
+        {2, 1, 3, 16},
+    };
+    const int emu = gpu_is_emulated();
+    const shape_t *shapes = emu ? emu_shapes : gpu_shapes;
+    const int n_shapes = emu ? (int)(sizeof emu_shapes / sizeof *emu_shapes)
+                             : (int)(sizeof gpu_shapes / sizeof *gpu_shapes);
+    for (int i = 0; i < n_shapes; i++) run(ctx, shapes[i], 1000u * (uint32_t)(i + 1));
+    gpu_ctx_free(ctx);
+    return gt_finish("test_gpu_heads");
+}
+#endif
