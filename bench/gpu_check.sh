@@ -39,7 +39,7 @@ for b in "$build"/bench/bench_device "$build"/bench/bench_gpu_*; do
     timeout 300 "$b" 2>&1 | tee "$out/$name.log"
     cat "$out/$name.log" >> "$summary"
 done
-cp bench/results/device.csv "$out/" 2>/dev/null
+cp bench/results/device.csv bench/results/epoch.csv "$out/" 2>/dev/null
 
 # 3. The reference framework on the same card (epoch time as its users see it).
 if [ -d local/rechorus/src ] && command -v python3 >/dev/null 2>&1 &&

@@ -151,3 +151,50 @@ double *gpu_ctx_rows(gpu_ctx_t *ctx, int64_t n) {
     }
     return ctx->rows;
 }
+
+struct gpu_timer {
+#ifdef TMR_EMULATE
+    double t0;
+#else
+    cudaEvent_t start, stop;
+#endif
+};
+
+extern "C" gpu_timer_t *gpu_timer_create(void) {
+    gpu_timer_t *t = (gpu_timer_t *)calloc(1, sizeof *t);
+    if (!t) tmr_fatal("gpu_timer_create: out of host memory");
+#ifndef TMR_EMULATE
+    CUDA_CHECK(cudaEventCreate(&t->start));
+    CUDA_CHECK(cudaEventCreate(&t->stop));
+#endif
+    return t;
+}
+
+extern "C" void gpu_timer_start(gpu_timer_t *t) {
+#ifdef TMR_EMULATE
+    t->t0 = tmr_now();
+#else
+    CUDA_CHECK(cudaEventRecord(t->start, 0));
+#endif
+}
+
+extern "C" float gpu_timer_stop_ms(gpu_timer_t *t) {
+#ifdef TMR_EMULATE
+    return (float)((tmr_now() - t->t0) * 1e3);
+#else
+    float ms = 0;
+    CUDA_CHECK(cudaEventRecord(t->stop, 0));
+    CUDA_CHECK(cudaEventSynchronize(t->stop));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, t->start, t->stop));
+    return ms;
+#endif
+}
+
+extern "C" void gpu_timer_free(gpu_timer_t *t) {
+    if (!t) return;
+#ifndef TMR_EMULATE
+    cudaEventDestroy(t->start);
+    cudaEventDestroy(t->stop);
+#endif
+    free(t);
+}

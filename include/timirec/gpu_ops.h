@@ -50,6 +50,15 @@ void gpu_zero(void *p, size_t bytes);
 void gpu_poison(void *p, size_t bytes);
 void gpu_sync(void);
 
+/* Timing with CUDA events on the default stream (host clock in the emulated build):
+ * gpu_timer_start records the start; gpu_timer_stop_ms records the end, waits for it and
+ * returns the milliseconds between the two. */
+typedef struct gpu_timer gpu_timer_t;
+gpu_timer_t *gpu_timer_create(void);
+void gpu_timer_start(gpu_timer_t *t);
+float gpu_timer_stop_ms(gpu_timer_t *t);
+void gpu_timer_free(gpu_timer_t *t);
+
 /* ---- matrix products (cuBLAS, FP32, no TF32), same contract as tmr_sgemm (gemm.h) ---- */
 
 void gpu_gemm(gpu_ctx_t *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
