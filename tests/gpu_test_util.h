@@ -19,6 +19,15 @@
 #include "timirec/gpu_ops.h"
 #include "timirec/rng.h"
 
+/* Tolerance for a parameter gradient summed over `rows` rows: 1e-5, or what the CPU's serial
+ * float sum of zero-mean terms may itself be off by (its rounding error grows like
+ * sqrt(rows) ulps of the terms: 4 sqrt(rows) 2^-24 relative), whichever is larger; e.g.
+ * 1.7e-5 for 5,120 rows (batch 256 x history 20), 5.4e-5 for 51,200. */
+static inline double gt_tol_rows(double tol, int64_t rows) {
+    double r = 4.0 * sqrt((double)rows) * 0x1p-24;
+    return r > tol ? r : tol;
+}
+
 /* Worst normalised error seen, for the test's last line. */
 static double gt_worst = 0;
 static char gt_worst_label[256] = "";

@@ -5,8 +5,10 @@
  * to 512, emb 16 to 256, K 1 to 64, batch 1 to 256 (histories of random length, one of them
  * empty). Device outputs are poisoned with NaN before each run; gradients that accumulate
  * start from the same random values on both sides. Tolerance: 1e-5 normalised (float32
- * summation order: cuBLAS sums in another order than the CPU's blocked product); the
- * embedding gather and scatter add in the CPU's order, so they must agree exactly.
+ * summation order: cuBLAS sums in another order than the CPU's blocked product), widened for
+ * parameter gradients summed over many rows to what the CPU's own serial float sum may be off
+ * by (gt_tol_rows: 5.4e-5 at 51,200 rows); the embedding gather and scatter add in the CPU's
+ * order, so they must agree exactly.
  * SKIP without a CUDA build or a GPU; the host emulation (test_emu_extractor) runs the small
  * shapes. */
 #include "test_util.h"
@@ -21,6 +23,8 @@ int main(void) {
 #include "timirec/cpu_ops.h"
 
 #define TOL 1e-5
+/* Parameter gradients summed over n rows (gpu_test_util.h gt_tol_rows). */
+#define TOLN(n) gt_tol_rows(TOL, (n))
 
 typedef struct {
     int B, L, d, K, a;
@@ -80,8 +84,8 @@ static void linear(gpu_ctx_t *ctx, int64_t n, int in, int out, uint32_t tag) {
     ext_linear_backward_f(x, W, dy, n, in, out, dx, dW, db);
     gpu_ext_linear_backward(ctx, d_x, d_W, d_dy, n, in, out, d_dx, d_dW, d_db);
     gt_compare(LABEL("linear %d -> %d backward dx (accumulated)", in, out), d_dx, dx, n * in, TOL);
-    gt_compare(LABEL("linear %d -> %d backward dW", in, out), d_dW, dW, (int64_t)out * in, TOL);
-    gt_compare(LABEL("linear %d -> %d backward db", in, out), d_db, db, out, TOL);
+    gt_compare(LABEL("linear %d -> %d backward dW", in, out), d_dW, dW, (int64_t)out * in, TOLN(n));
+    gt_compare(LABEL("linear %d -> %d backward db", in, out), d_db, db, out, TOLN(n));
     free(x), free(W), free(b), free(y), free(dy), free(dx), free(dW), free(db);
     gpu_free(d_x), gpu_free(d_W), gpu_free(d_b), gpu_free(d_dy), gpu_free(d_dx), gpu_free(d_dW);
     gpu_free(d_db);
@@ -142,8 +146,8 @@ static void layernorm(gpu_ctx_t *ctx, shape_t s, uint32_t tag, const int32_t *hi
         gpu_ext_add_layernorm_backward(ctx, d_dy, d_xhat, d_rstd, d_gamma, masked ? d_hist : NULL,
                                        n, d, d_dz, d_dg, d_dbt, d_work);
         gt_compare(LABEL("add+layernorm backward dz%s", m), d_dz, dz, nd, TOL);
-        gt_compare(LABEL("add+layernorm backward dgamma%s", m), d_dg, dg, d, TOL);
-        gt_compare(LABEL("add+layernorm backward dbeta%s", m), d_dbt, dbt, d, TOL);
+        gt_compare(LABEL("add+layernorm backward dgamma%s", m), d_dg, dg, d, TOLN(n));
+        gt_compare(LABEL("add+layernorm backward dbeta%s", m), d_dbt, dbt, d, TOLN(n));
         free(dg), free(dbt);
         gpu_free(d_y), gpu_free(d_xhat), gpu_free(d_rstd), gpu_free(d_dg), gpu_free(d_dbt);
         gpu_free(d_dz), gpu_free(d_work);
@@ -177,10 +181,10 @@ static void ffn(gpu_ctx_t *ctx, shape_t s, uint32_t tag) {
     gpu_ext_ffn_backward(ctx, d_h, d_r, d_W1, d_W2, d_df, n, d, dff, d_dh, d_dW1, d_db1, d_dW2,
                          d_db2, d_dr);
     gt_compare("feed-forward backward dh (accumulated)", d_dh, dh, nd, TOL);
-    gt_compare("feed-forward backward dW1", d_dW1, dW1, (int64_t)dff * d, TOL);
-    gt_compare("feed-forward backward db1", d_db1, db1, dff, TOL);
-    gt_compare("feed-forward backward dW2", d_dW2, dW2, (int64_t)d * dff, TOL);
-    gt_compare("feed-forward backward db2", d_db2, db2, d, TOL);
+    gt_compare("feed-forward backward dW1", d_dW1, dW1, (int64_t)dff * d, TOLN(n));
+    gt_compare("feed-forward backward db1", d_db1, db1, dff, TOLN(n));
+    gt_compare("feed-forward backward dW2", d_dW2, dW2, (int64_t)d * dff, TOLN(n));
+    gt_compare("feed-forward backward db2", d_db2, db2, d, TOLN(n));
     free(h), free(W1), free(b1), free(W2), free(b2), free(r), free(f), free(df), free(dh);
     free(dW1), free(db1), free(dW2), free(db2), free(dr);
     gpu_free(d_h), gpu_free(d_W1), gpu_free(d_b1), gpu_free(d_W2), gpu_free(d_b2), gpu_free(d_r);
@@ -219,10 +223,10 @@ static void interest(gpu_ctx_t *ctx, shape_t s, uint32_t tag, const int32_t *his
     gpu_ext_interest_backward(ctx, d_x, d_t, d_alpha, d_W1, d_W2, d_dV, B, L, d, a, K, d_dx, d_dW1,
                               d_db1, d_dW2, d_db2, d_de, d_dt);
     gt_compare("interest backward dx", d_dx, dx, nd, TOL);
-    gt_compare("interest backward dW1", d_dW1, dW1, (int64_t)a * d, TOL);
-    gt_compare("interest backward db1", d_db1, db1, a, TOL);
-    gt_compare("interest backward dW2", d_dW2, dW2, (int64_t)K * a, TOL);
-    gt_compare("interest backward db2", d_db2, db2, K, TOL);
+    gt_compare("interest backward dW1", d_dW1, dW1, (int64_t)a * d, TOLN(n));
+    gt_compare("interest backward db1", d_db1, db1, a, TOLN(n));
+    gt_compare("interest backward dW2", d_dW2, dW2, (int64_t)K * a, TOLN(n));
+    gt_compare("interest backward db2", d_db2, db2, K, TOLN(n));
     free(x), free(W1), free(b1), free(W2), free(b2), free(t), free(e), free(alpha), free(V);
     free(dV), free(dx), free(dW1), free(db1), free(dW2), free(db2), free(de), free(dt);
     gpu_free(d_x), gpu_free(d_W1), gpu_free(d_b1), gpu_free(d_W2), gpu_free(d_b2), gpu_free(d_t);
@@ -249,7 +253,7 @@ int main(void) {
         {32, 20, 64, 2, 8},
         {2, 70, 32, 64, 16},
     };
-    const int emu = gpu_is_emulated();
+    const int emu = gpu_is_emulated() && !getenv("TMR_EMU_FULL"); /* full: the GPU shapes */
     const shape_t *shapes = emu ? emu_shapes : gpu_shapes;
     const int n_shapes = emu ? (int)(sizeof emu_shapes / sizeof *emu_shapes)
                              : (int)(sizeof gpu_shapes / sizeof *gpu_shapes);

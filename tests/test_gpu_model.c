@@ -15,7 +15,9 @@
  * chains a dozen of them, so its per-tensor gradients are held to 1e-4 normalised, measured
  * against the larger of the tensor's own norm and 1e-3 of the largest tensor norm (a tensor
  * whose whole gradient is a cancellation residue is judged on the model's scale, as in
- * test_model_shapes). The loss of one step: 1e-5 relative.
+ * test_model_shapes); 1e-3 for the one configuration whose recurrence amplifies rounding (emb
+ * 256, 200 GRU steps with x5 weights: float and double differ by 2.3e-4 there). The loss of
+ * one step: 1e-5 relative.
  * SKIP without CUDA or a GPU (test_emu_model: the host emulation, smaller shapes). */
 #include "test_util.h"
 
@@ -35,6 +37,7 @@ int main(void) {
 
 #define TOL_STEP_LOSS 1e-5
 #define TOL_GRAD 1e-4
+#define TOL_GRAD_CHAOTIC 1e-3
 #define TOL_TRAJECTORY 1e-4
 
 static char lab[256];
@@ -55,7 +58,7 @@ static void check_rel(const char *what, double gpu, double cpu, double tol) {
 
 /* Every gradient tensor: normalised error against max(||cpu||, 1e-3 max_t ||cpu_t||). */
 static void compare_grads(const model_layout_t *lay, const float *gpu, const float *cpu,
-                          const char *label) {
+                          const char *label, double tol) {
     double global = 0;
     for (int t = 0; t < lay->n_tensors; t++) {
         const param_t *p = &lay->t[t];
@@ -82,7 +85,8 @@ static void compare_grads(const model_layout_t *lay, const float *gpu, const flo
         if (ref == 0) rel = sqrt(diff); /* exactly-zero gradients (W2.bias, k bias) stay 0 */
         printf("    grad %-56s err %.2e  (|cpu| %.2e)\n", p->name, rel, sqrt(ref));
         CHECK(bad == 0, "%s: %lld non-finite gradient values in %s", label, (long long)bad, p->name);
-        CHECK(rel <= TOL_GRAD, "%s: gradient of %s differs by %.3g (normalised)", label, p->name, rel);
+        CHECK(rel <= tol, "%s: gradient of %s differs by %.3g (normalised, tol %.3g)", label, p->name,
+              rel, tol);
         if (!(rel <= worst)) {
             worst = rel;
             worst_name = p->name;
@@ -120,7 +124,8 @@ static int near_ties(const model_layout_t *lay, const float *params, const float
     return ties;
 }
 
-static void one_step(const char *label, model_config_t cfg, int B, int L, int C, float scale) {
+static void one_step(const char *label, model_config_t cfg, int B, int L, int C, float scale,
+                     double tol_grad) {
     printf("%s: B %d, L %d, C %d\n", label, B, L, C);
     char err[512];
     if (model_config_check(&cfg, err, sizeof err)) {
@@ -161,7 +166,7 @@ static void one_step(const char *label, model_config_t cfg, int B, int L, int C,
     gpu_model_read(g, GPU_T_V, buf);
     gt_compare_host("interests V", buf, ws.V, (int64_t)B * K * d, 1e-5);
     gpu_model_read(g, GPU_T_DV, buf);
-    gt_compare_host("d loss / d V", buf, ws.dV, (int64_t)B * K * d, TOL_GRAD);
+    gt_compare_host("d loss / d V", buf, ws.dV, (int64_t)B * K * d, tol_grad);
     int ties = 0;
     if (cfg.stage == STAGE_PRETRAIN) {
         ties = near_ties(&lay, params, ws.V, cand, B, C);
@@ -181,7 +186,7 @@ static void one_step(const char *label, model_config_t cfg, int B, int L, int C,
     }
     gpu_model_read(g, GPU_T_GRADS, gg);
     if (ties) printf("  %d argmax rows took the other interest: gradients not compared\n", ties);
-    else compare_grads(&lay, gg, grads, label);
+    else compare_grads(&lay, gg, grads, label, tol_grad);
     /* Determinism: the same step again gives the same bits. */
     const float lg2 = gpu_train_step(g, &mb, key);
     gpu_model_read(g, GPU_T_GRADS, buf);
@@ -360,7 +365,7 @@ static void trajectories(int emu) {
 int main(void) {
     gpu_ctx_t *probe = gt_start("test_gpu_model");
     gpu_ctx_free(probe);
-    const int emu = gpu_is_emulated();
+    const int emu = gpu_is_emulated() && !getenv("TMR_EMU_FULL"); /* full: the GPU shapes */
     model_config_t ref = {.stage = STAGE_PRETRAIN, .n_items = 500, .emb_size = 64, .attn_size = 8,
                           .K = 2, .history_max = 20, .add_pos = 1, .add_trm = 1, .n_layers = 1,
                           .temp = 1, .dropout = 0.5};
@@ -371,51 +376,53 @@ int main(void) {
     if (emu) {
         model_config_t c = ref;
         c.emb_size = 16;
-        one_step("pretrain, emb 16, K 2", c, 24, 20, 2, 5);
+        one_step("pretrain, emb 16, K 2", c, 24, 20, 2, 5, TOL_GRAD);
         c = fine;
         c.emb_size = 16;
-        one_step("finetune, emb 16, K 2, n_layers 2", c, 24, 20, 2, 5);
+        one_step("finetune, emb 16, K 2, n_layers 2", c, 24, 20, 2, 5, TOL_GRAD);
         c.K = 7;
         c.n_layers = 3;
         c.history_max = 40;
-        one_step("finetune, emb 16, K 7, n_layers 3, history 40", c, 5, 40, 4, 5);
+        one_step("finetune, emb 16, K 7, n_layers 3, history 40", c, 5, 40, 4, 5, TOL_GRAD);
         c.add_trm = 0;
         c.add_pos = 0;
         c.K = 1;
         c.emb_size = 4;
         c.attn_size = 1;
         c.n_layers = 1;
-        one_step("finetune, K 1, emb 4, attn 1, no transformer/positions", c, 5, 40, 11, 5);
+        one_step("finetune, K 1, emb 4, attn 1, no transformer/positions", c, 5, 40, 11, 5, TOL_GRAD);
         c = ref;
         c.emb_size = 16;
         c.K = 64;
         c.history_max = 64;
-        one_step("pretrain, K 64, history 64", c, 3, 64, 4, 5);
+        one_step("pretrain, K 64, history 64", c, 3, 64, 4, 5, TOL_GRAD);
     } else {
-        one_step("pretrain at the reference's shapes", ref, 256, 20, 2, 5);
-        one_step("finetune at the reference's shapes", fine, 256, 20, 2, 5);
+        one_step("pretrain at the reference's shapes", ref, 256, 20, 2, 5, TOL_GRAD);
+        one_step("finetune at the reference's shapes", fine, 256, 20, 2, 5, TOL_GRAD);
         model_config_t c = ref;
         c.K = 64;
         c.history_max = 512;
-        one_step("pretrain, K 64, history 512", c, 3, 512, 4, 5);
+        one_step("pretrain, K 64, history 512", c, 3, 512, 4, 5, TOL_GRAD);
         c = fine;
         c.K = 64;
         c.history_max = 512;
         c.n_layers = 4;
         c.temp = 0.3;
-        one_step("finetune, K 64, history 512, n_layers 4", c, 3, 512, 4, 5);
+        one_step("finetune, K 64, history 512, n_layers 4", c, 3, 512, 4, 5, TOL_GRAD);
         c.emb_size = 256;
         c.attn_size = 32;
         c.K = 16;
         c.history_max = 200;
-        one_step("finetune, K 16, history 200, emb 256, attn 32", c, 4, 200, 3, 5);
+        /* The x5 weights make this GRU (emb 256, 200 steps) amplify rounding: float and double
+         * differ by 2.3e-4 here (test_model_shapes), so two float orders may too. */
+        one_step("finetune, K 16, history 200, emb 256, attn 32", c, 4, 200, 3, 5, TOL_GRAD_CHAOTIC);
         c.add_trm = 0;
         c.add_pos = 0;
         c.K = 1;
         c.emb_size = 4;
         c.attn_size = 1;
         c.n_layers = 1;
-        one_step("finetune, K 1, emb 4, attn 1, no transformer/positions", c, 5, 512, 101, 5);
+        one_step("finetune, K 1, emb 4, attn 1, no transformer/positions", c, 5, 512, 101, 5, TOL_GRAD);
     }
     trajectories(emu);
     return gt_finish("test_gpu_model");

@@ -5,7 +5,8 @@
  * the dropout mask itself, which must equal proj_dropout_keep bit for bit. Histories from 1
  * to 512 items, emb 16 to 256, batch 1 to 256, K 1 to 64. Outputs poisoned first; accumulated
  * gradients start from the same random values. Tolerance 1e-5 normalised (float32 summation
- * order; the GRU's recurrence carries rounding across steps, see the printed errors).
+ * order), widened for the GRU's weight gradients, sums over every packed row, to what the
+ * CPU's serial float sum may be off by (gpu_test_util.h gt_tol_rows).
  * SKIP without CUDA or a GPU (test_emu_predictor: the host emulation, small shapes). */
 #include "test_util.h"
 
@@ -71,10 +72,10 @@ static void gru(gpu_ctx_t *ctx, int B, int L, int d, uint32_t tag) {
                      d_h, d_dh, d_dgi, d_work, d_dx, d_dw_ih, d_dw_hh, d_db_ih, d_db_hh);
     gt_compare("GRU backward d(W_ih x + b_ih)", d_dgi, dgi, T * G, TOL);
     gt_compare("GRU backward dx", d_dx, dx, T * d, TOL);
-    gt_compare("GRU backward dW_ih (accumulated)", d_dw_ih, dw_ih, G * d, TOL);
-    gt_compare("GRU backward dW_hh (accumulated)", d_dw_hh, dw_hh, G * d, TOL);
-    gt_compare("GRU backward db_ih (accumulated)", d_db_ih, db_ih, G, TOL);
-    gt_compare("GRU backward db_hh (accumulated)", d_db_hh, db_hh, G, TOL);
+    gt_compare("GRU backward dW_ih (accumulated)", d_dw_ih, dw_ih, G * d, gt_tol_rows(TOL, T));
+    gt_compare("GRU backward dW_hh (accumulated)", d_dw_hh, dw_hh, G * d, gt_tol_rows(TOL, T));
+    gt_compare("GRU backward db_ih (accumulated)", d_db_ih, db_ih, G, gt_tol_rows(TOL, T));
+    gt_compare("GRU backward db_hh (accumulated)", d_db_hh, db_hh, G, gt_tol_rows(TOL, T));
     free(hist), free(pos), free(length), free(perm), free(batch_sizes), free(step_off);
     free(w_ih), free(w_hh), free(b_ih), free(b_hh), free(x), free(gates), free(ghn), free(h);
     free(work), free(dh), free(dgi), free(dx), free(dw_ih), free(dw_hh), free(db_ih), free(db_hh);
@@ -162,7 +163,7 @@ static void dropout_mask(gpu_ctx_t *ctx, int n_layers, int B, int d, float p, dr
 
 int main(void) {
     gpu_ctx_t *ctx = gt_start("test_gpu_predictor");
-    const int emu = gpu_is_emulated();
+    const int emu = gpu_is_emulated() && !getenv("TMR_EMU_FULL"); /* full: the GPU shapes */
     if (emu) {
         gru(ctx, 1, 1, 16, 100);
         gru(ctx, 3, 20, 16, 200);
