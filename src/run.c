@@ -65,7 +65,8 @@ static int build_table(run_args_t *a, opt_t *t) {
     S(log_dir, "folder of the default log paths (the reference's ../log/)");
     S(json_log, "JSON-lines record of the run (default: the log file's name with .jsonl)");
     I(threads, 0, 1024, "CPU threads (0: all cores)");
-    S(gpu, "accepted for compatibility (the CPU backend runs)");
+    S(gpu, "CUDA_VISIBLE_DEVICES of the CUDA backend, as the reference: \"0\" the first GPU "
+           "(the CPU, with a warning, when none is usable); \"\" (default): the CPU");
     I(verbose, 0, 50, "accepted for compatibility (logging level)");
     I(regenerate, 0, 1, "accepted for compatibility (no corpus cache is kept)");
     I(num_workers, 0, 1024, "accepted for compatibility");
@@ -471,10 +472,17 @@ int run_main(int argc, char **argv) {
     to.lr = a.lr;
     to.l2 = a.l2;
     to.seed = (uint64_t)a.random_seed;
+    to.use_gpu = a.gpu[0] != '\0';
+    if (to.use_gpu) setenv("CUDA_VISIBLE_DEVICES", a.gpu, 1); /* as the reference does */
     trainer_t t;
     if (trainer_init(&t, &c, &cfg, &to, err, sizeof err)) {
         fprintf(stderr, "timirec: error: %s\n", err);
         return 1;
+    }
+    if (to.use_gpu) {
+        logline(&L, "Backend: %s", t.backend);
+        if (!t.gpu)
+            fprintf(stderr, "timirec: warning: --gpu %s: training on the %s\n", a.gpu, t.backend);
     }
     if (!pretrain) {
         int n_loaded = 0;

@@ -1,7 +1,10 @@
-/* Epochs and evaluation with the CPU reference backend. */
+/* Epochs and evaluation with the CPU reference backend, or the CUDA backend (gpu.h). */
 #include "timirec/trainer.h"
 
 #include "timirec/common.h"
+#ifdef TIMIREC_CUDA
+#include "timirec/gpu.h"
+#endif
 
 #include <math.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@ void train_opts_default(train_opts_t *o) {
     o->lr = 1e-3;
     o->l2 = 0;
     o->seed = 0;
+    o->use_gpu = 0;
 }
 
 int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
@@ -53,6 +57,20 @@ int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
     t->eval_index = tmr_malloc(tmr_mul_size((size_t)max_eval, sizeof(int64_t)));
     t->ranks = tmr_malloc(tmr_mul_size((size_t)max_eval, sizeof(int64_t)));
     for (int64_t i = 0; i < max_eval; i++) t->eval_index[i] = i;
+    snprintf(t->backend, sizeof t->backend, "CPU");
+    if (opts->use_gpu) {
+#ifdef TIMIREC_CUDA
+        char why[256];
+        t->gpu = gpu_model_create(&t->lay, t->params, max_B, max_L, max_C, why, sizeof why);
+        if (t->gpu) snprintf(t->backend, sizeof t->backend, "CUDA: %s", gpu_model_device(t->gpu));
+        else
+            snprintf(t->backend, sizeof t->backend, "CPU (CUDA asked for, but no usable GPU: %s)",
+                     why);
+#else
+        snprintf(t->backend, sizeof t->backend,
+                 "CPU (CUDA asked for, but this build has no CUDA backend: no nvcc at build time)");
+#endif
+    }
     return 0;
 }
 
@@ -67,6 +85,9 @@ void trainer_free(trainer_t *t) {
     free(t->order);
     free(t->eval_index);
     free(t->ranks);
+#ifdef TIMIREC_CUDA
+    gpu_model_free(t->gpu);
+#endif
     if (t->all_ready) {
         batch_free(&t->batch_all);
         model_ws_free_f(&t->ws_all);
@@ -86,6 +107,9 @@ double trainer_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, int64_t *s
     if (sampler_train_negatives(c, o->seed, epoch, o->num_neg, t->train_neg, err, errlen))
         return -1;
     sampler_shuffle(n, o->seed, epoch, t->order);
+#ifdef TIMIREC_CUDA
+    if (t->gpu) gpu_model_upload_params(t->gpu, t->params); /* a checkpoint may have been loaded */
+#endif
     double loss_sum = 0;
     int64_t n_batches = 0;
     for (int64_t s = 0; s < n; s += o->batch_size, n_batches++) {
@@ -93,13 +117,30 @@ double trainer_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, int64_t *s
         batch_fill(&t->batch, c, PHASE_TRAIN, t->order + s, B, o->history_max, t->train_neg,
                    o->num_neg, 0);
         model_batch_t mb = as_model_batch(&t->batch);
-        memset(t->grads, 0, (size_t)t->lay.total * sizeof *t->grads);
         dropout_key_t key = {o->seed, (uint32_t)t->step};
-        loss_sum += model_train_step_f(&t->lay, t->params, &mb, key, &t->ws, t->grads);
-        adam_step(&t->adam, &t->lay, t->params, t->grads, t->adam_m, t->adam_v);
+#ifdef TIMIREC_CUDA
+        if (t->gpu) {
+            loss_sum += gpu_train_step(t->gpu, &mb, key);
+            gpu_adam_step(t->gpu, &t->adam);
+        } else
+#endif
+        {
+            memset(t->grads, 0, (size_t)t->lay.total * sizeof *t->grads);
+            loss_sum += model_train_step_f(&t->lay, t->params, &mb, key, &t->ws, t->grads);
+            adam_step(&t->adam, &t->lay, t->params, t->grads, t->adam_m, t->adam_v);
+        }
         t->step++;
         if (t->progress) t->progress(t->progress_ctx, s + B, n);
     }
+#ifdef TIMIREC_CUDA
+    if (t->gpu) {
+        gpu_model_download_params(t->gpu, t->params);
+        if (n > 0 && t->lay.cfg.stage == STAGE_FINETUNE) { /* the last batch's, as the CPU's ws */
+            gpu_model_read(t->gpu, GPU_T_PRED_INTENT, t->ws.pred_intent);
+            gpu_model_read(t->gpu, GPU_T_TARGET_INTENT, t->ws.target_intent);
+        }
+    }
+#endif
     if (samples) *samples = n;
     return n_batches ? loss_sum / (double)n_batches : 0.0;
 }
@@ -119,11 +160,23 @@ void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
         batch = &t->batch_all;
         ws = &t->ws_all;
     }
+    /* Full ranking (test_all) stays on the CPU: the device workspace is sized for the files'
+     * candidates. */
+    int on_gpu = 0;
+#ifdef TIMIREC_CUDA
+    on_gpu = t->gpu && !test_all;
+    if (on_gpu) gpu_model_upload_params(t->gpu, t->params);
+#endif
     for (int64_t s = 0; s < ph->n_inst; s += eb) {
         int B = (int)(ph->n_inst - s < eb ? ph->n_inst - s : eb);
         batch_fill(batch, c, phase, t->eval_index + s, B, t->opts.history_max, NULL, 0, test_all);
         model_batch_t mb = as_model_batch(batch);
-        model_eval_scores_f(&t->lay, t->params, &mb, ws);
+#ifdef TIMIREC_CUDA
+        if (on_gpu) gpu_eval_scores(t->gpu, &mb, ws->scores);
+        else
+#endif
+            model_eval_scores_f(&t->lay, t->params, &mb, ws);
+        (void)on_gpu;
         if (!test_all) {
             metrics_rank_rows(ws->scores, B, batch->C, t->ranks + s);
             continue;
