@@ -32,6 +32,15 @@ for t in "$build"/tests/test_gpu_*; do
     else fail=$((fail + 1)); note "FAIL $name (exit $rc)"; fi
 done
 
+# The --gpu switch end to end through the command line (trains on the GPU when one is usable).
+if [ -x "${BIN:-bin}/timirec" ]; then
+    sh tests/cli_gpu.sh "${BIN:-bin}/timirec" > "$out/cli_gpu.log" 2>&1
+    rc=$?
+    tail -3 "$out/cli_gpu.log"
+    if [ $rc -eq 0 ]; then pass=$((pass + 1)); note "PASS cli_gpu.sh"
+    else fail=$((fail + 1)); note "FAIL cli_gpu.sh (exit $rc)"; fi
+fi
+
 # 2. Ceilings and GPU benchmarks.
 for b in "$build"/bench/bench_device "$build"/bench/bench_gpu_*; do
     [ -x "$b" ] || continue

@@ -297,25 +297,24 @@ __global__ void distill_kernel(int64_t n, int C, int K, int d, int B, double tem
         vn = fmax(sqrt(vn), 1e-12);
         ti[k] = (float)(dot / (vn * tn));
     }
+    /* log p = log_softmax(ti / temp), log q = log_softmax(pi / temp), in double; the scaled
+     * logits are recomputed where needed (same values as the CPU's arrays, no local arrays). */
     const float *pi = pred_intent + b * K;
-    double lp[64], lq[64], mx = -INFINITY, my = -INFINITY, sx = 0, sy = 0;
+    double mx = -INFINITY, my = -INFINITY, sx = 0, sy = 0;
     for (int k = 0; k < K; k++) {
-        lp[k] = (double)ti[k] / temp;
-        lq[k] = (double)pi[k] / temp;
-        if (lp[k] > mx) mx = lp[k];
-        if (lq[k] > my) my = lq[k];
+        if ((double)ti[k] / temp > mx) mx = (double)ti[k] / temp;
+        if ((double)pi[k] / temp > my) my = (double)pi[k] / temp;
     }
     for (int k = 0; k < K; k++) {
-        sx += exp(lp[k] - mx);
-        sy += exp(lq[k] - my);
+        sx += exp((double)ti[k] / temp - mx);
+        sy += exp((double)pi[k] / temp - my);
     }
     const double lsx = mx + log(sx), lsy = my + log(sy);
     double total = 0;
     for (int k = 0; k < K; k++) {
-        lp[k] -= lsx;
-        lq[k] -= lsy;
-        const double p = exp(lp[k]), q = exp(lq[k]);
-        if (p > 0) total += p * (lp[k] - lq[k]);
+        const double lp = (double)ti[k] / temp - lsx, lq = (double)pi[k] / temp - lsy;
+        const double p = exp(lp), q = exp(lq);
+        if (p > 0) total += p * (lp - lq);
         if (d_pred_intent) d_pred_intent[b * K + k] += (float)(temp / B * (q - p));
     }
     row[b] = total;
