@@ -41,6 +41,20 @@ if [ -x "${BIN:-bin}/timirec" ]; then
     else fail=$((fail + 1)); note "FAIL cli_gpu.sh (exit $rc)"; fi
 fi
 
+# Optional (GPU_CHECK_MEMCHECK=1): the backend's tests at small shapes under compute-sanitizer
+# (out-of-bounds and misaligned device accesses, the device-side twin of the ASan run of the
+# emulated backend in make asan).
+if [ "${GPU_CHECK_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
+    for name in test_gpu_extractor test_gpu_heads test_gpu_predictor test_gpu_model; do
+        TMR_SMALL_SHAPES=1 timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 \
+            "$build/tests/$name" > "$out/memcheck_$name.log" 2>&1
+        rc=$?
+        if [ $rc -eq 0 ]; then note "PASS memcheck $name"
+        elif [ $rc -eq 77 ]; then note "SKIP memcheck $name"
+        else fail=$((fail + 1)); note "FAIL memcheck $name (exit $rc)"; fi
+    done
+fi
+
 # 2. Ceilings and GPU benchmarks.
 for b in "$build"/bench/bench_device "$build"/bench/bench_gpu_*; do
     [ -x "$b" ] || continue

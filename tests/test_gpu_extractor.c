@@ -253,7 +253,9 @@ int main(void) {
         {32, 20, 64, 2, 8},
         {2, 70, 32, 64, 16},
     };
-    const int emu = gpu_is_emulated() && !getenv("TMR_EMU_FULL"); /* full: the GPU shapes */
+    /* Small shapes in the emulation (TMR_EMU_FULL=1: the GPU's) and when asked
+     * (TMR_SMALL_SHAPES=1, e.g. under compute-sanitizer). */
+    const int emu = (gpu_is_emulated() && !getenv("TMR_EMU_FULL")) || getenv("TMR_SMALL_SHAPES");
     const shape_t *shapes = emu ? emu_shapes : gpu_shapes;
     const int n_shapes = emu ? (int)(sizeof emu_shapes / sizeof *emu_shapes)
                              : (int)(sizeof gpu_shapes / sizeof *gpu_shapes);

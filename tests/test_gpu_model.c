@@ -365,7 +365,9 @@ static void trajectories(int emu) {
 int main(void) {
     gpu_ctx_t *probe = gt_start("test_gpu_model");
     gpu_ctx_free(probe);
-    const int emu = gpu_is_emulated() && !getenv("TMR_EMU_FULL"); /* full: the GPU shapes */
+    /* Small shapes in the emulation (TMR_EMU_FULL=1: the GPU's) and when asked
+     * (TMR_SMALL_SHAPES=1, e.g. under compute-sanitizer). */
+    const int emu = (gpu_is_emulated() && !getenv("TMR_EMU_FULL")) || getenv("TMR_SMALL_SHAPES");
     model_config_t ref = {.stage = STAGE_PRETRAIN, .n_items = 500, .emb_size = 64, .attn_size = 8,
                           .K = 2, .history_max = 20, .add_pos = 1, .add_trm = 1, .n_layers = 1,
                           .temp = 1, .dropout = 0.5};

@@ -21,7 +21,9 @@ int main(void) {
 int main(void) {
     gpu_ctx_t *probe = gt_start("test_gpu_trainer");
     gpu_ctx_free(probe);
-    const int emu = gpu_is_emulated() && !getenv("TMR_EMU_FULL");
+    /* Small shapes in the emulation (TMR_EMU_FULL=1: the GPU's) and when asked
+     * (TMR_SMALL_SHAPES=1, e.g. under compute-sanitizer). */
+    const int emu = (gpu_is_emulated() && !getenv("TMR_EMU_FULL")) || getenv("TMR_SMALL_SHAPES");
     const char *dir = du_tempdir("gpu_trainer");
     char path[512], err[512];
     snprintf(path, sizeof path, "%s/toy", dir);
