@@ -147,6 +147,39 @@ int main(void) {
             }
     }
 
+    /* The bias epilogue: C = alpha op(A) op(B) + bias equals C = bias then the product added
+     * with beta = 1, bit for bit, on both implementations; ragged N and K past one slice. */
+    int64_t bshapes[][3] = {{5, 7, 3}, {130, 64, 64}, {9, 192, 300}, {33, 70, 600}};
+    for (int impl = 0; impl < 2; impl++) {
+        if (tmr_gemm_use((gemm_impl_t)impl) != (gemm_impl_t)impl) continue;
+        for (size_t s = 0; s < sizeof bshapes / sizeof bshapes[0]; s++)
+            for (int tb = 0; tb < 2; tb++) {
+                int64_t M = bshapes[s][0], N = bshapes[s][1], K = bshapes[s][2];
+                float *A = malloc((size_t)(M * K) * sizeof *A), *B = malloc((size_t)(N * K) * sizeof *B);
+                float *bias = malloc((size_t)N * sizeof *bias);
+                float *C1 = malloc((size_t)(M * N) * sizeof *C1), *C2 = malloc((size_t)(M * N) * sizeof *C2);
+                for (int64_t i = 0; i < M * K; i++) A[i] = rnd((uint64_t)i, 60);
+                for (int64_t i = 0; i < N * K; i++) B[i] = rnd((uint64_t)i, 61);
+                for (int64_t j = 0; j < N; j++) bias[j] = rnd((uint64_t)j, 62) * 3.0f;
+                for (int64_t i = 0; i < M * N; i++) {
+                    C1[i] = NAN; /* beta = 0: never read */
+                    C2[i] = bias[i % N];
+                }
+                tmr_sgemm_bias(0, tb, M, N, K, 1.0f, A, K, B, tb ? K : N, 0.0f, bias, C1, N);
+                tmr_sgemm(0, tb, M, N, K, 1.0f, A, K, B, tb ? K : N, 1.0f, C2, N);
+                int finite = 1;
+                for (int64_t i = 0; i < M * N; i++) finite &= isfinite(C1[i]) != 0;
+                CHECK(finite && memcmp(C1, C2, (size_t)(M * N) * sizeof *C1) == 0,
+                      "sgemm_bias %s tb=%d %lldx%lldx%lld differs from bias + product",
+                      tmr_gemm_name((gemm_impl_t)impl), tb, (long long)M, (long long)N, (long long)K);
+                free(A);
+                free(B);
+                free(bias);
+                free(C1);
+                free(C2);
+            }
+    }
+
     /* Built-in: same bits with 1 thread, with 2, 3 and all threads, and from inside a parallel
      * region (each thread its own product, run on that thread): tiles split between threads
      * differently in each case, and K = 700 and 5120 span several slices. */
