@@ -23,6 +23,7 @@
 #include "timirec/train_state.h"
 #include "timirec/trainer.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -73,10 +74,8 @@ static int build_table(run_args_t *a, opt_t *t) {
     I(random_seed, 0, BIG, "seed of every random draw");
     I(load, 0, 1, "load the model from model_path before training");
     I(train, 0, 1, "train the model (0: evaluate only)");
-    I(resume, 0, 1, "continue an interrupted run from its state <model_path>.state (written at "
-      "every epoch end and on SIGINT/SIGTERM); options that change training must be the same");
-    I(detect_anomaly, 0, 1, "after every step also check every gradient and intermediate output "
-      "for NaN/Inf and name the first one (slower)");
+    I(resume, 0, 1, "continue from <model_path>.state, saved every epoch and on SIGINT/SIGTERM");
+    I(detect_anomaly, 0, 1, "check gradients and intermediate outputs for NaN/Inf every step");
     S(model_path, "checkpoint path (default <model_dir>TiMiRec/<run name>.safetensors)");
     S(log_file, "log path (default <log_dir>TiMiRec/<run name>.txt)");
     S(model_dir, "folder of the default checkpoint paths (the reference's ../model/)");
@@ -140,7 +139,9 @@ static const char *usage_text =
     "[options]\n"
     "Trains TiMiRec as the reference framework does (python main.py ...): pretrain the interest\n"
     "extractor, then finetune with the interest predictor and distillation. Other commands:\n"
-    "timirec data|prepare|synth|info (timirec COMMAND --help).";
+    "timirec data|prepare|synth|info (timirec COMMAND --help).\n"
+    "Exit status: 0 done; 1 error; 2 refused (options, memory, a state of other options);\n"
+    "3 NaN/Inf stopped training; 130/143 SIGINT/SIGTERM: state saved, --resume 1 continues.";
 
 int run_args_parse(run_args_t *a, int argc, char **argv, char *err, size_t errlen) {
     defaults(a);
@@ -501,6 +502,31 @@ static int report_interrupt(logs_t *L, int epoch, int64_t batch, int64_t n_batch
     return state_ok ? 128 + sig : 1;
 }
 
+/* Files "<path>.tmp.<pid>" that a writer killed mid-write left behind (st_write's temporary
+ * names), whose process is gone: removed, with a log line. */
+static void remove_stale_temps(logs_t *L, const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    const char *base = slash ? slash + 1 : path;
+    size_t n = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *ent;
+    while ((ent = readdir(d))) {
+        const char *name = ent->d_name;
+        if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp.", 5) != 0) continue;
+        char *end;
+        long pid = strtol(name + n + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer may be alive */
+        char full[4200];
+        snprintf(full, sizeof full, "%s/%s", dir, name);
+        if (unlink(full) == 0) logline(L, "Removed %s (left by an interrupted write)", full);
+    }
+    closedir(d);
+}
+
 /* ---- the run ------------------------------------------------------------------------------- */
 
 int run_main(int argc, char **argv) {
@@ -763,6 +789,9 @@ int run_main(int argc, char **argv) {
         epoch_cursor_t start = {resumed ? prog.batch : 0, resumed ? prog.loss_sum : 0, 0, 0};
         uint64_t fingerprint = train_state_fingerprint(&c);
         int state_ok = 1;
+        logline(&L, "Resumable state: %s (every epoch end and on SIGINT/SIGTERM)", state_path);
+        remove_stale_temps(&L, model_path);
+        remove_stale_temps(&L, state_path);
         double t_start = tmr_now();
         t.stop = &stop_signal;
         catch_stop_signals(1);

@@ -101,6 +101,9 @@ for delay in 0.2 0.1 0.3 0.15 0.25 0.05 0.12 0.18; do
 done
 "$bin" $k9 --resume 1 > "$tmp/k9end.out" 2>&1; rc=$?
 check "after $kills kill -9: the resumed run ends with the uninterrupted test metrics and checkpoint" "[ $rc -eq 0 ] && [ \"\$(grep '^Test After' $tmp/k9end.out)\" = \"\$(grep '^Test After' $tmp/k9full.out)\" ] && cmp -s $tmp/k9full.ckpt '$ckpt'"
+touch "$ckpt.tmp.999999999" "$state.tmp.1"
+"$bin" $k9 --resume 1 > "$tmp/k9tmp.out" 2>&1
+check "temporary files of dead writers removed, a live one's kept" "[ \$(ls $tmp/model/TiMiRec | grep -c '\.tmp\.') -eq 1 ] && [ -f '$state.tmp.1' ] && grep -q 'Removed .*tmp.999999999 (left by an interrupted write)' $tmp/k9tmp.out"
 
 # Numerical faults: one epoch, then a NaN written into W1 at step 20 (epoch 2, batch 7).
 rm -rf "$tmp/model" "$tmp/log"
