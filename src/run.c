@@ -419,6 +419,7 @@ static void catch_stop_signals(int on) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on ? on_stop_signal : SIG_DFL;
+    sa.sa_flags = SA_RESTART; /* a checkpoint being written when the signal comes goes on */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -670,17 +671,18 @@ int run_main(int argc, char **argv) {
                      memplan_format(plan.eval_all, ev, sizeof ev));
         if (machine) memplan_format(machine, mach, sizeof mach);
         else snprintf(mach, sizeof mach, "unknown");
-        char line[1024];
-        snprintf(line, sizeof line, "about %s (parameters, gradients and Adam moments %s, model "
-                 "workspace %s%s, batches %s, sampler %s, data %s); this machine has %s", tot, par,
-                 ws, all_line, bat, smp, cor, mach);
+        char parts[512];
+        snprintf(parts, sizeof parts, "parameters, gradients and Adam moments %s, model workspace "
+                 "%s%s, batches %s, sampler %s, data %s", par, ws, all_line, bat, smp, cor);
         if (machine && plan.total > machine) {
-            fprintf(stderr, "timirec: error: this run needs %s of memory, more than this "
-                    "machine has: lower --batch_size, --eval_batch_size, --history_max or "
-                    "--emb_size%s\n", line, a.test_all ? " (or --test_all 0)" : "");
+            fprintf(stderr, "timirec: error: this run needs about %s of memory (%s), but this "
+                    "machine has %s: lower --batch_size, --eval_batch_size, --history_max or "
+                    "--emb_size%s\n", tot, parts, mach, a.test_all ? " (or --test_all 0)" : "");
             rc = 2;
             goto out;
         }
+        char line[1024];
+        snprintf(line, sizeof line, "about %s (%s); this machine has %s", tot, parts, mach);
         logline(&L, "Memory: %s", line);
     }
 

@@ -110,7 +110,7 @@ int trainer_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_c
     cur->samples = n;
     if (cur->batch < 0 || cur->batch > n_batches)
         return tmr_error(err, errlen, "epoch %u: cannot start at batch %lld of %lld", epoch + 1,
-                         (long long)cur->batch, (long long)n_batches), TRAIN_ERROR;
+                         (long long)cur->batch, (long long)n_batches); /* TRAIN_ERROR */
     if (sampler_train_negatives(c, o->seed, epoch, o->num_neg, t->train_neg, err, errlen))
         return TRAIN_ERROR;
     sampler_shuffle(n, o->seed, epoch, t->order);
