@@ -40,7 +40,7 @@ uint64_t memplan_model_ws_bytes(const model_layout_t *lay, int64_t max_B, int64_
     /* predictor_cache_alloc (finetune). */
     if (cfg->stage == STAGE_FINETUNE) {
         const uint64_t rows = n, np = (uint64_t)(lay->n_proj > 1 ? lay->n_proj - 1 : 1);
-        uint64_t pf = ADD(MUL(rows, MUL(11, d)), MUL(B, d)); /* x, gates 3d, ghn, h, dh, dgi 3d, dx; g */
+        uint64_t pf = ADD(MUL(rows, MUL(14, d)), MUL(B, d)); /* x, gates 3d, ghn, h, dh, dgi 3d, dgh 3d, dx; g */
         pf = ADD(pf, ADD(MUL(np, MUL(B, d)), MUL(B, MUL(6, d)))); /* acts; work 3d, dg d, pwork 2d */
         total = ADD(total, ADD(MUL(pf, F), ADD(MUL(B, 4), ADD(MUL(L, 4), MUL(L + 1, 8)))));
     }

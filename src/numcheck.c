@@ -114,6 +114,7 @@ int numcheck_workspace_arrays(const model_layout_t *lay, model_ws_t_f *ws, int C
         nc_add(&l, "predictor.dg", "(B, d)", p->dg, B, d, 0);
         if (p->T > 0) { /* the GRU backward does not run on a batch without history */
             nc_add(&l, "predictor.dgi", "(T, 3d)", p->dgi, p->T, 3 * d, 0);
+            nc_add(&l, "predictor.dgh", "(T, 3d)", p->dgh, p->T, 3 * d, 0);
             nc_add(&l, "predictor.dx", "(T, d)", p->dx, p->T, d, 0);
         }
     } else {
