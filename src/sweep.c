@@ -998,22 +998,23 @@ static char *point_name(const sweep_grid_t *g, char *const *keyvals, const char 
     return s;
 }
 
-/* One run of one stage as a child process: `timirec --config DIR/base.ini --<key>=<value>...
- * --stage S --random_seed N --model_dir DIR/RUN/model/ --log_file DIR/RUN/S.log --json_log
- * DIR/RUN/S.jsonl`, stderr to DIR/RUN/S.err (removed when empty). Sets *status ("ok" or
+/* One run of one stage as a child process: `timirec <the shared settings as flags>
+ * --<key>=<value>... --stage S --random_seed N --model_dir DIR/RUN/model/ --log_file DIR/RUN/S.log
+ * --json_log DIR/RUN/S.jsonl`, stderr to DIR/RUN/S.err (removed when empty). Flags rather than
+ * --config: the argument table in each run's log shows every setting. Sets *status ("ok" or
  * "failed"), *why (malloc'd; "" when ok) and res. Returns 1 when the sweep was interrupted
  * (nothing to record), else 0. */
-static int run_point(const char *exe, const char *out, const char *base_ini, const sweep_grid_t *g,
-                     char *const *keyvals, const char *seed, const char *stage, const char *run_dir,
-                     sweep_result_t *res, const char **status, char **why) {
+static int run_point(const char *exe, const char *out, char *const *shared, int n_shared,
+                     const sweep_grid_t *g, char *const *keyvals, const char *seed, const char *stage,
+                     const char *run_dir, sweep_result_t *res, const char **status, char **why) {
     char err[4096];
     char *dir = strf("%s/%s", out, run_dir);
     char *json = strf("%s/%s.jsonl", dir, stage), *log = strf("%s/%s.log", dir, stage);
     char *err_f = strf("%s/%s.err", dir, stage);
-    char *cargv[SWEEP_MAX_KEYS + 12];
+    char **cargv = tmr_malloc(((size_t)n_shared + SWEEP_MAX_KEYS + 12) * sizeof *cargv);
     int ca = 0;
     cargv[ca++] = strf("timirec");
-    cargv[ca++] = strf("--config=%s", base_ini);
+    for (int i = 0; i < n_shared; i++) cargv[ca++] = strf("%s", shared[i]);
     for (int k = 0; k < g->n_keys; k++) cargv[ca++] = strf("--%s=%s", g->key[k], keyvals[k]);
     cargv[ca++] = strf("--stage=%s", stage);
     cargv[ca++] = strf("--random_seed=%s", seed);
@@ -1053,6 +1054,7 @@ static int run_point(const char *exe, const char *out, const char *base_ini, con
     }
     if (!*why) *why = strf("interrupted");
     for (int i = 0; i < ca; i++) free(cargv[i]);
+    free(cargv);
     free(dir);
     free(json);
     free(log);
@@ -1097,221 +1099,280 @@ static char **result_row(const table_t *t, char *const *keyvals, const char *see
 
 #define MAX_SEEDS 64
 
-int sweep_main(int argc, char **argv) {
-    sweep_opts_t o = {.config = "", .grid = "", .seeds = "", .out = "", .stages = "pretrain,finetune",
-                      .plot_metric = "", .max_runs = 0, .retry_failed = 0, .plots = 1};
+/* Everything a sweep holds; sweep_free releases it whatever was set up. */
+typedef struct {
+    sweep_opts_t o;
     opt_t st[N_SWEEP_OPTS];
-    sweep_table(&o, st);
+    char **own;             /* the sweep's own flags (argv[0] first) */
+    int n_own;
+    char **cfg_argv;        /* the --config file's sweep options as "--name=value" */
+    int cfg_argc;
+    char *settings;         /* base.ini text: "name = value" lines every run shares */
+    size_t settings_len;
+    char **shared;          /* the same as "--name=value" flags */
+    int n_shared;
+    sweep_grid_t g;
+    char *stages[2], *seeds[MAX_SEEDS];
+    int n_stages, n_seeds;
+    run_args_t base;        /* the shared settings as the run parses them */
+    metric_spec_t spec;
+    char *plot_col;         /* "test_NDCG@5" */
+    table_t t;
+    char *base_ini, *csv_path, *new_ini;
+    char exe[4096];
+} sweep_t;
+
+static void sweep_free(sweep_t *w) {
+    free(w->own);
+    for (int i = 1; i < w->cfg_argc; i++) free(w->cfg_argv[i]);
+    free(w->cfg_argv);
+    free(w->settings);
+    for (int i = 0; i < w->n_shared; i++) free(w->shared[i]);
+    free(w->shared);
+    sweep_grid_free(&w->g);
+    for (int i = 0; i < w->n_stages; i++) free(w->stages[i]);
+    for (int i = 0; i < w->n_seeds; i++) free(w->seeds[i]);
+    free(w->plot_col);
+    table_free(&w->t);
+    free(w->base_ini);
+    free(w->csv_path);
+    free(w->new_ini);
+}
+
+/* "name = value" lines (comments skipped) into "--name=value" flags. */
+static void settings_to_flags(sweep_t *w) {
+    const char *p = w->settings, *end = w->settings + w->settings_len;
+    text_span_t line;
+    while (text_next_line(&p, end, &line)) {
+        if (line.n == 0 || line.s[0] == '#') continue;
+        const char *eq = memchr(line.s, '=', line.n);
+        if (!eq) continue;
+        text_span_t name = trim(line.s, (size_t)(eq - line.s));
+        text_span_t value = trim(eq + 1, (size_t)(line.s + line.n - eq - 1));
+        w->shared = tmr_realloc(w->shared, (size_t)(w->n_shared + 1) * sizeof *w->shared);
+        w->shared[w->n_shared++] = strf("--%.*s=%.*s", (int)name.n, name.s, (int)value.n, value.s);
+    }
+}
+
+/* The shared flags plus extra ones, parsed as a run would: 0 or -1 with the message. */
+static int parse_as_run(const sweep_t *w, const char *extra, run_args_t *a, char *err, size_t errlen) {
+    char **argv = tmr_malloc(((size_t)w->n_shared + 3) * sizeof *argv);
+    int n = 0;
+    argv[n++] = "timirec";
+    for (int i = 0; i < w->n_shared; i++) argv[n++] = w->shared[i];
+    if (extra) argv[n++] = (char *)extra;
+    argv[n] = NULL;
+    int rc = run_args_parse(a, n, argv, err, errlen);
+    free(argv);
+    return rc ? -1 : 0;
+}
+
+/* Options, settings, grid, output folder and the existing sweep.csv. Returns 0 to run, or the
+ * exit code (0 after --help, 2 for a usage error). */
+static int sweep_setup(sweep_t *w, int argc, char **argv) {
+    sweep_opts_t *o = &w->o;
+    *o = (sweep_opts_t){.config = "", .grid = "", .seeds = "", .out = "", .stages = "pretrain,finetune",
+                        .plot_metric = "", .max_runs = 0, .retry_failed = 0, .plots = 1};
+    sweep_table(o, w->st);
     char err[4096];
 
-    /* argv: the sweep's own flags, everything else passes through to the runs. */
-    char **own = tmr_malloc((size_t)(argc + 1) * sizeof *own);
-    int n_own = 1;
-    own[0] = argv[0];
-    char *pass = NULL; /* passed-through flags as settings lines */
+    /* argv: the sweep's own flags; everything else passes through to every run. */
+    w->own = tmr_malloc((size_t)(argc + 1) * sizeof *w->own);
+    w->own[w->n_own++] = argv[0];
+    static const char header[] = "# timirec sweep: the settings every run shares\n";
+    w->settings = strf("%s", header);
+    w->settings_len = sizeof header - 1;
+    char *pass = NULL;
     size_t pass_len = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            options_usage(usage_text, st, N_SWEEP_OPTS, stdout);
+            options_usage(usage_text, w->st, N_SWEEP_OPTS, stdout);
+            free(pass);
             return 0;
         }
         if (strncmp(a, "--", 2) != 0) {
             fprintf(stderr, "timirec sweep: unexpected argument \"%s\" (flags are --name value)\n", a);
+            free(pass);
             return 2;
         }
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t nn = eq ? (size_t)(eq - name) : strlen(name);
-        int has_value = eq || i + 1 < argc;
-        if (!has_value) {
+        if (!eq && i + 1 >= argc) {
             fprintf(stderr, "timirec sweep: --%s needs a value\n", name);
+            free(pass);
             return 2;
         }
-        if (is_sweep_key(st, name, nn)) {
-            own[n_own++] = argv[i];
-            if (!eq) own[n_own++] = argv[++i];
+        if (is_sweep_key(w->st, name, nn)) {
+            w->own[w->n_own++] = argv[i];
+            if (!eq) w->own[w->n_own++] = argv[++i];
             continue;
         }
         const char *value = eq ? eq + 1 : argv[++i];
         settings_add(&pass, &pass_len, name, nn, value, strlen(value));
     }
-    /* The config file first (its sweep options, then the command line's override them). */
-    for (int i = 1; i < n_own; i++) {
-        if (strcmp(own[i], "--config") == 0 && i + 1 < n_own) o.config = own[i + 1];
-        else if (strncmp(own[i], "--config=", 9) == 0) o.config = own[i] + 9;
+    /* The config file's sweep options first, then the command line's override them; its run
+     * options go before the passed-through flags (which override them). */
+    for (int i = 1; i < w->n_own; i++) {
+        if (strcmp(w->own[i], "--config") == 0 && i + 1 < w->n_own) o->config = w->own[i + 1];
+        else if (strncmp(w->own[i], "--config=", 9) == 0) o->config = w->own[i] + 9;
     }
-    static const char header[] = "# timirec sweep: the settings every run shares\n";
-    char *settings = dup_span(header, sizeof header - 1);
-    size_t settings_len = sizeof header - 1;
-    char **cfg_argv = tmr_malloc(sizeof *cfg_argv);
-    int cfg_argc = 1;
-    cfg_argv[0] = argv[0];
-    if (*o.config && split_config(o.config, st, &settings, &settings_len, &cfg_argv, &cfg_argc,
-                                  err, sizeof err)) {
-        fprintf(stderr, "timirec sweep: %s\n", err);
-        return 2;
-    }
-    if (options_parse(st, N_SWEEP_OPTS, cfg_argc, cfg_argv, 1, NULL, 0, NULL, err, sizeof err) ||
-        options_parse(st, N_SWEEP_OPTS, n_own, own, 1, NULL, 0, NULL, err, sizeof err)) {
-        fprintf(stderr, "timirec sweep: %s\n", err);
-        return 2;
-    }
+    w->cfg_argv = tmr_malloc(sizeof *w->cfg_argv);
+    w->cfg_argv[w->cfg_argc++] = argv[0];
+    int bad = *o->config && split_config(o->config, w->st, &w->settings, &w->settings_len,
+                                         &w->cfg_argv, &w->cfg_argc, err, sizeof err);
     if (pass) {
-        settings = tmr_realloc(settings, settings_len + pass_len + 1);
-        memcpy(settings + settings_len, pass, pass_len + 1);
-        settings_len += pass_len;
+        w->settings = tmr_realloc(w->settings, w->settings_len + pass_len + 1);
+        memcpy(w->settings + w->settings_len, pass, pass_len + 1);
+        w->settings_len += pass_len;
         free(pass);
     }
-    if (!*o.grid || !*o.out) {
+    if (bad || options_parse(w->st, N_SWEEP_OPTS, w->cfg_argc, w->cfg_argv, 1, NULL, 0, NULL, err, sizeof err) ||
+        options_parse(w->st, N_SWEEP_OPTS, w->n_own, w->own, 1, NULL, 0, NULL, err, sizeof err)) {
+        fprintf(stderr, "timirec sweep: %s\n", err);
+        return 2;
+    }
+    settings_to_flags(w);
+    if (!*o->grid || !*o->out) {
         fprintf(stderr, "timirec sweep: --grid and --out are required (timirec sweep --help)\n");
         return 2;
     }
-    sweep_grid_t g;
-    if (sweep_grid_parse(o.grid, &g, err, sizeof err)) {
+    if (sweep_grid_parse(o->grid, &w->g, err, sizeof err)) {
         fprintf(stderr, "timirec sweep: %s\n", err);
         return 2;
     }
-    for (int k = 0; k < g.n_keys; k++)
+    const sweep_grid_t *g = &w->g;
+    for (int k = 0; k < g->n_keys; k++)
         for (size_t r = 0; r < sizeof reserved_keys / sizeof *reserved_keys; r++)
-            if (strcmp(g.key[k], reserved_keys[r]) == 0) {
-                fprintf(stderr, "timirec sweep: --grid: %s is set by the sweep itself%s\n", g.key[k],
-                        strcmp(g.key[k], "random_seed") == 0 ? " (use --seeds)" : "");
+            if (strcmp(g->key[k], reserved_keys[r]) == 0) {
+                fprintf(stderr, "timirec sweep: --grid: %s is set by the sweep itself%s\n", g->key[k],
+                        strcmp(g->key[k], "random_seed") == 0 ? " (use --seeds)" : "");
                 return 2;
             }
-    char *stages[2];
-    int n_stages = split_list(o.stages, stages, 2);
-    if (n_stages < 1 || (n_stages == 2 && strcmp(stages[0], stages[1]) == 0)) {
-        fprintf(stderr, "timirec sweep: --stages: \"%s\" must be pretrain, finetune or both\n", o.stages);
+    w->n_stages = split_list(o->stages, w->stages, 2);
+    int stages_ok = w->n_stages >= 1 && !(w->n_stages == 2 && strcmp(w->stages[0], w->stages[1]) == 0);
+    for (int s = 0; s < w->n_stages; s++)
+        stages_ok &= strcmp(w->stages[s], "pretrain") == 0 || strcmp(w->stages[s], "finetune") == 0;
+    if (!stages_ok) {
+        if (w->n_stages < 0) w->n_stages = 0;
+        fprintf(stderr, "timirec sweep: --stages: \"%s\" must be pretrain, finetune or both\n", o->stages);
         return 2;
     }
-    for (int s = 0; s < n_stages; s++)
-        if (strcmp(stages[s], "pretrain") != 0 && strcmp(stages[s], "finetune") != 0) {
-            fprintf(stderr, "timirec sweep: --stages: \"%s\" is not pretrain or finetune\n", stages[s]);
-            return 2;
-        }
-    int pretrain_first = n_stages == 2 && strcmp(stages[0], "pretrain") == 0;
 
-    /* DIR, base.ini, and a check of the shared settings with the run's own parser. */
-    if (mkdirs(o.out, err, sizeof err)) {
-        fprintf(stderr, "timirec sweep: %s\n", err);
-        return 2;
-    }
-    char *base_ini = strf("%s/base.ini", o.out), *csv_path = strf("%s/sweep.csv", o.out);
-    char *path = strf("%s/base.ini.new", o.out);
-    if (write_file(path, settings, err, sizeof err)) {
-        fprintf(stderr, "timirec sweep: %s\n", err);
-        return 2;
-    }
-    run_args_t base;
-    char *check_argv[5] = {"timirec", "--config", path, NULL, NULL};
-    if (run_args_parse(&base, 3, check_argv, err, sizeof err)) {
+    /* The shared settings and every grid key, checked by the run's own parser. */
+    if (parse_as_run(w, NULL, &w->base, err, sizeof err)) {
         fprintf(stderr, "timirec sweep: the settings every run shares are not valid: %s\n", err);
-        unlink(path); /* base.ini.new */
         return 2;
     }
-    /* A grid key must be a training flag; a bad value only fails its own runs. */
-    for (int k = 0; k < g.n_keys; k++) {
-        char *flag = strf("--%s=%s", g.key[k], g.value[k][0]);
-        check_argv[3] = flag;
+    for (int k = 0; k < g->n_keys; k++) {
+        char *flag = strf("--%s=%s", g->key[k], g->value[k][0]);
         run_args_t tmp;
-        int unknown = run_args_parse(&tmp, 4, check_argv, err, sizeof err) && strstr(err, "unknown flag");
+        int unknown = parse_as_run(w, flag, &tmp, err, sizeof err) && strstr(err, "unknown flag");
         free(flag);
-        if (unknown) {
+        if (unknown) { /* a bad value only fails its own runs; a bad key fails them all */
             fprintf(stderr, "timirec sweep: --grid: %s is not a training flag "
-                            "(timirec --model_name TiMiRec --help lists them)\n", g.key[k]);
-            unlink(path); /* base.ini.new */
+                            "(timirec --model_name TiMiRec --help lists them)\n", g->key[k]);
             return 2;
         }
     }
-    metric_spec_t spec;
-    metrics_parse(base.metric, base.topk, &spec, err, sizeof err);
-    char *seeds[MAX_SEEDS];
-    int n_seeds;
-    if (*o.seeds) {
-        n_seeds = split_list(o.seeds, seeds, MAX_SEEDS);
-        for (int s = 0; s < n_seeds; s++) {
+    metrics_parse(w->base.metric, w->base.topk, &w->spec, err, sizeof err);
+    if (*o->seeds) {
+        w->n_seeds = split_list(o->seeds, w->seeds, MAX_SEEDS);
+        int seeds_ok = w->n_seeds >= 1;
+        for (int s = 0; s < w->n_seeds; s++) {
             char *e;
-            long long v = strtoll(seeds[s], &e, 10);
-            if (*e || v < 0) n_seeds = -1;
-            if (n_seeds < 0) break;
+            long long v = strtoll(w->seeds[s], &e, 10);
+            seeds_ok &= !*e && v >= 0;
         }
-        if (n_seeds < 1) {
+        if (!seeds_ok) {
+            if (w->n_seeds < 0) w->n_seeds = 0;
             fprintf(stderr, "timirec sweep: --seeds: \"%s\" must be a list of seeds like 0,1,2 "
-                            "(at most %d)\n", o.seeds, MAX_SEEDS);
-            unlink(path); /* base.ini.new */
+                            "(at most %d)\n", o->seeds, MAX_SEEDS);
             return 2;
         }
     } else {
-        char b[32];
-        snprintf(b, sizeof b, "%lld", (long long)base.random_seed);
-        seeds[0] = dup_span(b, strlen(b));
-        n_seeds = 1;
+        w->seeds[w->n_seeds++] = strf("%lld", (long long)w->base.random_seed);
     }
-    char *plot_col = *o.plot_metric ? strf("test_%s", o.plot_metric)
-                                    : strf("test_%s@%d", metrics_kind_name(spec.kind[0]), spec.topk[0]);
-
-    table_t t;
-    table_init(&t, &g, &spec);
-    if (table_col(&t, plot_col) < 0) {
+    w->plot_col = *o->plot_metric ? strf("test_%s", o->plot_metric)
+                                  : strf("test_%s@%d", metrics_kind_name(w->spec.kind[0]), w->spec.topk[0]);
+    table_init(&w->t, g, &w->spec);
+    if (table_col(&w->t, w->plot_col) < 0) {
         fprintf(stderr, "timirec sweep: --plot_metric: %s is not among the test metrics (--metric "
-                        "%s --topk %s)\n", plot_col + 5, base.metric, base.topk);
-        unlink(path); /* base.ini.new */
+                        "%s --topk %s)\n", w->plot_col + 5, w->base.metric, w->base.topk);
         return 2;
     }
-    if (table_load(&t, csv_path, err, sizeof err)) {
+
+    /* DIR: the table so far, and base.ini (a resumed sweep must share the settings of the rows
+     * it keeps; the grid and the seeds may grow). */
+    if (mkdirs(o->out, err, sizeof err)) {
         fprintf(stderr, "timirec sweep: %s\n", err);
-        unlink(path); /* base.ini.new */
         return 2;
     }
-    /* A resumed sweep must share the settings of the rows it keeps. */
+    w->base_ini = strf("%s/base.ini", o->out);
+    w->csv_path = strf("%s/sweep.csv", o->out);
+    w->new_ini = strf("%s/base.ini.new", o->out);
+    if (table_load(&w->t, w->csv_path, err, sizeof err)) {
+        fprintf(stderr, "timirec sweep: %s\n", err);
+        return 2;
+    }
     char *old = NULL;
     size_t old_len;
-    if (t.n_rows > 0 && text_read_file(base_ini, &old, &old_len, err, sizeof err) == 0 &&
-        strcmp(old, settings) != 0) {
+    if (w->t.n_rows > 0 && text_read_file(w->base_ini, &old, &old_len, err, sizeof err) == 0 &&
+        strcmp(old, w->settings) != 0) {
+        write_file(w->new_ini, w->settings, err, sizeof err);
         fprintf(stderr, "timirec sweep: %s holds runs made with other shared settings (%s); this "
                         "sweep would use %s. Use another --out, or delete %s to start over.\n",
-                o.out, base_ini, path, o.out);
+                o->out, w->base_ini, w->new_ini, o->out);
+        free(old);
         return 2;
     }
     free(old);
-    if (rename(path, base_ini) != 0) {
-        fprintf(stderr, "timirec sweep: cannot write %s: %s\n", base_ini, strerror(errno));
+    if (write_file(w->new_ini, w->settings, err, sizeof err) || rename(w->new_ini, w->base_ini) != 0) {
+        fprintf(stderr, "timirec sweep: cannot write %s: %s\n", w->base_ini, strerror(errno));
         return 2;
     }
-
-    char exe[4096];
-    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ssize_t el = readlink("/proc/self/exe", w->exe, sizeof w->exe - 1);
     if (el <= 0) {
         fprintf(stderr, "timirec sweep: cannot find this program (/proc/self/exe): %s\n", strerror(errno));
-        return 1;
+        return 2;
     }
-    exe[el] = 0;
-    install_signals();
+    w->exe[el] = 0;
+    return -1;
+}
 
-    int64_t total = g.n_points * n_seeds * n_stages, ran = 0, done_before = 0, failed = 0, at = 0;
+/* Every (point, seed, stage) not done yet; the table is saved after each. Returns the exit code. */
+static int sweep_run(sweep_t *w) {
+    const sweep_opts_t *o = &w->o;
+    const sweep_grid_t *g = &w->g;
+    table_t *t = &w->t;
+    char err[4096];
+    int pretrain_first = w->n_stages == 2 && strcmp(w->stages[0], "pretrain") == 0;
+    int64_t total = g->n_points * w->n_seeds * w->n_stages, ran = 0, done_before = 0, failed = 0, at = 0;
     printf("sweep: %lld points x %d seed%s x %d stage%s = %lld runs (dataset %s) into %s\n",
-           (long long)g.n_points, n_seeds, n_seeds > 1 ? "s" : "", n_stages, n_stages > 1 ? "s" : "",
-           (long long)total, base.dataset, o.out);
+           (long long)g->n_points, w->n_seeds, w->n_seeds > 1 ? "s" : "", w->n_stages,
+           w->n_stages > 1 ? "s" : "", (long long)total, w->base.dataset, o->out);
+    install_signals();
     int idx[SWEEP_MAX_KEYS], stopped = 0;
     double t_sweep = tmr_now();
-    for (int64_t p = 0; p < g.n_points && !stopped; p++) {
-        sweep_grid_point(&g, p, idx);
+    for (int64_t p = 0; p < g->n_points && !stopped; p++) {
+        sweep_grid_point(g, p, idx);
         char *keyvals[SWEEP_MAX_KEYS];
-        for (int k = 0; k < g.n_keys; k++) keyvals[k] = g.value[k][idx[k]];
-        for (int si = 0; si < n_seeds && !stopped; si++) {
-            char *point = point_name(&g, keyvals, " ", NULL);
-            char *run_dir = point_name(&g, keyvals, "__", seeds[si]);
-            for (int s = 0; s < n_stages && !stopped; s++) {
+        for (int k = 0; k < g->n_keys; k++) keyvals[k] = g->value[k][idx[k]];
+        char *point = point_name(g, keyvals, " ", NULL);
+        for (int si = 0; si < w->n_seeds && !stopped; si++) {
+            const char *seed = w->seeds[si];
+            char *run_dir = point_name(g, keyvals, "__", seed);
+            for (int s = 0; s < w->n_stages && !stopped; s++) {
                 at++;
-                const char *stage = stages[s];
-                int row_i = table_find(&t, keyvals, seeds[si], stage);
-                int pre_i = pretrain_first && s == 1 ? table_find(&t, keyvals, seeds[si], "pretrain") : -1;
+                const char *stage = w->stages[s];
+                int row_i = table_find(t, keyvals, seed, stage);
+                int pre_i = pretrain_first && s == 1 ? table_find(t, keyvals, seed, "pretrain") : -1;
                 int pre_ok = !pretrain_first || s == 0 ||
-                             (pre_i >= 0 && strcmp(t.row[pre_i][t.c_status], "ok") == 0);
+                             (pre_i >= 0 && strcmp(t->row[pre_i][t->c_status], "ok") == 0);
                 if (row_i >= 0) {
-                    const char *status = t.row[row_i][t.c_status];
+                    const char *status = t->row[row_i][t->c_status];
                     int done = strcmp(status, "ok") == 0 ||
-                               (strcmp(status, "failed") == 0 && !o.retry_failed) ||
+                               (strcmp(status, "failed") == 0 && !o->retry_failed) ||
                                (strcmp(status, "skipped") == 0 && !pre_ok);
                     if (done) {
                         done_before++;
@@ -1319,14 +1380,13 @@ int sweep_main(int argc, char **argv) {
                         continue;
                     }
                 }
-                if (o.max_runs > 0 && ran >= o.max_runs) {
+                if (o->max_runs > 0 && ran >= o->max_runs) {
                     printf("sweep: stopped after %lld runs (--max_runs); the same command resumes\n",
                            (long long)ran);
                     stopped = 1;
                     break;
                 }
-                printf("[%lld/%lld] %s seed=%s %s: ", (long long)at, (long long)total, point,
-                       seeds[si], stage);
+                printf("[%lld/%lld] %s seed=%s %s: ", (long long)at, (long long)total, point, seed, stage);
                 fflush(stdout);
                 double t0 = tmr_now();
                 sweep_result_t res;
@@ -1334,8 +1394,8 @@ int sweep_main(int argc, char **argv) {
                 const char *status = "skipped";
                 char *why;
                 if (pre_ok) {
-                    if (run_point(exe, o.out, base_ini, &g, keyvals, seeds[si], stage, run_dir, &res,
-                                  &status, &why)) {
+                    if (run_point(w->exe, o->out, w->shared, w->n_shared, g, keyvals, seed, stage,
+                                  run_dir, &res, &status, &why)) {
                         printf("interrupted (not recorded)\n");
                         free(why);
                         stopped = 2;
@@ -1346,55 +1406,55 @@ int sweep_main(int argc, char **argv) {
                     why = strf("pretrain did not succeed");
                 }
                 double wall = tmr_now() - t0;
-                char **row = result_row(&t, keyvals, seeds[si], stage, run_dir, status, why, &res,
+                char **row = result_row(t, keyvals, seed, stage, run_dir, status, why, &res,
                                         pre_ok ? wall : NAN);
                 if (strcmp(status, "ok") == 0)
-                    printf("ok  %s %s  best epoch %d of %d  %.1f s  %.0f samples/s\n", plot_col + 5,
-                           row[table_col(&t, plot_col)], res.best_epoch, res.epochs, wall,
+                    printf("ok  %s %s  best epoch %d of %d  %.1f s  %.0f samples/s\n", w->plot_col + 5,
+                           row[table_col(t, w->plot_col)], res.best_epoch, res.epochs, wall,
                            res.samples_per_s);
                 else {
                     failed++;
                     printf("%s: %s\n", status, why);
                 }
                 free(why);
-                table_put(&t, row);
-                if (table_save(&t, csv_path, err, sizeof err)) {
+                table_put(t, row);
+                if (table_save(t, w->csv_path, err, sizeof err)) {
                     fprintf(stderr, "timirec sweep: %s\n", err);
+                    free(run_dir);
+                    free(point);
                     return 1;
                 }
             }
-            free(point);
             free(run_dir);
         }
+        free(point);
     }
     printf("sweep: %lld runs now, %lld already done, %lld failed or skipped; %s [%.1f s]\n",
-           (long long)ran, (long long)done_before, (long long)failed, csv_path, tmr_now() - t_sweep);
+           (long long)ran, (long long)done_before, (long long)failed, w->csv_path, tmr_now() - t_sweep);
     if (stopped == 2) {
         printf("sweep: interrupted; run the same command again to resume\n");
         return 128 + (int)g_stop_signal;
     }
-    if (o.plots) {
+    if (o->plots) {
         int have = have_program("gnuplot"), keys_to_plot = 0;
-        for (int k = 0; k < g.n_keys; k++) keys_to_plot += g.n_values[k] > 1;
-        plot_spec_t ps = {o.out, &t, &g, seeds, stages, n_seeds, n_stages, plot_col, base.dataset};
+        for (int k = 0; k < g->n_keys; k++) keys_to_plot += g->n_values[k] > 1;
+        plot_spec_t ps = {o->out, t, g, w->seeds, w->stages, w->n_seeds, w->n_stages, w->plot_col,
+                          w->base.dataset};
         make_plots(&ps, have);
         if (!have)
             printf("plots skipped: gnuplot is not installed (apt-get install -y gnuplot-nox); "
-                   "%s/plot_*.dat and .gp are ready for it\n", o.out);
+                   "%s/plot_*.dat and .gp are ready for it\n", o->out);
         else if (keys_to_plot == 0)
             printf("plots: none (a plot needs a grid key with 2 or more values)\n");
     }
-    table_free(&t);
-    sweep_grid_free(&g);
-    for (int i = 0; i < n_seeds; i++) free(seeds[i]);
-    for (int i = 0; i < n_stages; i++) free(stages[i]);
-    free(base_ini);
-    free(csv_path);
-    free(path);
-    free(plot_col);
-    free(settings);
-    free(own);
-    for (int i = 1; i < cfg_argc; i++) free(cfg_argv[i]);
-    free(cfg_argv);
     return failed ? 1 : 0;
+}
+
+int sweep_main(int argc, char **argv) {
+    sweep_t *w = tmr_calloc(1, sizeof *w);
+    int rc = sweep_setup(w, argc, argv);
+    if (rc < 0) rc = sweep_run(w);
+    sweep_free(w);
+    free(w);
+    return rc;
 }
