@@ -850,9 +850,11 @@ static int plot_script(const plot_spec_t *ps, int a, const char *gp, const char 
                     width);
         fprintf(f, "set output ");
         gp_string(f, term == 0 ? png : svg);
-        char *big = strf("%s: test %s and training throughput against %s (mean of %d seed%s; bars: "
-                         "min to max)", ps->title, metric, g->key[a], ps->n_seeds,
-                         ps->n_seeds > 1 ? "s" : "");
+        char *big = ps->n_seeds > 1
+                        ? strf("%s: test %s and training throughput against %s (mean of %d seeds; "
+                               "bars: min to max)", ps->title, metric, g->key[a], ps->n_seeds)
+                        : strf("%s: test %s and training throughput against %s (seed %s)", ps->title,
+                               metric, g->key[a], ps->seeds[0]);
         fprintf(f, "\nset multiplot layout 2,%d title ", ps->n_stages);
         gp_string(f, big);
         free(big);
@@ -869,7 +871,8 @@ static int plot_script(const plot_spec_t *ps, int a, const char *gp, const char 
                 free(ttl);
                 fprintf(f, "\nset ylabel ");
                 gp_string(f, panel == 0 ? metric : "samples/s");
-                fprintf(f, "\n");
+                /* throughput from 0: the eye compares heights; metrics zoom to their range */
+                fprintf(f, "\n%s\n", panel == 0 ? "set yrange [*:*]" : "set yrange [0:*]");
                 int any = 0;
                 for (int l = 0; l < n_lines; l++) any |= has[s * n_lines + l];
                 if (!any) {
@@ -959,14 +962,18 @@ static int make_plots(const plot_spec_t *ps, int draw) {
 
 /* ---- the command --------------------------------------------------------------------------- */
 
-/* A list "a,b,c" into malloc'd strings (trimmed, non-empty); returns the count or -1. */
+/* A list "a,b,c" into malloc'd strings (trimmed, non-empty); returns the count, or -1 (nothing
+ * kept) for an empty element or more than max. */
 static int split_list(const char *s, char **out, int max) {
     int n = 0;
     const char *p = s;
     for (;;) {
         size_t len = strcspn(p, ",");
         text_span_t v = trim(p, len);
-        if (v.n == 0 || n == max) return -1;
+        if (v.n == 0 || n == max) {
+            while (n > 0) free(out[--n]);
+            return -1;
+        }
         out[n++] = dup_span(v.s, v.n);
         if (!p[len]) break;
         p += len + 1;
@@ -979,7 +986,6 @@ static void safe_name(char *s) {
     for (; *s; s++)
         if (!isalnum((unsigned char)*s) && !strchr("._=-", *s)) *s = '_';
 }
-
 
 /* "K=2 history_max=50" (sep " ") or the run folder "runs/K=2__history_max=50__seed=0"
  * (sep "__", with a seed; folder-safe characters only). */
@@ -1119,7 +1125,6 @@ typedef struct {
     char *plot_col;         /* "test_NDCG@5" */
     table_t t;
     char *base_ini, *csv_path, *new_ini;
-    char exe[4096];
 } sweep_t;
 
 static void sweep_free(sweep_t *w) {
@@ -1331,12 +1336,11 @@ static int sweep_setup(sweep_t *w, int argc, char **argv) {
         fprintf(stderr, "timirec sweep: cannot write %s: %s\n", w->base_ini, strerror(errno));
         return 2;
     }
-    ssize_t el = readlink("/proc/self/exe", w->exe, sizeof w->exe - 1);
-    if (el <= 0) {
-        fprintf(stderr, "timirec sweep: cannot find this program (/proc/self/exe): %s\n", strerror(errno));
+    /* The children run this very binary, even if the file is rebuilt during the sweep. */
+    if (access("/proc/self/exe", X_OK) != 0) {
+        fprintf(stderr, "timirec sweep: cannot run /proc/self/exe (this program): %s\n", strerror(errno));
         return 2;
     }
-    w->exe[el] = 0;
     return -1;
 }
 
@@ -1394,7 +1398,7 @@ static int sweep_run(sweep_t *w) {
                 const char *status = "skipped";
                 char *why;
                 if (pre_ok) {
-                    if (run_point(w->exe, o->out, w->shared, w->n_shared, g, keyvals, seed, stage,
+                    if (run_point("/proc/self/exe", o->out, w->shared, w->n_shared, g, keyvals, seed, stage,
                                   run_dir, &res, &status, &why)) {
                         printf("interrupted (not recorded)\n");
                         free(why);
