@@ -709,6 +709,7 @@ static void bench_topk(report_t *rp, const case_t *cs, const bmodel_t *m, const 
 /* ---- main ----------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
+    tmr_flush_subnormals(); /* as the model step does: the ops here are called one by one */
     const char *csv_path = "bench/results/ops.csv", *only = "";
     const char *quick_env = getenv("TIMIREC_BENCH_QUICK");
     int64_t quick = quick_env && *quick_env && strcmp(quick_env, "0") != 0;
