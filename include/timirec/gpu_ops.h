@@ -1,5 +1,6 @@
 /* The CUDA training backend's layer operations as the host calls them (kernels/, one .cu per
- * op family). Only declared when the build found nvcc (TIMIREC_CUDA); callers guard with #ifdef TIMIREC_CUDA.
+ * op family). Only declared when the build found nvcc (TIMIREC_CUDA); callers guard with
+ * #ifdef TIMIREC_CUDA.
  *
  * Conventions: every pointer to data is a DEVICE pointer unless the comment says host; shapes
  * in the comments, row-major; `stream` is a cudaStream_t (NULL: the default stream). Launches
@@ -73,8 +74,8 @@ int tmr_gpu_embed_backward(const int32_t *hist, const int32_t *pos, int64_t n, i
  * the device), column 0 the target. Dot products are summed in the CPU's order and rounding. */
 
 /* pretrain_scores: training: kstar (B) = first argmax_k V[b,k]·E[cand[b,0]],
- * scores[b,c] = V[b,kstar]·E[cand[b,c]]; eval (training 0): scores[b,c] = max_k V[b,k]·E[cand[b,c]]
- * (kstar unused, may be NULL). V (B, K, d), scores (B, C). */
+ * scores[b,c] = V[b,kstar]·E[cand[b,c]]; eval (training 0):
+ * scores[b,c] = max_k V[b,k]·E[cand[b,c]] (kstar unused, may be NULL). V (B, K, d), scores (B, C). */
 int tmr_gpu_pretrain_scores(const float *E, const float *V, const int32_t *cand, int B, int C,
                             int K, int d, int training, int32_t *kstar, float *scores,
                             void *stream, char *err, size_t errlen);
