@@ -75,7 +75,8 @@ int tmr_gpu_embed_backward(const int32_t *hist, const int32_t *pos, int64_t n, i
 
 /* pretrain_scores: training: kstar (B) = first argmax_k V[b,k]·E[cand[b,0]],
  * scores[b,c] = V[b,kstar]·E[cand[b,c]]; eval (training 0):
- * scores[b,c] = max_k V[b,k]·E[cand[b,c]] (kstar unused, may be NULL). V (B, K, d), scores (B, C). */
+ * scores[b,c] = max_k V[b,k]·E[cand[b,c]] (kstar unused, may be NULL).
+ * V (B, K, d), scores (B, C). */
 int tmr_gpu_pretrain_scores(const float *E, const float *V, const int32_t *cand, int B, int C,
                             int K, int d, int training, int32_t *kstar, float *scores,
                             void *stream, char *err, size_t errlen);
