@@ -152,7 +152,7 @@ static void run_case(int B, int C, int K, int d, int N, float score_scale) {
         gt_get(gdscores, d_dscores, F(BC));
         gt_get(&gloss, d_loss, sizeof gloss);
         gt_compare("ranking loss", &gloss, &loss, 1, 0, 1e-6);
-        gt_compare("ranking loss dscores", gdscores, dscores, BC, 0, 1e-5);
+        gt_compare("ranking loss dscores", gdscores, dscores, BC, 0, 1e-6);
     }
 
     gt_free(d_E), gt_free(d_dE), gt_free(d_V), gt_free(d_cand), gt_free(d_kstar);
