@@ -18,6 +18,18 @@
         }                                                                                \
     } while (0)
 
+/* The same for cuBLAS calls (status code in the message; cublas_v2.h included by the caller). */
+#define CUBLAS_TRY(call)                                                                 \
+    do {                                                                                 \
+        int s_ = (int)(call);                                                            \
+        if (s_ != 0) {                                                                   \
+            if (err && errlen)                                                           \
+                snprintf(err, errlen, "%s:%d: %s failed: cuBLAS status %d", __FILE__,    \
+                         __LINE__, #call, s_);                                           \
+            return -1;                                                                   \
+        }                                                                                \
+    } while (0)
+
 /* Blocks of `threads` that cover n elements (one thread per element). */
 static inline unsigned tmr_blocks_for(int64_t n, int threads) {
     return (unsigned)((n + threads - 1) / threads);

@@ -116,6 +116,30 @@ int tmr_gpu_candidate_scores_backward(const float *E, const float *u, const int3
 int tmr_gpu_ranking_loss(const float *scores, int B, int C, float *dscores, double *row_loss,
                          float *loss, void *stream, char *err, size_t errlen);
 
+/* ---- interest attention + weighted sum (kernels/interest.cu) ------------------------------ */
+
+/* A cuBLAS handle for the ops that multiply matrices (FP32 math, no TF32). */
+int tmr_gpu_blas_create(void **blas, char *err, size_t errlen);
+int tmr_gpu_blas_destroy(void *blas, char *err, size_t errlen);
+
+/* ext_interest_forward: t = tanh(x W1^T + b1); e = t W2^T + b2 (unmasked);
+ * alpha[b,k,:] = softmax over valid l (hist[b,l] > 0; none valid: all 0) of e[b,:,k];
+ * V[b,k,:] = sum_l alpha[b,k,l] x[b,l,:].
+ * x (B, L, d); hist (B, L); W1 (a, d), b1 (a); W2 (K, a), b2 (K);
+ * t (B, L, a), e (B, L, K), alpha (B, K, L), V (B, K, d) overwritten. */
+int tmr_gpu_interest_forward(void *blas, const float *x, const int32_t *hist, const float *W1,
+                             const float *b1, const float *W2, const float *b2, int B, int L,
+                             int d, int a, int K, float *t, float *e, float *alpha, float *V,
+                             void *stream, char *err, size_t errlen);
+/* ext_interest_backward: dx (B, L, d) overwritten; dW1, db1, dW2, db2 accumulated; dV (B, K, d).
+ * Scratch: de (B, L, K), dt (B, L, a). Bias gradients sum rows in ascending order; the matrix
+ * products are cuBLAS's (its summation order, deterministic on one device). */
+int tmr_gpu_interest_backward(void *blas, const float *x, const float *t, const float *alpha,
+                              const float *W1, const float *W2, const float *dV, int B, int L,
+                              int d, int a, int K, float *dx, float *dW1, float *db1, float *dW2,
+                              float *db2, float *de, float *dt, void *stream, char *err,
+                              size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
