@@ -87,6 +87,16 @@ int main(void) {
                 int N = i % 2 ? 12 : 5000;
                 run_case(Bs[bi], Ls[li], ds[di], N, i % 3 != 2);
             }
+    /* A work buffer one byte short is refused with a message, and nothing is launched. */
+    {
+        size_t need;
+        GT_TRY(tmr_gpu_scatter_work_bytes(100, 10, &need, gt_err, sizeof gt_err));
+        char msg[512] = "";
+        int rc = tmr_gpu_scatter_add_rows(NULL, 100, 16, 10, NULL, NULL, NULL, need - 1, NULL,
+                                          msg, sizeof msg);
+        CHECK(rc == -1 && strstr(msg, "work buffer") != NULL, "short work buffer: rc %d, '%s'",
+              rc, msg);
+    }
     /* A 2-row table: every valid id is 1 (one run of ~25000 rows), padding rows add to row 0. */
     run_case(256, 200, 16, 2, 0);
     return tu_finish("test_gpu_embedding");

@@ -5,7 +5,10 @@
 # them. Checks indexing, arithmetic and the tests themselves before the kernels meet a GPU; it
 # says nothing about races or performance. Needs `make` to have built $BUILD/src first.
 # Usage (repository root): sh tests/emu/run.sh [build dir]   (exit 0 when every test passes)
+# EMU_SAN="-fsanitize=address,undefined" instruments the emulated kernels and tests, so an
+# out-of-bounds index inside a kernel is reported.
 set -e
+san=${EMU_SAN:-}
 build=${1:-build}
 out=$build/emu
 mkdir -p "$out"
@@ -20,7 +23,7 @@ s = re.sub(r'(\w+)<<<(.*?)>>>\(', lambda m: 'emu_launch(%s, EMU_CFG(%s), ' % m.g
 s = s.replace('#include "common.cuh"', '#include "kernels/common.cuh"')
 open(sys.argv[2], 'w').write(s)
 PY
-    g++ -std=c++17 -O1 -g -ffp-contract=off -Wall -Wno-unused-function -Wno-unused-variable \
+    g++ $san -std=c++17 -O1 -g -ffp-contract=off -Wall -Wno-unused-function -Wno-unused-variable \
         -Itests/emu/include -I. -Iinclude -c "$out/$k.cpp" -o "$out/$k.o"
 done
 cat > "$out/describe.c" <<'C'
@@ -35,7 +38,7 @@ cpu_objs=$(find "$build/src" -name '*.o' ! -name main.o)
 blas=$(grep -q TIMIREC_OPENBLAS "$build/flags.stamp" && echo -lopenblas || true)
 rc=0
 for t in adam embedding heads interest; do
-    gcc -std=c11 -D_GNU_SOURCE -O2 -g -fopenmp -DTIMIREC_CUDA=1 -Iinclude -Itests \
+    gcc $san -std=c11 -D_GNU_SOURCE -O2 -g -fopenmp -DTIMIREC_CUDA=1 -Iinclude -Itests \
         -o "$out/test_gpu_$t" tests/test_gpu_$t.c "$out"/*.o $cpu_objs -lm $blas -lstdc++
     if "$out/test_gpu_$t" > "$out/test_gpu_$t.log" 2>&1; then
         echo "PASS (emulated) test_gpu_$t: $(tail -1 "$out/test_gpu_$t.log")"
