@@ -46,4 +46,12 @@ for t in adam embedding heads interest; do
         echo "FAIL (emulated) test_gpu_$t: see $out/test_gpu_$t.log"; rc=1
     fi
 done
+# The GPU benchmark's own check against the CPU (no timing: emulated times mean nothing).
+gcc $san -std=c11 -D_GNU_SOURCE -O2 -g -fopenmp -DTIMIREC_CUDA=1 -Iinclude \
+    -o "$out/bench_gpu_ops" bench/bench_gpu_ops.c "$out"/*.o $cpu_objs -lm $blas -lstdc++
+if TIMIREC_BENCH_CHECK_ONLY=1 "$out/bench_gpu_ops" > "$out/bench_gpu_ops.log" 2>&1; then
+    echo "PASS (emulated) bench_gpu_ops: its check against the CPU reference"
+else
+    echo "FAIL (emulated) bench_gpu_ops: see $out/bench_gpu_ops.log"; rc=1
+fi
 exit $rc
