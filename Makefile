@@ -67,7 +67,7 @@ else
   CUDA_NOTE := CUDA: skipped kernels/ ($(CUDA_OFF_WHY)); building the CPU backend only
 endif
 
-.PHONY: all test asan bench run clean cuda-note gpu-check fuzz
+.PHONY: all test asan bench run clean cuda-note gpu-check fuzz fuzz-build
 all: cuda-note $(BIN)/timirec
 
 cuda-note:
@@ -149,7 +149,7 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := corpus config checkpoint
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-fuzz:
+fuzz-build:
 	$(MAKE) --no-print-directory BUILD=build-fuzz BIN=build-fuzz/bin CC=$(FUZZ_CC) OPT=-O1 CUDA=0 CFLAGS=-Wno-pass-failed \
 	    SANITIZE="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" build-fuzz/libtimirec.a
 	@for t in $(FUZZ_TARGETS); do \
@@ -158,6 +158,8 @@ fuzz:
 	        -fsanitize=fuzzer $(FUZZ_SAN) -o build-fuzz/fuzz_$$t fuzz/fuzz_$$t.c fuzz/targets.c \
 	        build-fuzz/libtimirec.a $(LDLIBS) || exit 1; \
 	done
+
+fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 	    mkdir -p build-fuzz/corpus/$$t && cp fuzz/corpus/$$t/* build-fuzz/corpus/$$t/ && \
 	    echo "== fuzz $$t for $(FUZZ_SECONDS) s" && \

@@ -121,7 +121,7 @@ static int check_format(const char *path, const st_file_t *f, char *err, size_t 
     if (strncmp(fmt, prefix, sizeof prefix - 1) == 0)
         return tmr_error(err, errlen, "%s: checkpoint format version \"%s\"; this build reads "
                          "version \"%s\" (written by another version of timirec?)", path,
-                         fmt + sizeof prefix - 1, CHECKPOINT_FORMAT + sizeof prefix - 1);
+                         fmt + sizeof prefix - 1, &CHECKPOINT_FORMAT[sizeof prefix - 1]);
     return tmr_error(err, errlen, "%s: format metadata \"%.60s\" is not a model checkpoint "
                      "(expected \"%s\"%s)", path, fmt, CHECKPOINT_FORMAT,
                      strcmp(fmt, "timirec-train-state-1") == 0
