@@ -3,6 +3,7 @@
 #include "timirec/safetensors.h"
 
 #include "timirec/common.h"
+#include "timirec/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -249,20 +250,10 @@ static int cmp_name(const void *a, const void *b) {
 
 int st_read(const char *path, st_file_t *f, char *err, size_t errlen) {
     memset(f, 0, sizeof *f);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return tmr_error(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 20, n = 0, got;
-    char *buf = tmr_malloc(cap);
-    while ((got = fread(buf + n, 1, cap - n, fp)) > 0) {
-        n += got;
-        if (n == cap) buf = tmr_realloc(buf, cap *= 2);
-    }
-    int bad = ferror(fp);
-    fclose(fp);
-    if (bad) {
-        free(buf);
-        return tmr_error(err, errlen, "%s: read error", path);
-    }
+    /* Whole file, buffer sized once from the file's size (text.h). */
+    char *buf;
+    size_t n;
+    if (text_read_file(path, &buf, &n, err, errlen)) return -1;
     f->buf = buf;
     f->len = n;
     if (n < 8) {
