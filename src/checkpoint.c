@@ -112,12 +112,16 @@ static void shape_hint(const model_layout_t *lay, int t, const st_tensor_t *s, c
     }
 }
 
-/* The format metadata: absent is accepted (safetensors written by PyTorch from the reference's
- * state_dict), anything else must be this version of the checkpoint format. */
+/* The format metadata: this version of the checkpoint format, or what the safetensors library
+ * writes itself ("pt" from safetensors.torch.save_file of the reference's state_dict, or absent,
+ * or another framework's tag); anything else is some other file. */
 static int check_format(const char *path, const st_file_t *f, char *err, size_t errlen) {
+    static const char *const framework_tags[] = {"pt", "np", "tf", "flax", "mlx"};
     const char *fmt = st_meta(f, "format");
     static const char prefix[] = "timirec-checkpoint-";
     if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) == 0) return 0;
+    for (size_t i = 0; i < sizeof framework_tags / sizeof framework_tags[0]; i++)
+        if (strcmp(fmt, framework_tags[i]) == 0) return 0;
     if (strncmp(fmt, prefix, sizeof prefix - 1) == 0)
         return tmr_error(err, errlen, "%s: checkpoint format version \"%s\"; this build reads "
                          "version \"%s\" (written by another version of timirec?)", path,

@@ -139,6 +139,8 @@ int main(void) {
     expect_load_error(other, &fine, 0, "format metadata \"pytorch\" is not a model checkpoint");
     save_with_format(other, &fine, a, CHECKPOINT_FORMAT); /* the right one loads */
     CHECK(checkpoint_load(other, &fine, b, 1, &n, err, sizeof err) == 0, "format ok: %s", err);
+    save_with_format(other, &fine, a, "pt"); /* safetensors.torch.save_file's own tag */
+    CHECK(checkpoint_load(other, &fine, b, 1, &n, err, sizeof err) == 0, "format pt: %s", err);
 
     /* Truncation anywhere (header or data): refused, parameters untouched. */
     {
