@@ -1,6 +1,7 @@
 # timirec build. `make` builds bin/timirec (CPU always; CUDA part when nvcc is on the PATH),
 # `make test` runs every test program, `make asan` runs the suite under ASan+UBSan,
-# `make bench` runs the benchmarks, `make run` the README's main job.
+# `make bench` runs the benchmarks, `make run` the README's main job, `make fuzz` the fuzzers
+# (clang + libFuzzer, FUZZ_SECONDS each), `make valgrind` a tiny end-to-end run under memcheck.
 
 ifeq ($(origin CC),default)
   CC := gcc
@@ -167,6 +168,14 @@ fuzz: fuzz-build
 	        -rss_limit_mb=2048 -close_fd_mask=1 -print_final_stats=1 \
 	        corpus/$$t ../fuzz/regress/$$t) || exit 1; \
 	done
+
+# ---- Valgrind (memcheck): a tiny end-to-end run, every command and both stages, tests/valgrind.sh.
+# Its own build for the baseline CPU (ARCH=: valgrind does not decode every AVX-512
+# instruction), without CUDA and OpenBLAS. Not part of `make test`.
+valgrind:
+	$(MAKE) --no-print-directory BUILD=build-valgrind BIN=build-valgrind/bin ARCH= CUDA=0 OPENBLAS=0 \
+	    build-valgrind/bin/timirec
+	@sh tests/valgrind.sh build-valgrind/bin/timirec
 
 clean:
 	rm -rf build build-asan build-fuzz bin
