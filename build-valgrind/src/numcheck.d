@@ -1,0 +1,17 @@
+build-valgrind/src/numcheck.o: src/numcheck.c include/timirec/numcheck.h \
+ include/timirec/cpu_ops.h include/timirec/gemm.h include/timirec/model.h \
+ include/timirec/vmath.h include/timirec/common.h \
+ include/timirec/cpu/extractor_decl.h \
+ include/timirec/cpu/predictor_decl.h include/timirec/rng.h \
+ include/timirec/cpu/heads_decl.h include/timirec/cpu/model_step_decl.h
+include/timirec/numcheck.h:
+include/timirec/cpu_ops.h:
+include/timirec/gemm.h:
+include/timirec/model.h:
+include/timirec/vmath.h:
+include/timirec/common.h:
+include/timirec/cpu/extractor_decl.h:
+include/timirec/cpu/predictor_decl.h:
+include/timirec/rng.h:
+include/timirec/cpu/heads_decl.h:
+include/timirec/cpu/model_step_decl.h:
