@@ -1,6 +1,7 @@
 # timirec build. `make` builds bin/timirec (CPU always; CUDA part when nvcc is on the PATH),
 # `make test` runs every test program, `make asan` runs the suite under ASan+UBSan,
-# `make bench` runs the benchmarks, `make run` the README's main job.
+# `make bench` runs the benchmarks, `make run` the README's main job, `make fuzz` the fuzzers
+# (clang + libFuzzer, FUZZ_SECONDS each), `make valgrind` a tiny end-to-end run under memcheck.
 
 ifeq ($(origin CC),default)
   CC := gcc
@@ -83,7 +84,7 @@ else
   EMU_LIB_OBJ := $(patsubst %.c,$(BUILD)/emu/%.o,$(LIB_SRC))
 endif
 
-.PHONY: all test asan bench run clean cuda-note gpu-check
+.PHONY: all test asan bench run clean cuda-note gpu-check fuzz fuzz-build
 all: cuda-note $(BIN)/timirec
 
 cuda-note:
@@ -142,6 +143,12 @@ $(BUILD)/tests/test_emu_%: tests/test_gpu_%.c $(BUILD)/emu/libtimirec_emu.a
 	@$(if $(V),:,echo "  CC-EMU  $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DTIMIREC_CUDA=1 -Itests -MMD -MP -o $@ $< $(BUILD)/emu/libtimirec_emu.a $(LDFLAGS) $(LDLIBS) -lstdc++
 
+# The fuzz regression test replays fuzz/corpus/ and fuzz/regress/ through fuzz/targets.c.
+$(BUILD)/tests/test_fuzz_regress: tests/test_fuzz_regress.c fuzz/targets.c fuzz/targets.h $(BUILD)/libtimirec.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -Ifuzz -MMD -MP -o $@ $< fuzz/targets.c $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libtimirec.a
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  CC      $<")
@@ -171,7 +178,41 @@ gpu-check:
 	$(MAKE) --no-print-directory CUDA_ARCH=sm_90 all $(TEST_BIN) $(BENCH_BIN)
 	@sh bench/gpu_check.sh $(BUILD)
 
+# libFuzzer harnesses (fuzz/): the library built by clang with ASan+UBSan into build-fuzz/,
+# then each target run for FUZZ_SECONDS on a copy of its seed corpus (build-fuzz/corpus/);
+# a crash is left in build-fuzz/ as crash-<sha1> (keep it under fuzz/regress/<target>/).
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := corpus config checkpoint
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+fuzz-build:
+	$(MAKE) --no-print-directory BUILD=build-fuzz BIN=build-fuzz/bin CC=$(FUZZ_CC) OPT=-O1 CUDA=0 CFLAGS=-Wno-pass-failed \
+	    SANITIZE="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" build-fuzz/libtimirec.a
+	@for t in $(FUZZ_TARGETS); do \
+	    echo "  FUZZLD  build-fuzz/fuzz_$$t"; \
+	    $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -Iinclude -Ifuzz -fopenmp \
+	        -fsanitize=fuzzer $(FUZZ_SAN) -o build-fuzz/fuzz_$$t fuzz/fuzz_$$t.c fuzz/targets.c \
+	        build-fuzz/libtimirec.a $(LDLIBS) || exit 1; \
+	done
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p build-fuzz/corpus/$$t && cp fuzz/corpus/$$t/* build-fuzz/corpus/$$t/ && \
+	    echo "== fuzz $$t for $(FUZZ_SECONDS) s" && \
+	    (cd build-fuzz && ./fuzz_$$t -jobs=1 -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -rss_limit_mb=2048 -close_fd_mask=1 -print_final_stats=1 \
+	        corpus/$$t ../fuzz/regress/$$t) || exit 1; \
+	done
+
+# ---- Valgrind (memcheck): a tiny end-to-end run, every command and both stages, tests/valgrind.sh.
+# Its own build for the baseline CPU (ARCH=: valgrind does not decode every AVX-512
+# instruction), without CUDA and OpenBLAS. Not part of `make test`.
+valgrind:
+	$(MAKE) --no-print-directory BUILD=build-valgrind BIN=build-valgrind/bin ARCH= CUDA=0 OPENBLAS=0 \
+	    build-valgrind/bin/timirec
+	@sh tests/valgrind.sh build-valgrind/bin/timirec
+
 clean:
-	rm -rf build build-asan bin
+	rm -rf build build-asan build-fuzz bin
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -10,17 +10,6 @@
 #include "timirec/cuda.h"
 #include "timirec/rng.h"
 
-#define CUBLAS_TRY(call)                                                                     \
-    do {                                                                                     \
-        cublasStatus_t s_ = (call);                                                          \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                   \
-            if (err && errlen)                                                               \
-                snprintf(err, errlen, "%s:%d: %s failed: status %d", __FILE__, __LINE__, #call, \
-                         (int)s_);                                                           \
-            return -1;                                                                       \
-        }                                                                                    \
-    } while (0)
-
 __global__ void fill_uniform_kernel(float *x, int64_t n, uint64_t seed) {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] = rng_u32(seed, RNG_TEST, 0, (uint64_t)i, 0) * (1.0f / 4294967296.0f) - 0.5f;

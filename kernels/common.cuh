@@ -28,6 +28,18 @@
         }                                                                                \
     } while (0)
 
+/* The same for cuBLAS calls (status code in the message). */
+#define CUBLAS_TRY(call)                                                                 \
+    do {                                                                                 \
+        int s_ = (int)(call);                                                            \
+        if (s_ != 0) {                                                                   \
+            if (err && errlen)                                                           \
+                snprintf(err, errlen, "%s:%d: %s failed: cuBLAS status %d", __FILE__,    \
+                         __LINE__, #call, s_);                                           \
+            return -1;                                                                   \
+        }                                                                                \
+    } while (0)
+
 /* The backend's checks: a failing call is fatal (the step cannot go on), naming file:line,
  * the call and the runtime's message. */
 #define CUDA_CHECK(call)                                                                     \

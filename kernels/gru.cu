@@ -2,27 +2,11 @@
  * (input and recurrent products through cuBLAS, the cell one thread per (row, unit)), and the
  * projection MLP with Philox dropout. */
 #include "common.cuh"
-#include "timirec/rng.h"
+#include "timirec/cpu_ops.h"
 
-/* TODO(merge): the gate math below restates gru_sigmoid / gru_cell_forward /
- * gru_cell_backward of include/timirec/cpu/predictor_decl.h (being rewritten for CPU
- * vectorisation as this was written); once that settles, share one TMR_HD copy. */
-__device__ __forceinline__ float gru_sigmoid(float x) {
-    if (x >= 0) return 1.0f / (1.0f + expf(-x));
-    const float e = expf(x);
-    return e / (1.0f + e);
-}
-
-/* The dropout rule of predictor_decl.h (proj_dropout_keep): element (layer, b, j) of a batch of
- * B rows, width d, is kept iff the 24-bit uniform of Philox word 0 of
- * (seed, RNG_DROPOUT, epoch = step, index = (layer * B + b) * d + j) is >= p (in float).
- * TODO(merge): call proj_dropout_keep itself once it lives in a header nvcc can include
- * without the CPU gate code; test_gpu_predictor compares the two masks bit for bit. */
-__device__ __forceinline__ int dropout_keep(uint64_t seed, uint32_t step, int layer, int B, int b,
-                                            int d, int j, float p) {
-    const uint64_t idx = (uint64_t)(((int64_t)layer * B + b) * d + j);
-    return rng_uniform01(rng_u32(seed, RNG_DROPOUT, step, idx, 0)) >= p;
-}
+/* The gate math and the dropout rule are the CPU reference's own host+device functions
+ * (include/timirec/cpu/predictor_decl.h: gru_cell_forward_f, proj_dropout_keep), so both
+ * backends compute each element the same way. */
 
 /* One GRU step for rows off .. off + nt - 1 (thread (i, j): row off + i, hidden unit j).
  * On entry gates holds W_ih x + b_ih; work (nt, 3d) holds h_prev W_hh^T (not read when
@@ -45,10 +29,9 @@ __global__ void gru_cell_forward_kernel(int64_t n, int d, int64_t off,
         ghnj += gw[2 * d + j];
         hp = hprev[i * d + j];
     }
-    const float r = gru_sigmoid(gt[j] + ghr);
-    const float z = gru_sigmoid(gt[d + j] + ghz);
-    const float nn = tanhf(gt[2 * d + j] + r * ghnj);
-    h[(off + i) * d + j] = (1.0f - z) * nn + z * hp;
+    float r, z, nn;
+    h[(off + i) * d + j] =
+        gru_cell_forward_f(gt[j], gt[d + j], gt[2 * d + j], ghr, ghz, ghnj, hp, &r, &z, &nn);
     gt[j] = r;
     gt[d + j] = z;
     gt[2 * d + j] = nn;
@@ -88,16 +71,10 @@ __global__ void gru_cell_backward_kernel(int64_t n, int d, int64_t off,
     const float gh_n = ghn[(off + i) * d + j];
     const float hp = hprev ? hprev[i * d + j] : 0.0f;
     const float dh_new = dh[(off + i) * d + j];
-    /* gru_cell_backward */
-    const float dn = dh_new * (1.0f - z);
-    const float dz = dh_new * (hp - nn);
-    const float dan = dn * (1.0f - nn * nn);
-    const float dr = dan * gh_n;
-    const float d_ir = dr * r * (1.0f - r);
-    const float d_iz = dz * z * (1.0f - z);
-    const float d_in = dan;
-    const float d_hn = dan * r;
-    if (dhprev) dhprev[i * d + j] += dh_new * z;
+    float d_ir, d_iz, d_in, d_hn;
+    const float dh_direct =
+        gru_cell_backward_f(r, z, nn, gh_n, hp, dh_new, &d_ir, &d_iz, &d_in, &d_hn);
+    if (dhprev) dhprev[i * d + j] += dh_direct;
     float *di = dgi + (off + i) * G, *dw = work + i * G;
     di[j] = d_ir;
     di[d + j] = d_iz;
@@ -142,7 +119,7 @@ __global__ void proj_activate_kernel(int64_t n, int width, int hidden, int drop,
     const int j = (int)(i % width);
     float v = y[i] + bias[j];
     if (hidden) {
-        if (drop) v = dropout_keep(seed, step, layer, B, b, width, j, p) ? v * scale : 0.0f;
+        if (drop) v = proj_dropout_keep(seed, step, layer, B, b, width, j, p) ? v * scale : 0.0f;
         if (v < 0) v = 0; /* ReLU (NaN propagates) */
     }
     y[i] = v;
@@ -203,7 +180,7 @@ __global__ void dropout_mask_kernel(int64_t n, uint64_t seed, uint32_t step, int
     THREAD_INDEX(i, n);
     const int64_t lb = i / d;
     const int j = (int)(i % d);
-    keep[i] = dropout_keep(seed, step, (int)(lb / B), B, (int)(lb % B), d, j, p);
+    keep[i] = proj_dropout_keep(seed, step, (int)(lb / B), B, (int)(lb % B), d, j, p);
 }
 
 extern "C" void gpu_proj_dropout_mask(gpu_ctx_t *ctx, dropout_key_t key, int n_layers, int B,

@@ -7,6 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 void tmr_fatal(const char *fmt, ...) {
     va_list ap;
@@ -80,4 +83,11 @@ int tmr_make_parent_dirs(const char *path, char *err, size_t errlen) {
     }
     free(dir);
     return rc;
+}
+
+void tmr_flush_subnormals(void) {
+#if defined(__SSE__)
+#pragma omp parallel
+    _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ (bit 15) and DAZ (bit 6) */
+#endif
 }

@@ -98,12 +98,12 @@ static int64_t parse_neg_list(text_span_t f, const char *path, int64_t line, int
     while (p <= end) {
         const char *s = p;
         while (s < end && *s == ' ') s++;
-        uint32_t v = 0;
+        uint64_t v = 0; /* ten digits fit: 9999999999 is refused below, never wrapped */
         const char *d = s;
-        while (d < end && (unsigned)(*d - '0') <= 9 && d - s < 10) v = v * 10 + (uint32_t)(*d++ - '0');
+        while (d < end && (unsigned)(*d - '0') <= 9 && d - s < 10) v = v * 10 + (uint64_t)(*d++ - '0');
         const char *e = d;
         while (e < end && *e == ' ') e++;
-        int ok = d > s && v >= 1 && v <= (uint32_t)MAX_ID && (e == end || *e == ',');
+        int ok = d > s && v >= 1 && v <= (uint64_t)MAX_ID && (e == end || *e == ',');
         if (!ok) { /* slow path: find the element's end and let parse_id explain */
             const char *comma = memchr(p, ',', (size_t)(end - p));
             char what[32];

@@ -8,6 +8,7 @@
 #include "timirec/prepare.h"
 #include "timirec/run.h"
 #include "timirec/sampler.h"
+#include "timirec/sweep.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ static void usage(FILE *out) {
             "  prepare   raw interactions (MovieLens, u.data, csv, sequence files) -> dataset\n"
             "  synth     write a synthetic dataset with planted multi-interest structure\n"
             "  recommend top-K item lists for every user from a checkpoint (TSV)\n"
+            "  sweep     train every combination of a grid of flags (and seeds): CSV and plots\n"
             "  info      what this build contains and which GPU it sees\n\n"
             "Training takes the reference's flags: timirec --model_name TiMiRec --dataset NAME "
             "--path DIR\n  --stage pretrain|finetune [...]   (timirec --model_name TiMiRec --help "
@@ -251,6 +253,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "synth") == 0) return synth_main(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info();
     if (strcmp(cmd, "recommend") == 0) return recommend_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "sweep") == 0) return sweep_main(argc - 1, argv + 1);
     if (strncmp(cmd, "--", 2) == 0) return run_main(argc, argv); /* the reference's command line */
     fprintf(stderr, "timirec: unknown command \"%s\" (see timirec --help)\n", cmd);
     return 2;

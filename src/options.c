@@ -70,12 +70,25 @@ int options_parse(const opt_t *table, int n_opts, int argc, char **argv, int fir
     return 0;
 }
 
-int options_load_file(const opt_t *table, int n_opts, const char *path, char *err,
-                      size_t errlen) {
-    char *buf;
-    size_t len;
-    if (text_read_file(path, &buf, &len, err, errlen)) return -1;
-    /* Kept on purpose: string options point into this text. */
+/* Texts of the config files read so far: string options point into them, so they stay until
+ * options_free_files (a list, so that they are reachable, not leaked). */
+typedef struct kept_file {
+    struct kept_file *next;
+    char *text;
+} kept_file_t;
+static kept_file_t *g_kept;
+
+void options_free_files(void) {
+    while (g_kept) {
+        kept_file_t *k = g_kept;
+        g_kept = k->next;
+        free(k->text);
+        free(k);
+    }
+}
+
+static int load_file(const opt_t *table, int n_opts, const char *path, char *buf, size_t len,
+                     char *err, size_t errlen) {
     const char *p = buf, *end = buf + len;
     text_span_t line;
     int64_t line_no = 0;
@@ -102,6 +115,17 @@ int options_load_file(const opt_t *table, int n_opts, const char *path, char *er
             return text_line_error(err, errlen, path, line_no, "%s", msg);
     }
     return 0;
+}
+
+int options_load_file(const opt_t *table, int n_opts, const char *path, char *err,
+                      size_t errlen) {
+    char *buf;
+    size_t len;
+    if (text_read_file(path, &buf, &len, err, errlen)) return -1;
+    kept_file_t *k = tmr_malloc(sizeof *k);
+    *k = (kept_file_t){g_kept, buf};
+    g_kept = k;
+    return load_file(table, n_opts, path, buf, len, err, errlen);
 }
 
 static void print_value(const opt_t *o, FILE *out) {

@@ -25,12 +25,23 @@ static int config_from_checkpoint(const char *path, model_config_t *cfg, char *e
     const st_tensor_t *e = st_find(&f, "interest_extractor.i_embeddings.weight");
     const st_tensor_t *w1 = st_find(&f, "interest_extractor.W1.weight");
     const st_tensor_t *w2 = st_find(&f, "interest_extractor.W2.weight");
+    const st_tensor_t *p = st_find(&f, "interest_extractor.p_embeddings.weight");
     int rc = 0;
-    if (!e || !w1 || !w2 || e->ndim != 2 || w1->ndim != 2 || w2->ndim != 2) {
+    if (!e || !w1 || !w2 || e->ndim != 2 || w1->ndim != 2 || w2->ndim != 2 ||
+        (p && p->ndim != 2)) {
         rc = tmr_error(err, errlen, "%s: not a TiMiRec checkpoint (no interest_extractor "
-                       "i_embeddings/W1/W2)", path);
+                       "i_embeddings/W1/W2 matrices)", path);
+    } else if (e->shape[0] < 1 || e->shape[0] > INT32_MAX || e->shape[1] < 1 ||
+               e->shape[1] > 4096 || w1->shape[0] < 1 || w1->shape[0] > 4096 ||
+               w2->shape[0] < 1 || w2->shape[0] > 4096 ||
+               (p && (p->shape[0] < 2 || p->shape[0] > 1 << 20))) {
+        /* Sizes that no model has (a [huge, 0] tensor holds no bytes, so the reader passes it);
+         * model_config_check names the exact limits of the plausible ones. */
+        rc = tmr_error(err, errlen, "%s: tensor shapes out of range for a TiMiRec model "
+                       "(i_embeddings [%lld, %lld], W1 [%lld, ...], W2 [%lld, ...])", path,
+                       (long long)e->shape[0], (long long)e->shape[1], (long long)w1->shape[0],
+                       (long long)w2->shape[0]);
     } else {
-        const st_tensor_t *p = st_find(&f, "interest_extractor.p_embeddings.weight");
         cfg->n_items = (int)e->shape[0];
         cfg->emb_size = (int)e->shape[1];
         cfg->attn_size = (int)w1->shape[0];

@@ -1,18 +1,33 @@
 /* The reference's command line and training run (SPEC.md sections 7 and 8): argument table,
  * data, model, epochs with dev evaluation, best-dev checkpoints, the reference's early stop,
- * reload of the best model and the final test; logs in the reference's shape plus JSON lines. */
+ * reload of the best model and the final test; logs in the reference's shape plus JSON lines.
+ *
+ * Robustness: a memory estimate before anything large is allocated (a run that cannot fit is
+ * refused); a resumable state (<model_path>.state, train_state.h) written at the end of every
+ * epoch and when SIGINT/SIGTERM stops training after the current batch; --resume 1 continues
+ * from it bit for bit; a NaN or Inf stops training with the step and the tensor named.
+ * Exit codes: 0 done; 1 an error (data, files); 2 a refused request (options, a state of
+ * another configuration, not enough memory); 3 a non-finite value stopped training;
+ * 128 + signal number (130 SIGINT, 143 SIGTERM) interrupted, state saved.
+ * Test hooks (environment, for tests/cli_resume.sh): TIMIREC_TEST_STOP_AFTER=N acts as a
+ * SIGINT after N batches of this process; TIMIREC_TEST_NAN=NAME:STEP writes a NaN into the
+ * first element of parameter NAME just before step STEP (0-based). */
 #include "timirec/run.h"
 
 #include "timirec/checkpoint.h"
 #include "timirec/common.h"
 #include "timirec/corpus.h"
+#include "timirec/memplan.h"
 #include "timirec/metrics.h"
 #include "timirec/options.h"
+#include "timirec/train_state.h"
 #include "timirec/trainer.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +74,8 @@ static int build_table(run_args_t *a, opt_t *t) {
     I(random_seed, 0, BIG, "seed of every random draw");
     I(load, 0, 1, "load the model from model_path before training");
     I(train, 0, 1, "train the model (0: evaluate only)");
+    I(resume, 0, 1, "continue from <model_path>.state, saved every epoch and on SIGINT/SIGTERM");
+    I(detect_anomaly, 0, 1, "check gradients and intermediate outputs for NaN/Inf every step");
     S(model_path, "checkpoint path (default <model_dir>TiMiRec/<run name>.safetensors)");
     S(log_file, "log path (default <log_dir>TiMiRec/<run name>.txt)");
     S(model_dir, "folder of the default checkpoint paths (the reference's ../model/)");
@@ -123,7 +140,9 @@ static const char *usage_text =
     "[options]\n"
     "Trains TiMiRec as the reference framework does (python main.py ...): pretrain the interest\n"
     "extractor, then finetune with the interest predictor and distillation. Other commands:\n"
-    "timirec data|prepare|synth|info (timirec COMMAND --help).";
+    "timirec data|prepare|synth|info (timirec COMMAND --help).\n"
+    "Exit status: 0 done; 1 error; 2 refused (options, memory, a state of other options);\n"
+    "3 NaN/Inf stopped training; 130/143 SIGINT/SIGTERM: state saved, --resume 1 continues.";
 
 int run_args_parse(run_args_t *a, int argc, char **argv, char *err, size_t errlen) {
     defaults(a);
@@ -248,7 +267,7 @@ static void arg_table(logs_t *L, const opt_t *table, int n) {
     static const char *exclude[] = {"check_epoch", "log_file", "model_path", "path", "pin_memory",
                                     "load", "regenerate", "sep", "train", "verbose", "metric",
                                     "test_epoch", "buffer", "model_name", "config", "model_dir",
-                                    "log_dir", "json_log"};
+                                    "log_dir", "json_log", "resume"};
     int idx[MAX_OPTS], m = 0;
     for (int i = 0; i < n; i++) {
         int skip = 0;
@@ -309,12 +328,15 @@ static int should_stop(const double *main_metric, int n, int early_stop) {
     return n - best > 20;
 }
 
-/* The run's configuration as JSON (checkpoint metadata and the JSON log). */
+/* The run's configuration as JSON (checkpoint metadata and the JSON log). Without --resume:
+ * how a run got to its checkpoint does not change the checkpoint's bytes. */
 static void config_json(const opt_t *table, int n, char *out, size_t cap) {
     size_t k = (size_t)snprintf(out, cap, "{");
-    for (int i = 0; i < n && k < cap; i++) {
+    for (int i = 0, first = 1; i < n && k < cap; i++) {
         const opt_t *o = &table[i];
-        k += (size_t)snprintf(out + k, cap - k, "%s\"%s\": ", i ? ", " : "", o->name);
+        if (strcmp(o->name, "resume") == 0) continue;
+        k += (size_t)snprintf(out + k, cap - k, "%s\"%s\": ", first ? "" : ", ", o->name);
+        first = 0;
         if (k >= cap) break;
         if (o->kind == OPT_INT) k += (size_t)snprintf(out + k, cap - k, "%lld", (long long)*(int64_t *)o->value);
         else if (o->kind == OPT_FLOAT) k += (size_t)snprintf(out + k, cap - k, "%.17g", *(double *)o->value);
@@ -378,6 +400,135 @@ static void progress_bar(void *ctx, int64_t done, int64_t total) {
     fflush(stderr);
 }
 
+/* ---- interruption -------------------------------------------------------------------------- */
+
+/* The signal that asked training to stop (0: none). The handler only records it; the trainer
+ * reads it after every batch. A second SIGINT/SIGTERM ends the process at once (the state of
+ * the last epoch end stays on disk). */
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig) {
+    if (stop_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+}
+
+static void catch_stop_signals(int on) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on ? on_stop_signal : SIG_DFL;
+    sa.sa_flags = SA_RESTART; /* a checkpoint being written when the signal comes goes on */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Options that may differ between a run and the run it resumes: they change no number of the
+ * training (where files go, how many threads, how much is printed, the epoch bound). */
+static const char *const resume_may_differ[] = {
+    "config", "path", "model_path", "model_dir", "log_file", "log_dir", "json_log", "threads",
+    "gpu", "verbose", "regenerate", "num_workers", "pin_memory", "epoch", "check_epoch",
+    "test_epoch", "resume", "detect_anomaly", NULL};
+
+/* The test hooks of the file comment. Returns 0 or -1 with a message. */
+static int read_test_hooks(trainer_t *t, char *err, size_t errlen) {
+    const char *stop = getenv("TIMIREC_TEST_STOP_AFTER"), *nan = getenv("TIMIREC_TEST_NAN");
+    if (stop && *stop) t->test_stop_after = strtoll(stop, NULL, 10);
+    if (nan && *nan) {
+        const char *colon = strrchr(nan, ':');
+        if (!colon) return tmr_error(err, errlen, "TIMIREC_TEST_NAN=%s: expected NAME:STEP", nan);
+        for (int i = 0; i < t->lay.n_tensors; i++)
+            if (strlen(t->lay.t[i].name) == (size_t)(colon - nan) &&
+                strncmp(t->lay.t[i].name, nan, (size_t)(colon - nan)) == 0)
+                t->test_nan_tensor = i;
+        if (t->test_nan_tensor < 0)
+            return tmr_error(err, errlen, "TIMIREC_TEST_NAN=%s: no such parameter", nan);
+        t->test_nan_step = strtoll(colon + 1, NULL, 10);
+    }
+    return 0;
+}
+
+/* The epoch whose parameters the best checkpoint holds (1-based; 0: none): the last one whose
+ * dev value is at least every earlier one, as the run saves them. */
+static int saved_epoch_of(const double *dev_main, int n) {
+    int saved = 0;
+    for (int e = 0; e < n; e++) {
+        int best = 1;
+        for (int i = 0; i < e; i++) best &= dev_main[i] <= dev_main[e];
+        if (best) saved = e + 1;
+    }
+    return saved;
+}
+
+/* Write the resumable state: the run is at batch `batch` of epoch `epoch` (0-based) with
+ * n_done epochs finished, their dev values dev (n_done, METRICS_MAX_KINDS). A failure is a
+ * warning: training goes on, but says the run cannot be resumed from here. */
+static int save_state(const char *path, const trainer_t *t, const opt_t *table, int n_opts,
+                      int64_t epoch, int64_t batch, double loss_sum, int n_done, double *dev,
+                      uint64_t fingerprint) {
+    char err[1024];
+    train_progress_t p = {epoch, batch, loss_sum, t->step, t->adam.step, n_done,
+                          METRICS_MAX_KINDS, dev, fingerprint};
+    if (train_state_save(path, &t->lay, t->params, t->adam_m, t->adam_v, &p, table, n_opts, err,
+                         sizeof err) == 0)
+        return 0;
+    fprintf(stderr, "timirec: warning: the resumable state was not saved: %s\n", err);
+    return -1;
+}
+
+/* Training stopped on a signal in epoch `epoch` (1-based) after `batch` of its n_batches (0:
+ * at its start): say where, and where the state is. Returns the exit code, 128 + signal. */
+static int report_interrupt(logs_t *L, int epoch, int64_t batch, int64_t n_batches, int state_ok,
+                            const char *state_path) {
+    int sig = stop_signal ? (int)stop_signal : SIGINT; /* the test hook acts as SIGINT */
+    char where[128];
+    if (batch > 0) snprintf(where, sizeof where, "in epoch %d after batch %lld of %lld", epoch,
+                            (long long)batch, (long long)n_batches);
+    else snprintf(where, sizeof where, "before epoch %d", epoch);
+    if (state_ok)
+        logline(L, "Interrupted (%s) %s: state saved to %s; to continue, run the same command "
+                "with --resume 1", sig == SIGTERM ? "SIGTERM" : "SIGINT", where, state_path);
+    else
+        logline(L, "Interrupted (%s) %s: the state could not be saved (see the warning above)",
+                sig == SIGTERM ? "SIGTERM" : "SIGINT", where);
+    if (L->json) {
+        fprintf(L->json, "{\"event\": \"interrupted\", \"signal\": %d, \"epoch\": %d, "
+                "\"batch\": %lld, \"state\": ", sig, epoch, (long long)batch);
+        json_string(L->json, state_ok ? state_path : "");
+        fprintf(L->json, "}\n");
+        fflush(L->json);
+    }
+    return state_ok ? 128 + sig : 1;
+}
+
+/* Files "<path>.tmp.<pid>" that a writer killed mid-write left behind (st_write's temporary
+ * names), whose process is gone: removed, with a log line. */
+static void remove_stale_temps(logs_t *L, const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    const char *base = slash ? slash + 1 : path;
+    size_t n = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *ent;
+    while ((ent = readdir(d))) {
+        const char *name = ent->d_name;
+        if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp.", 5) != 0) continue;
+        char *end;
+        long pid = strtol(name + n + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer may be alive */
+        char full[4200];
+        snprintf(full, sizeof full, "%s/%s", dir, name);
+        if (unlink(full) == 0) logline(L, "Removed %s (left by an interrupted write)", full);
+    }
+    closedir(d);
+}
+
 /* ---- the run ------------------------------------------------------------------------------- */
 
 int run_main(int argc, char **argv) {
@@ -385,12 +536,17 @@ int run_main(int argc, char **argv) {
     char err[4096];
     int prc = run_args_parse(&a, argc, argv, err, sizeof err);
     if (prc == 1) return 0;
+    if (prc == 0 && a.resume && !a.train)
+        prc = tmr_error(err, sizeof err, "--resume 1 continues training: it needs --train 1");
     if (prc) {
         fprintf(stderr, "timirec: error: %s\n", err);
         return 2;
     }
-    opt_t table[MAX_OPTS];
-    int n_opts = build_table(&a, table);
+    opt_t table[MAX_OPTS], state_opts[MAX_OPTS];
+    int n_opts = build_table(&a, table), n_state_opts = 0;
+    /* The state records every option but --resume (a resumed run's state is the same file). */
+    for (int i = 0; i < n_opts; i++)
+        if (strcmp(table[i].name, "resume") != 0) state_opts[n_state_opts++] = table[i];
     if (a.threads > 0) omp_set_num_threads((int)a.threads);
     int pretrain = strcmp(a.stage, "pretrain") == 0;
 
@@ -402,6 +558,8 @@ int run_main(int argc, char **argv) {
     const char *log_path = *a.log_file ? a.log_file : default_log;
     /* The reference's pretrain stage always saves to the extractor path. */
     const char *model_path = pretrain ? extractor : *a.model_path ? a.model_path : default_model;
+    char state_path[2100];
+    snprintf(state_path, sizeof state_path, "%s.state", model_path);
     if (*a.json_log) snprintf(json_path, sizeof json_path, "%s", a.json_log);
     else {
         snprintf(json_path, sizeof json_path, "%s", log_path);
@@ -419,6 +577,18 @@ int run_main(int argc, char **argv) {
     if (!L.log) fprintf(stderr, "timirec: warning: cannot write the log %s: %s\n", log_path, strerror(errno));
     L.json = fopen(json_path, "a");
 
+    /* Everything below is released at `out`, whatever the exit path. */
+    int rc = 0;
+    corpus_t c;
+    trainer_t t;
+    memset(&c, 0, sizeof c);
+    memset(&t, 0, sizeof t);
+    train_progress_t prog;
+    memset(&prog, 0, sizeof prog);
+    double *dev_main = NULL;
+    double (*dev_values)[METRICS_MAX_KINDS] = NULL;
+    float *scratch = NULL;
+
     char when[64];
     now_string(when, sizeof when);
     logline(&L, "--------------------------------------------- BEGIN: %s ---------------------------------------------", when);
@@ -433,13 +603,13 @@ int run_main(int argc, char **argv) {
     }
     logline(&L, "Device: cpu (%d threads)", omp_get_max_threads());
 
-    corpus_t c;
     corpus_opts_t co = {.path = a.path, .dataset = a.dataset, .sep = a.sep[0]};
     logline(&L, "Reading data from \"%s\", dataset = \"%s\" ", a.path, a.dataset);
     double t_read = tmr_now();
     if (corpus_load(&co, &c, err, sizeof err)) {
         fprintf(stderr, "timirec: error: %s\n", err);
-        return 1;
+        rc = 1;
+        goto out;
     }
     int64_t entries = c.phase[0].n_rows + c.phase[1].n_rows + c.phase[2].n_rows;
     logline(&L, "\"# user\": %d, \"# item\": %d, \"# entry\": %lld [%.2f s]", c.n_users - 1,
@@ -448,7 +618,8 @@ int run_main(int argc, char **argv) {
         if (!a.test_all && !c.phase[p].has_neg) {
             fprintf(stderr, "timirec: error: %s/%s/%s.csv has no neg_items column (use --test_all 1)\n",
                     a.path, a.dataset, corpus_phase_names[p]);
-            return 1;
+            rc = 1;
+            goto out;
         }
 
     metric_spec_t spec, dev_spec;
@@ -474,22 +645,102 @@ int run_main(int argc, char **argv) {
     to.seed = (uint64_t)a.random_seed;
     to.use_gpu = a.gpu[0] != '\0';
     if (to.use_gpu) setenv("CUDA_VISIBLE_DEVICES", a.gpu, 1); /* as the reference does */
-    trainer_t t;
+
+    /* Memory: estimated from the shapes before anything large is allocated. */
+    {
+        model_config_t full = cfg;
+        full.n_items = c.n_items;
+        full.history_max = to.history_max;
+        if (model_config_check(&full, err, sizeof err)) {
+            fprintf(stderr, "timirec: error: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+        model_layout_t lay;
+        model_layout_build(&full, &lay);
+        mem_plan_t plan;
+        memplan_run(&lay, &c, &to, (int)a.test_all, omp_get_max_threads(), &plan);
+        uint64_t machine = memplan_machine_bytes();
+        char tot[32], par[32], ws[32], ev[32], bat[32], smp[32], cor[32], mach[32];
+        char all_line[96] = "";
+        memplan_format(plan.total, tot, sizeof tot);
+        memplan_format(plan.params, par, sizeof par);
+        memplan_format(plan.workspace, ws, sizeof ws);
+        memplan_format(plan.batches, bat, sizeof bat);
+        memplan_format(plan.sampler, smp, sizeof smp);
+        memplan_format(plan.corpus, cor, sizeof cor);
+        if (a.test_all)
+            snprintf(all_line, sizeof all_line, ", test_all evaluation %s",
+                     memplan_format(plan.eval_all, ev, sizeof ev));
+        if (machine) memplan_format(machine, mach, sizeof mach);
+        else snprintf(mach, sizeof mach, "unknown");
+        char parts[512];
+        snprintf(parts, sizeof parts, "parameters, gradients and Adam moments %s, model workspace "
+                 "%s%s, batches %s, sampler %s, data %s", par, ws, all_line, bat, smp, cor);
+        if (machine && plan.total > machine) {
+            fprintf(stderr, "timirec: error: this run needs about %s of memory (%s), but this "
+                    "machine has %s: lower --batch_size, --eval_batch_size, --history_max or "
+                    "--emb_size%s\n", tot, parts, mach, a.test_all ? " (or --test_all 0)" : "");
+            rc = 2;
+            goto out;
+        }
+        char line[1024];
+        snprintf(line, sizeof line, "about %s (%s); this machine has %s", tot, parts, mach);
+        logline(&L, "Memory: %s", line);
+    }
+
     if (trainer_init(&t, &c, &cfg, &to, err, sizeof err)) {
         fprintf(stderr, "timirec: error: %s\n", err);
-        return 1;
+        rc = 2;
+        goto out;
     }
     if (to.use_gpu) {
         logline(&L, "Backend: %s", t.backend);
         if (!t.gpu)
             fprintf(stderr, "timirec: warning: --gpu %s: training on the %s\n", a.gpu, t.backend);
     }
-    if (!pretrain) {
+    t.detect_anomaly = (int)a.detect_anomaly;
+    if (read_test_hooks(&t, err, sizeof err)) {
+        fprintf(stderr, "timirec: error: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+
+    int resumed = 0;
+    if (a.resume) {
+        if (access(state_path, F_OK) == 0) {
+            if (train_state_load(state_path, &t.lay, t.params, t.adam_m, t.adam_v, &prog,
+                                 train_state_fingerprint(&c), state_opts, n_state_opts, resume_may_differ,
+                                 err, sizeof err)) {
+                fprintf(stderr, "timirec: error: %s\n", err);
+                rc = 2;
+                goto out;
+            }
+            if (prog.n_values != METRICS_MAX_KINDS) {
+                fprintf(stderr, "timirec: error: %s holds %d dev values per epoch, this build "
+                        "keeps %d\n", state_path, prog.n_values, METRICS_MAX_KINDS);
+                rc = 2;
+                goto out;
+            }
+            resumed = 1;
+            t.step = prog.step;
+            t.adam.step = prog.adam_step;
+        } else {
+            logline(&L, "No state to resume at %s: training from the start", state_path);
+            fprintf(stderr, "timirec: note: --resume 1 found no state at %s: training from the "
+                    "start\n", state_path);
+        }
+    } else if (a.train && access(state_path, F_OK) == 0) {
+        logline(&L, "Note: %s holds the state of an earlier run; this run starts afresh and "
+                "replaces it (--resume 1 continues it instead)", state_path);
+    }
+    if (!pretrain && !resumed) {
         int n_loaded = 0;
         if (access(extractor, R_OK) == 0) {
             if (checkpoint_load(extractor, &t.lay, t.params, 0, &n_loaded, err, sizeof err)) {
                 fprintf(stderr, "timirec: error: %s\n", err);
-                return 1;
+                rc = 1;
+                goto out;
             }
             logline(&L, "Load model from %s (%d tensors)", extractor, n_loaded);
         } else {
@@ -498,39 +749,108 @@ int run_main(int argc, char **argv) {
     }
     logline(&L, "#params: %lld", (long long)t.lay.total);
     logline(&L, "Optimizer: Adam");
-    if (a.load) {
+    if (a.load && !resumed) {
         if (checkpoint_load(model_path, &t.lay, t.params, 1, NULL, err, sizeof err)) {
             fprintf(stderr, "timirec: error: %s\n", err);
-            return 1;
+            rc = 1;
+            goto out;
         }
         logline(&L, "Load model from %s", model_path);
     }
 
     char line[4096], res[2048];
     if (a.train) {
-        double *dev_main = tmr_malloc(sizeof(double) * (size_t)(a.epoch + 1));
-        double (*dev_values)[METRICS_MAX_KINDS] = tmr_malloc(sizeof *dev_values * (size_t)(a.epoch + 1));
-        double t_start = tmr_now();
+        int64_t cap = (a.epoch > prog.n_dev ? a.epoch : prog.n_dev) + 1;
+        dev_main = tmr_calloc((size_t)cap, sizeof *dev_main);
+        dev_values = tmr_calloc((size_t)cap, sizeof *dev_values);
         int n_done = 0;
-        for (int e = 0; e < a.epoch; e++) {
+        if (resumed) {
+            n_done = (int)prog.n_dev;
+            for (int e = 0; e < n_done; e++) {
+                memcpy(dev_values[e], prog.dev + (size_t)e * METRICS_MAX_KINDS, sizeof dev_values[e]);
+                dev_main[e] = dev_values[e][0];
+            }
+        }
+        int saved_epoch = saved_epoch_of(dev_main, n_done); /* the best checkpoint's epoch */
+        if (resumed) {
+            logline(&L, "Resume from %s: %d epochs done, epoch %lld from batch %lld (step %lld)",
+                    state_path, n_done, (long long)prog.epoch + 1, (long long)prog.batch + 1,
+                    (long long)prog.step);
+            /* The best checkpoint the state's history points to must be there and readable. */
+            if (saved_epoch > 0) {
+                scratch = tmr_malloc(tmr_mul_size((size_t)t.lay.total, sizeof *scratch));
+                if (checkpoint_load(model_path, &t.lay, scratch, 1, NULL, err, sizeof err)) {
+                    fprintf(stderr, "timirec: error: cannot resume: the best checkpoint of epoch "
+                            "%d is unreadable: %s\n", saved_epoch, err);
+                    rc = 1;
+                    goto out;
+                }
+                free(scratch);
+                scratch = NULL;
+            }
+            if (L.json) {
+                fprintf(L.json, "{\"event\": \"resume\", \"state\": ");
+                json_string(L.json, state_path);
+                fprintf(L.json, ", \"epoch\": %lld, \"batch\": %lld, \"step\": %lld}\n",
+                        (long long)prog.epoch + 1, (long long)prog.batch, (long long)prog.step);
+                fflush(L.json);
+            }
+        }
+        epoch_cursor_t start = {resumed ? prog.batch : 0, resumed ? prog.loss_sum : 0, 0, 0};
+        uint64_t fingerprint = train_state_fingerprint(&c);
+        int state_ok = 1;
+        logline(&L, "Resumable state: %s (every epoch end and on SIGINT/SIGTERM)", state_path);
+        remove_stale_temps(&L, model_path);
+        remove_stale_temps(&L, state_path);
+        double t_start = tmr_now();
+        t.stop = &stop_signal;
+        catch_stop_signals(1);
+        for (int e = n_done;; e++) {
+            if (e > 0 && should_stop(dev_main, e, (int)a.early_stop)) {
+                logline(&L, "Early stop at %d based on dev result.", e);
+                break;
+            }
+            if (e >= a.epoch) break;
             double t0 = tmr_now();
             progress_t bar = {e + 1, t0, 0};
             if (isatty(2)) {
                 t.progress = progress_bar;
                 t.progress_ctx = &bar;
             }
-            int64_t samples;
-            double loss = trainer_epoch(&t, &c, (uint32_t)e, &samples, err, sizeof err);
-            if (loss < 0) {
+            epoch_cursor_t cur = start;
+            start = (epoch_cursor_t){0, 0, 0, 0};
+            int st = trainer_train_epoch(&t, &c, (uint32_t)e, &cur, err, sizeof err);
+            if (st == TRAIN_ERROR) {
                 fprintf(stderr, "timirec: error: %s\n", err);
-                return 1;
+                rc = 1;
+                goto out;
             }
+            if (st == TRAIN_NONFINITE) {
+                char ck[2400];
+                if (saved_epoch) snprintf(ck, sizeof ck, "the best checkpoint %s (epoch %d) is left "
+                                          "as it was", model_path, saved_epoch);
+                else snprintf(ck, sizeof ck, "no checkpoint was written yet");
+                logline(&L, "Training stopped: %s; %s", err, ck);
+                fprintf(stderr, "timirec: error: training stopped: %s; %s; the last saved state "
+                        "is %s\n", err, ck, access(state_path, F_OK) == 0 ? state_path : "(none)");
+                if (L.json) {
+                    fprintf(L.json, "{\"event\": \"nonfinite\", \"message\": ");
+                    json_string(L.json, err);
+                    fprintf(L.json, "}\n");
+                    fflush(L.json);
+                }
+                rc = 3;
+                goto out;
+            }
+            if (st == TRAIN_INTERRUPTED) {
+                state_ok = save_state(state_path, &t, state_opts, n_state_opts, e, cur.batch, cur.loss_sum,
+                                      n_done, dev_values[0], fingerprint) == 0;
+                rc = report_interrupt(&L, e + 1, cur.batch, cur.n_batches, state_ok, state_path);
+                goto out;
+            }
+            double loss = cur.n_batches ? cur.loss_sum / (double)cur.n_batches : 0.0;
+            int64_t samples = cur.samples;
             double train_s = tmr_now() - t0;
-            if (!isfinite(loss)) {
-                logline(&L, "Epoch %d: loss is %g; stopping (the best checkpoint so far is %s)",
-                        e + 1, loss, model_path);
-                break;
-            }
             if (!pretrain && a.check_epoch > 0 && e % a.check_epoch == 0) check_intents(&L, &t);
             t0 = tmr_now();
             double dv[METRICS_MAX_KINDS * METRICS_MAX_TOPK];
@@ -555,8 +875,10 @@ int run_main(int argc, char **argv) {
             if (best) {
                 if (checkpoint_save(model_path, &t.lay, t.params, cfg_json, err, sizeof err)) {
                     fprintf(stderr, "timirec: error: %s\n", err);
-                    return 1;
+                    rc = 1;
+                    goto out;
                 }
+                saved_epoch = e + 1;
                 snprintf(line + n, sizeof line - (size_t)n, " *");
             }
             logline(&L, "%s", line);
@@ -572,11 +894,16 @@ int run_main(int argc, char **argv) {
                 fprintf(L.json, ", \"best\": %s}\n", best ? "true" : "false");
                 fflush(L.json);
             }
-            if (should_stop(dev_main, e + 1, (int)a.early_stop)) {
-                logline(&L, "Early stop at %d based on dev result.", e + 1);
-                break;
+            /* After the checkpoint: a kill -9 from here on loses at most this epoch. */
+            state_ok = save_state(state_path, &t, state_opts, n_state_opts, e + 1, 0, 0.0, n_done,
+                                  dev_values[0], fingerprint) == 0;
+            if (stop_signal || (t.test_stop_after > 0 && t.batches_run >= t.test_stop_after)) {
+                rc = report_interrupt(&L, e + 2, 0, 0, state_ok, state_path);
+                goto out;
             }
         }
+        catch_stop_signals(0);
+        t.stop = NULL;
         if (n_done > 0) {
             int best = 0;
             for (int i = 1; i < n_done; i++)
@@ -585,12 +912,11 @@ int run_main(int argc, char **argv) {
             logline(&L, "\nBest Iter(dev)=%5d\t dev=(%s) [%.1f s] ", best + 1, res, tmr_now() - t_start);
             if (checkpoint_load(model_path, &t.lay, t.params, 1, NULL, err, sizeof err)) {
                 fprintf(stderr, "timirec: error: %s\n", err);
-                return 1;
+                rc = 1;
+                goto out;
             }
             logline(&L, "Load model from %s", model_path);
         }
-        free(dev_main);
-        free(dev_values);
     }
     double tv[METRICS_MAX_KINDS * METRICS_MAX_TOPK];
     trainer_evaluate(&t, &c, PHASE_TEST, (int)a.test_all, &spec, tv);
@@ -605,10 +931,16 @@ int run_main(int argc, char **argv) {
     }
     now_string(when, sizeof when);
     logline(&L, "\n--------------------------------------------- END: %s ---------------------------------------------", when);
+out:
+    catch_stop_signals(0);
     if (L.log) fclose(L.log);
     if (L.json) fclose(L.json);
     free(cfg_json);
+    free(dev_main);
+    free(dev_values);
+    free(scratch);
+    train_progress_free(&prog);
     trainer_free(&t);
     corpus_free(&c);
-    return 0;
+    return rc;
 }

@@ -3,6 +3,7 @@
 #include "timirec/safetensors.h"
 
 #include "timirec/common.h"
+#include "timirec/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -236,27 +237,23 @@ static int meta_entries(json_t *j, st_file_t *f) {
     }
 }
 
-static int cmp_begin(const void *a, const void *b) {
+/* By byte range (begin, then end: an empty tensor sorts before one starting at its offset). */
+static int cmp_range(const void *a, const void *b) {
     const st_tensor_t *x = a, *y = b;
-    return (x->begin > y->begin) - (x->begin < y->begin);
+    if (x->begin != y->begin) return (x->begin > y->begin) - (x->begin < y->begin);
+    return (x->end > y->end) - (x->end < y->end);
+}
+
+static int cmp_name(const void *a, const void *b) {
+    return strcmp(((const st_tensor_t *)a)->name, ((const st_tensor_t *)b)->name);
 }
 
 int st_read(const char *path, st_file_t *f, char *err, size_t errlen) {
     memset(f, 0, sizeof *f);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return tmr_error(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 20, n = 0, got;
-    char *buf = tmr_malloc(cap);
-    while ((got = fread(buf + n, 1, cap - n, fp)) > 0) {
-        n += got;
-        if (n == cap) buf = tmr_realloc(buf, cap *= 2);
-    }
-    int bad = ferror(fp);
-    fclose(fp);
-    if (bad) {
-        free(buf);
-        return tmr_error(err, errlen, "%s: read error", path);
-    }
+    /* Whole file, buffer sized once from the file's size (text.h). */
+    char *buf;
+    size_t n;
+    if (text_read_file(path, &buf, &n, err, errlen)) return -1;
     f->buf = buf;
     f->len = n;
     if (n < 8) {
@@ -272,16 +269,20 @@ int st_read(const char *path, st_file_t *f, char *err, size_t errlen) {
     }
     f->data_start = 8 + (size_t)hlen;
     json_t j = {buf + 8, buf + 8 + hlen, buf + 8, path, err, errlen};
-    int rc = expect(&j, '{');
+    int rc = expect(&j, '{'), have_meta = 0, cap_tensors = 0;
     if (!rc && peek(&j, '}')) j.p++;
     else
         while (!rc) {
             char name[ST_MAX_NAME];
             if ((rc = string(&j, name, sizeof name)) || (rc = expect(&j, ':'))) break;
             if (strcmp(name, "__metadata__") == 0) {
-                rc = meta_entries(&j, f);
+                rc = have_meta++ ? jerr(&j, "__metadata__ appears twice") : meta_entries(&j, f);
             } else {
-                f->tensors = tmr_realloc(f->tensors, (size_t)(f->n_tensors + 1) * sizeof *f->tensors);
+                if (f->n_tensors == cap_tensors) {
+                    cap_tensors = cap_tensors ? 2 * cap_tensors : 64;
+                    f->tensors = tmr_realloc(f->tensors,
+                                             tmr_mul_size((size_t)cap_tensors, sizeof *f->tensors));
+                }
                 st_tensor_t *t = &f->tensors[f->n_tensors++];
                 memset(t, 0, sizeof *t);
                 snprintf(t->name, sizeof t->name, "%s", name);
@@ -317,7 +318,10 @@ int st_read(const char *path, st_file_t *f, char *err, size_t errlen) {
             numel *= t->shape[d];
         }
         if (rc) break;
-        if (t->end < t->begin || t->end - t->begin != numel * es)
+        if (t->end < t->begin)
+            rc = tmr_error(err, errlen, "%s: tensor %s: data_offsets [%lld, %lld] end before they "
+                           "begin", path, t->name, (long long)t->begin, (long long)t->end);
+        else if (t->end - t->begin != numel * es)
             rc = tmr_error(err, errlen, "%s: tensor %s: data_offsets [%lld, %lld] hold %lld bytes "
                            "but %s of shape with %lld elements needs %lld", path, t->name,
                            (long long)t->begin, (long long)t->end, (long long)(t->end - t->begin),
@@ -327,15 +331,44 @@ int st_read(const char *path, st_file_t *f, char *err, size_t errlen) {
                            "section (truncated file?)", path, t->name, (long long)t->end,
                            (unsigned long long)data_len);
     }
-    if (!rc && f->n_tensors > 1) {
-        st_tensor_t *s = tmr_malloc((size_t)f->n_tensors * sizeof *s);
-        memcpy(s, f->tensors, (size_t)f->n_tensors * sizeof *s);
-        qsort(s, (size_t)f->n_tensors, sizeof *s, cmp_begin);
-        for (int i = 1; i < f->n_tensors && !rc; i++)
-            if (s[i].begin < s[i - 1].end)
-                rc = tmr_error(err, errlen, "%s: tensors %s and %s overlap", path, s[i - 1].name,
+    /* Names unique; byte ranges tiling the data section exactly, in any header order: no
+     * overlap, no gap, nothing after the last tensor (what the safetensors library itself
+     * requires, so a file read here is one PyTorch reads too). */
+    if (!rc && f->n_tensors > 0) {
+        size_t nt = (size_t)f->n_tensors;
+        st_tensor_t *s = tmr_malloc(tmr_mul_size(nt, sizeof *s));
+        memcpy(s, f->tensors, nt * sizeof *s);
+        qsort(s, nt, sizeof *s, cmp_name);
+        for (size_t i = 1; i < nt && !rc; i++)
+            if (strcmp(s[i].name, s[i - 1].name) == 0)
+                rc = tmr_error(err, errlen, "%s: tensor %s appears twice in the header", path,
                                s[i].name);
+        qsort(s, nt, sizeof *s, cmp_range);
+        int64_t at = 0;
+        const char *prev = NULL;
+        for (size_t i = 0; i < nt && !rc; i++) {
+            if (s[i].begin < at)
+                rc = tmr_error(err, errlen, "%s: tensors %s and %s overlap (bytes [%lld, %lld) "
+                               "and [%lld, %lld))", path, prev, s[i].name,
+                               (long long)s[i - 1].begin, (long long)s[i - 1].end,
+                               (long long)s[i].begin, (long long)s[i].end);
+            else if (s[i].begin > at)
+                rc = tmr_error(err, errlen, "%s: tensor %s starts at byte %lld but %s ends at "
+                               "%lld (a gap in the data section)", path, s[i].name,
+                               (long long)s[i].begin, prev ? prev : "the header",
+                               (long long)at);
+            at = s[i].end;
+            prev = s[i].name;
+        }
         free(s);
+        if (!rc && (uint64_t)at != data_len)
+            rc = tmr_error(err, errlen, "%s: %llu bytes after the last tensor (the data section "
+                           "holds %llu, the tensors %lld)", path,
+                           (unsigned long long)(data_len - (uint64_t)at),
+                           (unsigned long long)data_len, (long long)at);
+    } else if (!rc && data_len != 0) {
+        rc = tmr_error(err, errlen, "%s: no tensors, but %llu bytes after the header", path,
+                       (unsigned long long)data_len);
     }
     if (rc) {
         st_free(f);

@@ -2,6 +2,7 @@
 #include "timirec/trainer.h"
 
 #include "timirec/common.h"
+#include "timirec/numcheck.h"
 #ifdef TIMIREC_CUDA
 #include "timirec/gpu.h"
 #endif
@@ -24,6 +25,7 @@ void train_opts_default(train_opts_t *o) {
 int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
                  const train_opts_t *opts, char *err, size_t errlen) {
     memset(t, 0, sizeof *t);
+    t->test_nan_tensor = -1;
     t->opts = *opts;
     model_config_t cfg = *cfg_in;
     cfg.n_items = c->n_items;
@@ -100,49 +102,141 @@ static model_batch_t as_model_batch(const batch_t *b) {
     return mb;
 }
 
-double trainer_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, int64_t *samples, char *err,
-                     size_t errlen) {
-    const train_opts_t *o = &t->opts;
-    int64_t n = c->phase[PHASE_TRAIN].n_inst;
-    if (sampler_train_negatives(c, o->seed, epoch, o->num_neg, t->train_neg, err, errlen))
-        return -1;
-    sampler_shuffle(n, o->seed, epoch, t->order);
+/* A non-finite value at this step: the message names the epoch, the batch, the step, the
+ * loss, and the first non-finite intermediate (detect_anomaly), gradient and parameter. */
+static int report_nonfinite(trainer_t *t, uint32_t epoch, int64_t batch, int64_t n_batches,
+                            double loss, int C, char *err, size_t errlen) {
+    char what[512];
+    size_t k = (size_t)snprintf(err, errlen, "non-finite value at epoch %u, batch %lld of %lld "
+                                "(step %lld): loss = %g", epoch + 1, (long long)batch + 1,
+                                (long long)n_batches, (long long)t->step, loss);
+    if (t->detect_anomaly && k < errlen && numcheck_workspace(&t->lay, &t->ws, C, what, sizeof what))
+        k += (size_t)snprintf(err + k, errlen - k, "; first non-finite intermediate: %s", what);
+    if (k < errlen && numcheck_tensors(&t->lay, t->grads, what, sizeof what))
+        k += (size_t)snprintf(err + k, errlen - k, "; first non-finite gradient: %s", what);
+    if (k < errlen) {
+        if (numcheck_tensors(&t->lay, t->params, what, sizeof what))
+            snprintf(err + k, errlen - k, "; first non-finite parameter: %s", what);
+        else snprintf(err + k, errlen - k, "; every parameter is finite");
+    }
+    return TRAIN_NONFINITE;
+}
+
+/* With the CUDA backend the device holds the parameters and Adam moments while an epoch runs;
+ * the host copies are authoritative between trainer calls (checkpoints, resume state, the
+ * CPU evaluation), so they go up when an epoch starts and come back whenever it returns. */
+static void gpu_sync_to_device(trainer_t *t) {
 #ifdef TIMIREC_CUDA
-    if (t->gpu) gpu_model_upload_params(t->gpu, t->params); /* a checkpoint may have been loaded */
+    if (!t->gpu) return;
+    gpu_model_upload_params(t->gpu, t->params);
+    gpu_model_upload_adam(t->gpu, t->adam_m, t->adam_v);
+#else
+    (void)t;
 #endif
-    double loss_sum = 0;
-    int64_t n_batches = 0;
-    for (int64_t s = 0; s < n; s += o->batch_size, n_batches++) {
-        int B = (int)(n - s < o->batch_size ? n - s : o->batch_size);
+}
+
+/* last_batch: also the finetune intents of the last batch into the workspace, where the CPU
+ * step leaves them (the run log prints them). */
+static void gpu_sync_to_host(trainer_t *t, int last_batch) {
+#ifdef TIMIREC_CUDA
+    if (!t->gpu) return;
+    gpu_model_download_params(t->gpu, t->params);
+    gpu_model_download_adam(t->gpu, t->adam_m, t->adam_v);
+    if (last_batch && t->step > 0 && t->lay.cfg.stage == STAGE_FINETUNE) {
+        gpu_model_read(t->gpu, GPU_T_PRED_INTENT, t->ws.pred_intent);
+        gpu_model_read(t->gpu, GPU_T_TARGET_INTENT, t->ws.target_intent);
+    }
+#else
+    (void)t;
+    (void)last_batch;
+#endif
+}
+
+int trainer_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_cursor_t *cur,
+                        char *err, size_t errlen) {
+    const train_opts_t *o = &t->opts;
+    const int64_t n = c->phase[PHASE_TRAIN].n_inst;
+    const int64_t n_batches = (n + o->batch_size - 1) / o->batch_size;
+    cur->n_batches = n_batches;
+    cur->samples = n;
+    if (cur->batch < 0 || cur->batch > n_batches)
+        return tmr_error(err, errlen, "epoch %u: cannot start at batch %lld of %lld", epoch + 1,
+                         (long long)cur->batch, (long long)n_batches); /* TRAIN_ERROR */
+    if (sampler_train_negatives(c, o->seed, epoch, o->num_neg, t->train_neg, err, errlen))
+        return TRAIN_ERROR;
+    sampler_shuffle(n, o->seed, epoch, t->order);
+    gpu_sync_to_device(t);
+    for (; cur->batch < n_batches; cur->batch++) {
+        const int64_t s = cur->batch * o->batch_size;
+        const int B = (int)(n - s < o->batch_size ? n - s : o->batch_size);
         batch_fill(&t->batch, c, PHASE_TRAIN, t->order + s, B, o->history_max, t->train_neg,
                    o->num_neg, 0);
         model_batch_t mb = as_model_batch(&t->batch);
+        if (t->test_nan_tensor >= 0 && t->step == t->test_nan_step) {
+            gpu_sync_to_host(t, 0);
+            t->params[t->lay.t[t->test_nan_tensor].offset] = NAN;
+            gpu_sync_to_device(t);
+        }
         dropout_key_t key = {o->seed, (uint32_t)t->step};
+        double loss;
+        int bad;
 #ifdef TIMIREC_CUDA
         if (t->gpu) {
-            loss_sum += gpu_train_step(t->gpu, &mb, key);
+            loss = gpu_train_step(t->gpu, &mb, key);
+            bad = !isfinite(loss);
+            if (!bad && t->detect_anomaly) { /* the gradients only: the workspace stays there */
+                char what[8];
+                gpu_model_read(t->gpu, GPU_T_GRADS, t->grads);
+                bad = numcheck_tensors(&t->lay, t->grads, what, sizeof what);
+            }
+            if (bad) {
+                gpu_sync_to_host(t, 0);
+                gpu_model_read(t->gpu, GPU_T_GRADS, t->grads);
+                return report_nonfinite(t, epoch, cur->batch, n_batches, loss, mb.C, err, errlen);
+            }
             gpu_adam_step(t->gpu, &t->adam);
         } else
 #endif
         {
             memset(t->grads, 0, (size_t)t->lay.total * sizeof *t->grads);
-            loss_sum += model_train_step_f(&t->lay, t->params, &mb, key, &t->ws, t->grads);
+            loss = model_train_step_f(&t->lay, t->params, &mb, key, &t->ws, t->grads);
+            /* Checked before the update, so that a bad step leaves the parameters as they were. */
+            bad = !isfinite(loss);
+            if (!bad && t->detect_anomaly) {
+                char what[8];
+                bad = numcheck_workspace(&t->lay, &t->ws, mb.C, what, sizeof what) ||
+                      numcheck_tensors(&t->lay, t->grads, what, sizeof what);
+            }
+            if (bad) return report_nonfinite(t, epoch, cur->batch, n_batches, loss, mb.C, err, errlen);
             adam_step(&t->adam, &t->lay, t->params, t->grads, t->adam_m, t->adam_v);
+            if (numcheck_first_nonfinite(t->params, t->lay.total) >= 0)
+                return report_nonfinite(t, epoch, cur->batch, n_batches, loss, mb.C, err, errlen);
         }
+        cur->loss_sum += loss;
         t->step++;
+        t->batches_run++;
         if (t->progress) t->progress(t->progress_ctx, s + B, n);
-    }
-#ifdef TIMIREC_CUDA
-    if (t->gpu) {
-        gpu_model_download_params(t->gpu, t->params);
-        if (n > 0 && t->lay.cfg.stage == STAGE_FINETUNE) { /* the last batch's, as the CPU's ws */
-            gpu_model_read(t->gpu, GPU_T_PRED_INTENT, t->ws.pred_intent);
-            gpu_model_read(t->gpu, GPU_T_TARGET_INTENT, t->ws.target_intent);
+        const int stop = (t->stop && *t->stop) ||
+                         (t->test_stop_after > 0 && t->batches_run >= t->test_stop_after);
+        if (stop && cur->batch + 1 < n_batches) {
+            cur->batch++;
+            gpu_sync_to_host(t, 1);
+            return TRAIN_INTERRUPTED;
         }
     }
-#endif
-    if (samples) *samples = n;
-    return n_batches ? loss_sum / (double)n_batches : 0.0;
+    gpu_sync_to_host(t, 1);
+    return TRAIN_DONE;
+}
+
+double trainer_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, int64_t *samples, char *err,
+                     size_t errlen) {
+    epoch_cursor_t cur = {0, 0, 0, 0};
+    int rc = trainer_train_epoch(t, c, epoch, &cur, err, errlen);
+    if (samples) *samples = cur.samples;
+    if (rc == TRAIN_INTERRUPTED)
+        tmr_error(err, errlen, "epoch %u interrupted after batch %lld", epoch + 1, (long long)cur.batch);
+    if (rc != TRAIN_DONE) return -1;
+    return cur.n_batches ? cur.loss_sum / (double)cur.n_batches : 0.0;
 }
 
 void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,

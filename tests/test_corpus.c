@@ -243,6 +243,9 @@ static void test_bad_inputs(void) {
                  "test.csv:2: neg_items \"2, 3\" is not a list", NULL);
     expect_error(NULL, NULL, "user_id\titem_id\ttime\tneg_items\n1\t4\t3\t[2, x]\n",
                  "test.csv:2: neg_items[1] \"x\" is not an integer id", NULL);
+    /* Ten digits past 2^32 (4294967298 = 2^32 + 2) must not wrap to a small valid id. */
+    expect_error(NULL, NULL, "user_id\titem_id\ttime\tneg_items\n1\t4\t3\t[2, 4294967298]\n",
+                 "test.csv:2: neg_items[1] \"4294967298\" is out of range", NULL);
     snprintf(buf, sizeof buf, "%s1\t2000000000\t3\n", H);
     expect_error(buf, NULL, NULL, "largest item_id is 2000000000", "renumber");
 }

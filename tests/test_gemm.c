@@ -6,10 +6,7 @@
  * rows; 1-4 vectors of columns read in place (N a multiple of the vector width: 16, 48, 80, 192)
  * and ragged N through the packed, zero-padded panels (N = 1, 5, 9, 65, 1100); K = 0, K in one
  * slice and K over several 256-deep slices (257, 600, 5120), where beta applies once.
- *
- * Last, the products as the model calls them (large ones split between threads, the attention's
- * per-batch-row ones inside a parallel loop) together with the layer loops around them: one
- * training step + Adam of each stage must give the same bits with 1 thread and with many. */
+ * (tests/test_step_threads.c checks whole training steps the same way.) */
 #include "test_util.h"
 #include "timirec/cpu_ops.h"
 #include "timirec/gemm.h"
@@ -61,48 +58,6 @@ static int check_case(int ta, int tb, int64_t M, int64_t N, int64_t K, float alp
     return bad;
 }
 
-/* One training step + Adam on a random batch large enough for every parallel path (B*L*d and
- * T*d above the loops' thresholds, the item table above Adam's); params and the loss. */
-static void train_step(int stage, int threads, float *params_out, float *loss_out) {
-    enum { B = 256, L = 20, C = 2 };
-    model_config_t cfg = {.stage = stage, .n_items = 1200, .emb_size = 64, .attn_size = 8,
-                          .K = 2, .history_max = L, .add_pos = 1, .add_trm = 1,
-                          .n_layers = 2, .temp = 0.5, .dropout = 0.5};
-    model_layout_t lay;
-    model_layout_build(&cfg, &lay);
-    float *grads = calloc((size_t)lay.total, sizeof *grads);
-    float *m = calloc((size_t)lay.total, sizeof *m), *v = calloc((size_t)lay.total, sizeof *v);
-    model_init_params(&lay, 5, params_out);
-    int32_t *hist = calloc(B * L, sizeof *hist), *pos = calloc(B * L, sizeof *pos);
-    int32_t *length = calloc(B, sizeof *length), *cand = calloc(B * C, sizeof *cand);
-    for (int b = 0; b < B; b++) {
-        length[b] = 1 + (int)(rng_u32(3, RNG_TEST, 0, (uint64_t)b, 0) % L);
-        for (int l = 0; l < length[b]; l++) {
-            hist[b * L + l] = 1 + (int)(rng_u32(3, RNG_TEST, 1, (uint64_t)(b * L + l), 0) % 1199);
-            pos[b * L + l] = length[b] - l;
-        }
-        for (int c = 0; c < C; c++)
-            cand[b * C + c] = 1 + (int)(rng_u32(3, RNG_TEST, 2, (uint64_t)(b * C + c), 0) % 1199);
-    }
-    model_batch_t batch = {B, L, C, hist, pos, length, cand};
-    model_ws_t_f ws;
-    model_ws_alloc_f(&ws, &lay, B, L, C);
-    adam_t opt;
-    adam_init(&opt, 1e-3, 1e-6);
-    omp_set_num_threads(threads);
-    dropout_key_t key = {7, 0};
-    *loss_out = model_train_step_f(&lay, params_out, &batch, key, &ws, grads);
-    adam_step(&opt, &lay, params_out, grads, m, v);
-    model_ws_free_f(&ws);
-    free(grads);
-    free(m);
-    free(v);
-    free(hist);
-    free(pos);
-    free(length);
-    free(cand);
-}
-
 int main(void) {
     int64_t shapes[][3] = {{1, 1, 1},    {7, 5, 3},    {33, 65, 17},  {200, 64, 64},
                            {64, 1100, 8}, {3, 2, 0},    {513, 9, 130}, {37, 48, 33},
@@ -144,6 +99,39 @@ int main(void) {
                 free(a);
                 free(b);
                 free(c);
+            }
+    }
+
+    /* The bias epilogue: C = alpha op(A) op(B) + bias equals C = bias then the product added
+     * with beta = 1, bit for bit, on both implementations; ragged N and K past one slice. */
+    int64_t bshapes[][3] = {{5, 7, 3}, {130, 64, 64}, {9, 192, 300}, {33, 70, 600}};
+    for (int impl = 0; impl < 2; impl++) {
+        if (tmr_gemm_use((gemm_impl_t)impl) != (gemm_impl_t)impl) continue;
+        for (size_t s = 0; s < sizeof bshapes / sizeof bshapes[0]; s++)
+            for (int tb = 0; tb < 2; tb++) {
+                int64_t M = bshapes[s][0], N = bshapes[s][1], K = bshapes[s][2];
+                float *A = malloc((size_t)(M * K) * sizeof *A), *B = malloc((size_t)(N * K) * sizeof *B);
+                float *bias = malloc((size_t)N * sizeof *bias);
+                float *C1 = malloc((size_t)(M * N) * sizeof *C1), *C2 = malloc((size_t)(M * N) * sizeof *C2);
+                for (int64_t i = 0; i < M * K; i++) A[i] = rnd((uint64_t)i, 60);
+                for (int64_t i = 0; i < N * K; i++) B[i] = rnd((uint64_t)i, 61);
+                for (int64_t j = 0; j < N; j++) bias[j] = rnd((uint64_t)j, 62) * 3.0f;
+                for (int64_t i = 0; i < M * N; i++) {
+                    C1[i] = NAN; /* beta = 0: never read */
+                    C2[i] = bias[i % N];
+                }
+                tmr_sgemm_bias(0, tb, M, N, K, 1.0f, A, K, B, tb ? K : N, 0.0f, bias, C1, N);
+                tmr_sgemm(0, tb, M, N, K, 1.0f, A, K, B, tb ? K : N, 1.0f, C2, N);
+                int finite = 1;
+                for (int64_t i = 0; i < M * N; i++) finite &= isfinite(C1[i]) != 0;
+                CHECK(finite && memcmp(C1, C2, (size_t)(M * N) * sizeof *C1) == 0,
+                      "sgemm_bias %s tb=%d %lldx%lldx%lld differs from bias + product",
+                      tmr_gemm_name((gemm_impl_t)impl), tb, (long long)M, (long long)N, (long long)K);
+                free(A);
+                free(B);
+                free(bias);
+                free(C1);
+                free(C2);
             }
     }
 
@@ -190,31 +178,6 @@ int main(void) {
         free(B);
         free(C1);
         free(C2);
-    }
-    for (int stage = STAGE_PRETRAIN; stage <= STAGE_FINETUNE; stage++) {
-        model_config_t cfg = {.stage = stage, .n_items = 1200, .emb_size = 64, .attn_size = 8,
-                              .K = 2, .history_max = 20, .add_pos = 1, .add_trm = 1,
-                              .n_layers = 2, .temp = 0.5, .dropout = 0.5};
-        model_layout_t lay;
-        model_layout_build(&cfg, &lay);
-        float *p1 = malloc((size_t)lay.total * sizeof *p1), *p2 = malloc((size_t)lay.total * sizeof *p2);
-        float loss1, loss2;
-        train_step(stage, 1, p1, &loss1);
-        train_step(stage, threads > 1 ? threads : 4, p2, &loss2);
-        int differ = 0;
-        for (int t = 0; t < lay.n_tensors; t++)
-            if (memcmp(p1 + lay.t[t].offset, p2 + lay.t[t].offset,
-                       (size_t)lay.t[t].size * sizeof *p1) != 0) {
-                CHECK(0, "%s step: %s differs between 1 and %d threads",
-                      stage == STAGE_PRETRAIN ? "pretrain" : "finetune", lay.t[t].name,
-                      threads > 1 ? threads : 4);
-                differ++;
-            }
-        CHECK(memcmp(&loss1, &loss2, sizeof loss1) == 0, "loss %.9g vs %.9g", loss1, loss2);
-        printf("%s step + Adam, 1 vs %d threads: %s\n", stage == STAGE_PRETRAIN ? "pretrain" : "finetune",
-               threads > 1 ? threads : 4, differ ? "DIFFER" : "same bits");
-        free(p1);
-        free(p2);
     }
     omp_set_num_threads(threads);
     return tu_finish("test_gemm");

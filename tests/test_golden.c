@@ -3,7 +3,12 @@
  * three training batches and, per Adam step, the loss, scores, interests, intents, every
  * gradient and every parameter after the step, plus one evaluation batch. The C reference
  * backend (float) must match each within 1e-5 relative to the tensor's largest magnitude.
- * Dropout masks come from the same Philox stream on both sides. */
+ * Dropout masks come from the same Philox stream on both sides.
+ *
+ * PyTorch's own float rounding reaches ~1e-5 on a few small bias gradients (sums over 5,000
+ * rows). There the C model's double-precision gradient on the same inputs is the arbiter: a
+ * gradient passes if it is within 1e-5 of PyTorch's, or within 1e-5 of the double result while
+ * PyTorch's is no closer to it and within 1e-4 (its error is its own rounding, not ours). */
 #include "test_util.h"
 #include "timirec/checkpoint.h"
 #include "timirec/cpu_ops.h"
@@ -44,6 +49,43 @@ static void compare(const char *what, const float *got, const float *want, int64
     int ok = rel <= tol;
     printf("  %-64s rel err %.2e%s\n", what, rel, ok ? "" : "  FAIL");
     CHECK(ok, "%s: relative error %.3g above %.1g", what, rel, tol);
+}
+
+/* max |a - b| / max |b| (NaN: infinite). */
+static double rel_err_fd(const float *a, const double *b, int64_t n) {
+    double md = 0, mb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= md)) md = isnan(d) ? INFINITY : d;
+        if (fabs(b[i]) > mb) mb = fabs(b[i]);
+    }
+    return mb > 0 ? md / mb : md;
+}
+
+/* A gradient against PyTorch's, with the double model as the arbiter (see the top). */
+static void compare_grad(const char *what, const float *got, const float *want,
+                         const double *exact, int64_t n) {
+    if (!want) return;
+    double md = 0, mw = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= md)) md = d;
+        if (fabs(want[i]) > mw) mw = fabs(want[i]);
+    }
+    double rel = mw > 0 ? md / mw : md;
+    if (rel <= 1e-5) {
+        if (!(rel <= worst_overall)) worst_overall = rel;
+        printf("  %-64s rel err %.2e\n", what, rel);
+        CHECK(rel <= 1e-5, "%s", what);
+        return;
+    }
+    double ours = rel_err_fd(got, exact, n), torch = rel_err_fd(want, exact, n);
+    int ok = ours <= 1e-5 && ours <= torch && torch <= 1e-4;
+    printf("  %-64s rel err %.2e; against double: ours %.2e, torch %.2e%s\n", what, rel, ours,
+           torch, ok ? "" : "  FAIL");
+    if (!(ours <= worst_overall)) worst_overall = ours;
+    CHECK(ok, "%s: relative error %.3g to torch; to the double model ours %.3g, torch %.3g", what,
+          rel, ours, torch);
 }
 
 static int meta_int(const st_file_t *f, const char *k) {
@@ -89,6 +131,8 @@ static void run(const char *path, const char *model_file) {
     float *grads = calloc((size_t)lay.total, sizeof *grads);
     float *m = calloc((size_t)lay.total, sizeof *m), *v = calloc((size_t)lay.total, sizeof *v);
     float *prev = malloc((size_t)lay.total * sizeof *prev);
+    double *params_d = malloc((size_t)lay.total * sizeof *params_d);
+    double *grads_d = malloc((size_t)lay.total * sizeof *grads_d);
     char name[256];
     for (int t = 0; t < lay.n_tensors; t++) {
         snprintf(name, sizeof name, "init/%s", lay.t[t].name);
@@ -99,6 +143,8 @@ static void run(const char *path, const char *model_file) {
     adam_init(&opt, meta_double(&f, "lr"), meta_double(&f, "l2"));
     model_ws_t_f ws;
     model_ws_alloc_f(&ws, &lay, B, L, eval_C > C ? eval_C : C);
+    model_ws_t_d ws_d;
+    model_ws_alloc_d(&ws_d, &lay, B, L, C);
     int32_t *pos = malloc((size_t)B * L * sizeof *pos);
     for (int s = 0; s < 3; s++) {
         char pre[32];
@@ -115,6 +161,10 @@ static void run(const char *path, const char *model_file) {
         memset(grads, 0, (size_t)lay.total * sizeof *grads);
         dropout_key_t key = {seed, (uint32_t)s};
         float loss = model_train_step_f(&lay, params, &batch, key, &ws, grads);
+        /* The same step in double from the same weights: the arbiter for gradients. */
+        for (int64_t i = 0; i < lay.total; i++) params_d[i] = params[i];
+        memset(grads_d, 0, (size_t)lay.total * sizeof *grads_d);
+        model_train_step_d(&lay, params_d, &batch, key, &ws_d, grads_d);
         snprintf(name, sizeof name, "%sloss", pre);
         compare(name, &loss, tensor(&f, name, 1), 1, 1e-5);
         snprintf(name, sizeof name, "%sscores", pre);
@@ -149,7 +199,8 @@ static void run(const char *path, const char *model_file) {
                       ours, theirs);
                 continue;
             }
-            compare(name, grads + lay.t[t].offset, g, lay.t[t].size, 1e-5);
+            compare_grad(name, grads + lay.t[t].offset, g, grads_d + lay.t[t].offset,
+                         lay.t[t].size);
         }
         memcpy(prev, params, (size_t)lay.total * sizeof *prev);
         adam_step(&opt, &lay, params, grads, m, v);
@@ -191,6 +242,9 @@ static void run(const char *path, const char *model_file) {
         free(loaded);
     }
     model_ws_free_f(&ws);
+    model_ws_free_d(&ws_d);
+    free(params_d);
+    free(grads_d);
     free(pos);
     free(params);
     free(grads);

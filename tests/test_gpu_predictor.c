@@ -66,7 +66,8 @@ static void gru(gpu_ctx_t *ctx, int B, int L, int d, uint32_t tag) {
     float *d_dw_ih = gt_up(dw_ih, G * d), *d_dw_hh = gt_up(dw_hh, G * d);
     float *d_db_ih = gt_up(db_ih, G), *d_db_hh = gt_up(db_hh, G);
     gpu_poison(d_work, (size_t)(n0 * G) * sizeof(float));
-    gru_backward_f(d, w_ih, w_hh, n_steps, batch_sizes, step_off, x, gates, ghn, h, dh, dgi, work,
+    float *dgh = fresh(T * G); /* the CPU's recurrent-gate gradients for all rows (T, 3d) */
+    gru_backward_f(d, w_ih, w_hh, n_steps, batch_sizes, step_off, x, gates, ghn, h, dh, dgi, dgh,
                    dx, dw_ih, dw_hh, db_ih, db_hh);
     gpu_gru_backward(ctx, d, d_w_ih, d_w_hh, n_steps, batch_sizes, step_off, d_x, d_gates, d_ghn,
                      d_h, d_dh, d_dgi, d_work, d_dx, d_dw_ih, d_dw_hh, d_db_ih, d_db_hh);
@@ -78,7 +79,7 @@ static void gru(gpu_ctx_t *ctx, int B, int L, int d, uint32_t tag) {
     gt_compare("GRU backward db_hh (accumulated)", d_db_hh, db_hh, G, gt_tol_rows(TOL, T));
     free(hist), free(pos), free(length), free(perm), free(batch_sizes), free(step_off);
     free(w_ih), free(w_hh), free(b_ih), free(b_hh), free(x), free(gates), free(ghn), free(h);
-    free(work), free(dh), free(dgi), free(dx), free(dw_ih), free(dw_hh), free(db_ih), free(db_hh);
+    free(work), free(dh), free(dgi), free(dgh), free(dx), free(dw_ih), free(dw_hh), free(db_ih), free(db_hh);
     gpu_free(d_w_ih), gpu_free(d_w_hh), gpu_free(d_b_ih), gpu_free(d_b_hh), gpu_free(d_x);
     gpu_free(d_gates), gpu_free(d_ghn), gpu_free(d_h), gpu_free(d_work), gpu_free(d_dh);
     gpu_free(d_dgi), gpu_free(d_dx), gpu_free(d_dw_ih), gpu_free(d_dw_hh), gpu_free(d_db_ih);

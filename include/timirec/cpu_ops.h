@@ -16,6 +16,7 @@
 
 #include "timirec/gemm.h"
 #include "timirec/model.h"
+#include "timirec/vmath.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,6 +25,8 @@ extern "C" {
 /* Precision-specific helpers. */
 #define gemm_f tmr_sgemm
 #define gemm_d tmr_dgemm
+#define gemm_bias_f tmr_sgemm_bias
+#define gemm_bias_d tmr_dgemm_bias
 #define exp_f expf
 #define exp_d exp
 #define log_f logf
@@ -32,6 +35,11 @@ extern "C" {
 #define tanh_d tanh
 #define sqrt_f sqrtf
 #define sqrt_d sqrt
+/* Branch-free sigmoid and tanh (timirec/vmath.h): vectorised in float, libm in double. */
+#define vsigmoid_f vm_sigmoidf
+#define vsigmoid_d vm_sigmoid
+#define vtanh_f vm_tanhf
+#define vtanh_d tanh
 
 /* dropout_key_t and model_batch_t (the model's inputs) live in model.h: the CUDA backend
  * shares them. */

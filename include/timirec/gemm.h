@@ -28,6 +28,16 @@ void tmr_dgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double
                const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C,
                int64_t ldc);
 
+/* C (M, N) = alpha * op(A) op(B) + bias, bias (N) added to every row (beta must be 0): the
+ * bias is added in the kernel's epilogue instead of a separate pass over C. bias NULL: as
+ * tmr_sgemm. */
+void tmr_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                    const float *bias, float *C, int64_t ldc);
+void tmr_dgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+                    const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
+                    const double *bias, double *C, int64_t ldc);
+
 /* Choose the implementation (OpenBLAS only if built in). Returns the one now in use.
  * The default is the built-in one; TIMIREC_GEMM=openblas in the environment selects OpenBLAS. */
 gemm_impl_t tmr_gemm_use(gemm_impl_t impl);

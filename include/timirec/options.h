@@ -36,6 +36,10 @@ int options_parse(const opt_t *table, int n_opts, int argc, char **argv, int fir
 int options_load_file(const opt_t *table, int n_opts, const char *path, char *err,
                       size_t errlen);
 
+/* Free the texts of every config file read so far (string options read from them then
+ * dangle): for programs that parse many times (the fuzz harness). */
+void options_free_files(void);
+
 /* Usage text: "usage" line, then one line per option with its default and help. */
 void options_usage(const char *usage, const opt_t *table, int n_opts, FILE *out);
 

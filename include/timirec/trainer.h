@@ -6,6 +6,7 @@
 #ifndef TIMIREC_TRAINER_H
 #define TIMIREC_TRAINER_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,14 @@ typedef struct {
      * an epoch ends), so checkpoints read and write them as with the CPU backend. */
     struct gpu_model *gpu;
     char backend[512];     /* "CPU", or "CUDA: <device>", or why use_gpu fell back to the CPU */
+    /* Robustness (see trainer_train_epoch). */
+    const volatile sig_atomic_t *stop; /* non-zero: stop after the current batch */
+    int detect_anomaly;    /* also check gradients and the workspace after every step */
+    int64_t batches_run;   /* batches trained by this process */
+    /* Test hooks (run.c reads them from the environment; see tests/cli_resume.sh). */
+    int64_t test_stop_after;  /* > 0: act as if stopped once batches_run reaches it */
+    int test_nan_tensor;      /* table index, -1 none: write NaN into its first element ... */
+    int64_t test_nan_step;    /* ... just before this step (0-based) */
 } trainer_t;
 
 /* Set up the model for the corpus: cfg's n_items and history_max are taken from the corpus
@@ -64,8 +73,36 @@ int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg,
                  const train_opts_t *opts, char *err, size_t errlen);
 void trainer_free(trainer_t *t);
 
-/* One epoch (0-based `epoch` keys the negatives and the shuffle). Returns the mean batch loss;
- * *samples gets the number of training instances. -1 from the error path (message in err). */
+/* Where an epoch stands. In: the batch to start from and the summed loss of the batches before
+ * it (0 and 0 for a fresh epoch; a resumed one continues bit for bit, as the epoch's shuffle
+ * and negatives are pure functions of (seed, epoch)). Out: where it stopped. */
+typedef struct {
+    int64_t batch;      /* batches of the epoch done */
+    double loss_sum;    /* sum of their losses */
+    int64_t n_batches;  /* out: batches in the epoch */
+    int64_t samples;    /* out: training instances in the epoch */
+} epoch_cursor_t;
+
+enum {
+    TRAIN_ERROR = -1,       /* err says why */
+    TRAIN_DONE = 0,         /* every batch of the epoch trained */
+    TRAIN_INTERRUPTED = 1,  /* *t->stop was raised: stopped after batch cur->batch - 1, more remain */
+    TRAIN_NONFINITE = 2     /* a NaN or Inf: err names the step and the first bad tensor */
+};
+
+/* Train the epoch's batches from cur->batch on (0-based `epoch` keys the negatives and the
+ * shuffle). After every batch: the loss must be finite; with detect_anomaly every
+ * intermediate output of the step and every gradient too (numcheck.h); after the Adam update
+ * every parameter. The first failure stops at once, without the update when the loss or a
+ * gradient is bad: TRAIN_NONFINITE with a message naming the epoch, the batch, the step and
+ * the first non-finite tensor by its reference name. Then, when *t->stop is set and batches
+ * remain, TRAIN_INTERRUPTED (the last batch always completes the epoch). */
+int trainer_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_cursor_t *cur,
+                        char *err, size_t errlen);
+
+/* A whole epoch from its start (trainer_train_epoch from batch 0). Returns the mean batch
+ * loss; *samples gets the number of training instances. -1 when it did not complete (an
+ * error or a non-finite value: message in err). */
 double trainer_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, int64_t *samples,
                      char *err, size_t errlen);
 

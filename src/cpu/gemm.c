@@ -104,34 +104,47 @@ typedef double gemm_vd __attribute__((vector_size(GEMM_VBYTES), aligned(sizeof(d
 #undef GEMM_ARGS
 #undef GEMM_RUN
 
+/* One dispatcher per precision: the built-in kernel, or OpenBLAS when selected (its bias goes
+ * into C before the product, which then adds: the same sum as the built-in epilogue's). */
+#define GEMM_DISPATCH(NAME, REALT, CBLAS, BUILTIN)                                              \
+    void NAME(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, REALT alpha,              \
+              const REALT *A, int64_t lda, const REALT *B, int64_t ldb, REALT beta,                \
+              const REALT *bias, REALT *C, int64_t ldc) {                                          \
+        if (M <= 0 || N <= 0) return;                                                           \
+        if (bias && beta != 0) tmr_fatal(#NAME ": a bias needs beta = 0");                      \
+        if (tmr_gemm_current() == GEMM_OPENBLAS && M < INT32_MAX && N < INT32_MAX &&            \
+            K < INT32_MAX && lda < INT32_MAX && ldb < INT32_MAX && ldc < INT32_MAX) {           \
+            if (bias) {                                                                         \
+                for (int64_t r = 0; r < M; r++)                                                 \
+                    memcpy(C + r * ldc, bias, sizeof(REALT) * (size_t)N);                       \
+                beta = 1;                                                                       \
+            }                                                                                   \
+            CBLAS(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,                           \
+                  trans_b ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,        \
+                  (int)lda, B, (int)ldb, beta, C, (int)ldc);                                    \
+            return;                                                                             \
+        }                                                                                       \
+        BUILTIN(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);          \
+    }
+#ifdef TIMIREC_OPENBLAS
+GEMM_DISPATCH(tmr_sgemm_bias, float, cblas_sgemm, sgemm_builtin)
+GEMM_DISPATCH(tmr_dgemm_bias, double, cblas_dgemm, dgemm_builtin)
+#else
+/* Without OpenBLAS tmr_gemm_current() is always GEMM_BUILTIN: the branch is dead. */
+#define cblas_unavailable(...) tmr_fatal("OpenBLAS not built in")
+enum { CblasRowMajor, CblasNoTrans, CblasTrans };
+GEMM_DISPATCH(tmr_sgemm_bias, float, cblas_unavailable, sgemm_builtin)
+GEMM_DISPATCH(tmr_dgemm_bias, double, cblas_unavailable, dgemm_builtin)
+#endif
+
 void tmr_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                int64_t ldc) {
-    if (M <= 0 || N <= 0) return;
-#ifdef TIMIREC_OPENBLAS
-    if (tmr_gemm_current() == GEMM_OPENBLAS && M < INT32_MAX && N < INT32_MAX && K < INT32_MAX &&
-        lda < INT32_MAX && ldb < INT32_MAX && ldc < INT32_MAX) {
-        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda,
-                    B, (int)ldb, beta, C, (int)ldc);
-        return;
-    }
-#endif
-    sgemm_builtin(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    tmr_sgemm_bias(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
 }
 
 void tmr_dgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha,
                const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C,
                int64_t ldc) {
-    if (M <= 0 || N <= 0) return;
-#ifdef TIMIREC_OPENBLAS
-    if (tmr_gemm_current() == GEMM_OPENBLAS && M < INT32_MAX && N < INT32_MAX && K < INT32_MAX &&
-        lda < INT32_MAX && ldb < INT32_MAX && ldc < INT32_MAX) {
-        cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda,
-                    B, (int)ldb, beta, C, (int)ldc);
-        return;
-    }
-#endif
-    dgemm_builtin(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    tmr_dgemm_bias(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
 }

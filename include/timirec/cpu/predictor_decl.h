@@ -40,12 +40,9 @@ TMR_HD int proj_dropout_keep(uint64_t seed, uint32_t step, int layer, int B, int
 
 /* ---- GRU per-element gate math (host+device: the CUDA kernels call these very functions) --- */
 
-/* Logistic sigmoid without overflow for any finite x. */
-TMR_HD REAL R(gru_sigmoid)(REAL x) {
-    if (x >= 0) return (REAL)1 / ((REAL)1 + R(exp)(-x));
-    REAL e = R(exp)(x);
-    return e / ((REAL)1 + e);
-}
+/* Logistic sigmoid, finite for every finite x: the vectorisable vm_sigmoidf in float (see
+ * timirec/vmath.h), libm's exp in double. */
+TMR_HD REAL R(gru_sigmoid)(REAL x) { return R(vsigmoid)(x); }
 
 /* One hidden unit of one GRU step. gi_* = (W_i* x + b_i*)_j, gh_* = (W_h* h + b_h*)_j, h = h_j.
  * Writes the gate activations r, z, n and returns h'_j = (1 - z) n + z h. */
@@ -53,7 +50,7 @@ TMR_HD REAL R(gru_cell_forward)(REAL gi_r, REAL gi_z, REAL gi_n, REAL gh_r, REAL
                                 REAL gh_n, REAL h, REAL *r, REAL *z, REAL *n) {
     REAL rr = R(gru_sigmoid)(gi_r + gh_r);
     REAL zz = R(gru_sigmoid)(gi_z + gh_z);
-    REAL nn = R(tanh)(gi_n + rr * gh_n);
+    REAL nn = R(vtanh)(gi_n + rr * gh_n);
     *r = rr;
     *z = zz;
     *n = nn;
@@ -90,19 +87,19 @@ int R(gru_pack)(const int32_t *length, int B, int L, int32_t *perm, int32_t *bat
 
 /* w_ih, w_hh [3d, d], b_ih, b_hh [3d] as PyTorch (gate blocks r, z, n).
  * x (T, d) inputs; writes gates (T, 3d) = r, z, n activations, ghn (T, d) = W_hn h_prev + b_hn,
- * h (T, d) = hidden state after each packed row. work: (n0, 3d) scratch. */
+ * h (T, d) = hidden state after each packed row. work: (n0, 3d) scratch. d <= 256. */
 void R(gru_forward)(int d, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
                     int n_steps, const int32_t *batch_sizes, const int64_t *step_off,
                     const REAL *x, REAL *gates, REAL *ghn, REAL *h, REAL *work);
 
 /* dh (T, d): on entry dL/dh for every packed row's output (the model sets only the rows that
- * are final states); used as the running gradient and destroyed. dgi (T, 3d) scratch (on
- * return: dL/d(W_ih x + b_ih)); work (n0, 3d) scratch. Writes dx (T, d) (overwrites); ADDS
+ * are final states); used as the running gradient and destroyed. dgi, dgh (T, 3d) scratch (on
+ * return: dL/d(W_ih x + b_ih) and dL/d(W_hh h_prev + b_hh)). Writes dx (T, d) (overwrites); ADDS
  * into dw_ih, dw_hh [3d, d] and db_ih, db_hh [3d]. */
 void R(gru_backward)(int d, const REAL *w_ih, const REAL *w_hh, int n_steps,
                      const int32_t *batch_sizes, const int64_t *step_off, const REAL *x,
                      const REAL *gates, const REAL *ghn, const REAL *h, REAL *dh, REAL *dgi,
-                     REAL *work, REAL *dx, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh);
+                     REAL *dgh, REAL *dx, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh);
 
 /* ---- projection MLP (lay->n_proj Linear layers; weights from params via lay->proj_w/b) ---- */
 
@@ -137,6 +134,7 @@ typedef struct {
     REAL *work;             /* (max_B, 3d) */
     REAL *dh;               /* (max_B * max_L, d) */
     REAL *dgi;              /* (max_B * max_L, 3d) */
+    REAL *dgh;              /* (max_B * max_L, 3d) */
     REAL *dx;               /* (max_B * max_L, d) */
     REAL *dg;               /* (max_B, d) */
     REAL *pwork;            /* (2, max_B, d) */

@@ -1,0 +1,781 @@
+/* Kernel benchmarks of every hot op of the model, at the default shapes (batch 256, history 20,
+ * d 64, K 2) and at large ones (history 200 and 512, K 16 and 64, batch 8,192, a 100,000-item
+ * catalog). Each op is the CPU reference backend's own function (declared in include/timirec/cpu/):
+ * before it is timed, its float version is checked against its double version on the same
+ * random inputs (float outputs poisoned with NaN first), as max |float - double| / max |double|
+ * over every output. Then one warm-up and repeats (3 to 100, about --budget seconds), median time,
+ * and GB/s (the bytes the op must move at least) or GFLOP/s (its multiply-adds x 2).
+ * GPU rows say SKIP until the CUDA backend has the op. Prints a table; appends rows to
+ * bench/results/ops.csv (device, date, commit).
+ *
+ *   build/bench/bench_ops [--quick 1] [--only attention] [--csv FILE]
+ *   TIMIREC_BENCH_QUICK=1 make bench: the default shapes only, short timing. */
+#include "timirec/common.h"
+#include "timirec/cpu_ops.h"
+#include "timirec/metrics.h"
+#include "timirec/model.h"
+#include "timirec/options.h"
+#include "timirec/rng.h"
+#include "bench_util.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- shapes --------------------------------------------------------------------------------- */
+
+enum {
+    OP_EMBED = 1 << 0,    /* embedding gather and scatter-add */
+    OP_ATTN = 1 << 1,     /* masked self-attention */
+    OP_LN = 1 << 2,       /* residual + LayerNorm */
+    OP_FFN = 1 << 3,      /* feed-forward */
+    OP_INTEREST = 1 << 4, /* interest attention + weighted sum */
+    OP_GRU = 1 << 5,      /* interest predictor: E2 gather, GRU, projection */
+    OP_DISTILL = 1 << 6,  /* cosine targets + KL */
+    OP_SCORE = 1 << 7,    /* scores of the training candidates + ranking loss, fwd + bwd */
+    OP_ADAM = 1 << 8,     /* Adam over the whole parameter table */
+    OP_TOPK = 1 << 9,     /* full-catalog scores + the target's rank among every item */
+    OP_ALL = (1 << 10) - 1,
+    OP_SEQ = OP_EMBED | OP_ATTN | OP_LN | OP_FFN | OP_INTEREST | OP_GRU,
+    OP_K = OP_INTEREST | OP_DISTILL | OP_SCORE,
+};
+
+typedef struct {
+    const char *name;
+    int B, L, K, d, N;   /* batch, history, interests, emb_size, items (N) */
+    unsigned ops;
+    int quick;           /* part of the quick run (TIMIREC_BENCH_QUICK=1) */
+} case_t;
+
+static const case_t cases[] = {
+    {"default", 256, 20, 2, 64, 3707, OP_ALL, 1},
+    {"history 200", 256, 200, 2, 64, 3707, OP_SEQ, 0},
+    {"history 512", 32, 512, 2, 64, 3707, OP_SEQ, 0},
+    {"K 16", 256, 50, 16, 64, 3707, OP_K, 0},
+    {"K 64", 256, 50, 64, 64, 3707, OP_K, 0},
+    {"batch 8192", 8192, 20, 2, 64, 3707, OP_ALL & ~(OP_ADAM | OP_TOPK), 0},
+    {"catalog 100k", 256, 20, 2, 64, 100000, OP_ADAM | OP_TOPK, 0},
+};
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static double g_budget = 0.3; /* seconds of timed repeats per op */
+static uint64_t g_seed = 42;
+
+static float *rand_f(size_t n, double scale) {
+    float *x = tmr_malloc(tmr_mul_size(n ? n : 1, sizeof *x));
+    uint64_t s = g_seed++;
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(scale * (2.0 * rng_uniform01(rng_u32(s, RNG_TEST, 0, i, 0)) - 1.0));
+    return x;
+}
+
+static double *to_d(const float *x, size_t n) {
+    double *y = tmr_malloc(tmr_mul_size(n ? n : 1, sizeof *y));
+    for (size_t i = 0; i < n; i++) y[i] = x[i];
+    return y;
+}
+
+static float *nan_f(size_t n) {
+    float *x = tmr_malloc(tmr_mul_size(n ? n : 1, sizeof *x));
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+    return x;
+}
+
+static float *zeros_f(size_t n) { return tmr_calloc(n ? n : 1, sizeof(float)); }
+static double *zeros_d(size_t n) { return tmr_calloc(n ? n : 1, sizeof(double)); }
+
+/* max |f - d| / max |d| over n outputs; +inf when f has a NaN or Inf where d is finite. */
+static double rel_err(const float *f, const double *d, size_t n) {
+    double md = 0, me = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(f[i]) && isfinite(d[i])) return INFINITY;
+        md = fmax(md, fabs(d[i]));
+        me = fmax(me, fabs((double)f[i] - d[i]));
+    }
+    return md > 0 ? me / md : me;
+}
+
+/* A batch: histories of random lengths 1..L (right-padded with 0), positions, C candidates. */
+typedef struct {
+    int B, L, C;
+    int32_t *hist, *pos, *length, *cand;
+    int64_t T; /* sum of lengths: the GRU's packed rows */
+} bbatch_t;
+
+static void batch_make(bbatch_t *b, int B, int L, int C, int N) {
+    b->B = B, b->L = L, b->C = C, b->T = 0;
+    b->hist = tmr_malloc(tmr_mul_size((size_t)B * L, sizeof(int32_t)));
+    b->pos = tmr_malloc(tmr_mul_size((size_t)B * L, sizeof(int32_t)));
+    b->length = tmr_malloc((size_t)B * sizeof(int32_t));
+    b->cand = tmr_malloc(tmr_mul_size((size_t)B * C, sizeof(int32_t)));
+    uint64_t s = g_seed++;
+    for (int i = 0; i < B; i++) {
+        int len = i == 0 ? L : 1 + (int)(rng_u32(s, RNG_TEST, 1, (uint64_t)i, 0) % (uint32_t)L);
+        b->length[i] = len;
+        b->T += len;
+        for (int l = 0; l < L; l++) {
+            int64_t e = (int64_t)i * L + l;
+            b->hist[e] = l < len ? 1 + (int32_t)(rng_u32(s, RNG_TEST, 2, (uint64_t)e, 0) % (uint32_t)(N - 1)) : 0;
+            b->pos[e] = l < len ? len - l : 0;
+        }
+        for (int c = 0; c < C; c++)
+            b->cand[(int64_t)i * C + c] = 1 + (int32_t)(rng_u32(s, RNG_TEST, 3, (uint64_t)i * C + c, 0) % (uint32_t)(N - 1));
+    }
+}
+
+static void batch_free_(bbatch_t *b) {
+    free(b->hist);
+    free(b->pos);
+    free(b->length);
+    free(b->cand);
+}
+
+/* ---- timing and the table ------------------------------------------------------------------- */
+
+typedef struct {
+    const char *device;
+    const char *commit, *date;
+    FILE *csv;
+    int threads;
+    int n_fail;
+} report_t;
+
+typedef void (*kernel_fn)(void *arg);
+
+/* Median seconds of fn(arg): one warm-up, then repeats until the budget (3 to 100). */
+static double time_median(kernel_fn fn, void *arg, int *repeats) {
+    double t0 = tmr_now();
+    fn(arg);
+    double once = tmr_now() - t0;
+    int n = once > 0 ? (int)(g_budget / once) : 100;
+    n = n < 3 ? 3 : n > 100 ? 100 : n;
+    double t[100];
+    for (int r = 0; r < n; r++) {
+        t0 = tmr_now();
+        fn(arg);
+        t[r] = tmr_now() - t0;
+    }
+    *repeats = n;
+    return bench_median(t, n);
+}
+
+/* One op: validated (err against tol) and, if it passed, timed. work is bytes (gbps = 1) or
+ * flops. Prints the CPU row and the GPU row, appends both to the CSV. */
+static void report(report_t *rp, const case_t *cs, const char *op, const char *shape, double err,
+                   double tol, kernel_fn fn, void *arg, double work, int gbps) {
+    int ok = err <= tol, repeats = 0;
+    double secs = ok ? time_median(fn, arg, &repeats) : NAN;
+    double rate = ok ? work / secs / 1e9 : NAN;
+    const char *unit = gbps ? "GB/s" : "GFLOP/s";
+    char status[64];
+    snprintf(status, sizeof status, ok ? "ok" : "FAIL (error > %.0e)", tol);
+    if (!ok) rp->n_fail++;
+    printf("%-26s %-13s %-30s %-4s %10.3f %9.1f %-7s %9.1e  %s\n", op, cs->name, shape, "cpu",
+           secs * 1e3, rate, unit, err, status);
+    printf("%-26s %-13s %-30s %-4s %10s %9s %-7s %9s  %s\n", "", "", "", "gpu", "-", "-", "", "-",
+           "SKIP (no CUDA kernel for this op yet)");
+    if (rp->csv) {
+        fprintf(rp->csv, "%s,%s,%s,%s,%s,\"%s\",cpu,%d,%d,%.4f,%.2f,%s,%.2e,%s\n", rp->device,
+                rp->date, rp->commit, op, cs->name, shape, rp->threads, repeats, secs * 1e3, rate,
+                unit, err, ok ? "ok" : "FAIL");
+        fprintf(rp->csv, "%s,%s,%s,%s,%s,\"%s\",gpu,,,,,%s,,SKIP\n", rp->device, rp->date, rp->commit,
+                op, cs->name, shape, unit);
+    }
+    fflush(stdout);
+}
+
+/* The parameter table of the case (finetune: every tensor exists), float and double. */
+typedef struct {
+    model_layout_t lay;
+    float *pf;
+    double *pd;
+} bmodel_t;
+
+static void model_make(bmodel_t *m, const case_t *cs) {
+    model_config_t cfg = {.stage = STAGE_FINETUNE, .n_items = cs->N, .emb_size = cs->d,
+                          .attn_size = 8, .K = cs->K, .history_max = cs->L, .add_pos = 1,
+                          .add_trm = 1, .n_layers = 2, .temp = 0.5, .dropout = 0.5};
+    char err[256];
+    if (model_config_check(&cfg, err, sizeof err)) tmr_fatal("bench_ops: %s", err);
+    model_layout_build(&cfg, &m->lay);
+    m->pf = tmr_malloc(tmr_mul_size((size_t)m->lay.total, sizeof(float)));
+    model_init_params(&m->lay, 7, m->pf);
+    m->pd = to_d(m->pf, (size_t)m->lay.total);
+}
+
+static void model_free_(bmodel_t *m) {
+    free(m->pf);
+    free(m->pd);
+}
+
+/* ---- the ops -------------------------------------------------------------------------------- */
+
+/* Each op: inputs in float and double, outputs in float (poisoned) and double; one call of
+ * each precision for the check; the float call timed through a small argument struct.
+ * A backward is checked on the float forward's saved activations (converted to double): a ReLU
+ * or an argmax whose input sits within rounding of its edge would otherwise differ between
+ * the precisions for reasons that are no fault of the backward. Weight gradients are float
+ * sums over up to B*L = 164k rows, hence the looser tolerance. */
+#define FWD_TOL 1e-5
+#define BWD_TOL 1e-4
+
+typedef struct {
+    const float *E, *P;
+    const bbatch_t *b;
+    int64_t n;
+    int d;
+    float *x0, *dE, *dP;
+} embed_arg_t;
+static void run_embed_fwd(void *p) {
+    embed_arg_t *a = p;
+    ext_embed_forward_f(a->E, a->P, a->b->hist, a->b->pos, a->n, a->d, a->x0);
+}
+static void run_embed_bwd(void *p) {
+    embed_arg_t *a = p;
+    ext_embed_backward_f(a->b->hist, a->b->pos, a->n, a->d, a->x0, a->dE, a->dP);
+}
+
+static void bench_embed(report_t *rp, const case_t *cs, const bmodel_t *m, const bbatch_t *b) {
+    int64_t n = (int64_t)b->B * b->L;
+    int d = cs->d;
+    const float *E = m->pf + model_offset(&m->lay, P_EXT_ITEM_EMB), *P = m->pf + model_offset(&m->lay, P_EXT_POS_EMB);
+    const double *Ed = m->pd + model_offset(&m->lay, P_EXT_ITEM_EMB), *Pd = m->pd + model_offset(&m->lay, P_EXT_POS_EMB);
+    size_t nd = (size_t)(n * d), rows_E = (size_t)cs->N * d, rows_P = (size_t)(cs->L + 1) * d;
+    float *x0 = nan_f(nd);
+    double *x0d = zeros_d(nd);
+    ext_embed_forward_f(E, P, b->hist, b->pos, n, d, x0);
+    ext_embed_forward_d(Ed, Pd, b->hist, b->pos, n, d, x0d);
+    char shape[64];
+    snprintf(shape, sizeof shape, "B*L=%lld d=%d N=%d", (long long)n, d, cs->N);
+    embed_arg_t a = {E, P, b, n, d, x0, NULL, NULL};
+    report(rp, cs, "embedding gather (+pos)", shape, rel_err(x0, x0d, nd), FWD_TOL, run_embed_fwd, &a,
+           4.0 * (double)nd * 3 + 8.0 * (double)n, 1);
+    /* Scatter-add of a random gradient along the batch's rows. Row 0 (padding) and the low
+     * positions collect thousands of rows: float sums that long drift by ~1e-6 of their size. */
+    float *dx0 = rand_f(nd, 1), *dE = zeros_f(rows_E), *dP = zeros_f(rows_P);
+    double *dx0d = to_d(dx0, nd), *dEd = zeros_d(rows_E), *dPd = zeros_d(rows_P);
+    ext_embed_backward_f(b->hist, b->pos, n, d, dx0, dE, dP);
+    ext_embed_backward_d(b->hist, b->pos, n, d, dx0d, dEd, dPd);
+    double err = fmax(rel_err(dE, dEd, rows_E), rel_err(dP, dPd, rows_P));
+    a.x0 = dx0, a.dE = dE, a.dP = dP;
+    report(rp, cs, "embedding scatter-add", shape, err, BWD_TOL, run_embed_bwd, &a,
+           4.0 * (double)nd * 5 + 8.0 * (double)n, 1);
+    free(x0), free(x0d), free(dx0), free(dx0d), free(dE), free(dP), free(dEd), free(dPd);
+}
+
+typedef struct {
+    const float *q, *k, *v, *dctx;
+    const int32_t *hist;
+    int B, L, d;
+    float *att, *ctx, *dq, *dk, *dv, *ds;
+} attn_arg_t;
+static void run_attn_fwd(void *p) {
+    attn_arg_t *a = p;
+    ext_attn_forward_f(a->q, a->k, a->v, a->hist, a->B, a->L, a->d, a->att, a->ctx);
+}
+static void run_attn_bwd(void *p) {
+    attn_arg_t *a = p;
+    ext_attn_backward_f(a->q, a->k, a->v, a->att, a->dctx, a->B, a->L, a->d, a->dq, a->dk, a->dv, a->ds);
+}
+
+static void bench_attn(report_t *rp, const case_t *cs, const bbatch_t *b) {
+    int B = b->B, L = b->L, d = cs->d;
+    size_t nd = (size_t)B * L * d, nll = (size_t)B * L * L;
+    float *q = rand_f(nd, 1), *k = rand_f(nd, 1), *v = rand_f(nd, 1), *dctx = rand_f(nd, 1);
+    double *qd = to_d(q, nd), *kd = to_d(k, nd), *vd = to_d(v, nd), *dctxd = to_d(dctx, nd);
+    float *att = nan_f(nll), *ctx = nan_f(nd);
+    double *attd = zeros_d(nll), *ctxd = zeros_d(nd);
+    ext_attn_forward_f(q, k, v, b->hist, B, L, d, att, ctx);
+    ext_attn_forward_d(qd, kd, vd, b->hist, B, L, d, attd, ctxd);
+    char shape[64];
+    snprintf(shape, sizeof shape, "B=%d L=%d d=%d", B, L, d);
+    attn_arg_t a = {q, k, v, dctx, b->hist, B, L, d, att, ctx, NULL, NULL, NULL, NULL};
+    double flops = 4.0 * (double)nll * d;
+    report(rp, cs, "attention forward", shape, fmax(rel_err(ctx, ctxd, nd), rel_err(att, attd, nll)),
+           FWD_TOL, run_attn_fwd, &a, flops, 0);
+    float *dq = nan_f(nd), *dk = nan_f(nd), *dv = nan_f(nd), *ds = nan_f(nll);
+    double *dqd = zeros_d(nd), *dkd = zeros_d(nd), *dvd = zeros_d(nd), *dsd = zeros_d(nll);
+    ext_attn_backward_f(q, k, v, att, dctx, B, L, d, dq, dk, dv, ds);
+    double *att_from_f = to_d(att, nll);
+    ext_attn_backward_d(qd, kd, vd, att_from_f, dctxd, B, L, d, dqd, dkd, dvd, dsd);
+    free(att_from_f);
+    double err = fmax(fmax(rel_err(dq, dqd, nd), rel_err(dk, dkd, nd)), rel_err(dv, dvd, nd));
+    a.dq = dq, a.dk = dk, a.dv = dv, a.ds = ds;
+    report(rp, cs, "attention backward", shape, err, BWD_TOL, run_attn_bwd, &a, 2 * flops, 0);
+    free(q), free(k), free(v), free(dctx), free(qd), free(kd), free(vd), free(dctxd);
+    free(att), free(ctx), free(attd), free(ctxd);
+    free(dq), free(dk), free(dv), free(ds), free(dqd), free(dkd), free(dvd), free(dsd);
+}
+
+typedef struct {
+    const float *a, *b, *gamma, *beta, *dy;
+    const int32_t *mask;
+    int64_t n;
+    int d;
+    float *y, *xhat, *rstd, *dz, *dgamma, *dbeta;
+} ln_arg_t;
+static void run_ln_fwd(void *p) {
+    ln_arg_t *a = p;
+    ext_add_layernorm_forward_f(a->a, a->b, a->gamma, a->beta, a->mask, a->n, a->d, a->y, a->xhat, a->rstd);
+}
+static void run_ln_bwd(void *p) {
+    ln_arg_t *a = p;
+    ext_add_layernorm_backward_f(a->dy, a->xhat, a->rstd, a->gamma, a->mask, a->n, a->d, a->dz,
+                                 a->dgamma, a->dbeta);
+}
+
+static void bench_ln(report_t *rp, const case_t *cs, const bbatch_t *b) {
+    int64_t n = (int64_t)b->B * b->L;
+    int d = cs->d;
+    size_t nd = (size_t)(n * d);
+    float *x = rand_f(nd, 1), *r = rand_f(nd, 1), *dy = rand_f(nd, 1);
+    float *gamma = rand_f((size_t)d, 1), *beta = rand_f((size_t)d, 1);
+    double *xd = to_d(x, nd), *rd = to_d(r, nd), *dyd = to_d(dy, nd);
+    double *gd = to_d(gamma, (size_t)d), *bd = to_d(beta, (size_t)d);
+    float *y = nan_f(nd), *xhat = nan_f(nd), *rstd = nan_f((size_t)n);
+    double *yd = zeros_d(nd), *xhatd = zeros_d(nd), *rstdd = zeros_d((size_t)n);
+    ext_add_layernorm_forward_f(x, r, gamma, beta, b->hist, n, d, y, xhat, rstd);
+    ext_add_layernorm_forward_d(xd, rd, gd, bd, b->hist, n, d, yd, xhatd, rstdd);
+    char shape[64];
+    snprintf(shape, sizeof shape, "B*L=%lld d=%d", (long long)n, d);
+    ln_arg_t a = {x, r, gamma, beta, dy, b->hist, n, d, y, xhat, rstd, NULL, NULL, NULL};
+    report(rp, cs, "residual + LayerNorm fwd", shape, fmax(rel_err(y, yd, nd), rel_err(xhat, xhatd, nd)),
+           FWD_TOL, run_ln_fwd, &a, 4.0 * (4.0 * (double)nd + (double)n), 1);
+    float *dz = nan_f(nd), *dg = zeros_f((size_t)d), *db = zeros_f((size_t)d);
+    double *dzd = zeros_d(nd), *dgd = zeros_d((size_t)d), *dbd = zeros_d((size_t)d);
+    ext_add_layernorm_backward_f(dy, xhat, rstd, gamma, b->hist, n, d, dz, dg, db);
+    double *xhat_from_f = to_d(xhat, nd), *rstd_from_f = to_d(rstd, (size_t)n);
+    ext_add_layernorm_backward_d(dyd, xhat_from_f, rstd_from_f, gd, b->hist, n, d, dzd, dgd, dbd);
+    free(xhat_from_f), free(rstd_from_f);
+    double err = fmax(fmax(rel_err(dz, dzd, nd), rel_err(dg, dgd, (size_t)d)), rel_err(db, dbd, (size_t)d));
+    a.dz = dz, a.dgamma = dg, a.dbeta = db;
+    report(rp, cs, "residual + LayerNorm bwd", shape, err, BWD_TOL, run_ln_bwd, &a,
+           4.0 * (3.0 * (double)nd + (double)n), 1);
+    free(x), free(r), free(dy), free(gamma), free(beta), free(xd), free(rd), free(dyd), free(gd), free(bd);
+    free(y), free(xhat), free(rstd), free(yd), free(xhatd), free(rstdd);
+    free(dz), free(dg), free(db), free(dzd), free(dgd), free(dbd);
+}
+
+typedef struct {
+    const float *h, *W1, *b1, *W2, *b2, *df;
+    int64_t n;
+    int d;
+    float *r, *f, *dh, *dW1, *db1, *dW2, *db2, *dr;
+} ffn_arg_t;
+static void run_ffn_fwd(void *p) {
+    ffn_arg_t *a = p;
+    ext_ffn_forward_f(a->h, a->W1, a->b1, a->W2, a->b2, a->n, a->d, a->d, a->r, a->f);
+}
+static void run_ffn_bwd(void *p) {
+    ffn_arg_t *a = p;
+    ext_ffn_backward_f(a->h, a->r, a->W1, a->W2, a->df, a->n, a->d, a->d, a->dh, a->dW1, a->db1,
+                       a->dW2, a->db2, a->dr);
+}
+
+static void bench_ffn(report_t *rp, const case_t *cs, const bbatch_t *b) {
+    int64_t n = (int64_t)b->B * b->L;
+    int d = cs->d;
+    size_t nd = (size_t)(n * d), dd = (size_t)d * d;
+    float *h = rand_f(nd, 1), *df = rand_f(nd, 1), *W1 = rand_f(dd, 0.2), *W2 = rand_f(dd, 0.2);
+    float *b1 = rand_f((size_t)d, 0.1), *b2 = rand_f((size_t)d, 0.1);
+    double *hd = to_d(h, nd), *dfd = to_d(df, nd), *W1d = to_d(W1, dd), *W2d = to_d(W2, dd);
+    double *b1d = to_d(b1, (size_t)d), *b2d = to_d(b2, (size_t)d);
+    float *r = nan_f(nd), *f = nan_f(nd);
+    double *rd = zeros_d(nd), *fd = zeros_d(nd);
+    ext_ffn_forward_f(h, W1, b1, W2, b2, n, d, d, r, f);
+    ext_ffn_forward_d(hd, W1d, b1d, W2d, b2d, n, d, d, rd, fd);
+    char shape[64];
+    snprintf(shape, sizeof shape, "B*L=%lld d=dff=%d", (long long)n, d);
+    ffn_arg_t a = {h, W1, b1, W2, b2, df, n, d, r, f, NULL, NULL, NULL, NULL, NULL, NULL};
+    double flops = 4.0 * (double)n * d * d;
+    report(rp, cs, "feed-forward fwd", shape, fmax(rel_err(r, rd, nd), rel_err(f, fd, nd)), FWD_TOL,
+           run_ffn_fwd, &a, flops, 0);
+    float *dh = zeros_f(nd), *dW1 = zeros_f(dd), *dW2 = zeros_f(dd), *db1 = zeros_f((size_t)d),
+          *db2 = zeros_f((size_t)d), *dr = nan_f(nd);
+    double *dhd = zeros_d(nd), *dW1d = zeros_d(dd), *dW2d = zeros_d(dd), *db1d = zeros_d((size_t)d),
+           *db2d = zeros_d((size_t)d), *drd = zeros_d(nd);
+    ext_ffn_backward_f(h, r, W1, W2, df, n, d, d, dh, dW1, db1, dW2, db2, dr);
+    double *r_from_f = to_d(r, nd);
+    ext_ffn_backward_d(hd, r_from_f, W1d, W2d, dfd, n, d, d, dhd, dW1d, db1d, dW2d, db2d, drd);
+    free(r_from_f);
+    double err = fmax(fmax(rel_err(dh, dhd, nd), rel_err(dW1, dW1d, dd)),
+                      fmax(rel_err(dW2, dW2d, dd), fmax(rel_err(db1, db1d, (size_t)d), rel_err(db2, db2d, (size_t)d))));
+    a.dh = dh, a.dW1 = dW1, a.db1 = db1, a.dW2 = dW2, a.db2 = db2, a.dr = dr;
+    report(rp, cs, "feed-forward bwd", shape, err, BWD_TOL, run_ffn_bwd, &a, 2 * flops, 0);
+    free(h), free(df), free(W1), free(W2), free(b1), free(b2), free(hd), free(dfd), free(W1d), free(W2d);
+    free(b1d), free(b2d), free(r), free(f), free(rd), free(fd);
+    free(dh), free(dW1), free(dW2), free(db1), free(db2), free(dr);
+    free(dhd), free(dW1d), free(dW2d), free(db1d), free(db2d), free(drd);
+}
+
+typedef struct {
+    const float *x, *W1, *b1, *W2, *b2, *dV;
+    const int32_t *hist;
+    int B, L, d, a, K;
+    float *t, *e, *alpha, *V, *dx, *dW1, *db1, *dW2, *db2, *de, *dt;
+} int_arg_t;
+static void run_int_fwd(void *p) {
+    int_arg_t *a = p;
+    ext_interest_forward_f(a->x, a->hist, a->W1, a->b1, a->W2, a->b2, a->B, a->L, a->d, a->a, a->K,
+                           a->t, a->e, a->alpha, a->V);
+}
+static void run_int_bwd(void *p) {
+    int_arg_t *a = p;
+    ext_interest_backward_f(a->x, a->t, a->alpha, a->W1, a->W2, a->dV, a->B, a->L, a->d, a->a, a->K,
+                            a->dx, a->dW1, a->db1, a->dW2, a->db2, a->de, a->dt);
+}
+
+static void bench_interest(report_t *rp, const case_t *cs, const bbatch_t *b) {
+    int B = b->B, L = b->L, d = cs->d, A = 8, K = cs->K;
+    size_t n = (size_t)B * L, nd = n * d, bkd = (size_t)B * K * d;
+    float *x = rand_f(nd, 1), *dV = rand_f(bkd, 1), *W1 = rand_f((size_t)A * d, 0.3),
+          *W2 = rand_f((size_t)K * A, 0.5), *b1 = rand_f((size_t)A, 0.1), *b2 = rand_f((size_t)K, 0.1);
+    double *xd = to_d(x, nd), *dVd = to_d(dV, bkd), *W1d = to_d(W1, (size_t)A * d),
+           *W2d = to_d(W2, (size_t)K * A), *b1d = to_d(b1, (size_t)A), *b2d = to_d(b2, (size_t)K);
+    float *t = nan_f(n * A), *e = nan_f(n * K), *alpha = nan_f(n * K), *V = nan_f(bkd);
+    double *td = zeros_d(n * A), *ed = zeros_d(n * K), *alphad = zeros_d(n * K), *Vd = zeros_d(bkd);
+    ext_interest_forward_f(x, b->hist, W1, b1, W2, b2, B, L, d, A, K, t, e, alpha, V);
+    ext_interest_forward_d(xd, b->hist, W1d, b1d, W2d, b2d, B, L, d, A, K, td, ed, alphad, Vd);
+    char shape[64];
+    snprintf(shape, sizeof shape, "B=%d L=%d d=%d a=%d K=%d", B, L, d, A, K);
+    int_arg_t a = {x, W1, b1, W2, b2, dV, b->hist, B, L, d, A, K, t, e, alpha, V,
+                   NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    double flops = 2.0 * (double)n * d * A + 2.0 * (double)n * A * K + 2.0 * (double)bkd * L;
+    report(rp, cs, "interest extraction fwd", shape, fmax(rel_err(V, Vd, bkd), rel_err(alpha, alphad, n * K)),
+           FWD_TOL, run_int_fwd, &a, flops, 0);
+    float *dx = nan_f(nd), *dW1 = zeros_f((size_t)A * d), *db1 = zeros_f((size_t)A),
+          *dW2 = zeros_f((size_t)K * A), *db2 = zeros_f((size_t)K), *de = nan_f(n * K), *dt = nan_f(n * A);
+    double *dxd = zeros_d(nd), *dW1d = zeros_d((size_t)A * d), *db1d = zeros_d((size_t)A),
+           *dW2d = zeros_d((size_t)K * A), *db2d = zeros_d((size_t)K), *ded = zeros_d(n * K),
+           *dtd = zeros_d(n * A);
+    ext_interest_backward_f(x, t, alpha, W1, W2, dV, B, L, d, A, K, dx, dW1, db1, dW2, db2, de, dt);
+    double *t_from_f = to_d(t, n * A), *alpha_from_f = to_d(alpha, n * K);
+    ext_interest_backward_d(xd, t_from_f, alpha_from_f, W1d, W2d, dVd, B, L, d, A, K, dxd, dW1d, db1d,
+                            dW2d, db2d, ded, dtd);
+    free(t_from_f), free(alpha_from_f);
+    double err = fmax(fmax(rel_err(dx, dxd, nd), rel_err(dW1, dW1d, (size_t)A * d)),
+                      fmax(rel_err(dW2, dW2d, (size_t)K * A), rel_err(db1, db1d, (size_t)A)));
+    a.dx = dx, a.dW1 = dW1, a.db1 = db1, a.dW2 = dW2, a.db2 = db2, a.de = de, a.dt = dt;
+    report(rp, cs, "interest extraction bwd", shape, err, BWD_TOL, run_int_bwd, &a, 2 * flops, 0);
+    free(x), free(dV), free(W1), free(W2), free(b1), free(b2), free(xd), free(dVd), free(W1d), free(W2d);
+    free(b1d), free(b2d), free(t), free(e), free(alpha), free(V), free(td), free(ed), free(alphad), free(Vd);
+    free(dx), free(dW1), free(db1), free(dW2), free(db2), free(de), free(dt);
+    free(dxd), free(dW1d), free(db1d), free(dW2d), free(db2d), free(ded), free(dtd);
+}
+
+typedef struct {
+    const bmodel_t *m;
+    const bbatch_t *b;
+    predictor_cache_t_f *c;
+    const float *dpred;
+    float *pred, *grads;
+} gru_arg_t;
+static void run_gru_fwd(void *p) {
+    gru_arg_t *a = p;
+    dropout_key_t key = {1, 0};
+    predictor_forward_f(&a->m->lay, a->m->pf, a->b->hist, a->b->length, a->b->B, a->b->L, 1, key,
+                        a->c, a->pred);
+}
+static void run_gru_bwd(void *p) {
+    gru_arg_t *a = p;
+    predictor_backward_f(&a->m->lay, a->m->pf, a->b->hist, a->b->length, a->b->B, a->b->L, a->c,
+                         a->dpred, a->grads);
+}
+
+static void bench_gru(report_t *rp, const case_t *cs, const bmodel_t *m, const bbatch_t *b) {
+    int B = b->B, L = b->L, d = cs->d, K = cs->K;
+    size_t total = (size_t)m->lay.total, bk = (size_t)B * K;
+    predictor_cache_t_f cf;
+    predictor_cache_t_d cd;
+    predictor_cache_alloc_f(&cf, &m->lay, B, L);
+    predictor_cache_alloc_d(&cd, &m->lay, B, L);
+    dropout_key_t key = {1, 0};
+    float *pred = nan_f(bk), *dpred = rand_f(bk, 1);
+    double *predd = zeros_d(bk), *dpredd = to_d(dpred, bk);
+    predictor_forward_f(&m->lay, m->pf, b->hist, b->length, B, L, 1, key, &cf, pred);
+    predictor_forward_d(&m->lay, m->pd, b->hist, b->length, B, L, 1, key, &cd, predd);
+    char shape[64];
+    snprintf(shape, sizeof shape, "B=%d L=%d d=%d T=%lld", B, L, d, (long long)b->T);
+    gru_arg_t a = {m, b, &cf, dpred, pred, NULL};
+    /* The GRU dominates: input and recurrent products, 2 x (3d x d) multiply-adds per row each. */
+    double flops = 12.0 * (double)b->T * d * d;
+    report(rp, cs, "GRU predictor fwd", shape, rel_err(pred, predd, bk), FWD_TOL, run_gru_fwd, &a, flops, 0);
+    float *grads = zeros_f(total);
+    double *gradsd = zeros_d(total);
+    predictor_backward_f(&m->lay, m->pf, b->hist, b->length, B, L, &cf, dpred, grads);
+    predictor_backward_d(&m->lay, m->pd, b->hist, b->length, B, L, &cd, dpredd, gradsd);
+    a.grads = grads;
+    report(rp, cs, "GRU predictor bwd", shape, rel_err(grads, gradsd, total), BWD_TOL, run_gru_bwd, &a,
+           2 * flops, 0);
+    predictor_cache_free_f(&cf);
+    predictor_cache_free_d(&cd);
+    free(pred), free(dpred), free(predd), free(dpredd), free(grads), free(gradsd);
+}
+
+typedef struct {
+    const bmodel_t *m;
+    const bbatch_t *b;
+    const float *V, *pred;
+    float *target, *dpred;
+} distill_arg_t;
+static void run_distill(void *p) {
+    distill_arg_t *a = p;
+    distill_loss_f(&a->m->lay, a->m->pf, a->V, a->b->cand, a->pred, a->b->B, a->b->C, 0.5, a->target, a->dpred);
+}
+
+static void bench_distill(report_t *rp, const case_t *cs, const bmodel_t *m, const bbatch_t *b) {
+    int B = b->B, K = cs->K, d = cs->d;
+    size_t bkd = (size_t)B * K * d, bk = (size_t)B * K;
+    float *V = rand_f(bkd, 0.1), *pred = rand_f(bk, 2), *target = nan_f(bk), *dpred = zeros_f(bk);
+    double *Vd = to_d(V, bkd), *predd = to_d(pred, bk), *targetd = zeros_d(bk), *dpredd = zeros_d(bk);
+    float lf = distill_loss_f(&m->lay, m->pf, V, b->cand, pred, B, b->C, 0.5, target, dpred);
+    double ld = distill_loss_d(&m->lay, m->pd, Vd, b->cand, predd, B, b->C, 0.5, targetd, dpredd);
+    double err = fmax(fmax(rel_err(target, targetd, bk), rel_err(dpred, dpredd, bk)),
+                      fabs(lf - ld) / fmax(fabs(ld), 1e-30));
+    char shape[64];
+    snprintf(shape, sizeof shape, "B=%d K=%d d=%d", B, K, d);
+    distill_arg_t a = {m, b, V, pred, target, dpred};
+    report(rp, cs, "distillation (cos + KL)", shape, err, FWD_TOL, run_distill, &a,
+           4.0 * ((double)bkd + (double)B * d + 3.0 * (double)bk), 1);
+    free(V), free(pred), free(target), free(dpred), free(Vd), free(predd), free(targetd), free(dpredd);
+}
+
+/* Training scores + ranking loss + their backward, both stages' heads. */
+typedef struct {
+    const bmodel_t *m;
+    const bbatch_t *b;
+    const float *V, *pi;
+    int finetune;
+    float *scores, *dscores, *dV, *grads, *w, *u, *du, *dpi, loss;
+    int32_t *kstar;
+} score_arg_t;
+#define SCORE_STEP(P)                                                                                   \
+    static void score_step_##P(const model_layout_t *lay, const REAL_##P *params, const bbatch_t *b,    \
+                               const REAL_##P *V, const REAL_##P *pi, int finetune, REAL_##P *scores,   \
+                               REAL_##P *dscores, REAL_##P *dV, REAL_##P *grads, REAL_##P *w,           \
+                               REAL_##P *u, REAL_##P *du, REAL_##P *dpi, int32_t *kstar,                \
+                               REAL_##P *loss) {                                                        \
+        int B = b->B, C = b->C, K = lay->cfg.K, d = lay->cfg.emb_size;                                  \
+        if (finetune) {                                                                                 \
+            user_vector_##P(V, pi, B, K, d, w, u);                                                      \
+            candidate_scores_##P(lay, params, u, b->cand, B, C, scores);                                \
+            *loss = ranking_loss_##P(scores, B, C, dscores);                                            \
+            memset(du, 0, sizeof(REAL_##P) * (size_t)B * d);                                            \
+            candidate_scores_backward_##P(lay, params, u, b->cand, B, C, dscores, du, grads);           \
+            user_vector_backward_##P(V, w, du, B, K, d, dV, dpi);                                       \
+        } else {                                                                                        \
+            pretrain_scores_##P(lay, params, V, b->cand, B, C, 1, kstar, scores);                       \
+            *loss = ranking_loss_##P(scores, B, C, dscores);                                            \
+            pretrain_scores_backward_##P(lay, params, V, b->cand, B, C, kstar, dscores, dV, grads);     \
+        }                                                                                               \
+    }
+typedef float REAL_f;
+typedef double REAL_d;
+SCORE_STEP(f)
+SCORE_STEP(d)
+static void run_score(void *p) {
+    score_arg_t *a = p;
+    score_step_f(&a->m->lay, a->m->pf, a->b, a->V, a->pi, a->finetune, a->scores, a->dscores, a->dV,
+                 a->grads, a->w, a->u, a->du, a->dpi, a->kstar, &a->loss);
+}
+
+static void bench_score(report_t *rp, const case_t *cs, const bmodel_t *m, const bbatch_t *b) {
+    int B = b->B, C = b->C, K = cs->K, d = cs->d;
+    size_t bkd = (size_t)B * K * d, bk = (size_t)B * K, bc = (size_t)B * C, bd = (size_t)B * d,
+           total = (size_t)m->lay.total;
+    float *V = rand_f(bkd, 0.3), *pi = rand_f(bk, 1);
+    double *Vd = to_d(V, bkd), *pid = to_d(pi, bk);
+    int32_t *kstar = tmr_malloc(sizeof(int32_t) * (size_t)B), *kstard = tmr_malloc(sizeof(int32_t) * (size_t)B);
+    for (int finetune = 0; finetune <= 1; finetune++) {
+        float *scores = nan_f(bc), *dscores = nan_f(bc), *dV = zeros_f(bkd), *grads = zeros_f(total),
+              *w = nan_f(bk), *u = nan_f(bd), *du = nan_f(bd), *dpi = zeros_f(bk), lf;
+        double *scoresd = zeros_d(bc), *dscoresd = zeros_d(bc), *dVd = zeros_d(bkd),
+               *gradsd = zeros_d(total), *wd = zeros_d(bk), *ud = zeros_d(bd), *dud = zeros_d(bd),
+               *dpid = zeros_d(bk), ld;
+        score_step_f(&m->lay, m->pf, b, V, pi, finetune, scores, dscores, dV, grads, w, u, du, dpi, kstar, &lf);
+        score_step_d(&m->lay, m->pd, b, Vd, pid, finetune, scoresd, dscoresd, dVd, gradsd, wd, ud, dud,
+                     dpid, kstard, &ld);
+        int same_k = finetune || memcmp(kstar, kstard, sizeof(int32_t) * (size_t)B) == 0;
+        double err = fmax(fmax(rel_err(scores, scoresd, bc), rel_err(dscores, dscoresd, bc)),
+                          fmax(rel_err(dV, dVd, bkd), rel_err(grads, gradsd, total)));
+        err = fmax(err, fabs(lf - ld) / fmax(fabs(ld), 1e-30));
+        if (finetune) err = fmax(err, rel_err(dpi, dpid, bk));
+        if (!same_k) err = INFINITY;
+        char shape[64];
+        snprintf(shape, sizeof shape, "B=%d C=%d K=%d d=%d", B, C, K, d);
+        score_arg_t a = {m, b, V, pi, finetune, scores, dscores, dV, grads, w, u, du, dpi, 0, kstar};
+        /* bytes: interests, candidate rows read twice (forward, backward) and written once */
+        double bytes = 4.0 * (2.0 * (double)bkd + 3.0 * (double)bc * d);
+        report(rp, cs, finetune ? "scores + loss (finetune)" : "scores + loss (pretrain)", shape, err,
+               BWD_TOL, run_score, &a, bytes, 1);
+        free(scores), free(dscores), free(dV), free(grads), free(w), free(u), free(du), free(dpi);
+        free(scoresd), free(dscoresd), free(dVd), free(gradsd), free(wd), free(ud), free(dud), free(dpid);
+    }
+    free(V), free(pi), free(Vd), free(pid), free(kstar), free(kstard);
+}
+
+typedef struct {
+    adam_t opt;
+    const model_layout_t *lay;
+    float *p, *g, *m, *v;
+} adam_arg_t;
+static void run_adam(void *p) {
+    adam_arg_t *a = p;
+    adam_step(&a->opt, a->lay, a->p, a->g, a->m, a->v);
+}
+
+/* Adam exists in float only: its first step is checked against what the formula gives at t = 1,
+ * m = v = 0: theta -= lr * g' / (|g'| + eps), g' = grad + l2 * theta (decay tensors). */
+static void bench_adam(report_t *rp, const case_t *cs, const bmodel_t *m) {
+    size_t total = (size_t)m->lay.total;
+    const double lr = 1e-3, l2 = 1e-4;
+    float *p = tmr_malloc(total * sizeof *p), *g = rand_f(total, 1), *mm = zeros_f(total), *v = zeros_f(total);
+    memcpy(p, m->pf, total * sizeof *p);
+    adam_arg_t a = {.lay = &m->lay, .p = p, .g = g, .m = mm, .v = v};
+    adam_init(&a.opt, lr, l2);
+    adam_step(&a.opt, &m->lay, p, g, mm, v);
+    double err = 0;
+    for (int t = 0; t < m->lay.n_tensors; t++) {
+        const param_t *pt = &m->lay.t[t];
+        for (int64_t i = pt->offset; i < pt->offset + pt->size; i++) {
+            double gp = (double)g[i] + (pt->decay ? l2 * (double)m->pf[i] : 0.0);
+            double want = (double)m->pf[i] - lr * gp / (fabs(gp) + 1e-8);
+            double e = fabs((double)p[i] - want) / lr;
+            err = isfinite(p[i]) ? fmax(err, e) : INFINITY;
+        }
+    }
+    char shape[64];
+    snprintf(shape, sizeof shape, "%lld parameters", (long long)total);
+    report(rp, cs, "Adam step", shape, err, 1e-3, run_adam, &a, 28.0 * (double)total, 1);
+    free(p), free(g), free(mm), free(v);
+}
+
+/* Full-catalog scoring (finetune user vector against every item) and each row's rank among all
+ * items but the user's history, as test_all evaluation does. */
+typedef struct {
+    const bmodel_t *m;
+    const bbatch_t *b;
+    const float *u;
+    const int32_t *all, *excluded;
+    const int64_t *ex_off;
+    float *scores;
+    int64_t *ranks;
+} topk_arg_t;
+static void run_topk(void *p) {
+    topk_arg_t *a = p;
+    int B = a->b->B, N = a->m->lay.cfg.n_items;
+    candidate_scores_f(&a->m->lay, a->m->pf, a->u, a->all, B, N, a->scores);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < B; i++)
+        a->ranks[i] = metrics_rank_all(a->scores + (size_t)i * N, N, a->b->cand[(size_t)i * a->b->C],
+                                       a->excluded + a->ex_off[i], a->ex_off[i + 1] - a->ex_off[i]);
+}
+
+static int cmp_i32(const void *x, const void *y) {
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
+static void bench_topk(report_t *rp, const case_t *cs, const bmodel_t *m, const bbatch_t *b) {
+    int B = b->B, N = cs->N, d = cs->d, L = b->L;
+    size_t bn = (size_t)B * N, bd = (size_t)B * d;
+    int32_t *all = tmr_malloc(tmr_mul_size(bn, sizeof *all));
+    for (size_t i = 0; i < bn; i++) all[i] = (int32_t)(i % (size_t)N); /* column j = item j */
+    int32_t *excluded = tmr_malloc(tmr_mul_size((size_t)B * L, sizeof *excluded));
+    int64_t *ex_off = tmr_malloc(((size_t)B + 1) * sizeof *ex_off);
+    ex_off[0] = 0;
+    for (int i = 0; i < B; i++) {
+        int len = b->length[i];
+        memcpy(excluded + ex_off[i], b->hist + (size_t)i * L, sizeof(int32_t) * (size_t)len);
+        qsort(excluded + ex_off[i], (size_t)len, sizeof(int32_t), cmp_i32);
+        ex_off[i + 1] = ex_off[i] + len;
+    }
+    float *u = rand_f(bd, 0.3), *scores = nan_f(bn);
+    double *ud = to_d(u, bd), *scoresd = zeros_d(bn);
+    int64_t *ranks = tmr_malloc((size_t)B * sizeof *ranks);
+    candidate_scores_f(&m->lay, m->pf, u, all, B, N, scores);
+    candidate_scores_d(&m->lay, m->pd, ud, all, B, N, scoresd);
+    char shape[64];
+    snprintf(shape, sizeof shape, "B=%d N=%d d=%d", B, N, d);
+    topk_arg_t a = {m, b, u, all, excluded, ex_off, scores, ranks};
+    report(rp, cs, "full-catalog score + rank", shape, rel_err(scores, scoresd, bn), FWD_TOL, run_topk,
+           &a, 2.0 * (double)bn * d, 0);
+    free(all), free(excluded), free(ex_off), free(u), free(scores), free(ud), free(scoresd), free(ranks);
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    tmr_flush_subnormals(); /* as the model step does: the ops here are called one by one */
+    const char *csv_path = "bench/results/ops.csv", *only = "";
+    const char *quick_env = getenv("TIMIREC_BENCH_QUICK");
+    int64_t quick = quick_env && *quick_env && strcmp(quick_env, "0") != 0;
+    double budget = -1;
+    int64_t threads = 0;
+    opt_t table[] = {
+        {"quick", OPT_INT, &quick, 0, 1, "default shapes only, short timing (also "
+                                         "TIMIREC_BENCH_QUICK=1)"},
+        {"only", OPT_STR, &only, 0, 0, "run only the ops whose name contains this text"},
+        {"budget", OPT_FLOAT, &budget, 0, 60, "seconds of timed repeats per op (default 0.3; 0.1 quick)"},
+        {"threads", OPT_INT, &threads, 0, 1024, "OpenMP threads (0: all cores)"},
+        {"csv", OPT_STR, &csv_path, 0, 0, "results file to append to (empty: none)"},
+    };
+    int n_opts = (int)(sizeof table / sizeof table[0]);
+    char err[1024];
+    int rc = options_parse(table, n_opts, argc, argv, 1, NULL, 0, NULL, err, sizeof err);
+    if (rc) {
+        if (rc < 0) fprintf(stderr, "bench_ops: %s\n", err);
+        options_usage("usage: bench_ops [options]", table, n_opts, rc < 0 ? stderr : stdout);
+        return rc < 0 ? 2 : 0;
+    }
+    g_budget = budget >= 0 ? budget : quick ? 0.1 : 0.3;
+    if (threads > 0) omp_set_num_threads((int)threads);
+    char device[256];
+    bench_cpu_name(device, sizeof device);
+    const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
+    report_t rp = {device, commit ? commit : "", date ? date : "", NULL, omp_get_max_threads(), 0};
+    if (csv_path && *csv_path) {
+        rp.csv = fopen(csv_path, "a");
+        if (!rp.csv) fprintf(stderr, "bench_ops: warning: cannot append to %s\n", csv_path);
+        else if (ftell(rp.csv) == 0)
+            fprintf(rp.csv, "device,date,commit,op,case,shape,impl,threads,repeats,ms,rate,unit,"
+                            "max_rel_err,status\n");
+    }
+    printf("Kernel benchmarks of the CPU reference ops on %s, %d threads, %s matrix product%s\n",
+           device, rp.threads, tmr_gemm_name(tmr_gemm_current()), quick ? " (quick)" : "");
+    printf("each op checked against its double-precision version first (err = max |f - d| / max |d|), "
+           "then median of repeats\n\n");
+    printf("%-26s %-13s %-30s %-4s %10s %9s %-7s %9s  %s\n", "op", "case", "shape", "dev", "ms",
+           "rate", "", "err", "status");
+    double t0 = tmr_now();
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const case_t *cs = &cases[ci];
+        if (quick && !cs->quick) continue;
+        g_seed = 42 + 1000 * ci; /* the same inputs whichever ops run (--only) */
+        bmodel_t m;
+        model_make(&m, cs);
+        bbatch_t b;
+        batch_make(&b, cs->B, cs->L, 2, cs->N); /* target + 1 negative, as training */
+#define WANT(bit, name) ((cs->ops & (bit)) && (!*only || strstr(name, only)))
+        if (WANT(OP_EMBED, "embedding")) bench_embed(&rp, cs, &m, &b);
+        if (WANT(OP_ATTN, "attention")) bench_attn(&rp, cs, &b);
+        if (WANT(OP_LN, "LayerNorm")) bench_ln(&rp, cs, &b);
+        if (WANT(OP_FFN, "feed-forward")) bench_ffn(&rp, cs, &b);
+        if (WANT(OP_INTEREST, "interest extraction")) bench_interest(&rp, cs, &b);
+        if (WANT(OP_GRU, "GRU predictor")) bench_gru(&rp, cs, &m, &b);
+        if (WANT(OP_DISTILL, "distillation")) bench_distill(&rp, cs, &m, &b);
+        if (WANT(OP_SCORE, "scores + loss")) bench_score(&rp, cs, &m, &b);
+        if (WANT(OP_ADAM, "Adam step")) bench_adam(&rp, cs, &m);
+        if (WANT(OP_TOPK, "full-catalog score + rank")) bench_topk(&rp, cs, &m, &b);
+#undef WANT
+        batch_free_(&b);
+        model_free_(&m);
+    }
+    printf("\n%d op%s failed validation; %.1f s%s%s\n", rp.n_fail, rp.n_fail == 1 ? "" : "s",
+           tmr_now() - t0, rp.csv ? "; rows appended to " : "", rp.csv ? csv_path : "");
+    if (rp.csv) fclose(rp.csv);
+    return rp.n_fail ? 1 : 0;
+}

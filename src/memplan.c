@@ -1,0 +1,133 @@
+/* Memory estimate of a training run (memplan.h). The formulas restate the allocations of
+ * trainer_init, model_ws_alloc_f (src/cpu/model_step.inc, extractor.inc, predictor.inc),
+ * batch_alloc and corpus_load; tests/test_memplan.c holds them to the allocator's count. */
+#include "timirec/memplan.h"
+
+#include "timirec/sampler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+uint64_t memplan_mul(uint64_t a, uint64_t b) {
+    if (a == UINT64_MAX || b == UINT64_MAX) return UINT64_MAX;
+    if (a != 0 && b > UINT64_MAX / a) return UINT64_MAX;
+    return a * b;
+}
+
+uint64_t memplan_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+
+/* n elements of `size` bytes; negative counts count as 0. */
+static uint64_t bytes(int64_t n, uint64_t size) { return n > 0 ? memplan_mul((uint64_t)n, size) : 0; }
+#define MUL memplan_mul
+#define ADD memplan_add
+
+uint64_t memplan_model_ws_bytes(const model_layout_t *lay, int64_t max_B, int64_t max_L,
+                                int64_t max_C, int threads) {
+    const model_config_t *cfg = &lay->cfg;
+    const uint64_t B = (uint64_t)max_B, L = (uint64_t)(max_L < 1 ? 1 : max_L), d = (uint64_t)cfg->emb_size;
+    const uint64_t a = (uint64_t)cfg->attn_size, K = (uint64_t)cfg->K, F = sizeof(float);
+    /* extractor_cache_alloc: one block of x0 t e alpha g0 ge gt (+ the transformer's arrays). */
+    const uint64_t n = MUL(B, L), nd = MUL(n, d), nL = MUL(n, L), na = MUL(n, a), nK = MUL(n, K);
+    uint64_t ext = ADD(ADD(MUL(2, nd), MUL(2, na)), MUL(3, nK));
+    if (cfg->add_trm) ext = ADD(ext, ADD(ADD(MUL(12, nd), MUL(2, nL)), MUL(2, n))); /* 11 nd + ffn_r (n x dff = d) */
+    uint64_t total = MUL(ext, F);
+    /* ext_attn_forward / _backward: per thread (d x Lp) + (L x Lp), Lp = L rounded up to 16. */
+    if (cfg->add_trm) {
+        const uint64_t Lp = (L + 15) / 16 * 16;
+        total = ADD(total, MUL(MUL((uint64_t)(threads < 1 ? 1 : threads), ADD(MUL(d, Lp), MUL(L, Lp))), F));
+    }
+    /* predictor_cache_alloc (finetune). */
+    if (cfg->stage == STAGE_FINETUNE) {
+        const uint64_t rows = n, np = (uint64_t)(lay->n_proj > 1 ? lay->n_proj - 1 : 1);
+        uint64_t pf = ADD(MUL(rows, MUL(14, d)), MUL(B, d)); /* x, gates 3d, ghn, h, dh, dgi 3d, dgh 3d, dx; g */
+        pf = ADD(pf, ADD(MUL(np, MUL(B, d)), MUL(B, MUL(6, d)))); /* acts; work 3d, dg d, pwork 2d */
+        total = ADD(total, ADD(MUL(pf, F), ADD(MUL(B, 4), ADD(MUL(L, 4), MUL(L + 1, 8)))));
+    }
+    /* model_ws_alloc: V dV (B K d), pred_intent d_pred_intent target_intent w (B K), u du (B d),
+     * scores dscores (B C), kstar (B int32). */
+    uint64_t wsf = ADD(ADD(MUL(2, MUL(B, MUL(K, d))), MUL(4, MUL(B, K))), MUL(2, MUL(B, d)));
+    wsf = ADD(wsf, MUL(2, MUL(B, (uint64_t)(max_C > 0 ? max_C : 0))));
+    return ADD(total, ADD(MUL(wsf, F), MUL(B, 4)));
+}
+
+uint64_t memplan_batch_bytes(int64_t max_B, int64_t max_L, int64_t max_C) {
+    if (max_L < 1) max_L = 1;
+    uint64_t bl = MUL((uint64_t)max_B, (uint64_t)max_L);
+    /* user length (B), hist pos mask (B L), cand (B C): 4 bytes each. */
+    return MUL(4, ADD(ADD(MUL(2, (uint64_t)max_B), MUL(3, bl)), MUL((uint64_t)max_B, (uint64_t)max_C)));
+}
+
+uint64_t memplan_corpus_bytes(const corpus_t *c) {
+    uint64_t b = 0, rows = 0;
+    for (int p = 0; p < N_PHASES; p++) {
+        const corpus_phase_t *ph = &c->phase[p];
+        /* user item position (4), time (8), negatives (4 each), instance rows (8) */
+        b = ADD(b, bytes(ph->n_rows, 20));
+        b = ADD(b, MUL(bytes(ph->n_rows, 4), (uint64_t)(ph->n_neg > 0 ? ph->n_neg : 0)));
+        b = ADD(b, bytes(ph->n_inst + 1, 8));
+        rows = ADD(rows, (uint64_t)(ph->n_rows > 0 ? ph->n_rows : 0));
+    }
+    const int64_t users = (int64_t)c->n_users + 1;
+    b = ADD(b, bytes(3 * users, 8));                  /* seq_off, train_off, all_off */
+    b = ADD(b, MUL(ADD(rows, 1), 4));                 /* seq_item */
+    if (c->train_off) b = ADD(b, bytes(c->train_off[c->n_users] + 1, 4));
+    if (c->all_off) b = ADD(b, bytes(c->all_off[c->n_users] + 1, 4));
+    return b;
+}
+
+void memplan_run(const model_layout_t *lay, const corpus_t *c, const train_opts_t *o,
+                 int test_all, int threads, mem_plan_t *plan) {
+    /* The shapes trainer_init allocates for. */
+    int64_t max_L = sampler_max_history(c, o->history_max);
+    if (max_L < 1) max_L = 1;
+    int64_t max_B = o->batch_size > o->eval_batch_size ? o->batch_size : o->eval_batch_size;
+    int64_t max_C = 1 + (int64_t)o->num_neg, max_eval = 1;
+    for (int p = PHASE_DEV; p <= PHASE_TEST; p++) {
+        if (1 + (int64_t)c->phase[p].n_neg > max_C) max_C = 1 + (int64_t)c->phase[p].n_neg;
+        if (c->phase[p].n_inst > max_eval) max_eval = c->phase[p].n_inst;
+    }
+    const int64_t n_train = c->phase[PHASE_TRAIN].n_inst;
+    plan->params = MUL(MUL(4, (uint64_t)lay->total), sizeof(float));
+    plan->workspace = memplan_model_ws_bytes(lay, max_B, max_L, max_C, threads);
+    plan->batches = memplan_batch_bytes(max_B, max_L, max_C);
+    plan->eval_all = 0;
+    if (test_all)
+        plan->eval_all = ADD(memplan_batch_bytes(o->eval_batch_size, max_L, c->n_items),
+                             memplan_model_ws_bytes(lay, o->eval_batch_size, max_L, c->n_items, threads));
+    /* train_neg (n_train x num_neg int32), order (int64), eval index and ranks (int64 each),
+     * and the shuffle's two (key, index) arrays of 16 bytes plus its 2^16 counters. */
+    plan->sampler = ADD(MUL(bytes(n_train, 4), (uint64_t)o->num_neg), 4);
+    plan->sampler = ADD(plan->sampler, ADD(bytes(n_train + 1, 8), bytes(2 * max_eval, 8)));
+    plan->sampler = ADD(plan->sampler, ADD(bytes(n_train, 32), (uint64_t)8 << 16));
+    plan->corpus = memplan_corpus_bytes(c);
+    plan->total = ADD(ADD(ADD(plan->params, plan->workspace), ADD(plan->eval_all, plan->batches)),
+                      ADD(plan->sampler, plan->corpus));
+}
+
+uint64_t memplan_machine_bytes(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    uint64_t phys = pages > 0 && page > 0 ? MUL((uint64_t)pages, (uint64_t)page) : 0;
+    /* A container's limit (cgroup v2) is what the kernel enforces: "max" means none. */
+    FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+    if (f) {
+        unsigned long long lim;
+        if (fscanf(f, "%llu", &lim) == 1 && lim > 0 && (phys == 0 || lim < phys)) phys = lim;
+        fclose(f);
+    }
+    return phys;
+}
+
+const char *memplan_format(uint64_t b, char *out, size_t outlen) {
+    static const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (b == UINT64_MAX) {
+        snprintf(out, outlen, "more than 16 EiB");
+        return out;
+    }
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024 && u < 6) v /= 1024, u++;
+    if (u == 0) snprintf(out, outlen, "%llu bytes", (unsigned long long)b);
+    else snprintf(out, outlen, "%.1f %s", v, unit[u]);
+    return out;
+}
