@@ -72,7 +72,7 @@ endif
 # orchestration run in `make test` (and under ASan in `make asan`) without a GPU or nvcc.
 # tests/test_gpu_X.c is built a second time as $(BUILD)/tests/test_emu_X against it.
 EMU_CU   := $(filter-out kernels/device.cu kernels/ceilings.cu,$(wildcard kernels/*.cu))
-EMU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/emu/kernels/%.o,$(EMU_CU))
+EMU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/emu/kernels/%.o,$(EMU_CU)) $(BUILD)/emu/kernels/emulate.o
 EMU_TEST_BIN := $(patsubst tests/test_gpu_%.c,$(BUILD)/tests/test_emu_%,$(filter-out tests/test_gpu_rng.c,$(wildcard tests/test_gpu_*.c)))
 EMU_CXXFLAGS := -x c++ -std=c++17 -DTMR_EMULATE $(OPT) -g -Wall -Wextra -Werror -Iinclude $(SANITIZE)
 # The host library with its CUDA paths compiled in (-DTIMIREC_CUDA): the CUDA build's objects
@@ -124,6 +124,11 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libtimirec.a
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/emu/kernels/%.o: kernels/%.cu $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CXX-EMU $<")
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/emu/kernels/%.o: kernels/%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  CXX-EMU $<")
 	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
