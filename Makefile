@@ -147,6 +147,31 @@ $(BUILD)/tests/test_emu_%: tests/test_gpu_%.c $(BUILD)/emu/libtimirec_emu.a
 	@$(if $(V),:,echo "  CC-EMU  $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DTIMIREC_CUDA=1 -Itests -MMD -MP -o $@ $< $(BUILD)/emu/libtimirec_emu.a $(LDFLAGS) $(LDLIBS) -lstdc++
 
+# test_gpu_coop / test_emu_coop: tests/test_gpu_coop.c with its own kernels (tests/coop_kernels.cu),
+# built by nvcc for the GPU test (in a CUDA build; else the generic rule builds a SKIP) and by
+# g++ -DTMR_EMULATE for the emulated one.
+$(BUILD)/emu/tests/coop_kernels.o: tests/coop_kernels.cu $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CXX-EMU $<")
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/test_emu_coop: tests/test_gpu_coop.c $(BUILD)/emu/tests/coop_kernels.o $(BUILD)/emu/libtimirec_emu.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC-EMU  $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DTIMIREC_CUDA=1 -Itests -MMD -MP -o $@ $< $(BUILD)/emu/tests/coop_kernels.o $(BUILD)/emu/libtimirec_emu.a $(LDFLAGS) $(LDLIBS) -lstdc++
+
+ifneq ($(NVCC),)
+$(BUILD)/tests/coop_kernels.o: tests/coop_kernels.cu $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  NVCC    $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/test_gpu_coop: tests/test_gpu_coop.c $(BUILD)/tests/coop_kernels.o $(BUILD)/libtimirec.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(BUILD)/tests/coop_kernels.o $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
+endif
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libtimirec.a
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  CC      $<")
