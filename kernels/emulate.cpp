@@ -99,7 +99,10 @@ struct Launch {
 Block blk;
 Launch launch;
 Context host;                       /* the caller's stack, saved while fibers run */
-std::vector<Context *> workers;     /* fiber contexts, created on demand, never freed */
+/* Fiber contexts, created on demand and kept for the process (a plain array: LeakSanitizer's
+ * check runs after static destructors, which would free a vector's buffer). */
+Context *workers[1024];
+size_t n_workers;
 Context *switching_from;            /* set just before every switch (ASan bookkeeping) */
 
 [[noreturn]] void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -257,7 +260,7 @@ void switch_to(Thread *next) {
 }
 
 Context *worker(size_t i) {
-    while (workers.size() <= i) {
+    while (n_workers <= i) {
         const size_t page = (size_t)sysconf(_SC_PAGESIZE);
         char *m = (char *)mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE,
                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -267,7 +270,7 @@ Context *worker(size_t i) {
         c->stack = m + page;
         c->stack_bytes = kStackBytes;
         init_context(c);
-        workers.push_back(c);
+        workers[n_workers++] = c;
     }
     return workers[i];
 }
