@@ -73,7 +73,7 @@ endif
 # orchestration run in `make test` (and under ASan in `make asan`) without a GPU or nvcc.
 # tests/test_gpu_X.c is built a second time as $(BUILD)/tests/test_emu_X against it.
 EMU_CU   := $(filter-out kernels/device.cu kernels/ceilings.cu,$(wildcard kernels/*.cu))
-EMU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/emu/kernels/%.o,$(EMU_CU))
+EMU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/emu/kernels/%.o,$(EMU_CU)) $(BUILD)/emu/kernels/emulate.o
 EMU_TEST_BIN := $(patsubst tests/test_gpu_%.c,$(BUILD)/tests/test_emu_%,$(filter-out tests/test_gpu_rng.c,$(wildcard tests/test_gpu_*.c)))
 EMU_CXXFLAGS := -x c++ -std=c++17 -DTMR_EMULATE $(OPT) -g -Wall -Wextra -Werror -Iinclude $(SANITIZE)
 # The host library with its CUDA paths compiled in (-DTIMIREC_CUDA): the CUDA build's objects
@@ -129,6 +129,11 @@ $(BUILD)/emu/kernels/%.o: kernels/%.cu $(FLAGS_STAMP)
 	@$(if $(V),:,echo "  CXX-EMU $<")
 	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
 
+$(BUILD)/emu/kernels/%.o: kernels/%.cpp $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CXX-EMU $<")
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
+
 $(BUILD)/emu/src/%.o: src/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  CC-EMU  $<")
@@ -148,6 +153,31 @@ $(BUILD)/tests/test_fuzz_regress: tests/test_fuzz_regress.c fuzz/targets.c fuzz/
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -Ifuzz -MMD -MP -o $@ $< fuzz/targets.c $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
+
+# test_gpu_coop / test_emu_coop: tests/test_gpu_coop.c with its own kernels (tests/coop_kernels.cu),
+# built by nvcc for the GPU test (in a CUDA build; else the generic rule builds a SKIP) and by
+# g++ -DTMR_EMULATE for the emulated one.
+$(BUILD)/emu/tests/coop_kernels.o: tests/coop_kernels.cu $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CXX-EMU $<")
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/test_emu_coop: tests/test_gpu_coop.c $(BUILD)/emu/tests/coop_kernels.o $(BUILD)/emu/libtimirec_emu.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC-EMU  $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DTIMIREC_CUDA=1 -Itests -MMD -MP -o $@ $< $(BUILD)/emu/tests/coop_kernels.o $(BUILD)/emu/libtimirec_emu.a $(LDFLAGS) $(LDLIBS) -lstdc++
+
+ifneq ($(NVCC),)
+$(BUILD)/tests/coop_kernels.o: tests/coop_kernels.cu $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  NVCC    $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/test_gpu_coop: tests/test_gpu_coop.c $(BUILD)/tests/coop_kernels.o $(BUILD)/libtimirec.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(BUILD)/tests/coop_kernels.o $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
+endif
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libtimirec.a
 	@mkdir -p $(dir $@)

@@ -79,13 +79,34 @@ void gpu_after_launch(const char *kernel, const char *file, int line);
 const float *gpu_ctx_ones(gpu_ctx_t *ctx, int64_t n);
 double *gpu_ctx_rows(gpu_ctx_t *ctx, int64_t n);
 
-/* Every backend kernel has the signature kernel(int64_t n, ...) and runs one thread per index
- * i < n (THREAD_INDEX), with no shared memory, no synchronisation between threads and no
- * atomics: each thread owns the output elements of its index. */
+/* Elementwise kernels: signature kernel(int64_t n, ...), one thread per index i < n
+ * (THREAD_INDEX), launched by LAUNCH(kernel, n, args...); no shared memory, no synchronisation
+ * between threads, no atomics: each thread owns the output elements of its index. */
 #define TMR_THREADS 256
 #define THREAD_INDEX(i, n)                                                  \
     const int64_t i = (int64_t)blockIdx.x * (int64_t)blockDim.x + (int64_t)threadIdx.x; \
     if (i >= (n)) return
+
+/* Block-cooperative kernels (shared memory, __syncthreads, warp shuffles) launch with an explicit
+ * grid, block and dynamic shared size: KLAUNCH(kernel, grid, block, shared_bytes, args...).
+ * Dynamic shared memory is declared TMR_DYNAMIC_SHARED(T, name) inside the kernel (the
+ * emulation cannot take `extern __shared__`); a static __shared__ array is one copy per
+ * function in the emulation, so a kernel writes it before reading it in every block (as CUDA
+ * requires anyway). kernels/emulate.h says what the emulation checks. */
+#ifdef TMR_EMULATE
+#define KLAUNCH(kernel, grid, block, shared_bytes, ...)                                   \
+    do {                                                                                  \
+        TMR_EMU_LAUNCH(kernel, grid, block, shared_bytes, __VA_ARGS__);                   \
+        gpu_after_launch(#kernel, __FILE__, __LINE__);                                    \
+    } while (0)
+#else
+#define TMR_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
+#define KLAUNCH(kernel, grid, block, shared_bytes, ...)                                   \
+    do {                                                                                  \
+        kernel<<<grid, block, shared_bytes>>>(__VA_ARGS__);                               \
+        gpu_after_launch(#kernel, __FILE__, __LINE__);                                    \
+    } while (0)
+#endif
 
 #ifdef TMR_EMULATE
 #define LAUNCH(kernel, n, ...)                                                        \
