@@ -50,10 +50,9 @@ struct gpu_model {
     int32_t *pk_ids;                /* (T) E2 row of each packed row */
     int32_t *final_row;             /* (B) packed row of each sequence's last item, -1: none */
     float *px, *ghn, *ph, *pdh, *pdx;  /* (T, d) */
-    float *gates, *pdgi;            /* (T, 3d) */
+    float *gates, *pdgi, *pdgh;     /* (T, 3d) */
     float *pg, *pdg;                /* (B, d) */
     float *acts;                    /* (n_proj - 1, B, d) */
-    float *pwork;                   /* (B, 3d) */
     float *ppwork;                  /* (2, B, d) */
     /* host packing of the last batch */
     int32_t *h_perm, *h_batch_sizes, *h_ids, *h_final;
@@ -173,7 +172,7 @@ extern "C" gpu_model_t *gpu_model_create(const model_layout_t *lay, const float 
         g->pg = take_f(g, B * d);
         g->pdg = take_f(g, B * d);
         g->acts = take_f(g, (size_t)(lay->n_proj > 1 ? lay->n_proj - 1 : 1) * B * d);
-        g->pwork = take_f(g, B * 3 * d);
+        g->pdgh = take_f(g, n * 3 * d);
         g->ppwork = take_f(g, 2 * B * d);
         g->h_perm = (int32_t *)tmr_malloc(B * sizeof(int32_t));
         g->h_batch_sizes = (int32_t *)tmr_malloc(L * sizeof(int32_t));
@@ -377,8 +376,7 @@ static void predictor_forward(gpu_model_t *g, const model_batch_t *b, int traini
     /* The packed inputs from E2 (ids were checked against the extractor's smaller range). */
     gpu_ext_embed_forward(ctx, PRM(P_PRED_ITEM_EMB), NULL, g->pk_ids, NULL, g->T, d, g->px);
     gpu_gru_forward(ctx, d, PRM(P_GRU_W_IH), PRM(P_GRU_W_HH), PRM(P_GRU_B_IH), PRM(P_GRU_B_HH),
-                    g->n_steps, g->h_batch_sizes, g->h_step_off, g->px, g->gates, g->ghn, g->ph,
-                    g->pwork);
+                    g->n_steps, g->h_batch_sizes, g->h_step_off, g->px, g->gates, g->ghn, g->ph);
     LAUNCH(gather_final_kernel, (int64_t)B * d, d, g->final_row, g->ph, g->pg);
     gpu_proj_forward(ctx, &g->lay, g->params, g->pg, B, training, key, g->acts, g->pred_intent);
 }
@@ -392,7 +390,7 @@ static void predictor_backward(gpu_model_t *g) {
     gpu_zero(g->pdh, (size_t)(g->T * d) * sizeof(float));
     LAUNCH(scatter_final_kernel, (int64_t)B * d, d, g->final_row, g->pdg, g->pdh);
     gpu_gru_backward(ctx, d, PRM(P_GRU_W_IH), PRM(P_GRU_W_HH), g->n_steps, g->h_batch_sizes,
-                     g->h_step_off, g->px, g->gates, g->ghn, g->ph, g->pdh, g->pdgi, g->pwork,
+                     g->h_step_off, g->px, g->gates, g->ghn, g->ph, g->pdh, g->pdgi, g->pdgh,
                      g->pdx, GRD(P_GRU_W_IH), GRD(P_GRU_W_HH), GRD(P_GRU_B_IH), GRD(P_GRU_B_HH));
     gpu_scatter_add_rows(ctx, g->pk_ids, g->T, d, g->pdx, GRD(P_PRED_ITEM_EMB));
 }

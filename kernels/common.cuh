@@ -68,6 +68,8 @@ struct gpu_ctx {
     size_t sort_temp_cap;
     double *rows;           /* (rows_cap) per-row loss terms */
     int64_t rows_cap;
+    int64_t *offsets;       /* (offsets_cap) a host offset table uploaded for one launch */
+    int64_t offsets_cap;
 };
 
 /* After every launch: cudaGetLastError (bad configuration, missing kernel image), and with
@@ -78,6 +80,9 @@ void gpu_after_launch(const char *kernel, const char *file, int line);
 /* Scratch from the context: at least n ones / doubles. */
 const float *gpu_ctx_ones(gpu_ctx_t *ctx, int64_t n);
 double *gpu_ctx_rows(gpu_ctx_t *ctx, int64_t n);
+/* A device copy of the host table host[0..n) (e.g. the GRU's step offsets), valid until the
+ * next call (the copy is ordered with the launches on the default stream). */
+const int64_t *gpu_ctx_offsets(gpu_ctx_t *ctx, const int64_t *host, int64_t n);
 
 /* Elementwise kernels: signature kernel(int64_t n, ...), one thread per index i < n
  * (THREAD_INDEX), launched by LAUNCH(kernel, n, args...); no shared memory, no synchronisation

@@ -89,6 +89,7 @@ extern "C" void gpu_ctx_free(gpu_ctx_t *ctx) {
     gpu_free(ctx->sort_buf);
     gpu_free(ctx->sort_temp);
     gpu_free(ctx->rows);
+    gpu_free(ctx->offsets);
     free(ctx);
 }
 
@@ -150,6 +151,17 @@ double *gpu_ctx_rows(gpu_ctx_t *ctx, int64_t n) {
         ctx->rows_cap = cap;
     }
     return ctx->rows;
+}
+
+const int64_t *gpu_ctx_offsets(gpu_ctx_t *ctx, const int64_t *host, int64_t n) {
+    if (n > ctx->offsets_cap) {
+        int64_t cap = n < 1024 ? 1024 : n;
+        gpu_free(ctx->offsets);
+        ctx->offsets = (int64_t *)gpu_malloc((size_t)cap * sizeof(int64_t));
+        ctx->offsets_cap = cap;
+    }
+    gpu_to_device(ctx->offsets, host, (size_t)n * sizeof(int64_t));
+    return ctx->offsets;
 }
 
 struct gpu_timer {

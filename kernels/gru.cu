@@ -1,109 +1,239 @@
 /* The finetune stage's interest predictor (cpu/predictor_decl.h): the GRU over packed rows
- * (input and recurrent products through cuBLAS, the cell one thread per (row, unit)), and the
- * projection MLP with Philox dropout. */
+ * (input projections and the weight gradients as single cuBLAS products, the recurrence one
+ * kernel per direction with the state on chip), and the projection MLP with Philox dropout. */
 #include "common.cuh"
 #include "timirec/cpu_ops.h"
 
 /* The gate math and the dropout rule are the CPU reference's own host+device functions
  * (include/timirec/cpu/predictor_decl.h: gru_cell_forward_f, proj_dropout_keep), so both
- * backends compute each element the same way. */
+ * backends compute each element the same way.
+ *
+ * The recurrence runs as ONE kernel per direction. A block owns a group of S consecutive
+ * sorted slots (sequences of similar length: slots are sorted longest first) and walks all
+ * steps with the hidden state on chip: thread (j, y) owns hidden unit j of the slots
+ * y, y + SY, ... (GRU_SLOTS_PER_THREAD of them), computes their three recurrent gate sums for
+ * unit j, and applies the cell to exactly those (slot, j) elements, so the gate sums never
+ * leave registers; only h_prev (forward) or the recurrent gate gradients (backward) of the
+ * group are exchanged through shared memory, once per step. W_hh sits in shared memory for
+ * the whole run when it fits the budget (d <= 128: up to 192 KiB on sm_90), else it is
+ * streamed through shared memory in row tiles every step (from L2). Blocks are independent
+ * (a slot's recurrence only reads its own previous row), so nothing waits across blocks. */
 
-/* One GRU step for rows off .. off + nt - 1 (thread (i, j): row off + i, hidden unit j).
- * On entry gates holds W_ih x + b_ih; work (nt, 3d) holds h_prev W_hh^T (not read when
- * hprev is NULL: h_prev = 0). Writes r, z, n over the gates, ghn = W_hn h_prev + b_hn, h. */
-__global__ void gru_cell_forward_kernel(int64_t n, int d, int64_t off,
-                                        const float *__restrict__ b_hh,
-                                        const float *__restrict__ hprev,
-                                        const float *__restrict__ work, float *__restrict__ gates,
-                                        float *__restrict__ ghn, float *__restrict__ h) {
-    THREAD_INDEX(idx, n);
-    const int64_t i = idx / d;
-    const int j = (int)(idx % d);
-    const int64_t G = 3 * (int64_t)d;
-    const float *gw = work + i * G;
-    float *gt = gates + (off + i) * G;
-    float ghr = b_hh[j], ghz = b_hh[d + j], ghnj = b_hh[2 * d + j], hp = 0;
-    if (hprev) {
-        ghr += gw[j];
-        ghz += gw[d + j];
-        ghnj += gw[2 * d + j];
-        hp = hprev[i * d + j];
+#define GRU_SLOTS_PER_THREAD 4
+/* Dynamic shared memory a GRU block may use (sm_90 allows 227 KiB a block). */
+#define GRU_SMEM_BUDGET (200 * 1024)
+
+/* Threads per block along y (blocks of d x SY threads, at least ~128 threads for small d). */
+static int gru_block_y(int d) {
+    int sy = 128 / d;
+    if (sy < 1) sy = 1;
+    if (sy > 8) sy = 8;
+    return sy;
+}
+
+/* Forward recurrence. On entry gates (T, 3d) holds W_ih x + b_ih for every packed row;
+ * writes r, z, n over it, ghn = W_hn h_prev + b_hn and h. step_off (n_steps + 1) on the
+ * device. Shared: wt (kt_rows, 3d + 1) rows k of W_hh^T (padded against bank conflicts),
+ * hs (S, d) the group's h_prev. kt_rows >= d: W_hh^T resident for the whole run. */
+__global__ void gru_forward_kernel(int d, int n_steps, int kt_rows,
+                                   const int64_t *__restrict__ step_off,
+                                   const float *__restrict__ w_hh, const float *__restrict__ b_hh,
+                                   float *__restrict__ gates, float *__restrict__ ghn,
+                                   float *__restrict__ h) {
+    TMR_DYNAMIC_SHARED(float, smem);
+    const int G = 3 * d, ws = G + 1, SY = (int)blockDim.y;
+    const int j = (int)threadIdx.x, y = (int)threadIdx.y;
+    const int tid = y * d + j, nthreads = d * SY;
+    const int S = SY * GRU_SLOTS_PER_THREAD, slot0 = (int)blockIdx.x * S;
+    const int resident = kt_rows >= d;
+    float *wt = smem, *hs = smem + (int64_t)kt_rows * ws;
+    for (int e = tid; e < S * d; e += nthreads) hs[e] = 0.0f; /* h0 = 0 */
+    if (resident)
+        for (int e = tid; e < G * d; e += nthreads) wt[(e % d) * ws + e / d] = __ldg(&w_hh[e]);
+    const float bhr = b_hh[j], bhz = b_hh[d + j], bhn = b_hh[2 * d + j];
+    float hreg[GRU_SLOTS_PER_THREAD]; /* h_prev of this thread's (slot, j) */
+    for (int q = 0; q < GRU_SLOTS_PER_THREAD; q++) hreg[q] = 0.0f;
+    __syncthreads();
+    for (int t = 0; t < n_steps; t++) {
+        const int64_t off = step_off[t];
+        const int rows = (int)(step_off[t + 1] - off);
+        if (slot0 >= rows) break; /* the group's longest sequence has ended (block-uniform) */
+        float ar[GRU_SLOTS_PER_THREAD], az[GRU_SLOTS_PER_THREAD], an[GRU_SLOTS_PER_THREAD];
+        for (int q = 0; q < GRU_SLOTS_PER_THREAD; q++) ar[q] = az[q] = an[q] = 0.0f;
+        if (t > 0) { /* h_prev W_hh^T for unit j, k ascending (h_prev = 0 at t = 0) */
+            for (int k0 = 0; k0 < d; k0 += kt_rows) {
+                const int kn = d - k0 < kt_rows ? d - k0 : kt_rows;
+                if (!resident) {
+                    __syncthreads(); /* the previous tile is no longer read */
+                    for (int e = tid; e < G * kn; e += nthreads)
+                        wt[(e % kn) * ws + e / kn] = __ldg(&w_hh[(int64_t)(e / kn) * d + k0 + e % kn]);
+                    __syncthreads();
+                }
+                for (int kk = 0; kk < kn; kk++) {
+                    const float wr = wt[kk * ws + j], wz = wt[kk * ws + d + j];
+                    const float wn = wt[kk * ws + 2 * d + j];
+                    for (int q = 0; q < GRU_SLOTS_PER_THREAD; q++) {
+                        const float hk = hs[(y + q * SY) * d + k0 + kk];
+                        ar[q] += wr * hk;
+                        az[q] += wz * hk;
+                        an[q] += wn * hk;
+                    }
+                }
+            }
+        }
+        __syncthreads(); /* every thread is done reading hs */
+        for (int q = 0; q < GRU_SLOTS_PER_THREAD; q++) {
+            const int s = y + q * SY, slot = slot0 + s;
+            if (slot >= rows) continue;
+            const int64_t row = off + slot;
+            float *gt = gates + row * G;
+            const float ghnj = an[q] + bhn;
+            float r, z, nn;
+            const float hn = gru_cell_forward_f(gt[j], gt[d + j], gt[2 * d + j], ar[q] + bhr,
+                                                az[q] + bhz, ghnj, hreg[q], &r, &z, &nn);
+            gt[j] = r;
+            gt[d + j] = z;
+            gt[2 * d + j] = nn;
+            ghn[row * d + j] = ghnj;
+            h[row * d + j] = hn;
+            hs[s * d + j] = hn;
+            hreg[q] = hn;
+        }
+        __syncthreads(); /* hs holds this step's states */
     }
-    float r, z, nn;
-    h[(off + i) * d + j] =
-        gru_cell_forward_f(gt[j], gt[d + j], gt[2 * d + j], ghr, ghz, ghnj, hp, &r, &z, &nn);
-    gt[j] = r;
-    gt[d + j] = z;
-    gt[2 * d + j] = nn;
-    ghn[(off + i) * d + j] = ghnj;
+}
+
+/* Backward recurrence, steps in reverse. dh (T, d): the gradient arriving at each packed row
+ * from outside the recurrence (read only). Writes per packed row dgi = dL/d(W_ih x + b_ih)
+ * and dgh = dL/d(W_hh h_prev + b_hh) (T, 3d), and hprev_rows (T - n0, d): row r >= n0's
+ * h_prev, so that dW_hh is one product afterwards. The gradient flowing into h_prev
+ * (dh z + dgh W_hh) stays in registers: thread (j, y) owns unit j of its slots. Shared: wtile
+ * (gt_rows, d) rows of W_hh (gt_rows >= 3d: resident), dgs (S, 3d) the group's dgh. */
+__global__ void gru_backward_kernel(int d, int n0, int n_steps, int gt_rows,
+                                    const int64_t *__restrict__ step_off,
+                                    const float *__restrict__ w_hh,
+                                    const float *__restrict__ gates, const float *__restrict__ ghn,
+                                    const float *__restrict__ h, const float *__restrict__ dh,
+                                    float *__restrict__ dgi, float *__restrict__ dgh,
+                                    float *__restrict__ hprev_rows) {
+    TMR_DYNAMIC_SHARED(float, smem);
+    const int G = 3 * d, SY = (int)blockDim.y;
+    const int j = (int)threadIdx.x, y = (int)threadIdx.y;
+    const int tid = y * d + j, nthreads = d * SY;
+    const int S = SY * GRU_SLOTS_PER_THREAD, slot0 = (int)blockIdx.x * S;
+    const int resident = gt_rows >= G;
+    float *wtile = smem, *dgs = smem + (int64_t)gt_rows * d;
+    for (int e = tid; e < S * G; e += nthreads) dgs[e] = 0.0f;
+    if (resident)
+        for (int e = tid; e < G * d; e += nthreads) wtile[e] = __ldg(&w_hh[e]);
+    float carry[GRU_SLOTS_PER_THREAD]; /* dL/dh of this thread's (slot, j) from later steps */
+    for (int q = 0; q < GRU_SLOTS_PER_THREAD; q++) carry[q] = 0.0f;
+    __syncthreads();
+    for (int t = n_steps - 1; t >= 0; t--) {
+        const int64_t off = step_off[t];
+        const int rows = (int)(step_off[t + 1] - off);
+        if (slot0 >= rows) continue; /* the group's sequences start later (block-uniform) */
+        float direct[GRU_SLOTS_PER_THREAD];
+        for (int q = 0; q < GRU_SLOTS_PER_THREAD; q++) {
+            const int s = y + q * SY, slot = slot0 + s;
+            direct[q] = 0.0f;
+            if (slot >= rows) continue;
+            const int64_t row = off + slot;
+            const float *gt = gates + row * G;
+            const float hp = t > 0 ? h[(step_off[t - 1] + slot) * d + j] : 0.0f;
+            float d_ir, d_iz, d_in, d_hn;
+            direct[q] = gru_cell_backward_f(gt[j], gt[d + j], gt[2 * d + j], ghn[row * d + j], hp,
+                                            dh[row * d + j] + carry[q], &d_ir, &d_iz, &d_in,
+                                            &d_hn);
+            float *di = dgi + row * G, *dw = dgh + row * G, *ds = dgs + s * G;
+            di[j] = d_ir;
+            di[d + j] = d_iz;
+            di[2 * d + j] = d_in;
+            dw[j] = ds[j] = d_ir;
+            dw[d + j] = ds[d + j] = d_iz;
+            dw[2 * d + j] = ds[2 * d + j] = d_hn;
+            if (t > 0) hprev_rows[(row - n0) * d + j] = hp;
+        }
+        if (t == 0) break;
+        __syncthreads(); /* dgs holds this step's gate gradients */
+        float acc[GRU_SLOTS_PER_THREAD]; /* (dgh W_hh)[slot, j], g ascending */
+        for (int q = 0; q < GRU_SLOTS_PER_THREAD; q++) acc[q] = 0.0f;
+        for (int g0 = 0; g0 < G; g0 += gt_rows) {
+            const int gn = G - g0 < gt_rows ? G - g0 : gt_rows;
+            if (!resident) {
+                __syncthreads();
+                for (int e = tid; e < gn * d; e += nthreads)
+                    wtile[e] = __ldg(&w_hh[(int64_t)g0 * d + e]);
+                __syncthreads();
+            }
+            for (int gg = 0; gg < gn; gg++) {
+                const float w = wtile[gg * d + j];
+                for (int q = 0; q < GRU_SLOTS_PER_THREAD; q++)
+                    acc[q] += dgs[(y + q * SY) * G + g0 + gg] * w;
+            }
+        }
+        for (int q = 0; q < GRU_SLOTS_PER_THREAD; q++)
+            if (slot0 + y + q * SY < rows) carry[q] = direct[q] + acc[q];
+        __syncthreads(); /* dgs is read by all before the next step writes it */
+    }
+}
+
+/* Rows of the W_hh tile that fit the budget beside `fixed` bytes (all rows when they fit). */
+static int gru_tile_rows(int rows, int row_floats, size_t fixed) {
+    const int64_t fit = ((int64_t)GRU_SMEM_BUDGET - (int64_t)fixed) / ((int64_t)row_floats * 4);
+    if (fit < 1) tmr_fatal("gru: no room in shared memory for a W_hh row (%lld bytes fixed)",
+                           (long long)fixed);
+    return fit < rows ? (int)fit : rows;
+}
+
+static void gru_check_d(int d, const char *who) {
+    if (d < 1 || d > 256) tmr_fatal("%s: d = %d outside 1..256", who, d);
 }
 
 extern "C" void gpu_gru_forward(gpu_ctx_t *ctx, int d, const float *w_ih, const float *w_hh,
                                 const float *b_ih, const float *b_hh, int n_steps,
                                 const int32_t *batch_sizes, const int64_t *step_off,
-                                const float *x, float *gates, float *ghn, float *h, float *work) {
+                                const float *x, float *gates, float *ghn, float *h) {
     const int64_t T = step_off[n_steps], G = 3 * (int64_t)d;
     if (T == 0) return;
+    gru_check_d(d, "gpu_gru_forward");
+    /* Input projections of every packed row at once: gates = x W_ih^T + b_ih. */
     gpu_ext_linear_forward(ctx, x, w_ih, b_ih, T, d, (int)G, gates);
-    for (int t = 0; t < n_steps; t++) {
-        const int64_t nt = batch_sizes[t], off = step_off[t];
-        const float *hprev = t > 0 ? h + step_off[t - 1] * d : NULL;
-        if (hprev) gpu_gemm(ctx, 0, 1, nt, G, d, 1.0f, hprev, d, w_hh, d, 0.0f, work, G);
-        LAUNCH(gru_cell_forward_kernel, nt * d, d, off, b_hh, hprev, work, gates, ghn, h);
-    }
-}
-
-/* Backward of one step (thread (i, j) as above): from dh of row off + i, the saved r, z, n,
- * ghn and h_prev, writes dgi (dL/d(W_ih x + b_ih)), work (dL/d(W_hh h_prev + b_hh)) and adds
- * the direct part dh z into dh_prev (none at the first step). */
-__global__ void gru_cell_backward_kernel(int64_t n, int d, int64_t off,
-                                         const float *__restrict__ gates,
-                                         const float *__restrict__ ghn,
-                                         const float *__restrict__ hprev,
-                                         const float *__restrict__ dh, float *__restrict__ dhprev,
-                                         float *__restrict__ dgi, float *__restrict__ work) {
-    THREAD_INDEX(idx, n);
-    const int64_t i = idx / d;
-    const int j = (int)(idx % d);
-    const int64_t G = 3 * (int64_t)d;
-    const float *gt = gates + (off + i) * G;
-    const float r = gt[j], z = gt[d + j], nn = gt[2 * d + j];
-    const float gh_n = ghn[(off + i) * d + j];
-    const float hp = hprev ? hprev[i * d + j] : 0.0f;
-    const float dh_new = dh[(off + i) * d + j];
-    float d_ir, d_iz, d_in, d_hn;
-    const float dh_direct =
-        gru_cell_backward_f(r, z, nn, gh_n, hp, dh_new, &d_ir, &d_iz, &d_in, &d_hn);
-    if (dhprev) dhprev[i * d + j] += dh_direct;
-    float *di = dgi + (off + i) * G, *dw = work + i * G;
-    di[j] = d_ir;
-    di[d + j] = d_iz;
-    di[2 * d + j] = d_in;
-    dw[j] = d_ir;
-    dw[d + j] = d_iz;
-    dw[2 * d + j] = d_hn;
+    const int sy = gru_block_y(d), S = sy * GRU_SLOTS_PER_THREAD, n0 = batch_sizes[0];
+    const size_t fixed = (size_t)S * d * sizeof(float);
+    const int kt = gru_tile_rows(d, (int)G + 1, fixed);
+    const size_t shared = fixed + (size_t)kt * (size_t)(G + 1) * sizeof(float);
+    const int64_t *off = gpu_ctx_offsets(ctx, step_off, n_steps + 1);
+    CUDA_CHECK(cudaFuncSetAttribute(gru_forward_kernel,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
+    KLAUNCH(gru_forward_kernel, dim3((unsigned)((n0 + S - 1) / S)), dim3((unsigned)d, (unsigned)sy),
+            shared, d, n_steps, kt, off, w_hh, b_hh, gates, ghn, h);
 }
 
 extern "C" void gpu_gru_backward(gpu_ctx_t *ctx, int d, const float *w_ih, const float *w_hh,
                                  int n_steps, const int32_t *batch_sizes, const int64_t *step_off,
                                  const float *x, const float *gates, const float *ghn,
-                                 const float *h, float *dh, float *dgi, float *work, float *dx,
+                                 const float *h, const float *dh, float *dgi, float *dgh, float *dx,
                                  float *dw_ih, float *dw_hh, float *db_ih, float *db_hh) {
     const int64_t T = step_off[n_steps], G = 3 * (int64_t)d;
     if (T == 0) return;
-    for (int t = n_steps - 1; t >= 0; t--) {
-        const int64_t nt = batch_sizes[t], off = step_off[t];
-        const float *hprev = t > 0 ? h + step_off[t - 1] * d : NULL;
-        float *dhprev = t > 0 ? dh + step_off[t - 1] * d : NULL;
-        LAUNCH(gru_cell_backward_kernel, nt * d, d, off, gates, ghn, hprev, dh, dhprev, dgi,
-               work);
-        /* db_hh += column sums of work; dW_hh += work^T h_prev; dh_prev += work W_hh. */
-        gpu_colsum_add(ctx, work, nt, (int)G, db_hh);
-        if (hprev) {
-            gpu_gemm(ctx, 1, 0, G, d, nt, 1.0f, work, G, hprev, d, 1.0f, dw_hh, d);
-            gpu_gemm(ctx, 0, 0, nt, d, G, 1.0f, work, G, w_hh, d, 1.0f, dhprev, d);
-        }
-    }
+    gru_check_d(d, "gpu_gru_backward");
+    const int sy = gru_block_y(d), S = sy * GRU_SLOTS_PER_THREAD, n0 = batch_sizes[0];
+    const size_t fixed = (size_t)S * (size_t)G * sizeof(float);
+    const int gt = gru_tile_rows((int)G, d, fixed);
+    const size_t shared = fixed + (size_t)gt * (size_t)d * sizeof(float);
+    const int64_t *off = gpu_ctx_offsets(ctx, step_off, n_steps + 1);
+    float *hprev_rows = dx; /* (T - n0, d), free until dx is written at the end */
+    CUDA_CHECK(cudaFuncSetAttribute(gru_backward_kernel,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
+    KLAUNCH(gru_backward_kernel, dim3((unsigned)((n0 + S - 1) / S)), dim3((unsigned)d, (unsigned)sy),
+            shared, d, n0, n_steps, gt, off, w_hh, gates, ghn, h, dh, dgi, dgh, hprev_rows);
+    /* Hidden side, all steps at once: db_hh += sums of dgh; dW_hh += dgh^T h_prev over the
+     * rows of steps >= 1. */
+    gpu_colsum_add(ctx, dgh, T, (int)G, db_hh);
+    if (T > n0)
+        gpu_gemm(ctx, 1, 0, G, d, T - n0, 1.0f, dgh + (int64_t)n0 * G, G, hprev_rows, d, 1.0f,
+                 dw_hh, d);
     /* Input side, all rows at once: db_ih += sums, dW_ih += dgi^T x, dx = dgi W_ih. */
     gpu_colsum_add(ctx, dgi, T, (int)G, db_ih);
     gpu_gemm(ctx, 1, 0, G, d, T, 1.0f, dgi, G, x, d, 1.0f, dw_ih, d);

@@ -147,15 +147,19 @@ float gpu_distill_loss(gpu_ctx_t *ctx, const float *E, const float *V, const int
 /* ---- predictor (cpu/predictor_decl.h) ---- */
 
 /* The GRU on packed rows. batch_sizes (n_steps) and step_off (n_steps + 1) are HOST arrays
- * (the packing of gru_pack); everything else as gru_forward / gru_backward. */
+ * (the packing of gru_pack); the rest as gru_forward / gru_backward, except: the forward needs
+ * no work buffer (the recurrence is one kernel keeping the state on chip, d <= 256), and the
+ * backward reads dh without destroying it and uses dx as scratch before writing it. */
 void gpu_gru_forward(gpu_ctx_t *ctx, int d, const float *w_ih, const float *w_hh,
                      const float *b_ih, const float *b_hh, int n_steps,
                      const int32_t *batch_sizes, const int64_t *step_off, const float *x,
-                     float *gates, float *ghn, float *h, float *work);
+                     float *gates, float *ghn, float *h);
+/* dgi, dgh (T, 3d) written (the per-row gate gradients; dW_ih, dW_hh, db_* then come from
+ * single products over all rows), dx (T, d) overwritten, the weight gradients ADDED. */
 void gpu_gru_backward(gpu_ctx_t *ctx, int d, const float *w_ih, const float *w_hh, int n_steps,
                       const int32_t *batch_sizes, const int64_t *step_off, const float *x,
-                      const float *gates, const float *ghn, const float *h, float *dh,
-                      float *dgi, float *work, float *dx, float *dw_ih, float *dw_hh,
+                      const float *gates, const float *ghn, const float *h, const float *dh,
+                      float *dgi, float *dgh, float *dx, float *dw_ih, float *dw_hh,
                       float *db_ih, float *db_hh);
 /* params/grads: the device flat buffers (lay's offsets). */
 void gpu_proj_forward(gpu_ctx_t *ctx, const model_layout_t *lay, const float *params,
