@@ -410,22 +410,21 @@ extern "C" float gpu_train_step(gpu_model_t *g, const model_batch_t *b, dropout_
     float loss;
     gpu_zero(g->dV, (size_t)B * K * d * sizeof(float));
     if (cfg->stage == STAGE_PRETRAIN) {
-        gpu_pretrain_scores(ctx, E, g->V, g->cand, B, C, K, d, 1, g->kstar, g->scores);
-        loss = gpu_ranking_loss(ctx, g->scores, B, C, g->dscores);
+        loss = gpu_pretrain_rank(ctx, E, g->V, g->cand, B, C, K, d, g->kstar, g->scores,
+                                 g->dscores);
         gpu_pretrain_scores_backward(ctx, E, g->V, g->cand, B, C, K, d, g->kstar, g->dscores,
                                      g->dV, dE, g->head_work);
     } else {
         predictor_forward(g, b, 1, key, who);
-        gpu_user_vector(ctx, g->V, g->pred_intent, B, K, d, g->w, g->u);
-        gpu_candidate_scores(ctx, E, g->u, g->cand, B, C, d, g->scores);
-        loss = gpu_ranking_loss(ctx, g->scores, B, C, g->dscores);
         gpu_zero(g->d_pred_intent, (size_t)B * K * sizeof(float));
-        loss += gpu_distill_loss(ctx, E, g->V, g->cand, g->pred_intent, B, C, K, d, cfg->temp,
-                                 g->target_intent, g->d_pred_intent);
+        const float kl = gpu_user_vector_distill(ctx, E, g->V, g->cand, g->pred_intent, B, C, K,
+                                                 d, cfg->temp, g->w, g->u, g->target_intent,
+                                                 g->d_pred_intent);
+        loss = gpu_candidate_rank(ctx, E, g->u, g->cand, B, C, d, g->scores, g->dscores);
+        loss += kl;
         gpu_zero(g->du, (size_t)B * d * sizeof(float));
-        gpu_candidate_scores_backward(ctx, E, g->u, g->cand, B, C, d, g->dscores, g->du, dE,
-                                      g->head_work);
-        gpu_user_vector_backward(ctx, g->V, g->w, g->du, B, K, d, g->dV, g->d_pred_intent);
+        gpu_finetune_head_backward(ctx, E, g->V, g->u, g->w, g->cand, B, C, K, d, g->dscores,
+                                   g->du, g->dV, g->d_pred_intent, dE, g->head_work);
         predictor_backward(g);
     }
     extractor_backward(g);

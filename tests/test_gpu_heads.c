@@ -1,8 +1,10 @@
 /* GPU-vs-CPU parity of the heads (include/timirec/cpu/heads_decl.h against gpu_ops.h):
  * pretrain scores (training: argmax interest, exact; evaluation: max over interests) and
  * their backward, the finetune user vector and candidate scores with backward, the ranking
- * loss and the distillation loss (values and gradients), at batch 1 to 256, candidates 2 to
- * 1001, K 1 to 64, emb 16 to 256. Device outputs poisoned with NaN first; accumulated
+ * loss and the distillation loss (values and gradients), and the fused training heads
+ * (pretrain / candidate scores with the ranking loss, user vector with the distillation, the
+ * finetune head backward) against the CPU ops they stand for, at batch 1 to 256, candidates
+ * 1 to 1001, K 1 to 64, emb 16 to 256 (48: not a multiple of the warp). Device outputs poisoned with NaN first; accumulated
  * gradients start from the same random values. Tolerances: 1e-5 normalised for tensors
  * (float32 summation order and fused multiply-adds on the device); the losses are evaluated
  * in double on both sides from the same float scores, so their values must agree to 1e-6
@@ -34,10 +36,13 @@ static float *fresh(int64_t n) {
     return x;
 }
 
-static void check_loss(const char *what, float gpu, float cpu) {
+static void check_loss_tol(const char *what, float gpu, float cpu, double tol) {
     double rel = fabs((double)gpu - cpu) / fmax(fabs((double)cpu), 1e-30);
     printf("  %-58s gpu %.9g cpu %.9g  rel %.2e\n", what, gpu, cpu, rel);
-    CHECK(isfinite(gpu) && rel <= TOL_LOSS, "%s: gpu %.9g cpu %.9g", what, gpu, cpu);
+    CHECK(isfinite(gpu) && rel <= tol, "%s: gpu %.9g cpu %.9g", what, gpu, cpu);
+}
+static void check_loss(const char *what, float gpu, float cpu) {
+    check_loss_tol(what, gpu, cpu, TOL_LOSS);
 }
 
 /* Re-draw interests until every batch row's best interest for its target beats the second
@@ -175,6 +180,62 @@ static void run(gpu_ctx_t *ctx, shape_t s, uint32_t tag) {
         gpu_free(d_tgt), gpu_free(d_dpi2);
     }
 
+    /* The fused training heads against the CPU ops they stand for. */
+    if (C >= 2) {
+        float *ds = fresh(nS), *d_ds = gt_poisoned(nS);
+        gpu_poison(d_scores, (size_t)nS * sizeof(float));
+        gpu_poison(d_kstar, (size_t)B * sizeof(int32_t));
+        pretrain_scores_f(&lay, params, V, cand, B, C, 1, kstar, scores);
+        float lc = ranking_loss_f(scores, B, C, ds);
+        float lg = gpu_pretrain_rank(ctx, d_E, d_V, d_cand, B, C, K, d, d_kstar, d_scores, d_ds);
+        gt_compare_int("fused pretrain rank: kstar", d_kstar, kstar, B);
+        gt_compare("fused pretrain rank: scores", d_scores, scores, nS, TOL);
+        check_loss_tol("fused pretrain rank: loss (from its own scores)", lg, lc, TOL);
+        gt_compare("fused pretrain rank: d scores", d_ds, ds, nS, TOL);
+        gpu_poison(d_scores, (size_t)nS * sizeof(float));
+        gpu_poison(d_ds, (size_t)nS * sizeof(float));
+        candidate_scores_f(&lay, params, u, cand, B, C, scores);
+        lc = ranking_loss_f(scores, B, C, ds);
+        lg = gpu_candidate_rank(ctx, d_E, d_u, d_cand, B, C, d, d_scores, d_ds);
+        gt_compare("fused candidate rank: scores", d_scores, scores, nS, TOL);
+        check_loss_tol("fused candidate rank: loss (from its own scores)", lg, lc, TOL);
+        gt_compare("fused candidate rank: d scores", d_ds, ds, nS, TOL);
+        free(ds);
+        gpu_free(d_ds);
+    }
+    {
+        const double temp = 0.7;
+        float *w3 = fresh(nK), *u3 = fresh((int64_t)B * d), *tgt = fresh(nK);
+        float *dpi3 = gt_rand(nK, tag + 14, -1, 1);
+        float *d_w3 = gt_poisoned(nK), *d_u3 = gt_poisoned((int64_t)B * d), *d_tgt = gt_poisoned(nK);
+        float *d_dpi3 = gt_up(dpi3, nK);
+        user_vector_f(V, pi, B, K, d, w3, u3);
+        float lc = distill_loss_f(&lay, params, V, cand, pi, B, C, temp, tgt, dpi3);
+        float lg = gpu_user_vector_distill(ctx, d_E, d_V, d_cand, d_pi, B, C, K, d, temp, d_w3,
+                                           d_u3, d_tgt, d_dpi3);
+        gt_compare("fused user vector + distillation: w", d_w3, w3, nK, TOL);
+        gt_compare("fused user vector + distillation: u", d_u3, u3, (int64_t)B * d, TOL);
+        gt_compare("fused user vector + distillation: target_intent", d_tgt, tgt, nK, TOL);
+        gt_compare("fused user vector + distillation: d pred_intent (acc.)", d_dpi3, dpi3, nK, TOL);
+        check_loss("fused user vector + distillation: KL value", lg, lc);
+        /* backward: du from random values, then into dV and d pred_intent */
+        float *du4 = gt_rand((int64_t)B * d, tag + 15, -1, 1), *dV4 = gt_rand(nV, tag + 16, -1, 1);
+        float *d_du4 = gt_up(du4, (int64_t)B * d), *d_dV4 = gt_up(dV4, nV);
+        gpu_to_device(d_dE, grads + offE, (size_t)nE * sizeof(float));
+        gpu_poison(work, (size_t)(nS * d) * sizeof(float));
+        candidate_scores_backward_f(&lay, params, u3, cand, B, C, dsc, du4, grads);
+        user_vector_backward_f(V, w3, du4, B, K, d, dV4, dpi3);
+        gpu_finetune_head_backward(ctx, d_E, d_V, d_u3, d_w3, d_cand, B, C, K, d, d_dsc, d_du4,
+                                   d_dV4, d_dpi3, d_dE, work);
+        gt_compare("fused finetune head backward: du (accumulated)", d_du4, du4, (int64_t)B * d, TOL);
+        gt_compare("fused finetune head backward: dV (accumulated)", d_dV4, dV4, nV, TOL);
+        gt_compare("fused finetune head backward: d pred_intent (acc.)", d_dpi3, dpi3, nK, TOL);
+        gt_compare("fused finetune head backward: dE (accumulated)", d_dE, grads + offE, nE, TOL);
+        free(w3), free(u3), free(tgt), free(dpi3), free(du4), free(dV4);
+        gpu_free(d_w3), gpu_free(d_u3), gpu_free(d_tgt), gpu_free(d_dpi3), gpu_free(d_du4);
+        gpu_free(d_dV4);
+    }
+
     free(params), free(cand), free(V), free(scores), free(kstar), free(dsc), free(dV), free(grads);
     free(pi), free(w), free(u), free(du), free(dV2), free(dpi), free(du2);
     gpu_free(d_E), gpu_free(d_V), gpu_free(d_cand), gpu_free(d_scores), gpu_free(d_kstar);
@@ -186,11 +247,12 @@ int main(void) {
     gpu_ctx_t *ctx = gt_start("test_gpu_heads");
     static const shape_t gpu_shapes[] = {
         {1, 2, 1, 16}, {3, 5, 2, 64}, {256, 2, 2, 64}, {256, 101, 7, 256}, {3, 1001, 64, 64},
-        {256, 2, 64, 16}, {2, 1, 3, 16},
+        {256, 2, 64, 16}, {2, 1, 3, 16}, {256, 1001, 2, 64}, {256, 2, 16, 64},
+        {64, 1001, 16, 128}, {17, 33, 5, 48},
     };
     static const shape_t emu_shapes[] = {
         {1, 2, 1, 16}, {3, 5, 2, 64}, {64, 2, 2, 64}, {4, 101, 7, 32}, {3, 30, 64, 16},
-        {2, 1, 3, 16},
+        {2, 1, 3, 16}, {2, 1001, 2, 16}, {2, 7, 5, 256}, {5, 13, 3, 48},
     };
     /* Small shapes in the emulation (TMR_EMU_FULL=1: the GPU's) and when asked
      * (TMR_SMALL_SHAPES=1, e.g. under compute-sanitizer). */

@@ -116,11 +116,20 @@ void gpu_ext_interest_backward(gpu_ctx_t *ctx, const float *x, const float *t,
                                float *dW1, float *db1, float *dW2, float *db2, float *de,
                                float *dt);
 
-/* ---- heads (cpu/heads_decl.h; E = the extractor's item table, device) ---- */
+/* ---- heads (cpu/heads_decl.h; E = the extractor's item table, device) ----
+ * Block-per-batch-row kernels (kernels/heads.cu): the launchers below that name one CPU op
+ * run that op alone; the fused ones (gpu_pretrain_rank, gpu_candidate_rank,
+ * gpu_user_vector_distill, gpu_finetune_head_backward) run what the training step needs of a
+ * row in one kernel. K <= 64, d <= 256. */
 
 void gpu_pretrain_scores(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
                          int B, int C, int K, int d, int training, int32_t *kstar,
                          float *scores);
+/* Training pretrain head fused: kstar, scores (as gpu_pretrain_scores with training = 1),
+ * the ranking loss (returned, as gpu_ranking_loss) and dscores (overwritten). */
+float gpu_pretrain_rank(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
+                        int B, int C, int K, int d, int32_t *kstar, float *scores,
+                        float *dscores);
 /* dV and dE ADD. work: (B * C, d) scratch. */
 void gpu_pretrain_scores_backward(gpu_ctx_t *ctx, const float *E, const float *V,
                                   const int32_t *cand, int B, int C, int K, int d,
@@ -132,10 +141,20 @@ void gpu_user_vector_backward(gpu_ctx_t *ctx, const float *V, const float *w, co
                               int B, int K, int d, float *dV, float *d_pred_intent);
 void gpu_candidate_scores(gpu_ctx_t *ctx, const float *E, const float *u, const int32_t *cand,
                           int B, int C, int d, float *scores);
+/* Finetune scores and ranking loss fused: scores = u . E[cand] (as gpu_candidate_scores), the
+ * loss (returned) and dscores (overwritten). */
+float gpu_candidate_rank(gpu_ctx_t *ctx, const float *E, const float *u, const int32_t *cand,
+                         int B, int C, int d, float *scores, float *dscores);
 /* du and dE ADD. work: (B * C, d) scratch. */
 void gpu_candidate_scores_backward(gpu_ctx_t *ctx, const float *E, const float *u,
                                    const int32_t *cand, int B, int C, int d,
                                    const float *dscores, float *du, float *dE, float *work);
+/* Finetune head backward fused: gpu_candidate_scores_backward (du, dE ADD) then
+ * gpu_user_vector_backward from the resulting du (dV, d_pred_intent ADD). */
+void gpu_finetune_head_backward(gpu_ctx_t *ctx, const float *E, const float *V, const float *u,
+                                const float *w, const int32_t *cand, int B, int C, int K, int d,
+                                const float *dscores, float *du, float *dV,
+                                float *d_pred_intent, float *dE, float *work);
 /* Returns the loss (the per-row terms summed on the host in row order, as the CPU does);
  * dscores overwritten. */
 float gpu_ranking_loss(gpu_ctx_t *ctx, const float *scores, int B, int C, float *dscores);
@@ -143,6 +162,13 @@ float gpu_ranking_loss(gpu_ctx_t *ctx, const float *scores, int B, int C, float 
 float gpu_distill_loss(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
                        const float *pred_intent, int B, int C, int K, int d, double temp,
                        float *target_intent, float *d_pred_intent);
+/* The user vector and the distillation fused, one block per row: w, u as gpu_user_vector
+ * (u NULL: skipped, w then unused), and with cand (NULL: skipped, returns 0) target_intent,
+ * d_pred_intent ADD and the KL term returned as gpu_distill_loss. */
+float gpu_user_vector_distill(gpu_ctx_t *ctx, const float *E, const float *V,
+                              const int32_t *cand, const float *pred_intent, int B, int C, int K,
+                              int d, double temp, float *w, float *u, float *target_intent,
+                              float *d_pred_intent);
 
 /* ---- predictor (cpu/predictor_decl.h) ---- */
 
