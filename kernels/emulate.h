@@ -323,6 +323,12 @@ template <class T> static inline T atomicCAS(T *p, T compare, T v) {
 
 template <class T> static inline T __ldg(const T *p) { return *p; }
 
+/* CUDA's 16-byte vector type (kernels load and store float4 through reinterpret_cast). */
+struct __attribute__((aligned(16))) float4 {
+    float x, y, z, w;
+};
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
 /* ---- device math: the float libm functions the CPU reference calls (header comment) ---- */
 /* glibc declares __expf/__logf/__powf itself (its internal names): macros, not functions. */
 #define __expf(x) expf(x)

@@ -2,7 +2,9 @@
  * flat buffer of a finetune layout (every kind of tensor: embeddings, Linear and GRU weights,
  * biases, LayerNorm gains and shifts), with a large l2 so that a wrong weight-decay flag
  * shows, from random parameters, gradients and moments. Both sides run math_hd.h's element
- * update; the device may fuse multiply-adds, hence 1e-6 normalised rather than exact.
+ * update; the device may fuse multiply-adds, hence 1e-6 normalised rather than exact. A
+ * second layout with odd sizes (emb 17, K 3) puts tensor ends inside the kernel's groups of
+ * four and leaves a partial group at the end.
  * SKIP without CUDA or a GPU (test_emu_adam: the host emulation). */
 #include "test_util.h"
 
@@ -15,14 +17,16 @@ int main(void) {
 #include "gpu_test_util.h"
 #include "timirec/cpu_ops.h"
 
-int main(void) {
-    gpu_ctx_t *ctx = gt_start("test_gpu_adam");
-    model_config_t cfg = {.stage = STAGE_FINETUNE, .n_items = 501, .emb_size = 64, .attn_size = 8,
-                          .K = 2, .history_max = 20, .add_pos = 1, .add_trm = 1, .n_layers = 3,
-                          .temp = 0.5, .dropout = 0.5};
+/* Three steps on the layout of cfg. */
+static void run(gpu_ctx_t *ctx, model_config_t cfg) {
     model_layout_t lay;
     model_layout_build(&cfg, &lay);
     const int64_t n = lay.total;
+    int inside = 0; /* tensor ends inside a 4-element group of the vectorised kernel */
+    for (int t = 0; t < lay.n_tensors; t++) inside += (lay.t[t].offset + lay.t[t].size) % 4 != 0;
+    printf("layout: emb %d, K %d: %lld elements (%lld after the last group of 4), %d of %d "
+           "tensors end inside a group\n", cfg.emb_size, cfg.K, (long long)n, (long long)(n % 4),
+           inside, lay.n_tensors);
     float *p = gt_rand(n, 1, -1, 1), *m = gt_rand(n, 2, -0.1f, 0.1f), *v = gt_rand(n, 3, 0, 0.01f);
     float *d_p = gt_up(p, n), *d_m = gt_up(m, n), *d_v = gt_up(v, n);
     adam_t cpu, gpu;
@@ -52,6 +56,17 @@ int main(void) {
     }
     free(h), free(p), free(m), free(v);
     gpu_free(d_p), gpu_free(d_m), gpu_free(d_v);
+}
+
+int main(void) {
+    gpu_ctx_t *ctx = gt_start("test_gpu_adam");
+    model_config_t cfg = {.stage = STAGE_FINETUNE, .n_items = 501, .emb_size = 64, .attn_size = 8,
+                          .K = 2, .history_max = 20, .add_pos = 1, .add_trm = 1, .n_layers = 3,
+                          .temp = 0.5, .dropout = 0.5};
+    run(ctx, cfg);
+    /* Odd sizes: tensors end inside float4 groups and the buffer ends with a partial group. */
+    cfg.n_items = 102, cfg.emb_size = 17, cfg.K = 3, cfg.attn_size = 5;
+    run(ctx, cfg);
     gpu_ctx_free(ctx);
     return gt_finish("test_gpu_adam");
 }
