@@ -1,0 +1,334 @@
+/* Device time of the predictor, head and optimiser kernels (kernels/gru.cu, heads.cu,
+ * adam.cu), each through its gpu_ops.h launcher, at the reference's shapes (batch 256,
+ * history 20, emb 64, K 2, C 2 in training / 1,001 in evaluation) and at history 200 / K 16.
+ * Histories: 9 rows in 10 full, the others 1..L (as bench_gpu_step). Median of TIMED runs
+ * after a warm-up, CUDA events around the launcher (the losses' launchers include their
+ * B-double copy back to the host; the table-gradient launchers include the sorted scatter).
+ *
+ * Printed next to the device's ceilings from bench/results/device.csv (the last row for this
+ * GPU: d2d copy GB/s, FP32 SGEMM TFLOP/s): the GRU is reported in GFLOP/s against SGEMM
+ * (its recurrence is latency-bound: the fraction says how far from a plain product it is),
+ * the heads and Adam in GB/s of compulsory traffic (each input read once, each output written
+ * once; E rows gathered count once per candidate) against the d2d copy rate. Appends rows to
+ * bench/results/kernels.csv (header written only when the file is new). SKIP without a GPU. */
+#include "bench_util.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "timirec/common.h"
+#include "timirec/cpu_ops.h"
+#include "timirec/model.h"
+#include "timirec/rng.h"
+#ifdef TIMIREC_CUDA
+#include "timirec/gpu_ops.h"
+#endif
+
+#ifndef TIMIREC_CUDA
+int main(void) {
+    printf("SKIP: built without CUDA (no nvcc)\n");
+    return 0;
+}
+#else
+
+enum { B = 256, D = 64, N_ITEMS = 3707, WARMUP = 3, TIMED = 20 };
+
+static gpu_ctx_t *ctx;
+static gpu_timer_t *timer;
+static FILE *csv;
+static char device[512];
+static const char *commit, *date;
+static double ceil_gbps, ceil_gflops; /* 0: unknown */
+
+/* Uniform in [lo, hi) on the device. */
+static float *dev_rand(int64_t n, uint32_t tag, float lo, float hi) {
+    float *h = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!h) exit(1);
+    for (int64_t i = 0; i < n; i++)
+        h[i] = lo + (hi - lo) * rng_uniform01(rng_u32(11, RNG_TEST, tag, (uint64_t)i, 0));
+    float *d = (float *)gpu_malloc((size_t)n * sizeof(float));
+    gpu_to_device(d, h, (size_t)n * sizeof(float));
+    free(h);
+    return d;
+}
+
+static int32_t *dev_ids(int64_t n, uint32_t tag, int range) {
+    int32_t *h = (int32_t *)malloc((size_t)n * sizeof(int32_t));
+    if (!h) exit(1);
+    for (int64_t i = 0; i < n; i++) h[i] = (int32_t)(rng_u32(11, RNG_TEST, tag, (uint64_t)i, 0) % (uint32_t)range);
+    int32_t *d = (int32_t *)gpu_malloc((size_t)n * sizeof(int32_t));
+    gpu_to_device(d, h, (size_t)n * sizeof(int32_t));
+    free(h);
+    return d;
+}
+
+/* The ceilings of this GPU from device.csv (its last row whose device name is in desc). */
+static void read_ceilings(const char *desc) {
+    FILE *f = fopen("bench/results/device.csv", "r");
+    char line[1024];
+    if (!f) return;
+    while (fgets(line, sizeof line, f)) {
+        char name[256];
+        const char *comma = strchr(line, ',');
+        if (!comma || comma == line || (size_t)(comma - line) >= sizeof name) continue;
+        memcpy(name, line, (size_t)(comma - line));
+        name[comma - line] = 0;
+        if (!strstr(desc, name)) continue;
+        /* device,date,commit,sms,d2d_gbps,h2d,d2h,h2d_pageable,sgemm_tflops,... */
+        char *fields[16];
+        int nf = 0;
+        for (char *p = line; nf < 16 && p; p = strchr(p, ',')) {
+            if (*p == ',') p++;
+            fields[nf++] = p;
+        }
+        if (nf > 8) {
+            ceil_gbps = atof(fields[4]);
+            ceil_gflops = atof(fields[8]) * 1000.0;
+        }
+    }
+    fclose(f);
+}
+
+typedef void (*op_fn)(void *arg);
+
+/* Times op, prints one line, appends a csv row. bytes / flops: per run (0: not reported). */
+static void report(const char *kernel, const char *shape, op_fn op, void *arg, double bytes,
+                   double flops) {
+    for (int i = 0; i < WARMUP; i++) op(arg);
+    double ms[TIMED];
+    for (int i = 0; i < TIMED; i++) {
+        gpu_timer_start(timer);
+        op(arg);
+        ms[i] = gpu_timer_stop_ms(timer);
+    }
+    const double us = bench_median(ms, TIMED) * 1e3;
+    const double gbps = bytes > 0 ? bytes / (us * 1e-6) / 1e9 : 0;
+    const double gflops = flops > 0 ? flops / (us * 1e-6) / 1e9 : 0;
+    /* the bound each kernel is judged by: memory for the heads and Adam, SGEMM for the GRU */
+    const double frac = flops > 0 ? (ceil_gflops > 0 ? gflops / ceil_gflops : 0)
+                                  : (ceil_gbps > 0 ? gbps / ceil_gbps : 0);
+    printf("%-30s %-34s %10.1f us", kernel, shape, us);
+    if (bytes > 0) printf("  %8.1f GB/s", gbps);
+    if (flops > 0) printf("  %8.1f GFLOP/s", gflops);
+    if (frac > 0)
+        printf("  (%.3f of %s %.0f)", frac, flops > 0 ? "SGEMM GFLOP/s" : "d2d GB/s",
+               flops > 0 ? ceil_gflops : ceil_gbps);
+    printf("\n");
+    if (csv) {
+        fprintf(csv, "%s,%s,%s,%s,%s,%.2f,", device, date ? date : "", commit ? commit : "", kernel,
+                shape, us);
+        if (bytes > 0) fprintf(csv, "%.1f", gbps);
+        fprintf(csv, ",");
+        if (flops > 0) fprintf(csv, "%.1f", gflops);
+        fprintf(csv, ",");
+        if (frac > 0) fprintf(csv, "%.4f", frac);
+        fprintf(csv, "\n");
+    }
+}
+
+/* ---- GRU ---- */
+
+typedef struct {
+    int d, n_steps;
+    int32_t *batch_sizes;
+    int64_t *step_off;
+    float *w_ih, *w_hh, *b_ih, *b_hh, *x, *gates, *ghn, *h, *dh, *dgi, *dgh, *dx;
+    float *dw_ih, *dw_hh, *db_ih, *db_hh;
+} gru_arg_t;
+
+static void gru_fwd(void *p) {
+    gru_arg_t *a = (gru_arg_t *)p;
+    gpu_gru_forward(ctx, a->d, a->w_ih, a->w_hh, a->b_ih, a->b_hh, a->n_steps, a->batch_sizes,
+                    a->step_off, a->x, a->gates, a->ghn, a->h);
+}
+static void gru_bwd(void *p) {
+    gru_arg_t *a = (gru_arg_t *)p;
+    gpu_gru_backward(ctx, a->d, a->w_ih, a->w_hh, a->n_steps, a->batch_sizes, a->step_off, a->x,
+                     a->gates, a->ghn, a->h, a->dh, a->dgi, a->dgh, a->dx, a->dw_ih, a->dw_hh,
+                     a->db_ih, a->db_hh);
+}
+
+static void bench_gru(int L, int d) {
+    int32_t length[B], perm[B];
+    for (int b = 0; b < B; b++)
+        length[b] = b % 10 ? L : 1 + (int)(rng_u32(11, RNG_TEST, 5, (uint64_t)b, 0) % (uint32_t)L);
+    gru_arg_t a;
+    memset(&a, 0, sizeof a);
+    a.d = d;
+    a.batch_sizes = (int32_t *)malloc((size_t)L * sizeof(int32_t));
+    a.step_off = (int64_t *)malloc((size_t)(L + 1) * sizeof(int64_t));
+    a.n_steps = gru_pack_f(length, B, L, perm, a.batch_sizes, a.step_off);
+    const int64_t T = a.step_off[a.n_steps], G = 3 * (int64_t)d;
+    const float s = 1.0f / sqrtf((float)d);
+    a.w_ih = dev_rand(G * d, 1, -s, s), a.w_hh = dev_rand(G * d, 2, -s, s);
+    a.b_ih = dev_rand(G, 3, -s, s), a.b_hh = dev_rand(G, 4, -s, s);
+    a.x = dev_rand(T * d, 5, -1, 1), a.dh = dev_rand(T * d, 6, -1, 1);
+    a.gates = dev_rand(T * G, 7, 0, 1), a.dgi = dev_rand(T * G, 7, 0, 1);
+    a.dgh = dev_rand(T * G, 7, 0, 1);
+    a.ghn = dev_rand(T * d, 8, 0, 1), a.h = dev_rand(T * d, 8, 0, 1), a.dx = dev_rand(T * d, 8, 0, 1);
+    a.dw_ih = dev_rand(G * d, 9, 0, 0), a.dw_hh = dev_rand(G * d, 9, 0, 0);
+    a.db_ih = dev_rand(G, 9, 0, 0), a.db_hh = dev_rand(G, 9, 0, 0);
+    char shape[64];
+    snprintf(shape, sizeof shape, "B%d L%d d%d T%lld", B, L, d, (long long)T);
+    const double prod = 2.0 * (double)T * (double)G * d; /* one (T, d) x (d, 3d) product */
+    report("gru_forward", shape, gru_fwd, &a, 0, 2 * prod);  /* input + recurrent */
+    report("gru_backward", shape, gru_bwd, &a, 0, 4 * prod); /* recurrent, dW_hh, dW_ih, dx */
+    gpu_free(a.w_ih), gpu_free(a.w_hh), gpu_free(a.b_ih), gpu_free(a.b_hh), gpu_free(a.x);
+    gpu_free(a.dh), gpu_free(a.gates), gpu_free(a.dgi), gpu_free(a.dgh), gpu_free(a.ghn);
+    gpu_free(a.h), gpu_free(a.dx), gpu_free(a.dw_ih), gpu_free(a.dw_hh), gpu_free(a.db_ih);
+    gpu_free(a.db_hh);
+    free(a.batch_sizes), free(a.step_off);
+}
+
+/* ---- heads ---- */
+
+typedef struct {
+    int C, K, d;
+    float *E, *V, *u, *w, *pi, *tgt, *dpi, *scores, *dscores, *du, *dV, *dE, *work;
+    int32_t *cand, *kstar;
+} head_arg_t;
+
+static void op_pretrain_rank(void *p) {
+    head_arg_t *a = (head_arg_t *)p;
+    gpu_pretrain_rank(ctx, a->E, a->V, a->cand, B, a->C, a->K, a->d, a->kstar, a->scores,
+                      a->dscores);
+}
+static void op_pretrain_eval(void *p) {
+    head_arg_t *a = (head_arg_t *)p;
+    gpu_pretrain_scores(ctx, a->E, a->V, a->cand, B, a->C, a->K, a->d, 0, NULL, a->scores);
+}
+static void op_pretrain_backward(void *p) {
+    head_arg_t *a = (head_arg_t *)p;
+    gpu_pretrain_scores_backward(ctx, a->E, a->V, a->cand, B, a->C, a->K, a->d, a->kstar,
+                                 a->dscores, a->dV, a->dE, a->work);
+}
+static void op_user_distill(void *p) {
+    head_arg_t *a = (head_arg_t *)p;
+    gpu_user_vector_distill(ctx, a->E, a->V, a->cand, a->pi, B, a->C, a->K, a->d, 0.5, a->w, a->u,
+                            a->tgt, a->dpi);
+}
+static void op_candidate_rank(void *p) {
+    head_arg_t *a = (head_arg_t *)p;
+    gpu_candidate_rank(ctx, a->E, a->u, a->cand, B, a->C, a->d, a->scores, a->dscores);
+}
+static void op_candidate_eval(void *p) {
+    head_arg_t *a = (head_arg_t *)p;
+    gpu_candidate_scores(ctx, a->E, a->u, a->cand, B, a->C, a->d, a->scores);
+}
+static void op_finetune_backward(void *p) {
+    head_arg_t *a = (head_arg_t *)p;
+    gpu_finetune_head_backward(ctx, a->E, a->V, a->u, a->w, a->cand, B, a->C, a->K, a->d,
+                               a->dscores, a->du, a->dV, a->dpi, a->dE, a->work);
+}
+
+static void bench_heads(int C, int K, int d, int training) {
+    head_arg_t a;
+    a.C = C, a.K = K, a.d = d;
+    const int64_t nE = (int64_t)N_ITEMS * d, nV = (int64_t)B * K * d, nS = (int64_t)B * C;
+    a.E = dev_rand(nE, 20, -1, 1), a.V = dev_rand(nV, 21, -1, 1), a.u = dev_rand((int64_t)B * d, 22, -1, 1);
+    a.w = dev_rand((int64_t)B * K, 23, 0, 1), a.pi = dev_rand((int64_t)B * K, 24, -2, 2);
+    a.tgt = dev_rand((int64_t)B * K, 25, 0, 1), a.dpi = dev_rand((int64_t)B * K, 25, 0, 0);
+    a.scores = dev_rand(nS, 26, -1, 1), a.dscores = dev_rand(nS, 27, -1e-3f, 1e-3f);
+    a.du = dev_rand((int64_t)B * d, 28, 0, 0), a.dV = dev_rand(nV, 28, 0, 0);
+    a.dE = dev_rand(nE, 28, 0, 0), a.work = dev_rand(nS * d, 29, 0, 0);
+    a.cand = dev_ids(nS, 30, N_ITEMS), a.kstar = dev_ids(B, 31, K);
+    char shape[64];
+    snprintf(shape, sizeof shape, "B%d C%d K%d d%d", B, C, K, d);
+    const double f = 4.0, rows = (double)nS * d * f; /* the gathered candidate rows */
+    if (training) {
+        report("pretrain_rank", shape, op_pretrain_rank, &a,
+               rows + (double)nV * f + (double)nS * (4 + 2 * f), 2.0 * nS * d + 2.0 * B * K * d);
+        report("pretrain_scores_backward", shape, op_pretrain_backward, &a,
+               2 * rows + (double)B * d * f * 3 + (double)nS * (4 + f) + rows * 2 /* scatter */, 0);
+        report("user_vector_distill", shape, op_user_distill, &a,
+               (double)nV * f + (double)B * d * f * 2 + (double)B * K * f * 5, 4.0 * nV);
+        report("candidate_rank", shape, op_candidate_rank, &a,
+               rows + (double)B * d * f + (double)nS * (4 + 2 * f), 2.0 * nS * d);
+        report("finetune_head_backward", shape, op_finetune_backward, &a,
+               2 * rows + (double)nV * f * 3 + (double)B * d * f * 3 + (double)nS * (4 + f) +
+                   rows * 2,
+               0);
+    } else {
+        report("pretrain_scores_eval", shape, op_pretrain_eval, &a,
+               rows + (double)nV * f + (double)nS * (4 + f), 2.0 * nS * K * d);
+        report("candidate_scores_eval", shape, op_candidate_eval, &a,
+               rows + (double)B * d * f + (double)nS * (4 + f), 2.0 * nS * d);
+    }
+    gpu_free(a.E), gpu_free(a.V), gpu_free(a.u), gpu_free(a.w), gpu_free(a.pi), gpu_free(a.tgt);
+    gpu_free(a.dpi), gpu_free(a.scores), gpu_free(a.dscores), gpu_free(a.du), gpu_free(a.dV);
+    gpu_free(a.dE), gpu_free(a.work), gpu_free(a.cand), gpu_free(a.kstar);
+}
+
+/* ---- Adam over a finetune model's flat buffer (ML-1M's catalogue) ---- */
+
+typedef struct {
+    model_layout_t lay;
+    adam_t opt;
+    float *p, *g, *m, *v;
+} adam_arg_t;
+
+static void op_adam(void *p) {
+    adam_arg_t *a = (adam_arg_t *)p;
+    gpu_adam_update(ctx, &a->opt, &a->lay, a->p, a->g, a->m, a->v);
+}
+
+static void bench_adam(int K) {
+    adam_arg_t a;
+    model_config_t cfg = {.stage = STAGE_FINETUNE, .n_items = N_ITEMS, .emb_size = D,
+                          .attn_size = 8, .K = K, .history_max = 20, .add_pos = 1, .add_trm = 1,
+                          .n_layers = 2, .temp = 0.5, .dropout = 0.5};
+    model_layout_build(&cfg, &a.lay);
+    adam_init(&a.opt, 1e-3, 1e-6);
+    const int64_t n = a.lay.total;
+    a.p = dev_rand(n, 40, -1, 1), a.g = dev_rand(n, 41, -1, 1), a.m = dev_rand(n, 42, 0, 0);
+    a.v = dev_rand(n, 42, 0, 0);
+    char shape[64];
+    snprintf(shape, sizeof shape, "finetune N%d d%d K%d n%lld", N_ITEMS, D, K, (long long)n);
+    report("adam", shape, op_adam, &a, 28.0 * (double)n, 0);
+    gpu_free(a.p), gpu_free(a.g), gpu_free(a.m), gpu_free(a.v);
+}
+
+int main(void) {
+    char desc[512], err[512];
+    if (gpu_device_count(desc, sizeof desc) < 1 || gpu_is_emulated()) {
+        printf("SKIP: %s\n", gpu_is_emulated() ? "emulated build (no device timing)" : desc);
+        return 0;
+    }
+    ctx = gpu_ctx_create(err, sizeof err);
+    if (!ctx) {
+        printf("SKIP: %s\n", err);
+        return 0;
+    }
+    timer = gpu_timer_create();
+    const char *name = strstr(desc, "device 0: ");
+    snprintf(device, sizeof device, "%s", name ? name + 10 : desc);
+    device[strcspn(device, ",")] = 0;
+    read_ceilings(device);
+    commit = getenv("TIMIREC_COMMIT"), date = getenv("TIMIREC_DATE");
+    const char *path = "bench/results/kernels.csv";
+    FILE *probe = fopen(path, "r");
+    const int fresh = probe == NULL;
+    if (probe) fclose(probe);
+    csv = fopen(path, "a");
+    if (!csv) perror(path);
+    if (csv && fresh)
+        fprintf(csv, "device,date,commit,kernel,shape,us,gbps,gflops,fraction_of_ceiling\n");
+    printf("%s; ceilings from bench/results/device.csv: d2d %.0f GB/s, SGEMM %.0f GFLOP/s%s\n",
+           device, ceil_gbps, ceil_gflops, ceil_gbps > 0 ? "" : " (no row for this GPU)");
+    bench_gru(20, D);
+    bench_gru(200, D);
+    bench_heads(2, 2, D, 1);
+    bench_heads(1001, 2, D, 0);
+    bench_heads(2, 16, D, 1);
+    bench_heads(1001, 16, D, 0);
+    bench_adam(2);
+    bench_adam(16);
+    if (csv) fclose(csv);
+    gpu_timer_free(timer);
+    gpu_ctx_free(ctx);
+    return 0;
+}
+#endif
