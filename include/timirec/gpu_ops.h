@@ -9,8 +9,9 @@
  * row-major; int32 ids. A failing CUDA or cuBLAS call is fatal (file:line, the call, the
  * runtime's message). Launches go to the default stream in order, so results are ready for
  * the next op; copies to the host synchronise. Everything is deterministic run to run: each
- * output element is summed by one thread in a fixed order, or by cuBLAS (deterministic for a
- * given GPU and toolkit); table gradients with repeated rows are added in ascending source
+ * output element is summed in a fixed order (one thread's loop, or a fixed tree of shuffles
+ * and shared memory inside one block), or by cuBLAS (deterministic for a given GPU and
+ * toolkit); table gradients with repeated rows are added in ascending source
  * row order after a stable sort (no atomics). */
 #ifndef TIMIREC_GPU_OPS_H
 #define TIMIREC_GPU_OPS_H
