@@ -101,7 +101,8 @@ void gpu_ext_add_layernorm_forward(gpu_ctx_t *ctx, const float *a, const float *
                                    const float *gamma, const float *beta,
                                    const int32_t *rowmask, int64_t n, int d, float *y,
                                    float *xhat, float *rstd);
-/* work: (n, d) scratch (the parameter sums go through gpu_colsum_add). */
+/* work: (n, d) scratch (per-block partial sums of dgamma and dbeta, added up in a second pass:
+ * deterministic, no atomics). d <= 256. */
 void gpu_ext_add_layernorm_backward(gpu_ctx_t *ctx, const float *dy, const float *xhat,
                                     const float *rstd, const float *gamma,
                                     const int32_t *rowmask, int64_t n, int d, float *dz,
