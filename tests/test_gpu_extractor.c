@@ -278,6 +278,7 @@ int main(void) {
         {3, 70, 32, 64, 16},   /* L past two key tiles, not a multiple of 32 */
         {3, 45, 256, 3, 40},   /* the widest rows */
         {3, 200, 32, 16, 8},   /* L 200 */
+        {3, 512, 16, 33, 8},   /* the longest history; K past one interest per lane */
     };
     /* Small shapes in the emulation (TMR_EMU_FULL=1: the GPU's) and when asked
      * (TMR_SMALL_SHAPES=1, e.g. under compute-sanitizer). */
