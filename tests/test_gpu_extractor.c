@@ -9,8 +9,13 @@
  * parameter gradients summed over many rows to what the CPU's own serial float sum may be off
  * by (gt_tol_rows: 5.4e-5 at 51,200 rows); the embedding gather and scatter add in the CPU's
  * order, so they must agree exactly.
- * SKIP without a CUDA build or a GPU; the host emulation (test_emu_extractor) runs the small
- * shapes. */
+ * The fused attention keeps per query row (max, 1 / sum) instead of the L x L weights: the
+ * weights rebuilt from those on the host must match the CPU's, and the backward (which
+ * recomputes them) must match the CPU's gradients. Shapes cover one item (L 1), L not a
+ * multiple of the 32-key tile, L 200 and 512, emb 16..256, K 1..64, empty and short histories
+ * (padded rows), LayerNorm with one block and with block partials (n > 64 rows).
+ * SKIP without a CUDA build or a GPU; the host emulation (test_emu_extractor) runs smaller
+ * shapes (~8 s; TMR_EMU_REVERSE=1 runs blocks and threads in reverse order). */
 #include "test_util.h"
 
 #ifndef TIMIREC_CUDA
