@@ -29,7 +29,8 @@ struct gpu_model {
 
     /* extractor activations and scratch, as extractor_cache_t (n = B * L rows) */
     float *x0, *q, *k, *v;          /* (n, d) */
-    float *att, *gs;                /* (B, L, L) */
+    float *att_stats;               /* (B, L, 2) attention row max, 1 / sum */
+    float *att_D;                   /* (B, L) attention backward scratch */
     float *ln1_xhat, *h1, *ln2_xhat, *x, *tmp;  /* (n, d); x = x0 without add_trm */
     float *ln1_rstd, *ln2_rstd;     /* (n) */
     float *ffn_r;                   /* (n, dff) */
@@ -127,8 +128,8 @@ extern "C" gpu_model_t *gpu_model_create(const model_layout_t *lay, const float 
         g->q = take_f(g, n * d);
         g->k = take_f(g, n * d);
         g->v = take_f(g, n * d);
-        g->att = take_f(g, tmr_mul_size(n, L));
-        g->gs = take_f(g, tmr_mul_size(n, L));
+        g->att_stats = take_f(g, 2 * n);
+        g->att_D = take_f(g, n);
         g->ln1_xhat = take_f(g, n * d);
         g->h1 = take_f(g, n * d);
         g->ln2_xhat = take_f(g, n * d);
@@ -294,7 +295,7 @@ static void extractor_forward(gpu_model_t *g) {
         gpu_ext_linear_forward(ctx, g->x0, PRM(P_TRM_WQ), PRM(P_TRM_BQ), n, d, d, g->q);
         gpu_ext_linear_forward(ctx, g->x0, PRM(P_TRM_WK), PRM(P_TRM_BK), n, d, d, g->k);
         gpu_ext_linear_forward(ctx, g->x0, PRM(P_TRM_WV), PRM(P_TRM_BV), n, d, d, g->v);
-        gpu_ext_attn_forward(ctx, g->q, g->k, g->v, g->hist, B, L, d, g->att, g->tmp);
+        gpu_ext_attn_forward(ctx, g->q, g->k, g->v, g->hist, B, L, d, g->att_stats, g->tmp);
         gpu_ext_add_layernorm_forward(ctx, g->tmp, g->x0, PRM(P_TRM_LN1_G), PRM(P_TRM_LN1_B),
                                       NULL, n, d, g->h1, g->ln1_xhat, g->ln1_rstd);
         gpu_ext_ffn_forward(ctx, g->h1, PRM(P_TRM_FF1_W), PRM(P_TRM_FF1_B), PRM(P_TRM_FF2_W),
@@ -331,8 +332,8 @@ static void extractor_backward(gpu_model_t *g) {
         gpu_ext_add_layernorm_backward(ctx, g->g2, g->ln1_xhat, g->ln1_rstd, PRM(P_TRM_LN1_G),
                                        NULL, n, d, g->g1, GRD(P_TRM_LN1_G), GRD(P_TRM_LN1_B),
                                        g->g3);
-        gpu_ext_attn_backward(ctx, g->q, g->k, g->v, g->att, g->g1, B, L, d, g->g0, g->g2, g->g3,
-                              g->gs);
+        gpu_ext_attn_backward(ctx, g->q, g->k, g->v, g->hist, g->att_stats, g->g1, B, L, d, g->g0,
+                              g->g2, g->g3, g->att_D);
         gpu_ext_linear_backward(ctx, g->x0, PRM(P_TRM_WQ), g->g0, n, d, d, g->g1, GRD(P_TRM_WQ),
                                 GRD(P_TRM_BQ));
         gpu_ext_linear_backward(ctx, g->x0, PRM(P_TRM_WK), g->g2, n, d, d, g->g1, GRD(P_TRM_WK),

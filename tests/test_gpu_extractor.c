@@ -9,8 +9,13 @@
  * parameter gradients summed over many rows to what the CPU's own serial float sum may be off
  * by (gt_tol_rows: 5.4e-5 at 51,200 rows); the embedding gather and scatter add in the CPU's
  * order, so they must agree exactly.
- * SKIP without a CUDA build or a GPU; the host emulation (test_emu_extractor) runs the small
- * shapes. */
+ * The fused attention keeps per query row (max, 1 / sum) instead of the L x L weights: the
+ * weights rebuilt from those on the host must match the CPU's, and the backward (which
+ * recomputes them) must match the CPU's gradients. Shapes cover one item (L 1), L not a
+ * multiple of the 32-key tile, L 200 and 512, emb 16..256, K 1..64, empty and short histories
+ * (padded rows), LayerNorm with one block and with block partials (n > 64 rows).
+ * SKIP without a CUDA build or a GPU; the host emulation (test_emu_extractor) runs smaller
+ * shapes (~8 s; TMR_EMU_REVERSE=1 runs blocks and threads in reverse order). */
 #include "test_util.h"
 
 #ifndef TIMIREC_CUDA
@@ -91,32 +96,56 @@ static void linear(gpu_ctx_t *ctx, int64_t n, int in, int out, uint32_t tag) {
     gpu_free(d_db);
 }
 
+/* The fused attention saves per query row (max, 1 / sum) instead of the (L, L) weights: the
+ * weights rebuilt from them on the host (the kernels' expression, raw scores in float) must
+ * match the CPU's. */
+static void attention_weights_from_stats(const float *q, const float *k, const int32_t *hist,
+                                         const float *stats, int B, int L, int d, float *att) {
+    const float sq = sqrtf((float)d);
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < L; i++) {
+            const int64_t r = (int64_t)b * L + i;
+            for (int j = 0; j < L; j++) {
+                float s = 0;
+                const float *qi = q + r * d, *kj = k + ((int64_t)b * L + j) * d;
+                for (int c = 0; c < d; c++) s += qi[c] * kj[c];
+                att[r * L + j] = hist[(int64_t)b * L + j] > 0
+                                     ? expf(s / sq - stats[2 * r]) * stats[2 * r + 1]
+                                     : 0.0f;
+            }
+        }
+}
+
 static void attention(gpu_ctx_t *ctx, shape_t s, uint32_t tag, const int32_t *hist,
                       const int32_t *d_hist) {
     const int B = s.B, L = s.L, d = s.d;
-    const int64_t nd = (int64_t)B * L * d, nL = (int64_t)B * L * L;
+    const int64_t n = (int64_t)B * L, nd = n * d, nL = n * L;
     float *q = gt_rand(nd, tag + 1, -1, 1), *k = gt_rand(nd, tag + 2, -1, 1);
     float *v = gt_rand(nd, tag + 3, -1, 1), *att = fresh(nL), *cx = fresh(nd);
     float *d_q = gt_up(q, nd), *d_k = gt_up(k, nd), *d_v = gt_up(v, nd);
-    float *d_att = gt_poisoned(nL), *d_cx = gt_poisoned(nd);
+    float *d_stats = gt_poisoned(2 * n), *d_cx = gt_poisoned(nd);
     ext_attn_forward_f(q, k, v, hist, B, L, d, att, cx);
-    gpu_ext_attn_forward(ctx, d_q, d_k, d_v, d_hist, B, L, d, d_att, d_cx);
-    gt_compare("attention forward weights", d_att, att, nL, TOL);
+    gpu_ext_attn_forward(ctx, d_q, d_k, d_v, d_hist, B, L, d, d_stats, d_cx);
+    float *stats = fresh(2 * n), *att_gpu = fresh(nL);
+    gpu_to_host(stats, d_stats, (size_t)(2 * n) * sizeof(float));
+    attention_weights_from_stats(q, k, hist, stats, B, L, d, att_gpu);
+    gt_compare_host("attention forward weights (from the row stats)", att_gpu, att, nL, TOL);
     gt_compare("attention forward context", d_cx, cx, nd, TOL);
     float *dcx = gt_rand(nd, tag + 4, -1, 1), *dq = fresh(nd), *dk = fresh(nd), *dv = fresh(nd);
     float *ds = fresh(nL);
     float *d_dcx = gt_up(dcx, nd), *d_dq = gt_poisoned(nd), *d_dk = gt_poisoned(nd);
-    float *d_dv = gt_poisoned(nd), *d_ds = gt_poisoned(nL);
-    /* Both sides start from their own forward's weights (the GPU's stay on the device). */
+    float *d_dv = gt_poisoned(nd), *d_D = gt_poisoned(n);
+    /* Both sides start from their own forward (the GPU's stats stay on the device). */
     ext_attn_backward_f(q, k, v, att, dcx, B, L, d, dq, dk, dv, ds);
-    gpu_ext_attn_backward(ctx, d_q, d_k, d_v, d_att, d_dcx, B, L, d, d_dq, d_dk, d_dv, d_ds);
+    gpu_ext_attn_backward(ctx, d_q, d_k, d_v, d_hist, d_stats, d_dcx, B, L, d, d_dq, d_dk, d_dv,
+                          d_D);
     gt_compare("attention backward dq", d_dq, dq, nd, TOL);
     gt_compare("attention backward dk", d_dk, dk, nd, TOL);
     gt_compare("attention backward dv", d_dv, dv, nd, TOL);
     free(q), free(k), free(v), free(att), free(cx), free(dcx), free(dq), free(dk), free(dv);
-    free(ds);
-    gpu_free(d_q), gpu_free(d_k), gpu_free(d_v), gpu_free(d_att), gpu_free(d_cx);
-    gpu_free(d_dcx), gpu_free(d_dq), gpu_free(d_dk), gpu_free(d_dv), gpu_free(d_ds);
+    free(ds), free(stats), free(att_gpu);
+    gpu_free(d_q), gpu_free(d_k), gpu_free(d_v), gpu_free(d_stats), gpu_free(d_cx);
+    gpu_free(d_dcx), gpu_free(d_dq), gpu_free(d_dk), gpu_free(d_dv), gpu_free(d_D);
 }
 
 static void layernorm(gpu_ctx_t *ctx, shape_t s, uint32_t tag, const int32_t *hist,
@@ -251,7 +280,10 @@ int main(void) {
         {3, 20, 16, 7, 8},
         {5, 13, 64, 2, 8},
         {32, 20, 64, 2, 8},
-        {2, 70, 32, 64, 16},
+        {3, 70, 32, 64, 16},   /* L past two key tiles, not a multiple of 32 */
+        {3, 45, 256, 3, 40},   /* the widest rows */
+        {3, 200, 32, 16, 8},   /* L 200 */
+        {3, 512, 16, 33, 8},   /* the longest history; K past one interest per lane */
     };
     /* Small shapes in the emulation (TMR_EMU_FULL=1: the GPU's) and when asked
      * (TMR_SMALL_SHAPES=1, e.g. under compute-sanitizer). */

@@ -87,16 +87,23 @@ void gpu_ext_linear_forward(gpu_ctx_t *ctx, const float *x, const float *W, cons
                             int64_t n, int in, int out, float *y);
 void gpu_ext_linear_backward(gpu_ctx_t *ctx, const float *x, const float *W, const float *dy,
                              int64_t n, int in, int out, float *dx, float *dW, float *db);
+/* Fused attention (kernels/attention.cu): ctx as ext_attn_forward, but instead of the (B, L, L)
+ * weights it saves stats (B, L, 2): per query row the max of its valid scaled scores and
+ * 1 / the sum of their exponentials ((0, 0) without a valid key); the weights are
+ * recomputed from them in the backward. d <= 256. */
 void gpu_ext_attn_forward(gpu_ctx_t *ctx, const float *q, const float *k, const float *v,
-                          const int32_t *hist, int B, int L, int d, float *att, float *ctx_out);
+                          const int32_t *hist, int B, int L, int d, float *stats, float *ctx_out);
+/* ext_attn_backward from the forward's stats: dq, dk, dv (B, L, d) overwritten;
+ * D (B, L) scratch (per query row sum_j att dAtt). */
 void gpu_ext_attn_backward(gpu_ctx_t *ctx, const float *q, const float *k, const float *v,
-                           const float *att, const float *dctx, int B, int L, int d, float *dq,
-                           float *dk, float *dv, float *ds);
+                           const int32_t *hist, const float *stats, const float *dctx, int B,
+                           int L, int d, float *dq, float *dk, float *dv, float *D);
 void gpu_ext_add_layernorm_forward(gpu_ctx_t *ctx, const float *a, const float *b,
                                    const float *gamma, const float *beta,
                                    const int32_t *rowmask, int64_t n, int d, float *y,
                                    float *xhat, float *rstd);
-/* work: (n, d) scratch (the parameter sums go through gpu_colsum_add). */
+/* work: (n, d) scratch (per-block partial sums of dgamma and dbeta, added up in a second pass:
+ * deterministic, no atomics). d <= 256. */
 void gpu_ext_add_layernorm_backward(gpu_ctx_t *ctx, const float *dy, const float *xhat,
                                     const float *rstd, const float *gamma,
                                     const int32_t *rowmask, int64_t n, int d, float *dz,
