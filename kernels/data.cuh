@@ -1,0 +1,44 @@
+/* The device-resident corpus (include/timirec/gpu_data.h), shared by kernels/sampler.cu (which
+ * builds it and draws/assembles from it) and kernels/backend.cu (the epoch driver). */
+#ifndef TIMIREC_KERNELS_DATA_CUH
+#define TIMIREC_KERNELS_DATA_CUH
+
+#include "common.cuh"
+#include "timirec/gpu_data.h"
+
+/* One phase's instances, in file order. */
+typedef struct {
+    int64_t n_inst;
+    int64_t *start;     /* (n_inst) device: first history item's index in seq_item */
+    int32_t *len;       /* (n_inst) device: history length (<= history_max) */
+    int32_t *user;      /* (n_inst) device */
+    int32_t *target;    /* (n_inst) device */
+    int32_t n_neg;      /* negatives per instance: num_neg (train) or the file's count */
+    int32_t *neg;       /* (n_inst, n_neg) device: train: this epoch's draw; dev/test: the file's */
+    int32_t *h_len;     /* (n_inst) host copy of len (batch shapes and GRU packing) */
+    int32_t max_len;    /* longest history of the phase */
+} gpu_phase_t;
+
+struct gpu_data {
+    const corpus_t *c;  /* host corpus (the negatives' check) */
+    int32_t n_items;
+    int history_max, num_neg;
+    int32_t *seq_item;          /* device: every user's sequence, concatenated */
+    int64_t *train_off;         /* (n_users + 1) device */
+    int32_t *train_items;       /* device: sorted clicked lists */
+    gpu_phase_t ph[N_PHASES];
+    /* the shuffle */
+    uint64_t *keys, *keys_sorted;   /* (n_train) */
+    int64_t *index, *order;         /* (n_train) 0..n-1, and the sorted order */
+    void *sort_temp;
+    size_t sort_temp_bytes;
+};
+
+/* Write the device batch of instances [start, start + B) of phase into device arrays (rows
+ * of L and C = 1 + ph.n_neg); order: the instance of batch slot i is order[start + i] (NULL:
+ * start + i). mask and user may be NULL. L must be >= the longest history in the batch. */
+void gpu_data_assemble(gpu_data_t *d, int phase, const int64_t *order, int64_t start, int B,
+                       int L, int32_t *user, int32_t *length, int32_t *hist, int32_t *pos,
+                       float *mask, int32_t *cand);
+
+#endif
