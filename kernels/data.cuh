@@ -41,4 +41,17 @@ void gpu_data_assemble(gpu_data_t *d, int phase, const int64_t *order, int64_t s
                        int L, int32_t *user, int32_t *length, int32_t *hist, int32_t *pos,
                        float *mask, int32_t *cand);
 
+/* Launchers the epoch driver adds to the op families (heads.cu, adam.cu). */
+/* The losses' per-row terms into rows (B doubles, device), no host sum: gpu_ranking_loss and
+ * gpu_distill_loss without the final sum (row b: ranking term; KL term before temp^2 / B). */
+void gpu_ranking_loss_rows(gpu_ctx_t *ctx, const float *scores, int B, int C, float *dscores,
+                           double *rows);
+void gpu_distill_loss_rows(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
+                           const float *pred_intent, int B, int C, int K, int d, double temp,
+                           float *target_intent, float *d_pred_intent, double *rows);
+/* gpu_adam_update, skipped on the device when *bad >= 0 (opt->step still advances). */
+void gpu_adam_update_guarded(gpu_ctx_t *ctx, adam_t *opt, const model_layout_t *lay,
+                             float *params, const float *grads, float *m, float *v,
+                             const int64_t *bad);
+
 #endif

@@ -331,3 +331,25 @@ extern "C" float gpu_distill_loss(gpu_ctx_t *ctx, const float *E, const float *V
            d_pred_intent, rows);
     return (float)(temp * temp * sum_rows_on_host(rows, B) / B);
 }
+
+/* ---- for the epoch driver (kernels/backend.cu; declared in kernels/data.cuh) ---------------
+ * The two losses' per-row terms into caller-owned device rows, without the host sum: the
+ * driver sums them on the device (loss_accumulate_kernel) in the same order, so nothing waits
+ * for the device between steps. */
+void gpu_ranking_loss_rows(gpu_ctx_t *ctx, const float *scores, int B, int C, float *dscores,
+                           double *rows) {
+    (void)ctx;
+    if (C < 2) tmr_fatal("gpu_ranking_loss: need a target and at least one negative (C = %d)", C);
+    if (B < 1) tmr_fatal("gpu_ranking_loss: empty batch");
+    LAUNCH(ranking_loss_kernel, (int64_t)B, C, B, scores, dscores, rows);
+}
+
+void gpu_distill_loss_rows(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
+                           const float *pred_intent, int B, int C, int K, int d, double temp,
+                           float *target_intent, float *d_pred_intent, double *rows) {
+    (void)ctx;
+    if (!(temp > 0)) tmr_fatal("gpu_distill_loss: temp %g must be > 0", temp);
+    if (B < 1 || C < 1 || K < 1 || K > 64) tmr_fatal("gpu_distill_loss: B %d, C %d, K %d", B, C, K);
+    LAUNCH(distill_kernel, (int64_t)B, C, K, d, B, temp, E, V, cand, pred_intent, target_intent,
+           d_pred_intent, rows);
+}

@@ -5,6 +5,7 @@
 #include "timirec/numcheck.h"
 #ifdef TIMIREC_CUDA
 #include "timirec/gpu.h"
+#include "timirec/gpu_data.h"
 #endif
 
 #include <math.h>
@@ -88,6 +89,7 @@ void trainer_free(trainer_t *t) {
     free(t->eval_index);
     free(t->ranks);
 #ifdef TIMIREC_CUDA
+    gpu_data_free(t->gpu_data);
     gpu_model_free(t->gpu);
 #endif
     if (t->all_ready) {
@@ -152,6 +154,77 @@ static void gpu_sync_to_host(trainer_t *t, int last_batch) {
 #endif
 }
 
+#ifdef TIMIREC_CUDA
+/* The device-resident corpus for c, when the epoch driver is to be used (see trainer_t). */
+static struct gpu_data *device_data(trainer_t *t, const corpus_t *c, int training) {
+    if (!t->gpu) return NULL;
+    const char *env = getenv("TIMIREC_GPU_EPOCH");
+    if (env && env[0] == '0') return NULL;
+    if (training && (t->detect_anomaly || t->test_nan_tensor >= 0)) return NULL;
+    if (t->gpu_data && t->gpu_data_corpus != c) {
+        gpu_data_free(t->gpu_data);
+        t->gpu_data = NULL;
+    }
+    if (!t->gpu_data) {
+        t->gpu_data = gpu_data_create(c, t->opts.history_max, t->opts.num_neg);
+        t->gpu_data_corpus = c;
+    }
+    return t->gpu_data;
+}
+
+/* After every queued batch of the device epoch: the progress bar and the stop flag, as the
+ * per-step loop does them. */
+static int device_after_batch(void *ctx, int64_t batch, int64_t n_batches) {
+    trainer_t *t = ctx;
+    const int64_t n = t->gpu_data_corpus->phase[PHASE_TRAIN].n_inst;
+    const int64_t done = (batch + 1) * t->opts.batch_size;
+    (void)n_batches;
+    t->batches_run++;
+    if (t->progress) t->progress(t->progress_ctx, done < n ? done : n, n);
+    return (t->stop && *t->stop) ||
+           (t->test_stop_after > 0 && t->batches_run >= t->test_stop_after);
+}
+
+enum { DEVICE_EPOCH_RERUN = 100 };
+
+/* The epoch through gpu_train_epoch. A non-finite loss: the parameters are those before that
+ * batch and cur points at it; DEVICE_EPOCH_RERUN asks the caller to run it the per-step way,
+ * which reports it exactly as it always has. */
+static int device_epoch(trainer_t *t, struct gpu_data *d, uint32_t epoch, epoch_cursor_t *cur,
+                        char *err, size_t errlen) {
+    gpu_sync_to_device(t);
+    gpu_epoch_t e;
+    memset(&e, 0, sizeof e);
+    e.seed = t->opts.seed;
+    e.epoch = epoch;
+    e.batch_size = t->opts.batch_size;
+    e.first_batch = cur->batch;
+    e.loss_sum = cur->loss_sum;
+    e.step = t->step;
+    e.after_batch = device_after_batch;
+    e.ctx = t;
+    const int64_t runs0 = t->batches_run;
+    if (gpu_train_epoch(t->gpu, d, &t->adam, &e, err, errlen)) {
+        gpu_sync_to_host(t, 0);
+        return TRAIN_ERROR;
+    }
+    t->batches_run = runs0 + (e.next_batch - cur->batch);
+    t->step = e.step;
+    cur->batch = e.next_batch;
+    if (cur->batch > 0) { /* the last batch's size, where the per-step loop leaves it (run.c) */
+        const int64_t left = cur->samples - (cur->batch - 1) * t->opts.batch_size;
+        t->batch.B = (int)(left < t->opts.batch_size ? left : t->opts.batch_size);
+    }
+    cur->loss_sum = e.loss_sum;
+    if (e.bad_batch >= 0) {
+        gpu_sync_to_host(t, 0);
+        return DEVICE_EPOCH_RERUN;
+    }
+    gpu_sync_to_host(t, 1);
+    return cur->batch < cur->n_batches ? TRAIN_INTERRUPTED : TRAIN_DONE;
+}
+#endif
+
 int trainer_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_cursor_t *cur,
                         char *err, size_t errlen) {
     const train_opts_t *o = &t->opts;
@@ -162,6 +235,14 @@ int trainer_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_c
     if (cur->batch < 0 || cur->batch > n_batches)
         return tmr_error(err, errlen, "epoch %u: cannot start at batch %lld of %lld", epoch + 1,
                          (long long)cur->batch, (long long)n_batches); /* TRAIN_ERROR */
+#ifdef TIMIREC_CUDA
+    struct gpu_data *d = device_data(t, c, 1);
+    if (d) {
+        int rc = device_epoch(t, d, epoch, cur, err, errlen);
+        if (rc != DEVICE_EPOCH_RERUN) return rc;
+        /* the per-step loop below meets the non-finite batch first and reports it */
+    }
+#endif
     if (sampler_train_negatives(c, o->seed, epoch, o->num_neg, t->train_neg, err, errlen))
         return TRAIN_ERROR;
     sampler_shuffle(n, o->seed, epoch, t->order);
@@ -260,6 +341,12 @@ void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
 #ifdef TIMIREC_CUDA
     on_gpu = t->gpu && !test_all;
     if (on_gpu) gpu_model_upload_params(t->gpu, t->params);
+    struct gpu_data *d = on_gpu ? device_data(t, c, 0) : NULL;
+    if (d) { /* batches assembled and ranked on the device, the ranks read once */
+        gpu_eval_phase(t->gpu, d, phase, eb, t->ranks);
+        metrics_compute(spec, t->ranks, ph->n_inst, values);
+        return;
+    }
 #endif
     for (int64_t s = 0; s < ph->n_inst; s += eb) {
         int B = (int)(ph->n_inst - s < eb ? ph->n_inst - s : eb);

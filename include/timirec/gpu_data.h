@@ -75,16 +75,15 @@ typedef struct {
 } gpu_epoch_t;
 
 /* Returns 0, or -1 with a message (a user without any negative left, a corpus the model does
- * not fit). opt->step advances by the batches applied. With GPU graphs enabled (see
- * gpu_graphs_enabled) full-size steps are replayed from a captured graph. */
+ * not fit). opt->step advances by the batches applied. */
 int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_epoch_t *e, char *err,
                     size_t errlen);
 
 /* Ranks (1 + candidates scored at least as high as the target, as metrics_rank) of every
  * instance of phase (PHASE_DEV or PHASE_TEST; the file's candidates) with the device's
- * parameters, in batches of up to the model's max_B, ranks computed on the device and copied
- * back once: ranks (n_inst of the phase). */
-void gpu_eval_phase(gpu_model_t *g, gpu_data_t *d, int phase, int64_t *ranks);
+ * parameters, in batches of eval_batch (<= the model's max_B) assembled on the device, ranks
+ * computed on the device and copied back once: ranks (n_inst of the phase). */
+void gpu_eval_phase(gpu_model_t *g, gpu_data_t *d, int phase, int eval_batch, int64_t *ranks);
 
 #ifdef __cplusplus
 }

@@ -56,6 +56,12 @@ typedef struct {
      * between trainer calls (uploaded when an epoch or an evaluation starts, downloaded when
      * an epoch ends), so checkpoints read and write them as with the CPU backend. */
     struct gpu_model *gpu;
+    /* With gpu: the corpus resident on the device (gpu_data.h), made at the first epoch for
+     * gpu_data_corpus; epochs and dev/test evaluation then run through the backend's epoch
+     * driver (no host batches, no per-step synchronisation) unless TIMIREC_GPU_EPOCH=0, or
+     * detect_anomaly / a test hook asks for the per-step path. */
+    struct gpu_data *gpu_data;
+    const corpus_t *gpu_data_corpus;
     char backend[512];     /* "CPU", or "CUDA: <device>", or why use_gpu fell back to the CPU */
     /* Robustness (see trainer_train_epoch). */
     const volatile sig_atomic_t *stop; /* non-zero: stop after the current batch */
