@@ -734,6 +734,7 @@ extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_e
         return tmr_error(err, errlen, "epoch %u: cannot start at batch %lld of %lld", e->epoch + 1,
                          (long long)e->first_batch, (long long)n_batches);
     if (e->first_batch == n_batches) return 0;
+    const double t0 = tmr_now();
     if (gpu_data_train_negatives(d, e->seed, e->epoch, err, errlen)) return -1;
     gpu_data_shuffle(d, e->seed, e->epoch);
     /* The order comes back once (the host plans every batch's shape and packing from it). */
@@ -744,6 +745,8 @@ extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_e
     gpu_to_device(g->acc, &acc0, sizeof acc0);
     const int64_t step0 = e->step, adam0 = opt->step;
     int64_t bi = e->first_batch;
+    const double t1 = tmr_now();
+    e->prepare_s = t1 - t0;
     for (; bi < n_batches; bi++) {
         plan_use_batch(g, d, PHASE_TRAIN, d->order, n, bs, bi);
         const dropout_key_t key = {e->seed, (uint32_t)(step0 + (bi - e->first_batch))};
@@ -755,6 +758,7 @@ extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_e
             break;
         }
     }
+    e->queue_s = tmr_now() - t1;
     struct epoch_acc acc;
     gpu_to_host(&acc, g->acc, sizeof acc);
     const int64_t applied = (acc.bad >= 0 ? acc.bad : bi) - e->first_batch;

@@ -72,6 +72,10 @@ typedef struct {
     int64_t bad_batch;      /* -1, or the first batch whose loss was not finite */
     float bad_loss;         /* its loss */
     float last_loss;        /* the last applied batch's loss */
+    /* host wall-clock seconds (benchmarks): from the call to the first step queued
+     * (negatives, shuffle, order read back, batch plan and its upload), and queueing the
+     * steps; the rest of the epoch the host waits for the device */
+    double prepare_s, queue_s;
 } gpu_epoch_t;
 
 /* Returns 0, or -1 with a message (a user without any negative left, a corpus the model does
