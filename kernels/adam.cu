@@ -51,24 +51,30 @@ extern "C" void gpu_adam_update(gpu_ctx_t *ctx, adam_t *opt, const model_layout_
 }
 
 /* The same, skipped on the device once *bad >= 0 (the epoch driver's first non-finite loss:
- * that step and every later one leave the parameters and moments as they were). */
+ * that step and every later one leave the parameters and moments as they were); the scalars
+ * from by_batch[*batch_ctr] when given (graph replays freeze the arguments). */
 __global__ void adam_guarded_kernel(int64_t n, adam_table_t table, adam_scalars_t s,
-                                    const int64_t *__restrict__ bad, float *__restrict__ params,
-                                    const float *__restrict__ grads, float *__restrict__ m,
-                                    float *__restrict__ v) {
+                                    const int64_t *__restrict__ bad,
+                                    const adam_scalars_t *__restrict__ by_batch,
+                                    const int64_t *__restrict__ batch_ctr,
+                                    float *__restrict__ params, const float *__restrict__ grads,
+                                    float *__restrict__ m, float *__restrict__ v) {
     THREAD_INDEX(i, n);
     if (*bad >= 0) return;
     int t = 0;
     while (t < table.n - 1 && i >= table.end[t]) t++;
-    params[i] = tmr_adam_elem(&s, table.decay[t], grads[i], params[i], &m[i], &v[i]);
+    const adam_scalars_t *sc = by_batch ? &by_batch[*batch_ctr] : &s;
+    params[i] = tmr_adam_elem(sc, table.decay[t], grads[i], params[i], &m[i], &v[i]);
 }
 
 void gpu_adam_update_guarded(gpu_ctx_t *ctx, adam_t *opt, const model_layout_t *lay,
                              float *params, const float *grads, float *m, float *v,
-                             const int64_t *bad) {
+                             const int64_t *bad, const adam_scalars_t *by_batch,
+                             const int64_t *batch_ctr) {
     (void)ctx;
     adam_scalars_t s;
     adam_table_t table;
     adam_prepare(opt, lay, &s, &table);
-    LAUNCH(adam_guarded_kernel, lay->total, table, s, bad, params, grads, m, v);
+    LAUNCH(adam_guarded_kernel, lay->total, table, s, bad, by_batch, batch_ctr, params, grads, m,
+           v);
 }

@@ -88,6 +88,32 @@ struct gpu_model {
     int32_t *eval_len;              /* host scratch */
     int64_t *ranks_d;               /* (n) device ranks of an evaluation phase */
     int64_t ranks_cap;
+
+    /* CUDA graphs of the pretrain step (epoch driver): the step's varying inputs come from
+     * device memory, so one captured graph per batch shape replays every batch of it */
+    int64_t *batch_ctr;             /* device: the batch the next step trains on */
+    adam_scalars_t *adam_by_batch;  /* device (adam_cap) Adam's scalars for each batch */
+    adam_scalars_t *h_adam_by_batch;
+    int64_t adam_cap;
+    struct step_graph *graphs;      /* (MAX_GRAPHS) */
+    int n_graphs;
+    int graphs_failed;              /* capture or instantiation failed once: direct launches */
+    char graphs_why[256];
+#ifndef TMR_EMULATE
+    cudaStream_t stream;            /* graphs are captured on and replayed into this stream */
+#endif
+};
+
+/* One captured step: its shape, and what it captured pointers into (the corpus, the context's
+ * scratch, which may be reallocated when a larger shape comes: the graph is then stale). */
+#define MAX_GRAPHS 16
+struct step_graph {
+    int B, L, bs;
+    const void *data, *sort_buf, *sort_temp, *ones;
+    int seen;                       /* batches of this shape launched directly so far */
+#ifndef TMR_EMULATE
+    cudaGraphExec_t exec;           /* NULL: not captured (yet, or stale) */
+#endif
 };
 
 /* The epoch's running sums on the device (read once when the epoch stops). */
@@ -154,6 +180,12 @@ extern "C" gpu_model_t *gpu_model_create(const model_layout_t *lay, const float 
     g->rank_rows = (double *)take(g, B * sizeof(double));
     g->kl_rows = (double *)take(g, B * sizeof(double));
     g->acc = (struct epoch_acc *)take(g, sizeof(struct epoch_acc));
+    g->batch_ctr = (int64_t *)take(g, sizeof(int64_t));
+    g->graphs = (struct step_graph *)calloc(MAX_GRAPHS, sizeof(struct step_graph));
+    if (!g->graphs) tmr_fatal("gpu_model_create: out of host memory");
+#ifndef TMR_EMULATE
+    CUDA_CHECK(cudaStreamCreate(&g->stream));
+#endif
 
     g->x0 = take_f(g, n * d);
     g->t = take_f(g, n * (size_t)g->a);
@@ -243,6 +275,14 @@ extern "C" void gpu_model_free(gpu_model_t *g) {
     free(g->h_order);
     free(g->eval_len);
     gpu_free(g->ranks_d);
+    free(g->h_adam_by_batch);
+    gpu_free(g->adam_by_batch);
+#ifndef TMR_EMULATE
+    for (int i = 0; i < g->n_graphs; i++)
+        if (g->graphs[i].exec) cudaGraphExecDestroy(g->graphs[i].exec);
+    cudaStreamDestroy(g->stream);
+#endif
+    free(g->graphs);
     free(g);
 }
 
@@ -457,10 +497,12 @@ static void predictor_backward(gpu_model_t *g) {
  * nothing is added from then on. */
 __global__ void loss_accumulate_kernel(int64_t n, int B, int has_kl, double temp,
                                        const double *__restrict__ rank_rows,
-                                       const double *__restrict__ kl_rows, int64_t batch,
+                                       const double *__restrict__ kl_rows, int64_t batch_arg,
+                                       const int64_t *__restrict__ batch_ctr,
                                        struct epoch_acc *__restrict__ acc) {
     THREAD_INDEX(i, n);
     (void)i;
+    const int64_t batch = batch_ctr ? *batch_ctr : batch_arg;
     double sum = 0;
     for (int b = 0; b < B; b++) sum += rank_rows[b];
     float loss = (float)(sum / B);
@@ -480,15 +522,17 @@ __global__ void loss_accumulate_kernel(int64_t n, int B, int has_kl, double temp
 }
 
 /* Forward, loss, backward of the batch in g's device buffers (and, finetune, its packing).
- * batch < 0: returns the loss (read back: the host waits); batch >= 0: the loss goes into the
- * device's epoch sums as that batch's, and 0 is returned. */
-static float train_step_device(gpu_model_t *g, dropout_key_t key, int64_t batch) {
+ * batch < 0 and no batch_ctr: returns the loss (read back: the host waits); else the loss goes
+ * into the device's epoch sums as batch `batch` (or *batch_ctr, read on the device), and 0 is
+ * returned. */
+static float train_step_device(gpu_model_t *g, dropout_key_t key, int64_t batch,
+                               const int64_t *batch_ctr) {
     gpu_ctx_t *ctx = g->ctx;
     const model_config_t *cfg = &g->lay.cfg;
     const int B = g->B, C = g->C, K = g->K, d = g->d;
     const float *E = PRM(P_EXT_ITEM_EMB);
     float *dE = GRD(P_EXT_ITEM_EMB);
-    const int on_device = batch >= 0;
+    const int on_device = batch >= 0 || batch_ctr;
     gpu_zero(g->grads, (size_t)g->lay.total * sizeof(float));
     extractor_forward(g);
     float loss = 0;
@@ -520,7 +564,7 @@ static float train_step_device(gpu_model_t *g, dropout_key_t key, int64_t batch)
     }
     if (on_device)
         LAUNCH(loss_accumulate_kernel, (int64_t)1, B, cfg->stage == STAGE_FINETUNE, cfg->temp,
-               g->rank_rows, g->kl_rows, batch, g->acc);
+               g->rank_rows, g->kl_rows, batch, batch_ctr, g->acc);
     extractor_backward(g);
     return loss;
 }
@@ -529,7 +573,7 @@ extern "C" float gpu_train_step(gpu_model_t *g, const model_batch_t *b, dropout_
     const char *who = "gpu_train_step";
     upload_batch(g, b, who);
     if (g->finetune) pack_batch(g, b, who);
-    return train_step_device(g, key, -1);
+    return train_step_device(g, key, -1, NULL);
 }
 
 extern "C" void gpu_eval_scores(gpu_model_t *g, const model_batch_t *b, float *scores) {
@@ -684,8 +728,8 @@ static void plan_use_batch(gpu_model_t *g, gpu_data_t *d, int phase, const int64
     if (B > g->max_B || C > g->max_C)
         tmr_fatal("gpu_train_epoch: batch %d x %d x %d outside the workspace %d x %d x %d", B, L,
                   C, g->max_B, g->max_L, g->max_C);
-    gpu_data_assemble(d, phase, order_d, s, B, L, NULL, g->length, g->hist, g->pos, NULL,
-                      g->cand);
+    gpu_data_assemble(d, phase, order_d, s, NULL, 0, B, L, NULL, g->length, g->hist, g->pos,
+                      NULL, g->cand);
     g->B = B;
     g->L = L;
     g->C = C;
@@ -718,6 +762,131 @@ static int check_fit(gpu_model_t *g, gpu_data_t *d, int phase, char *err, size_t
     return 0;
 }
 
+/* ---- CUDA graphs of the pretrain step ------------------------------------------------------
+ * A pretrain step has no host-side inputs but its shape once its batch index and Adam's
+ * scalars are read from device memory (batch_ctr, adam_by_batch): the step is captured once per
+ * shape (B, L) and replayed; the finetune step is not (its GRU launches are sized from each
+ * batch's packing on the host, and its dropout key is a launch argument). The first batch of a
+ * shape runs directly (cuBLAS and the scratch buffers allocate then, outside any capture), the
+ * second is captured and every later one replays. Off with TIMIREC_GPU_GRAPHS=0, under
+ * gpu_debug_sync(1), and (kernels/emulate.h has no graphs) in the emulation, where the same
+ * device-indexed step runs by direct launches. */
+
+__global__ void advance_batch_kernel(int64_t n, int64_t *__restrict__ batch_ctr) {
+    THREAD_INDEX(i, n);
+    (void)i;
+    *batch_ctr += 1;
+}
+
+static int graphs_wanted(gpu_model_t *g) {
+    const char *env = getenv("TIMIREC_GPU_GRAPHS");
+    if (env && env[0] == '0') return 0;
+    return !g->finetune && !gpu_debug_sync_enabled();
+}
+
+/* Adam's scalars for batches [first, n_batches) of the epoch: the step each will be. */
+static void adam_table_for_epoch(gpu_model_t *g, const adam_t *opt, int64_t first,
+                                 int64_t n_batches) {
+    if (n_batches > g->adam_cap) {
+        free(g->h_adam_by_batch);
+        gpu_free(g->adam_by_batch);
+        g->h_adam_by_batch =
+            (adam_scalars_t *)tmr_malloc(tmr_mul_size((size_t)n_batches, sizeof(adam_scalars_t)));
+        g->adam_by_batch = (adam_scalars_t *)gpu_malloc((size_t)n_batches * sizeof(adam_scalars_t));
+        g->adam_cap = n_batches;
+    }
+    for (int64_t b = first; b < n_batches; b++)
+        g->h_adam_by_batch[b] = tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps,
+                                                 opt->l2, opt->step + (b - first) + 1);
+    gpu_to_device(g->adam_by_batch + first, g->h_adam_by_batch + first,
+                  (size_t)(n_batches - first) * sizeof(adam_scalars_t));
+}
+
+/* The step of batch *batch_ctr (shape B x L), then the counter moves on. */
+static void pretrain_step_indexed(gpu_model_t *g, gpu_data_t *d, adam_t *opt, int bs, int B,
+                                  int L) {
+    gpu_data_assemble(d, PHASE_TRAIN, d->order, 0, g->batch_ctr, bs, B, L, NULL, g->length,
+                      g->hist, g->pos, NULL, g->cand);
+    g->B = B;
+    g->L = L;
+    g->C = 1 + d->ph[PHASE_TRAIN].n_neg;
+    const dropout_key_t none = {0, 0}; /* pretrain has no dropout */
+    train_step_device(g, none, -1, g->batch_ctr);
+    gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v,
+                            &g->acc->bad, g->adam_by_batch, g->batch_ctr);
+    LAUNCH(advance_batch_kernel, (int64_t)1, g->batch_ctr);
+}
+
+/* Batch bi through its shape's graph; returns 1 when it was a replay. */
+static int graph_step(gpu_model_t *g, gpu_data_t *d, adam_t *opt, int bs, int64_t n,
+                      int64_t bi) {
+    const int64_t s = bi * bs;
+    const int B = (int)(n - s < bs ? n - s : bs), L = g->plan_L[bi];
+    const int C = 1 + d->ph[PHASE_TRAIN].n_neg;
+    if (B > g->max_B || L > g->max_L || C > g->max_C)
+        tmr_fatal("gpu_train_epoch: batch %d x %d x %d outside the workspace %d x %d x %d", B, L,
+                  C, g->max_B, g->max_L, g->max_C);
+    g->B = B; /* the last batch's shape (gpu_model_read) */
+    g->L = L;
+    g->C = C;
+    struct step_graph *sg = NULL;
+    for (int i = 0; i < g->n_graphs; i++)
+        if (g->graphs[i].B == B && g->graphs[i].L == L && g->graphs[i].bs == bs) sg = &g->graphs[i];
+    if (!sg && g->n_graphs < MAX_GRAPHS) {
+        sg = &g->graphs[g->n_graphs++];
+        memset(sg, 0, sizeof *sg);
+        sg->B = B;
+        sg->L = L;
+        sg->bs = bs;
+    }
+#ifdef TMR_EMULATE
+    (void)sg;
+    pretrain_step_indexed(g, d, opt, bs, B, L);
+    return 0;
+#else
+    gpu_ctx_t *ctx = g->ctx;
+    if (sg && sg->exec &&
+        (sg->data != d || sg->sort_buf != ctx->sort_buf || sg->sort_temp != ctx->sort_temp ||
+         sg->ones != ctx->ones)) { /* stale: what it points into has moved */
+        CUDA_CHECK(cudaGraphExecDestroy(sg->exec));
+        sg->exec = NULL;
+        sg->seen = 1; /* recapture now: the scratch is already big enough for this shape */
+    }
+    if (!sg || g->graphs_failed || (!sg->exec && sg->seen == 0)) {
+        if (sg) sg->seen++;
+        pretrain_step_indexed(g, d, opt, bs, B, L);
+        return 0;
+    }
+    if (!sg->exec) {
+        cudaGraph_t graph = NULL;
+        gpu_set_launch_stream(ctx, g->stream);
+        CUDA_CHECK(cudaStreamBeginCapture(g->stream, cudaStreamCaptureModeThreadLocal));
+        pretrain_step_indexed(g, d, opt, bs, B, L);
+        cudaError_t e = cudaStreamEndCapture(g->stream, &graph);
+        gpu_set_launch_stream(ctx, 0);
+        if (e == cudaSuccess) e = cudaGraphInstantiate(&sg->exec, graph, 0);
+        if (graph) cudaGraphDestroy(graph);
+        if (e != cudaSuccess) { /* nothing ran: run this batch directly, and all later ones */
+            cudaGetLastError();
+            sg->exec = NULL;
+            g->graphs_failed = 1;
+            snprintf(g->graphs_why, sizeof g->graphs_why, "capturing the %d x %d step: %s", B, L,
+                     cudaGetErrorString(e));
+            fprintf(stderr, "gpu_train_epoch: CUDA graphs off (%s)\n", g->graphs_why);
+            pretrain_step_indexed(g, d, opt, bs, B, L);
+            return 0;
+        }
+        sg->data = d;
+        sg->sort_buf = ctx->sort_buf;
+        sg->sort_temp = ctx->sort_temp;
+        sg->ones = ctx->ones;
+    }
+    CUDA_CHECK(cudaGraphLaunch(sg->exec, g->stream));
+    opt->step++; /* as the direct step's gpu_adam_update_guarded does */
+    return 1;
+#endif
+}
+
 extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_epoch_t *e,
                                char *err, size_t errlen) {
     const int64_t n = d->ph[PHASE_TRAIN].n_inst;
@@ -747,12 +916,22 @@ extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_e
     int64_t bi = e->first_batch;
     const double t1 = tmr_now();
     e->prepare_s = t1 - t0;
+    const int graphs = graphs_wanted(g);
+    if (graphs) { /* the replayed steps read their batch and Adam scalars from the device */
+        adam_table_for_epoch(g, opt, e->first_batch, n_batches);
+        gpu_to_device(g->batch_ctr, &e->first_batch, sizeof(int64_t));
+    }
+    e->graph_replays = 0;
     for (; bi < n_batches; bi++) {
-        plan_use_batch(g, d, PHASE_TRAIN, d->order, n, bs, bi);
-        const dropout_key_t key = {e->seed, (uint32_t)(step0 + (bi - e->first_batch))};
-        train_step_device(g, key, bi);
-        gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v,
-                                &g->acc->bad);
+        if (graphs) {
+            e->graph_replays += graph_step(g, d, opt, bs, n, bi);
+        } else {
+            plan_use_batch(g, d, PHASE_TRAIN, d->order, n, bs, bi);
+            const dropout_key_t key = {e->seed, (uint32_t)(step0 + (bi - e->first_batch))};
+            train_step_device(g, key, bi, NULL);
+            gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m,
+                                    g->adam_v, &g->acc->bad, NULL, NULL);
+        }
         if (e->after_batch && e->after_batch(e->ctx, bi, n_batches) && bi + 1 < n_batches) {
             bi++;
             break;

@@ -5,6 +5,7 @@
 
 #include "common.cuh"
 #include "timirec/gpu_data.h"
+#include "timirec/math_hd.h"
 
 /* One phase's instances, in file order. */
 typedef struct {
@@ -36,10 +37,13 @@ struct gpu_data {
 
 /* Write the device batch of instances [start, start + B) of phase into device arrays (rows
  * of L and C = 1 + ph.n_neg); order: the instance of batch slot i is order[start + i] (NULL:
- * start + i). mask and user may be NULL. L must be >= the longest history in the batch. */
-void gpu_data_assemble(gpu_data_t *d, int phase, const int64_t *order, int64_t start, int B,
-                       int L, int32_t *user, int32_t *length, int32_t *hist, int32_t *pos,
-                       float *mask, int32_t *cand);
+ * start + i). batch_ctr (device) given: start = *batch_ctr * bs, read when the kernels run
+ * (graph replays). mask and user may be NULL. L must be >= the longest history in the
+ * batch. */
+void gpu_data_assemble(gpu_data_t *d, int phase, const int64_t *order, int64_t start,
+                       const int64_t *batch_ctr, int bs, int B, int L, int32_t *user,
+                       int32_t *length, int32_t *hist, int32_t *pos, float *mask,
+                       int32_t *cand);
 
 /* Launchers the epoch driver adds to the op families (heads.cu, adam.cu). */
 /* The losses' per-row terms into rows (B doubles, device), no host sum: gpu_ranking_loss and
@@ -49,9 +53,12 @@ void gpu_ranking_loss_rows(gpu_ctx_t *ctx, const float *scores, int B, int C, fl
 void gpu_distill_loss_rows(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
                            const float *pred_intent, int B, int C, int K, int d, double temp,
                            float *target_intent, float *d_pred_intent, double *rows);
-/* gpu_adam_update, skipped on the device when *bad >= 0 (opt->step still advances). */
+/* gpu_adam_update, skipped on the device when *bad >= 0 (opt->step still advances). With
+ * by_batch (device, adam_scalars_t per batch of the epoch) the step's scalars are
+ * by_batch[*batch_ctr], read when the kernel runs (graph replays); opt->step advances as well. */
 void gpu_adam_update_guarded(gpu_ctx_t *ctx, adam_t *opt, const model_layout_t *lay,
                              float *params, const float *grads, float *m, float *v,
-                             const int64_t *bad);
+                             const int64_t *bad, const adam_scalars_t *by_batch,
+                             const int64_t *batch_ctr);
 
 #endif

@@ -50,18 +50,22 @@ __global__ void shuffle_keys_kernel(int64_t n, uint64_t seed, uint32_t epoch,
     index[i] = i;
 }
 
-/* Batch slot b's instance. */
-__device__ __forceinline__ int64_t slot_instance(const int64_t *order, int64_t start, int64_t b) {
-    return order ? order[start + b] : start + b;
+/* Batch slot b's instance; the batch starts at `start`, or, when batch_ctr is given (a step
+ * replayed from a CUDA graph, where arguments are frozen), at *batch_ctr * bs. */
+__device__ __forceinline__ int64_t slot_instance(const int64_t *order, int64_t start,
+                                                 const int64_t *batch_ctr, int bs, int64_t b) {
+    const int64_t s = batch_ctr ? *batch_ctr * bs : start;
+    return order ? order[s + b] : s + b;
 }
 
 /* Per slot: user and length. */
 __global__ void batch_rows_kernel(int64_t n, const int64_t *__restrict__ order, int64_t start,
+                                  const int64_t *__restrict__ batch_ctr, int bs,
                                   const int32_t *__restrict__ inst_user,
                                   const int32_t *__restrict__ inst_len, int32_t *__restrict__ user,
                                   int32_t *__restrict__ length) {
     THREAD_INDEX(b, n);
-    const int64_t inst = slot_instance(order, start, b);
+    const int64_t inst = slot_instance(order, start, batch_ctr, bs, b);
     if (user) user[b] = inst_user[inst];
     length[b] = inst_len[inst];
 }
@@ -69,14 +73,15 @@ __global__ void batch_rows_kernel(int64_t n, const int64_t *__restrict__ order, 
 /* Per (slot, l): history item, position index (length - l, 0 for padding) and mask, as
  * batch_fill. */
 __global__ void batch_hist_kernel(int64_t n, int L, const int64_t *__restrict__ order,
-                                  int64_t start, const int64_t *__restrict__ inst_start,
+                                  int64_t start, const int64_t *__restrict__ batch_ctr, int bs,
+                                  const int64_t *__restrict__ inst_start,
                                   const int32_t *__restrict__ inst_len,
                                   const int32_t *__restrict__ seq_item, int32_t *__restrict__ hist,
                                   int32_t *__restrict__ pos, float *__restrict__ mask) {
     THREAD_INDEX(i, n);
     const int64_t b = i / L;
     const int l = (int)(i % L);
-    const int64_t inst = slot_instance(order, start, b);
+    const int64_t inst = slot_instance(order, start, batch_ctr, bs, b);
     const int32_t len = inst_len[inst];
     const int real = l < len;
     hist[i] = real ? seq_item[inst_start[inst] + l] : 0;
@@ -86,12 +91,13 @@ __global__ void batch_hist_kernel(int64_t n, int L, const int64_t *__restrict__ 
 
 /* Per (slot, c): the target, then the instance's negatives (C - 1 of them). */
 __global__ void batch_cand_kernel(int64_t n, int C, const int64_t *__restrict__ order,
-                                  int64_t start, const int32_t *__restrict__ target,
+                                  int64_t start, const int64_t *__restrict__ batch_ctr, int bs,
+                                  const int32_t *__restrict__ target,
                                   const int32_t *__restrict__ neg, int32_t *__restrict__ cand) {
     THREAD_INDEX(i, n);
     const int64_t b = i / C;
     const int c = (int)(i % C);
-    const int64_t inst = slot_instance(order, start, b);
+    const int64_t inst = slot_instance(order, start, batch_ctr, bs, b);
     cand[i] = c == 0 ? target[inst] : neg[inst * (C - 1) + (c - 1)];
 }
 
@@ -216,19 +222,22 @@ extern "C" void gpu_data_read_order(gpu_data_t *d, int64_t *perm) {
     gpu_to_host(perm, d->order, (size_t)d->ph[PHASE_TRAIN].n_inst * sizeof(int64_t));
 }
 
-void gpu_data_assemble(gpu_data_t *d, int phase, const int64_t *order, int64_t start, int B,
-                       int L, int32_t *user, int32_t *length, int32_t *hist, int32_t *pos,
-                       float *mask, int32_t *cand) {
+void gpu_data_assemble(gpu_data_t *d, int phase, const int64_t *order, int64_t start,
+                       const int64_t *batch_ctr, int bs, int B, int L, int32_t *user,
+                       int32_t *length, int32_t *hist, int32_t *pos, float *mask,
+                       int32_t *cand) {
     const gpu_phase_t *g = &d->ph[phase];
     const int C = 1 + g->n_neg;
     if (B < 1 || L < 1 || start < 0 || start + B > g->n_inst)
         tmr_fatal("gpu_data_assemble: batch [%lld, %lld) x %d of %s (%lld instances)",
                   (long long)start, (long long)start + B, L, corpus_phase_names[phase],
                   (long long)g->n_inst);
-    LAUNCH(batch_rows_kernel, (int64_t)B, order, start, g->user, g->len, user, length);
-    LAUNCH(batch_hist_kernel, (int64_t)B * L, L, order, start, g->start, g->len, d->seq_item,
-           hist, pos, mask);
-    LAUNCH(batch_cand_kernel, (int64_t)B * C, C, order, start, g->target, g->neg, cand);
+    LAUNCH(batch_rows_kernel, (int64_t)B, order, start, batch_ctr, bs, g->user, g->len, user,
+           length);
+    LAUNCH(batch_hist_kernel, (int64_t)B * L, L, order, start, batch_ctr, bs, g->start, g->len,
+           d->seq_item, hist, pos, mask);
+    LAUNCH(batch_cand_kernel, (int64_t)B * C, C, order, start, batch_ctr, bs, g->target, g->neg,
+           cand);
 }
 
 extern "C" void gpu_data_fill_batch(gpu_data_t *d, int phase, int64_t start, int B, batch_t *b) {
@@ -254,7 +263,7 @@ extern "C" void gpu_data_fill_batch(gpu_data_t *d, int phase, int64_t start, int
     int32_t *dp = (int32_t *)gpu_malloc(bl * sizeof(int32_t));
     float *dm = (float *)gpu_malloc(bl * sizeof(float));
     int32_t *dc = (int32_t *)gpu_malloc(bc * sizeof(int32_t));
-    gpu_data_assemble(d, phase, order, start, B, L, du, dl, dh, dp, dm, dc);
+    gpu_data_assemble(d, phase, order, start, NULL, 0, B, L, du, dl, dh, dp, dm, dc);
     b->B = B;
     b->L = L;
     b->C = C;

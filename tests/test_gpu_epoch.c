@@ -3,7 +3,10 @@
  * step), for both stages on a small synthetic corpus:
  * - the epoch losses, the parameters and both Adam moments after two epochs are identical
  *   bit for bit (same batches, same kernels; the loss summed on the device in the host's
- *   order), and so are the dev ranks and metrics;
+ *   order), and so are the dev ranks and metrics; pretrain with CUDA graphs (the default: one
+ *   captured step per batch shape replayed, its batch index and Adam scalars read from the
+ *   device; emulated: the same device-indexed step launched directly) and without
+ *   (TIMIREC_GPU_GRAPHS=0) end with the same parameters;
  * - an epoch stopped after 3 batches (the stop flag) and resumed from its cursor ends with the
  *   same loss sum, parameters and step count as one run straight through;
  * - a NaN planted in a parameter, and a learning rate that overflows the parameters a few
@@ -130,6 +133,21 @@ int main(void) {
                       name, corpus_phase_names[p]);
                 free(rd);
             }
+        }
+
+        if (stage == STAGE_PRETRAIN) { /* CUDA graphs off (on by default for pretrain) */
+            trainer_t nog;
+            CHECK(trainer_init(&nog, &c, &cfg, &o, err, sizeof err) == 0, "%s", err);
+            use_device_epoch(1);
+            setenv("TIMIREC_GPU_GRAPHS", "0", 1);
+            int64_t n3;
+            double l3 = 0;
+            for (uint32_t e = 0; e < 2; e++) l3 = trainer_epoch(&nog, &c, e, &n3, err, sizeof err);
+            unsetenv("TIMIREC_GPU_GRAPHS");
+            printf("  graphs off: epoch 2 loss %.9f\n", l3);
+            same_floats("parameters, graphs off vs on", nog.params, dev.params, total);
+            same_floats("Adam v, graphs off vs on", nog.adam_v, dev.adam_v, total);
+            trainer_free(&nog);
         }
 
         /* Stop after 3 batches and resume, against straight through (from the same state). */

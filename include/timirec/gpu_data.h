@@ -76,10 +76,13 @@ typedef struct {
      * (negatives, shuffle, order read back, batch plan and its upload), and queueing the
      * steps; the rest of the epoch the host waits for the device */
     double prepare_s, queue_s;
+    int64_t graph_replays;  /* steps replayed from a CUDA graph (pretrain; see backend.cu) */
 } gpu_epoch_t;
 
 /* Returns 0, or -1 with a message (a user without any negative left, a corpus the model does
- * not fit). opt->step advances by the batches applied. */
+ * not fit). opt->step advances by the batches applied. Pretrain steps are captured as CUDA
+ * graphs, one per batch shape, and replayed (TIMIREC_GPU_GRAPHS=0: launched one by one; the
+ * results are the same bit for bit). */
 int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_epoch_t *e, char *err,
                     size_t errlen);
 
