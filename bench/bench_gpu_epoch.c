@@ -5,9 +5,11 @@
  *
  * GPU (SKIP without one): for each setting, one warm-up epoch, then --epochs timed epochs
  * through the backend's epoch driver (gpu_train_epoch: device negatives, shuffle and batches,
- * losses summed on the device) and dev evaluation through gpu_eval_phase (median of 5); at the
- * default setting also the per-step path (host batches, one synchronisation per step) for
- * comparison. Settings: the default (both stages), history_max 200 with K 16 (batch 256), and
+ * losses summed on the device; pretrain steps replayed from CUDA graphs) and dev evaluation
+ * through gpu_eval_phase (median of 5); at the default setting also, one epoch each, the
+ * alternatives: the per-step path (host batches, one synchronisation per step), host-built
+ * batches staged through pinned memory (TIMIREC_GPU_EPOCH=staged), and pretrain without
+ * graphs (TIMIREC_GPU_GRAPHS=0). Settings: the default (both stages), history_max 200 with K 16 (batch 256), and
  * batch sizes 1,024 / 4,096 / 8,192 (history 20, K 2). Printed: epoch seconds, samples/s,
  * dev ms, the host's share (preparing the epoch; queueing the steps: when queueing takes as
  * long as the epoch, launches are the bottleneck, not the device), and achieved GFLOP/s
@@ -44,6 +46,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "timirec/common.h"
 #include "timirec/corpus.h"
@@ -298,6 +303,7 @@ int main(int argc, char **argv) {
             gpu_data_t *d = gpu_data_create(&c, o.history_max, o.num_neg);
             gpu_model_upload_params(t.gpu, t.params);
             double times[100], prep[100], queue[100];
+            int64_t replays = 0;
             int ok = 1;
             for (int ep = 0; ep <= epochs; ep++) { /* epoch 0: warm-up */
                 gpu_epoch_t e;
@@ -322,6 +328,7 @@ int main(int argc, char **argv) {
                     break;
                 }
                 if (ep > 0) {
+                    replays = e.graph_replays;
                     times[ep - 1] = dt;
                     prep[ep - 1] = e.prepare_s;
                     queue[ep - 1] = e.queue_s;
@@ -352,6 +359,9 @@ int main(int argc, char **argv) {
                    stage_name(s->stage), s->batch, s->hist, s->K, "device", epoch_s,
                    n_train / epoch_s, eval_ms, prep_s, queue_s, gflops,
                    ceiling > 0 ? 100 * gflops / (ceiling * 1e3) : 0.0);
+            if (replays > 0)
+                printf("  %lld of %lld steps replayed from CUDA graphs\n", (long long)replays,
+                       (long long)((n_train + o.batch_size - 1) / o.batch_size));
             if (si < 2)
                 printf("  dev evaluation: %.1f GFLOP/s (%d batches of %d)\n",
                        eval_flops(&c, &cfg, o.eval_batch_size, o.history_max) / (eval_ms * 1e-3) / 1e9,
@@ -361,25 +371,48 @@ int main(int argc, char **argv) {
                 fprintf(csv, "%s,%s,%s,%s,%s,cuda,%d,%d,%d,%.4f,%.0f,%.2f\n", device, date,
                         commit_id(), dataset, stage_name(s->stage), s->batch, s->hist, s->K,
                         epoch_s, n_train / epoch_s, eval_ms);
-            if (per_step && si < 2) { /* the per-step path, same model, for comparison */
-                setenv("TIMIREC_GPU_EPOCH", "0", 1);
-                int64_t samples;
-                gpu_sync();
-                const double t0 = tmr_now();
-                const double loss = trainer_epoch(&t, &c, (uint32_t)epochs + 1, &samples, err, sizeof err);
-                const double dt = tmr_now() - t0;
-                unsetenv("TIMIREC_GPU_EPOCH");
-                if (loss < 0) {
-                    printf("FAIL per-step epoch: %s\n", err);
-                    status = 1;
-                } else {
+            if (per_step && si < 2) { /* the alternatives, same model, one epoch each */
+                const char *labels[3] = {"per-step", "staged", "no-graphs"};
+                const char *backend[3] = {"cuda-per-step", "cuda-staged", "cuda-no-graphs"};
+                for (int alt = 0; alt < 3; alt++) {
+                    if (alt == 2 && s->stage != STAGE_PRETRAIN) continue; /* graphs: pretrain */
+                    double dt = 0;
+                    const uint32_t ep = (uint32_t)(epochs + 1 + alt);
+                    gpu_sync();
+                    const double t0 = tmr_now();
+                    int failed = 0;
+                    if (alt < 2) { /* through the trainer: host negatives and shuffle included */
+                        setenv("TIMIREC_GPU_EPOCH", alt == 0 ? "0" : "staged", 1);
+                        int64_t samples;
+                        failed = trainer_epoch(&t, &c, ep, &samples, err, sizeof err) < 0;
+                        unsetenv("TIMIREC_GPU_EPOCH");
+                    } else {
+                        setenv("TIMIREC_GPU_GRAPHS", "0", 1);
+                        gpu_model_upload_params(t.gpu, t.params);
+                        gpu_epoch_t e;
+                        memset(&e, 0, sizeof e);
+                        e.seed = o.seed;
+                        e.epoch = ep;
+                        e.batch_size = o.batch_size;
+                        e.step = t.step;
+                        failed = gpu_train_epoch(t.gpu, d, &t.adam, &e, err, sizeof err) != 0 ||
+                                 e.bad_batch >= 0;
+                        t.step = e.step;
+                        unsetenv("TIMIREC_GPU_GRAPHS");
+                    }
+                    dt = tmr_now() - t0;
+                    if (failed) {
+                        printf("FAIL %s epoch: %s\n", labels[alt], err);
+                        status = 1;
+                        continue;
+                    }
                     printf("%-9s %6d %5d %3d %-10s %9.3f %11.0f %8s %8s %8s %9.1f\n",
-                           stage_name(s->stage), s->batch, s->hist, s->K, "per-step", dt,
+                           stage_name(s->stage), s->batch, s->hist, s->K, labels[alt], dt,
                            n_train / dt, "", "", "", flops / dt / 1e9);
                     if (csv)
-                        fprintf(csv, "%s,%s,%s,%s,%s,cuda-per-step,%d,%d,%d,%.4f,%.0f,\n", device,
-                                date, commit_id(), dataset, stage_name(s->stage), s->batch,
-                                s->hist, s->K, dt, n_train / dt);
+                        fprintf(csv, "%s,%s,%s,%s,%s,%s,%d,%d,%d,%.4f,%.0f,\n", device, date,
+                                commit_id(), dataset, stage_name(s->stage), backend[alt],
+                                s->batch, s->hist, s->K, dt, n_train / dt);
                 }
             }
             gpu_data_free(d);
@@ -425,9 +458,13 @@ int main(int argc, char **argv) {
             const double t1 = tmr_now();
             trainer_evaluate(&t, &c, PHASE_DEV, 0, &spec, values);
             const double eval_ms = 1e3 * (tmr_now() - t1);
-            char backend[64];
-            snprintf(backend, sizeof backend, "cpu (%lld of %lld batches scaled)",
-                     (long long)cur.batch, (long long)n_batches);
+            char backend[96];
+            int threads = 1;
+#ifdef _OPENMP
+            threads = omp_get_max_threads();
+#endif
+            snprintf(backend, sizeof backend, "cpu %d threads (%lld of %lld batches scaled)",
+                     threads, (long long)cur.batch, (long long)n_batches);
             printf("%-9s %6d %5d %3d %-10s %9.3f %11.0f %8.1f  [%s: %s]\n", stage_name(st), 256,
                    20, 2, "cpu", epoch_s, n_train / epoch_s, eval_ms, backend, cpu_name);
             if (csv)

@@ -17,7 +17,7 @@
 #include "data.cuh"
 #include "timirec/gpu.h"
 
-#define MAX_ALLOCS 96
+#define MAX_ALLOCS 128
 
 struct gpu_model {
     model_layout_t lay;
@@ -102,6 +102,19 @@ struct gpu_model {
 #ifndef TMR_EMULATE
     cudaStream_t stream;            /* graphs are captured on and replayed into this stream */
 #endif
+    /* staged host batches (gpu_train_epoch_staged): two pinned slots, two device slots */
+    struct stage_slot *stage;       /* (2), NULL until first used */
+    cudaStream_t copy_stream;
+};
+
+struct stage_slot {
+    batch_t hb;                     /* pinned: the batch as batch_fill writes it */
+    int32_t *h_ids, *h_fin;         /* pinned (B * L), (B): GRU packing staged with it */
+    int32_t *h_perm, *h_sizes;      /* host (B), (L) */
+    int64_t *h_off;                 /* host (L + 1) */
+    int32_t *d_hist, *d_pos, *d_cand, *d_ids, *d_fin;  /* device copies */
+    cudaEvent_t copied;             /* the slot's copies are done: the pinned slot is free */
+    cudaEvent_t used;               /* the step reading the device slot is done */
 };
 
 /* One captured step: its shape, and what it captured pointers into (the corpus, the context's
@@ -283,6 +296,21 @@ extern "C" void gpu_model_free(gpu_model_t *g) {
     cudaStreamDestroy(g->stream);
 #endif
     free(g->graphs);
+    if (g->stage) {
+        for (int k = 0; k < 2; k++) {
+            struct stage_slot *S = &g->stage[k];
+            void *pinned[] = {S->hb.user, S->hb.length, S->hb.hist, S->hb.pos, S->hb.mask,
+                              S->hb.cand, S->h_ids, S->h_fin};
+            for (size_t i = 0; i < sizeof pinned / sizeof pinned[0]; i++) cudaFreeHost(pinned[i]);
+            free(S->h_perm);
+            free(S->h_sizes);
+            free(S->h_off);
+            cudaEventDestroy(S->copied);
+            cudaEventDestroy(S->used);
+        }
+        free(g->stage);
+        cudaStreamDestroy(g->copy_stream);
+    }
     free(g);
 }
 
@@ -336,8 +364,11 @@ static void upload_batch(gpu_model_t *g, const model_batch_t *b, const char *who
 
 /* The GRU's packing (predictor_decl.h "Packed order", as gru_pack): sequences sorted by length,
  * longest first, ties in batch order; plus each packed row's E2 id and each sequence's final
- * packed row. Copies the ids and final rows to the device. */
-static void pack_batch(gpu_model_t *g, const model_batch_t *b, const char *who) {
+ * packed row, into host arrays perm (B), batch_sizes (L), step_off (L + 1), ids (B * L),
+ * fin (B). Returns the number of steps; *T gets the packed rows. */
+static int pack_compute(const model_batch_t *b, const char *who, int32_t *perm,
+                        int32_t *batch_sizes, int64_t *step_off, int32_t *ids, int32_t *fin,
+                        int64_t *T) {
     const int B = b->B, L = b->L;
     if (!b->length) tmr_fatal("%s: the finetune stage needs the history lengths", who);
     int n_steps = 0;
@@ -349,24 +380,30 @@ static void pack_batch(gpu_model_t *g, const model_batch_t *b, const char *who) 
     int slot = 0;
     for (int len = n_steps; len >= 0; len--)
         for (int i = 0; i < B; i++)
-            if (b->length[i] == len) g->h_perm[slot++] = i;
-    for (int t = 0; t < L; t++) g->h_batch_sizes[t] = 0;
+            if (b->length[i] == len) perm[slot++] = i;
+    for (int t = 0; t < L; t++) batch_sizes[t] = 0;
     for (int i = 0; i < B; i++)
-        for (int t = 0; t < b->length[i]; t++) g->h_batch_sizes[t]++;
-    g->h_step_off[0] = 0;
+        for (int t = 0; t < b->length[i]; t++) batch_sizes[t]++;
+    step_off[0] = 0;
     for (int t = 0; t < L; t++)
-        g->h_step_off[t + 1] = g->h_step_off[t] + (t < n_steps ? g->h_batch_sizes[t] : 0);
-    g->n_steps = n_steps;
-    g->T = g->h_step_off[n_steps];
+        step_off[t + 1] = step_off[t] + (t < n_steps ? batch_sizes[t] : 0);
+    *T = step_off[n_steps];
     for (int t = 0; t < n_steps; t++)
-        for (int i = 0; i < g->h_batch_sizes[t]; i++)
-            g->h_ids[g->h_step_off[t] + i] = b->hist[(int64_t)g->h_perm[i] * L + t];
+        for (int i = 0; i < batch_sizes[t]; i++)
+            ids[step_off[t] + i] = b->hist[(int64_t)perm[i] * L + t];
     for (int i = 0; i < B; i++) {
-        const int bi = g->h_perm[i], len = b->length[bi];
-        g->h_final[bi] = len == 0 ? -1 : (int32_t)(g->h_step_off[len - 1] + i);
+        const int bi = perm[i], len = b->length[bi];
+        fin[bi] = len == 0 ? -1 : (int32_t)(step_off[len - 1] + i);
     }
+    return n_steps;
+}
+
+/* pack_compute into g's host arrays, then the ids and final rows to the device. */
+static void pack_batch(gpu_model_t *g, const model_batch_t *b, const char *who) {
+    g->n_steps = pack_compute(b, who, g->h_perm, g->h_batch_sizes, g->h_step_off, g->h_ids,
+                              g->h_final, &g->T);
     gpu_to_device(g->pk_ids, g->h_ids, (size_t)g->T * sizeof(int32_t));
-    gpu_to_device(g->final_row, g->h_final, (size_t)B * sizeof(int32_t));
+    gpu_to_device(g->final_row, g->h_final, (size_t)b->B * sizeof(int32_t));
     g->cur_final = g->final_row;
     g->cur_batch_sizes = g->h_batch_sizes;
     g->cur_step_off = g->h_step_off;
@@ -1005,3 +1042,149 @@ extern "C" void gpu_eval_phase(gpu_model_t *g, gpu_data_t *d, int phase, int eva
     gpu_to_host(ranks, g->ranks_d, (size_t)n * sizeof(int64_t));
 }
 #undef PRM
+
+/* ---- host-built batches staged through pinned memory --------------------------------------- */
+
+static void *pinned_alloc(size_t bytes) {
+    void *p = NULL;
+    CUDA_CHECK(cudaHostAlloc(&p, bytes ? bytes : 16, cudaHostAllocDefault));
+    return p;
+}
+
+static void stage_alloc(gpu_model_t *g) {
+    if (g->stage) return;
+    g->stage = (struct stage_slot *)calloc(2, sizeof(struct stage_slot));
+    if (!g->stage) tmr_fatal("gpu_train_epoch_staged: out of host memory");
+    CUDA_CHECK(cudaStreamCreateWithFlags(&g->copy_stream, cudaStreamNonBlocking));
+    const size_t B = (size_t)g->max_B, L = (size_t)g->max_L, C = (size_t)g->max_C;
+    for (int k = 0; k < 2; k++) {
+        struct stage_slot *S = &g->stage[k];
+        batch_t *b = &S->hb;
+        b->user = (int32_t *)pinned_alloc(B * sizeof(int32_t));
+        b->length = (int32_t *)pinned_alloc(B * sizeof(int32_t));
+        b->hist = (int32_t *)pinned_alloc(B * L * sizeof(int32_t));
+        b->pos = (int32_t *)pinned_alloc(B * L * sizeof(int32_t));
+        b->mask = (float *)pinned_alloc(B * L * sizeof(float));
+        b->cand = (int32_t *)pinned_alloc(B * C * sizeof(int32_t));
+        b->cap_B = g->max_B;
+        b->cap_L = g->max_L;
+        b->cap_C = g->max_C;
+        S->h_ids = (int32_t *)pinned_alloc(B * L * sizeof(int32_t));
+        S->h_fin = (int32_t *)pinned_alloc(B * sizeof(int32_t));
+        S->h_perm = (int32_t *)tmr_malloc(B * sizeof(int32_t));
+        S->h_sizes = (int32_t *)tmr_malloc(L * sizeof(int32_t));
+        S->h_off = (int64_t *)tmr_malloc((L + 1) * sizeof(int64_t));
+        S->d_hist = take_i(g, B * L);
+        S->d_pos = take_i(g, B * L);
+        S->d_cand = take_i(g, B * C);
+        S->d_ids = take_i(g, B * L);
+        S->d_fin = take_i(g, B);
+        CUDA_CHECK(cudaEventCreateWithFlags(&S->copied, cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&S->used, cudaEventDisableTiming));
+    }
+}
+
+extern "C" int gpu_train_epoch_staged(gpu_model_t *g, const corpus_t *c, int history_max,
+                                      const int32_t *train_neg, int num_neg,
+                                      const int64_t *order, adam_t *opt, gpu_epoch_t *e,
+                                      char *err, size_t errlen) {
+    const char *who = "gpu_train_epoch_staged";
+    const int64_t n = c->phase[PHASE_TRAIN].n_inst;
+    const int bs = e->batch_size;
+    if (bs < 1 || bs > g->max_B)
+        return tmr_error(err, errlen, "%s: batch size %d outside 1..%d", who, bs, g->max_B);
+    if (c->n_items != g->lay.cfg.n_items)
+        return tmr_error(err, errlen, "the corpus has %d items, the model %d", c->n_items,
+                         g->lay.cfg.n_items);
+    if (1 + num_neg > g->max_C)
+        return tmr_error(err, errlen, "%d candidates, the workspace %d", 1 + num_neg, g->max_C);
+    const int64_t n_batches = (n + bs - 1) / bs;
+    e->n_batches = n_batches;
+    e->next_batch = e->first_batch;
+    e->bad_batch = -1;
+    e->bad_loss = e->last_loss = 0;
+    e->graph_replays = 0;
+    if (e->first_batch < 0 || e->first_batch > n_batches)
+        return tmr_error(err, errlen, "epoch %u: cannot start at batch %lld of %lld", e->epoch + 1,
+                         (long long)e->first_batch, (long long)n_batches);
+    if (e->first_batch == n_batches) return 0;
+    const double t0 = tmr_now();
+    stage_alloc(g);
+    struct epoch_acc acc0 = {e->loss_sum, -1, 0.0f, 0.0f};
+    gpu_to_device(g->acc, &acc0, sizeof acc0);
+    int32_t *const hist0 = g->hist, *const pos0 = g->pos, *const cand0 = g->cand;
+    int32_t *const ids0 = g->pk_ids;
+    const int64_t step0 = e->step, adam0 = opt->step;
+    int64_t bi = e->first_batch;
+    const double t1 = tmr_now();
+    e->prepare_s = t1 - t0;
+    for (; bi < n_batches; bi++) {
+        struct stage_slot *S = &g->stage[bi & 1];
+        const int64_t s = bi * bs;
+        const int B = (int)(n - s < bs ? n - s : bs);
+        /* the pinned slot is free once its last copies (batch bi - 2) are done */
+        CUDA_CHECK(cudaEventSynchronize(S->copied));
+        batch_fill(&S->hb, c, PHASE_TRAIN, order + s, B, history_max, train_neg, num_neg, 0);
+        const int L = S->hb.L, C = S->hb.C;
+        const model_batch_t mb = {B, L, C, S->hb.hist, S->hb.pos, S->hb.length, S->hb.cand};
+        int64_t T = 0;
+        int n_steps = 0;
+        if (g->finetune)
+            n_steps = pack_compute(&mb, who, S->h_perm, S->h_sizes, S->h_off, S->h_ids, S->h_fin, &T);
+        /* copies wait until the step that last read the device slot (batch bi - 2) is done */
+        CUDA_CHECK(cudaStreamWaitEvent(g->copy_stream, S->used, 0));
+        const size_t bl = (size_t)B * L * sizeof(int32_t);
+        CUDA_CHECK(cudaMemcpyAsync(S->d_hist, S->hb.hist, bl, cudaMemcpyHostToDevice, g->copy_stream));
+        if (g->add_pos)
+            CUDA_CHECK(cudaMemcpyAsync(S->d_pos, S->hb.pos, bl, cudaMemcpyHostToDevice, g->copy_stream));
+        CUDA_CHECK(cudaMemcpyAsync(S->d_cand, S->hb.cand, (size_t)B * C * sizeof(int32_t),
+                                   cudaMemcpyHostToDevice, g->copy_stream));
+        if (g->finetune) {
+            CUDA_CHECK(cudaMemcpyAsync(S->d_ids, S->h_ids, (size_t)T * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, g->copy_stream));
+            CUDA_CHECK(cudaMemcpyAsync(S->d_fin, S->h_fin, (size_t)B * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, g->copy_stream));
+        }
+        CUDA_CHECK(cudaEventRecord(S->copied, g->copy_stream));
+        CUDA_CHECK(cudaStreamWaitEvent(gpu_launch_stream, S->copied, 0));
+        g->hist = S->d_hist;
+        g->pos = S->d_pos;
+        g->cand = S->d_cand;
+        g->B = B;
+        g->L = L;
+        g->C = C;
+        if (g->finetune) {
+            g->pk_ids = S->d_ids;
+            g->cur_final = S->d_fin;
+            g->cur_batch_sizes = S->h_sizes;
+            g->cur_step_off = S->h_off;
+            g->n_steps = n_steps;
+            g->T = T;
+        }
+        const dropout_key_t key = {e->seed, (uint32_t)(step0 + (bi - e->first_batch))};
+        train_step_device(g, key, bi, NULL);
+        gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v,
+                                &g->acc->bad, NULL, NULL);
+        CUDA_CHECK(cudaEventRecord(S->used, gpu_launch_stream));
+        if (e->after_batch && e->after_batch(e->ctx, bi, n_batches) && bi + 1 < n_batches) {
+            bi++;
+            break;
+        }
+    }
+    e->queue_s = tmr_now() - t1;
+    struct epoch_acc acc;
+    gpu_to_host(&acc, g->acc, sizeof acc);
+    g->hist = hist0;
+    g->pos = pos0;
+    g->cand = cand0;
+    g->pk_ids = ids0;
+    const int64_t applied = (acc.bad >= 0 ? acc.bad : bi) - e->first_batch;
+    e->next_batch = e->first_batch + applied;
+    e->bad_batch = acc.bad;
+    e->bad_loss = acc.bad_loss;
+    e->last_loss = acc.last_loss;
+    e->loss_sum = acc.loss_sum;
+    e->step = step0 + applied;
+    opt->step = adam0 + applied;
+    return 0;
+}

@@ -155,12 +155,22 @@ static void gpu_sync_to_host(trainer_t *t, int last_batch) {
 }
 
 #ifdef TIMIREC_CUDA
+/* How a GPU epoch runs (TIMIREC_GPU_EPOCH): the epoch driver on the device-resident corpus
+ * (default, "1"), host-built batches staged through pinned memory ("staged"), or the per-step
+ * path ("0"). detect_anomaly and the NaN test hook need the per-step path. */
+enum { GPU_EPOCH_STEP = 0, GPU_EPOCH_DEVICE = 1, GPU_EPOCH_STAGED = 2 };
+static int gpu_epoch_mode(const trainer_t *t, int training) {
+    if (!t->gpu) return GPU_EPOCH_STEP;
+    const char *env = getenv("TIMIREC_GPU_EPOCH");
+    if (env && env[0] == '0') return GPU_EPOCH_STEP;
+    if (training && (t->detect_anomaly || t->test_nan_tensor >= 0)) return GPU_EPOCH_STEP;
+    if (env && strcmp(env, "staged") == 0) return training ? GPU_EPOCH_STAGED : GPU_EPOCH_STEP;
+    return GPU_EPOCH_DEVICE;
+}
+
 /* The device-resident corpus for c, when the epoch driver is to be used (see trainer_t). */
 static struct gpu_data *device_data(trainer_t *t, const corpus_t *c, int training) {
-    if (!t->gpu) return NULL;
-    const char *env = getenv("TIMIREC_GPU_EPOCH");
-    if (env && env[0] == '0') return NULL;
-    if (training && (t->detect_anomaly || t->test_nan_tensor >= 0)) return NULL;
+    if (gpu_epoch_mode(t, training) != GPU_EPOCH_DEVICE) return NULL;
     if (t->gpu_data && t->gpu_data_corpus != c) {
         gpu_data_free(t->gpu_data);
         t->gpu_data = NULL;
@@ -174,9 +184,15 @@ static struct gpu_data *device_data(trainer_t *t, const corpus_t *c, int trainin
 
 /* After every queued batch of the device epoch: the progress bar and the stop flag, as the
  * per-step loop does them. */
+typedef struct {
+    trainer_t *t;
+    int64_t n;  /* training instances */
+} device_progress_t;
+
 static int device_after_batch(void *ctx, int64_t batch, int64_t n_batches) {
-    trainer_t *t = ctx;
-    const int64_t n = t->gpu_data_corpus->phase[PHASE_TRAIN].n_inst;
+    const device_progress_t *p = ctx;
+    trainer_t *t = p->t;
+    const int64_t n = p->n;
     const int64_t done = (batch + 1) * t->opts.batch_size;
     (void)n_batches;
     t->batches_run++;
@@ -190,8 +206,8 @@ enum { DEVICE_EPOCH_RERUN = 100 };
 /* The epoch through gpu_train_epoch. A non-finite loss: the parameters are those before that
  * batch and cur points at it; DEVICE_EPOCH_RERUN asks the caller to run it the per-step way,
  * which reports it exactly as it always has. */
-static int device_epoch(trainer_t *t, struct gpu_data *d, uint32_t epoch, epoch_cursor_t *cur,
-                        char *err, size_t errlen) {
+static int device_epoch(trainer_t *t, const corpus_t *c, struct gpu_data *d, uint32_t epoch,
+                        epoch_cursor_t *cur, char *err, size_t errlen) {
     gpu_sync_to_device(t);
     gpu_epoch_t e;
     memset(&e, 0, sizeof e);
@@ -201,10 +217,15 @@ static int device_epoch(trainer_t *t, struct gpu_data *d, uint32_t epoch, epoch_
     e.first_batch = cur->batch;
     e.loss_sum = cur->loss_sum;
     e.step = t->step;
+    device_progress_t prog = {t, c->phase[PHASE_TRAIN].n_inst};
     e.after_batch = device_after_batch;
-    e.ctx = t;
+    e.ctx = &prog;
     const int64_t runs0 = t->batches_run;
-    if (gpu_train_epoch(t->gpu, d, &t->adam, &e, err, errlen)) {
+    const int rc = d ? gpu_train_epoch(t->gpu, d, &t->adam, &e, err, errlen)
+                     : gpu_train_epoch_staged(t->gpu, c, t->opts.history_max, t->train_neg,
+                                              t->opts.num_neg, t->order, &t->adam, &e, err,
+                                              errlen);
+    if (rc) {
         gpu_sync_to_host(t, 0);
         return TRAIN_ERROR;
     }
@@ -236,9 +257,9 @@ int trainer_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_c
         return tmr_error(err, errlen, "epoch %u: cannot start at batch %lld of %lld", epoch + 1,
                          (long long)cur->batch, (long long)n_batches); /* TRAIN_ERROR */
 #ifdef TIMIREC_CUDA
-    struct gpu_data *d = device_data(t, c, 1);
-    if (d) {
-        int rc = device_epoch(t, d, epoch, cur, err, errlen);
+    const int mode = gpu_epoch_mode(t, 1);
+    if (mode == GPU_EPOCH_DEVICE) {
+        int rc = device_epoch(t, c, device_data(t, c, 1), epoch, cur, err, errlen);
         if (rc != DEVICE_EPOCH_RERUN) return rc;
         /* the per-step loop below meets the non-finite batch first and reports it */
     }
@@ -246,6 +267,12 @@ int trainer_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_c
     if (sampler_train_negatives(c, o->seed, epoch, o->num_neg, t->train_neg, err, errlen))
         return TRAIN_ERROR;
     sampler_shuffle(n, o->seed, epoch, t->order);
+#ifdef TIMIREC_CUDA
+    if (mode == GPU_EPOCH_STAGED) {
+        int rc = device_epoch(t, c, NULL, epoch, cur, err, errlen);
+        if (rc != DEVICE_EPOCH_RERUN) return rc;
+    }
+#endif
     gpu_sync_to_device(t);
     for (; cur->batch < n_batches; cur->batch++) {
         const int64_t s = cur->batch * o->batch_size;

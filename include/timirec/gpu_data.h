@@ -86,6 +86,17 @@ typedef struct {
 int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_epoch_t *e, char *err,
                     size_t errlen);
 
+/* The same epoch with host-built batches (the alternative, kept for measurement): the
+ * caller draws the negatives and the order on the host (sampler.h); each batch is built by
+ * batch_fill into one of two pinned slots, its GRU packing computed on the host beside it, and
+ * copied asynchronously on a copy stream of its own into one of two device slots (events order
+ * the copies after the step that last read the slot, and the step after its copies), so the
+ * host builds batch i+1 while the device trains on batch i. No graphs. Same results as
+ * gpu_train_epoch bit for bit. */
+int gpu_train_epoch_staged(gpu_model_t *g, const corpus_t *c, int history_max,
+                           const int32_t *train_neg, int num_neg, const int64_t *order,
+                           adam_t *opt, gpu_epoch_t *e, char *err, size_t errlen);
+
 /* Ranks (1 + candidates scored at least as high as the target, as metrics_rank) of every
  * instance of phase (PHASE_DEV or PHASE_TEST; the file's candidates) with the device's
  * parameters, in batches of eval_batch (<= the model's max_B) assembled on the device, ranks
