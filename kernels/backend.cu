@@ -101,6 +101,7 @@ struct gpu_model {
     char graphs_why[256];
 #ifndef TMR_EMULATE
     cudaStream_t stream;            /* graphs are captured on and replayed into this stream */
+    void *blas_ws;                  /* cuBLAS's workspace inside captures (no allocation there) */
 #endif
     /* staged host batches (gpu_train_epoch_staged): two pinned slots, two device slots */
     struct stage_slot *stage;       /* (2), NULL until first used */
@@ -120,6 +121,7 @@ struct stage_slot {
 /* One captured step: its shape, and what it captured pointers into (the corpus, the context's
  * scratch, which may be reallocated when a larger shape comes: the graph is then stale). */
 #define MAX_GRAPHS 16
+#define BLAS_WORKSPACE ((size_t)32 << 20) /* cuBLAS's recommendation for Hopper */
 struct step_graph {
     int B, L, bs;
     const void *data, *sort_buf, *sort_temp, *ones;
@@ -198,6 +200,7 @@ extern "C" gpu_model_t *gpu_model_create(const model_layout_t *lay, const float 
     if (!g->graphs) tmr_fatal("gpu_model_create: out of host memory");
 #ifndef TMR_EMULATE
     CUDA_CHECK(cudaStreamCreate(&g->stream));
+    g->blas_ws = take(g, BLAS_WORKSPACE);
 #endif
 
     g->x0 = take_f(g, n * d);
@@ -897,6 +900,8 @@ static int graph_step(gpu_model_t *g, gpu_data_t *d, adam_t *opt, int bs, int64_
     if (!sg->exec) {
         cudaGraph_t graph = NULL;
         gpu_set_launch_stream(ctx, g->stream);
+        /* after cublasSetStream, which resets it to the default pool */
+        CUBLAS_CHECK(cublasSetWorkspace(ctx->blas, g->blas_ws, BLAS_WORKSPACE));
         CUDA_CHECK(cudaStreamBeginCapture(g->stream, cudaStreamCaptureModeThreadLocal));
         pretrain_step_indexed(g, d, opt, bs, B, L);
         cudaError_t e = cudaStreamEndCapture(g->stream, &graph);
