@@ -107,17 +107,20 @@ static double forward_flops(const corpus_t *c, const model_config_t *cfg, int ph
     return f;
 }
 
-/* FLOPs of a training epoch (in file order: the sum does not depend on the shuffle except
- * through the padded lengths, which at these settings nearly every batch reaches) and of
- * evaluating the dev phase in batches of eval_batch. */
+/* FLOPs of a training epoch in the epoch's shuffled order (the padded lengths depend on it)
+ * and of evaluating the dev phase in batches of eval_batch. */
 static double epoch_flops(const corpus_t *c, const model_config_t *cfg, int bs, int hist,
-                          int64_t n_params) {
+                          int64_t n_params, uint64_t seed, uint32_t epoch) {
     const int64_t n = c->phase[PHASE_TRAIN].n_inst;
+    int64_t *order = malloc((size_t)(n + 1) * sizeof(int64_t));
+    if (!order) return 0;
+    sampler_shuffle(n, seed, epoch, order);
     double f = 0;
     for (int64_t s = 0; s < n; s += bs) {
         const int B = (int)(n - s < bs ? n - s : bs);
-        f += 3 * forward_flops(c, cfg, PHASE_TRAIN, NULL, s, B, hist, 2) + 12.0 * (double)n_params;
+        f += 3 * forward_flops(c, cfg, PHASE_TRAIN, order, s, B, hist, 2) + 12.0 * (double)n_params;
     }
+    free(order);
     return f;
 }
 static double eval_flops(const corpus_t *c, const model_config_t *cfg, int eb, int hist) {
@@ -353,7 +356,8 @@ int main(int argc, char **argv) {
             }
             const double eval_ms = 1e3 * bench_median(ev, 5);
             free(ranks);
-            const double flops = epoch_flops(&c, &cfg, o.batch_size, o.history_max, t.lay.total);
+            const double flops =
+                epoch_flops(&c, &cfg, o.batch_size, o.history_max, t.lay.total, o.seed, 1);
             const double gflops = flops / epoch_s / 1e9;
             printf("%-9s %6d %5d %3d %-10s %9.3f %11.0f %8.2f %8.3f %8.3f %9.1f %5.1f%%\n",
                    stage_name(s->stage), s->batch, s->hist, s->K, "device", epoch_s,
