@@ -375,6 +375,8 @@ int main(int argc, char **argv) {
                 fprintf(csv, "%s,%s,%s,%s,%s,cuda,%d,%d,%d,%.4f,%.0f,%.2f\n", device, date,
                         commit_id(), dataset, stage_name(s->stage), s->batch, s->hist, s->K,
                         epoch_s, n_train / epoch_s, eval_ms);
+            double best_s = epoch_s;
+            const char *best = "device (TIMIREC_GPU_EPOCH=device)";
             if (per_step && si < 2) { /* the alternatives, same model, one epoch each */
                 const char *labels[3] = {"per-step", "staged", "no-graphs"};
                 const char *backend[3] = {"cuda-per-step", "cuda-staged", "cuda-no-graphs"};
@@ -410,6 +412,11 @@ int main(int argc, char **argv) {
                         status = 1;
                         continue;
                     }
+                    if (alt < 2 && dt < best_s) {
+                        best_s = dt;
+                        best = alt == 0 ? "per-step (TIMIREC_GPU_EPOCH=0)"
+                                        : "staged (TIMIREC_GPU_EPOCH=staged)";
+                    }
                     printf("%-9s %6d %5d %3d %-10s %9.3f %11.0f %8s %8s %8s %9.1f\n",
                            stage_name(s->stage), s->batch, s->hist, s->K, labels[alt], dt,
                            n_train / dt, "", "", "", flops / dt / 1e9);
@@ -419,6 +426,9 @@ int main(int argc, char **argv) {
                                 s->batch, s->hist, s->K, dt, n_train / dt);
                 }
             }
+            if (per_step && si < 2)
+                printf("  fastest %s epoch: %s (trainer.c GPU_EPOCH_DEFAULT)\n",
+                       stage_name(s->stage), best);
             gpu_data_free(d);
             trainer_free(&t);
         }

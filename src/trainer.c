@@ -155,20 +155,29 @@ static void gpu_sync_to_host(trainer_t *t, int last_batch) {
 }
 
 #ifdef TIMIREC_CUDA
-/* How a GPU epoch runs (TIMIREC_GPU_EPOCH): the epoch driver on the device-resident corpus
- * (default, "1"), host-built batches staged through pinned memory ("staged"), or the per-step
- * path ("0"). detect_anomaly and the NaN test hook need the per-step path. */
+/* How a GPU training epoch runs (TIMIREC_GPU_EPOCH): "staged", host-built batches (batch_fill,
+ * as the per-step path builds them) staged through pinned memory into the epoch driver;
+ * "device" (or "1"), the epoch driver on the device-resident corpus (device negatives,
+ * shuffle and batches; pretrain steps replayed from CUDA graphs); "0", the per-step path (one
+ * synchronisation per step). All three give the same results bit for bit (test_gpu_epoch).
+ * The default stays on host-built batches until bench_gpu_epoch has measured the device path
+ * on a GPU (bench/results/epoch.csv): then set GPU_EPOCH_DEFAULT to the faster.
+ * detect_anomaly and the NaN test hook need the per-step path. Evaluation on the GPU always
+ * goes through gpu_eval_phase (device batches and ranks) unless TIMIREC_GPU_EPOCH=0. */
 enum { GPU_EPOCH_STEP = 0, GPU_EPOCH_DEVICE = 1, GPU_EPOCH_STAGED = 2 };
+#define GPU_EPOCH_DEFAULT GPU_EPOCH_STAGED
 static int gpu_epoch_mode(const trainer_t *t, int training) {
     if (!t->gpu) return GPU_EPOCH_STEP;
     const char *env = getenv("TIMIREC_GPU_EPOCH");
     if (env && env[0] == '0') return GPU_EPOCH_STEP;
-    if (training && (t->detect_anomaly || t->test_nan_tensor >= 0)) return GPU_EPOCH_STEP;
-    if (env && strcmp(env, "staged") == 0) return training ? GPU_EPOCH_STAGED : GPU_EPOCH_STEP;
-    return GPU_EPOCH_DEVICE;
+    if (!training) return GPU_EPOCH_DEVICE;
+    if (t->detect_anomaly || t->test_nan_tensor >= 0) return GPU_EPOCH_STEP;
+    if (env && (strcmp(env, "device") == 0 || strcmp(env, "1") == 0)) return GPU_EPOCH_DEVICE;
+    if (env && strcmp(env, "staged") == 0) return GPU_EPOCH_STAGED;
+    return GPU_EPOCH_DEFAULT;
 }
 
-/* The device-resident corpus for c, when the epoch driver is to be used (see trainer_t). */
+/* The device-resident corpus for c, when the epoch driver is to use it (see trainer_t). */
 static struct gpu_data *device_data(trainer_t *t, const corpus_t *c, int training) {
     if (gpu_epoch_mode(t, training) != GPU_EPOCH_DEVICE) return NULL;
     if (t->gpu_data && t->gpu_data_corpus != c) {

@@ -56,10 +56,11 @@ typedef struct {
      * between trainer calls (uploaded when an epoch or an evaluation starts, downloaded when
      * an epoch ends), so checkpoints read and write them as with the CPU backend. */
     struct gpu_model *gpu;
-    /* With gpu: the corpus resident on the device (gpu_data.h), made at the first epoch for
-     * gpu_data_corpus; epochs and dev/test evaluation then run through the backend's epoch
-     * driver (no host batches, no per-step synchronisation) unless TIMIREC_GPU_EPOCH=0, or
-     * detect_anomaly / a test hook asks for the per-step path. */
+    /* With gpu: the corpus resident on the device (gpu_data.h), made when first needed for
+     * gpu_data_corpus: dev/test evaluation runs on it (gpu_eval_phase), and so do training
+     * epochs with TIMIREC_GPU_EPOCH=device; by default epochs stage host-built batches through
+     * pinned memory into the backend's epoch driver (no per-step synchronisation either way);
+     * TIMIREC_GPU_EPOCH=0, detect_anomaly or a test hook: the per-step path (trainer.c). */
     struct gpu_data *gpu_data;
     const corpus_t *gpu_data_corpus;
     char backend[512];     /* "CPU", or "CUDA: <device>", or why use_gpu fell back to the CPU */
