@@ -73,6 +73,8 @@ int main(void) {
     }
     char device[512];
     snprintf(device, sizeof device, "%s", desc);
+    device[strcspn(device, "(")] = 0; /* the driver's name, as bench_gpu_epoch writes it */
+    for (size_t k = strlen(device); k > 0 && device[k - 1] == ' ';) device[--k] = 0;
     for (char *p = device; *p; p++)
         if (*p == ',') *p = ';';
     char cpu_name[256];

@@ -45,7 +45,7 @@ fi
 # (out-of-bounds and misaligned device accesses, the device-side twin of the ASan run of the
 # emulated backend in make asan).
 if [ "${GPU_CHECK_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
-    for name in test_gpu_extractor test_gpu_heads test_gpu_predictor test_gpu_model; do
+    for name in test_gpu_extractor test_gpu_heads test_gpu_predictor test_gpu_model test_gpu_sampler test_gpu_epoch; do
         TMR_SMALL_SHAPES=1 timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 \
             "$build/tests/$name" > "$out/memcheck_$name.log" 2>&1
         rc=$?

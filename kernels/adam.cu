@@ -30,9 +30,11 @@ __device__ __forceinline__ int adam_tensor_of(const adam_table_t *table, int64_t
 #define ADAM_THREADS 256
 #define ADAM_MAX_BLOCKS 2048 /* enough to fill any current GPU; more elements loop */
 
-__global__ void adam_kernel(int64_t n, adam_table_t table, adam_scalars_t s,
-                            float *__restrict__ params, const float *__restrict__ grads,
-                            float *__restrict__ m, float *__restrict__ v) {
+/* This thread's share of the update (grid-stride over groups of four, then the tail). */
+__device__ __forceinline__ void adam_body(int64_t n, const adam_table_t &table,
+                                          const adam_scalars_t &s, float *__restrict__ params,
+                                          const float *__restrict__ grads, float *__restrict__ m,
+                                          float *__restrict__ v) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     const int64_t first = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t n4 = n / 4;
@@ -61,30 +63,76 @@ __global__ void adam_kernel(int64_t n, adam_table_t table, adam_scalars_t s,
     }
 }
 
+__global__ void adam_kernel(int64_t n, adam_table_t table, adam_scalars_t s,
+                            float *__restrict__ params, const float *__restrict__ grads,
+                            float *__restrict__ m, float *__restrict__ v) {
+    adam_body(n, table, s, params, grads, m, v);
+}
+
+/* The launch shape and the float4 alignment check shared by both launchers. */
+static unsigned adam_blocks(int64_t n, const float *params, const float *grads, const float *m,
+                            const float *v) {
+    if (((uintptr_t)params | (uintptr_t)grads | (uintptr_t)m | (uintptr_t)v) & 15u)
+        tmr_fatal("gpu_adam_update: params, grads, m and v must be 16-byte aligned (float4)");
+    const int64_t groups = (n + 3) / 4;
+    int64_t blocks = (groups + ADAM_THREADS - 1) / ADAM_THREADS;
+    if (blocks > ADAM_MAX_BLOCKS) blocks = ADAM_MAX_BLOCKS;
+    return (unsigned)blocks;
+}
+
+/* The step's scalars and the per-tensor table (opt->step advances). */
+static void adam_prepare(adam_t *opt, const model_layout_t *lay, adam_scalars_t *s,
+                         adam_table_t *table) {
+    opt->step++;
+    *s = tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps, opt->l2, opt->step);
+    memset(table, 0, sizeof *table);
+    table->n = lay->n_tensors;
+    for (int t = 0; t < lay->n_tensors; t++) {
+        const param_t *p = &lay->t[t];
+        if (p->offset != (t ? table->end[t - 1] : 0))
+            tmr_fatal("gpu_adam_update: tensor %s is not contiguous with the one before", p->name);
+        table->end[t] = p->offset + p->size;
+        table->decay[t] = p->decay ? s->l2 : 0.0f;
+    }
+    if (lay->n_tensors < 1 || table->end[lay->n_tensors - 1] != lay->total)
+        tmr_fatal("gpu_adam_update: the layout's tensors do not cover its %lld elements",
+                  (long long)lay->total);
+}
+
 extern "C" void gpu_adam_update(gpu_ctx_t *ctx, adam_t *opt, const model_layout_t *lay,
                                 float *params, const float *grads, float *m, float *v) {
     (void)ctx;
-    opt->step++;
-    const adam_scalars_t s =
-        tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps, opt->l2, opt->step);
+    adam_scalars_t s;
     adam_table_t table;
-    memset(&table, 0, sizeof table);
-    table.n = lay->n_tensors;
-    for (int t = 0; t < lay->n_tensors; t++) {
-        const param_t *p = &lay->t[t];
-        if (p->offset != (t ? table.end[t - 1] : 0))
-            tmr_fatal("gpu_adam_update: tensor %s is not contiguous with the one before", p->name);
-        table.end[t] = p->offset + p->size;
-        table.decay[t] = p->decay ? s.l2 : 0.0f;
-    }
-    if (lay->n_tensors < 1 || table.end[lay->n_tensors - 1] != lay->total)
-        tmr_fatal("gpu_adam_update: the layout's tensors do not cover its %lld elements",
-                  (long long)lay->total);
-    if (((uintptr_t)params | (uintptr_t)grads | (uintptr_t)m | (uintptr_t)v) & 15u)
-        tmr_fatal("gpu_adam_update: params, grads, m and v must be 16-byte aligned (float4)");
-    const int64_t n = lay->total, groups = (n + 3) / 4;
-    int64_t blocks = (groups + ADAM_THREADS - 1) / ADAM_THREADS;
-    if (blocks > ADAM_MAX_BLOCKS) blocks = ADAM_MAX_BLOCKS;
+    adam_prepare(opt, lay, &s, &table);
+    const unsigned blocks = adam_blocks(lay->total, params, grads, m, v);
     if (blocks < 1) return;
-    KLAUNCH(adam_kernel, (unsigned)blocks, ADAM_THREADS, 0, n, table, s, params, grads, m, v);
+    KLAUNCH(adam_kernel, blocks, ADAM_THREADS, 0, lay->total, table, s, params, grads, m, v);
+}
+
+/* The same, skipped on the device once *bad >= 0 (the epoch driver's first non-finite loss:
+ * that step and every later one leave the parameters and moments as they were); the scalars
+ * from by_batch[*batch_ctr] when given (graph replays freeze the arguments). */
+__global__ void adam_guarded_kernel(int64_t n, adam_table_t table, adam_scalars_t s,
+                                    const int64_t *__restrict__ bad,
+                                    const adam_scalars_t *__restrict__ by_batch,
+                                    const int64_t *__restrict__ batch_ctr,
+                                    float *__restrict__ params, const float *__restrict__ grads,
+                                    float *__restrict__ m, float *__restrict__ v) {
+    if (*bad >= 0) return;
+    adam_body(n, table, by_batch ? by_batch[*batch_ctr] : s, params, grads, m, v);
+}
+
+void gpu_adam_update_guarded(gpu_ctx_t *ctx, adam_t *opt, const model_layout_t *lay,
+                             float *params, const float *grads, float *m, float *v,
+                             const int64_t *bad, const adam_scalars_t *by_batch,
+                             const int64_t *batch_ctr) {
+    (void)ctx;
+    adam_scalars_t s;
+    adam_table_t table;
+    adam_prepare(opt, lay, &s, &table);
+    const unsigned blocks = adam_blocks(lay->total, params, grads, m, v);
+    if (blocks < 1) return;
+    KLAUNCH(adam_guarded_kernel, blocks, ADAM_THREADS, 0, lay->total, table, s, bad, by_batch,
+            batch_ctr, params, grads, m, v);
 }

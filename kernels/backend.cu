@@ -2,16 +2,22 @@
  * composition of the layer operations into the training step and evaluation, restating
  * src/cpu/model_step.inc, extractor_forward/backward (src/cpu/extractor.inc) and
  * predictor_forward/backward (src/cpu/predictor.inc) call for call, on device buffers that
- * mirror the CPU caches. The batch arrives as host arrays: it is checked on the host (the CPU
- * backend's checks, same messages) and copied over; the GRU's packing is computed on the host
- * from the lengths. */
+ * mirror the CPU caches. gpu_train_step/gpu_eval_scores take the batch as host arrays: it is
+ * checked on the host (the CPU backend's checks, same messages) and copied over. The epoch
+ * driver (gpu_train_epoch, gpu_eval_phase; gpu_data.h) assembles its batches on the device
+ * from the resident corpus and sums the losses on the device, so the host never waits for the
+ * device between steps. The GRU's packing (sort by length, rows per time step) is computed on
+ * the host from the lengths in both cases: gpu_gru_forward sizes its launches from it, so the
+ * host must know it anyway, and it knows every instance's length without asking the device;
+ * the driver plans a whole epoch's packing at once and uploads it in one copy. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.cuh"
+#include "data.cuh"
 #include "timirec/gpu.h"
 
-#define MAX_ALLOCS 96
+#define MAX_ALLOCS 128
 
 struct gpu_model {
     model_layout_t lay;
@@ -26,6 +32,7 @@ struct gpu_model {
     float *params, *grads, *adam_m, *adam_v;  /* (lay.total) */
     int32_t *hist, *pos;  /* (B, L) */
     int32_t *cand;        /* (B, C) */
+    int32_t *length;      /* (B) device batches (epoch driver) */
 
     /* extractor activations and scratch, as extractor_cache_t (n = B * L rows) */
     float *x0, *q, *k, *v;          /* (n, d) */
@@ -50,6 +57,9 @@ struct gpu_model {
     /* predictor (finetune), as predictor_cache_t; T = packed rows <= B * L */
     int32_t *pk_ids;                /* (T) E2 row of each packed row */
     int32_t *final_row;             /* (B) packed row of each sequence's last item, -1: none */
+    const int32_t *cur_final;       /* final rows of the batch running (final_row or a plan's) */
+    const int32_t *cur_batch_sizes; /* host: the running batch's rows per step ... */
+    const int64_t *cur_step_off;    /* host: ... and their offsets */
     float *px, *ghn, *ph, *pdh, *pdx;  /* (T, d) */
     float *gates, *pdgi, *pdgh;     /* (T, 3d) */
     float *pg, *pdg;                /* (B, d) */
@@ -61,6 +71,71 @@ struct gpu_model {
     int n_steps;
     int64_t T;
     int training;                   /* the last predictor forward */
+
+    /* epoch driver: the losses summed on the device */
+    double *rank_rows, *kl_rows;    /* (B) per-row loss terms */
+    struct epoch_acc *acc;          /* device */
+    /* a plan of batches (shapes and GRU packing) for an epoch or an evaluation phase */
+    int64_t plan_cap_n, plan_cap_batches;
+    int32_t *plan_L;                /* host (n_batches) padded length of each batch */
+    int32_t *plan_perm, *plan_final;        /* host (n): per batch, packed slot -> row, final rows */
+    int32_t *plan_batch_sizes;      /* host (n_batches, max_L) */
+    int64_t *plan_step_off;         /* host (n_batches, max_L + 1) */
+    int32_t *plan_perm_d, *plan_final_d;    /* device copies (n) */
+    int64_t *plan_step_off_d;       /* device copy (n_batches, max_L + 1) */
+    int64_t *h_order;               /* host (n) the epoch's order */
+    int64_t h_order_cap;
+    int32_t *eval_len;              /* host scratch */
+    int64_t *ranks_d;               /* (n) device ranks of an evaluation phase */
+    int64_t ranks_cap;
+
+    /* CUDA graphs of the pretrain step (epoch driver): the step's varying inputs come from
+     * device memory, so one captured graph per batch shape replays every batch of it */
+    int64_t *batch_ctr;             /* device: the batch the next step trains on */
+    adam_scalars_t *adam_by_batch;  /* device (adam_cap) Adam's scalars for each batch */
+    adam_scalars_t *h_adam_by_batch;
+    int64_t adam_cap;
+    struct step_graph *graphs;      /* (MAX_GRAPHS) */
+    int n_graphs;
+    int graphs_failed;              /* capture or instantiation failed once: direct launches */
+    char graphs_why[256];
+#ifndef TMR_EMULATE
+    cudaStream_t stream;            /* graphs are captured on and replayed into this stream */
+    void *blas_ws;                  /* cuBLAS's workspace inside captures (no allocation there) */
+#endif
+    /* staged host batches (gpu_train_epoch_staged): two pinned slots, two device slots */
+    struct stage_slot *stage;       /* (2), NULL until first used */
+    cudaStream_t copy_stream;
+};
+
+struct stage_slot {
+    batch_t hb;                     /* pinned: the batch as batch_fill writes it */
+    int32_t *h_ids, *h_fin;         /* pinned (B * L), (B): GRU packing staged with it */
+    int32_t *h_perm, *h_sizes;      /* host (B), (L) */
+    int64_t *h_off;                 /* host (L + 1) */
+    int32_t *d_hist, *d_pos, *d_cand, *d_ids, *d_fin;  /* device copies */
+    cudaEvent_t copied;             /* the slot's copies are done: the pinned slot is free */
+    cudaEvent_t used;               /* the step reading the device slot is done */
+};
+
+/* One captured step: its shape, and what it captured pointers into (the corpus, the context's
+ * scratch, which may be reallocated when a larger shape comes: the graph is then stale). */
+#define MAX_GRAPHS 16
+#define BLAS_WORKSPACE ((size_t)32 << 20) /* cuBLAS's recommendation for Hopper */
+struct step_graph {
+    int B, L, bs;
+    const void *data, *sort_buf, *sort_temp, *ones;
+    int seen;                       /* batches of this shape launched directly so far */
+#ifndef TMR_EMULATE
+    cudaGraphExec_t exec;           /* NULL: not captured (yet, or stale) */
+#endif
+};
+
+/* The epoch's running sums on the device (read once when the epoch stops). */
+struct epoch_acc {
+    double loss_sum;    /* losses of the applied batches, added in batch order */
+    int64_t bad;        /* first batch with a non-finite loss, -1: none */
+    float bad_loss, last_loss;
 };
 
 static void *take(gpu_model_t *g, size_t bytes) {
@@ -116,6 +191,17 @@ extern "C" gpu_model_t *gpu_model_create(const model_layout_t *lay, const float 
     g->hist = take_i(g, n);
     g->pos = take_i(g, n);
     g->cand = take_i(g, B * (size_t)max_C);
+    g->length = take_i(g, B);
+    g->rank_rows = (double *)take(g, B * sizeof(double));
+    g->kl_rows = (double *)take(g, B * sizeof(double));
+    g->acc = (struct epoch_acc *)take(g, sizeof(struct epoch_acc));
+    g->batch_ctr = (int64_t *)take(g, sizeof(int64_t));
+    g->graphs = (struct step_graph *)calloc(MAX_GRAPHS, sizeof(struct step_graph));
+    if (!g->graphs) tmr_fatal("gpu_model_create: out of host memory");
+#ifndef TMR_EMULATE
+    CUDA_CHECK(cudaStreamCreate(&g->stream));
+    g->blas_ws = take(g, BLAS_WORKSPACE);
+#endif
 
     g->x0 = take_f(g, n * d);
     g->t = take_f(g, n * (size_t)g->a);
@@ -194,6 +280,40 @@ extern "C" void gpu_model_free(gpu_model_t *g) {
     free(g->h_step_off);
     free(g->h_ids);
     free(g->h_final);
+    free(g->plan_L);
+    free(g->plan_perm);
+    free(g->plan_final);
+    free(g->plan_batch_sizes);
+    free(g->plan_step_off);
+    gpu_free(g->plan_perm_d);
+    gpu_free(g->plan_final_d);
+    gpu_free(g->plan_step_off_d);
+    free(g->h_order);
+    free(g->eval_len);
+    gpu_free(g->ranks_d);
+    free(g->h_adam_by_batch);
+    gpu_free(g->adam_by_batch);
+#ifndef TMR_EMULATE
+    for (int i = 0; i < g->n_graphs; i++)
+        if (g->graphs[i].exec) cudaGraphExecDestroy(g->graphs[i].exec);
+    cudaStreamDestroy(g->stream);
+#endif
+    free(g->graphs);
+    if (g->stage) {
+        for (int k = 0; k < 2; k++) {
+            struct stage_slot *S = &g->stage[k];
+            void *pinned[] = {S->hb.user, S->hb.length, S->hb.hist, S->hb.pos, S->hb.mask,
+                              S->hb.cand, S->h_ids, S->h_fin};
+            for (size_t i = 0; i < sizeof pinned / sizeof pinned[0]; i++) cudaFreeHost(pinned[i]);
+            free(S->h_perm);
+            free(S->h_sizes);
+            free(S->h_off);
+            cudaEventDestroy(S->copied);
+            cudaEventDestroy(S->used);
+        }
+        free(g->stage);
+        cudaStreamDestroy(g->copy_stream);
+    }
     free(g);
 }
 
@@ -247,8 +367,11 @@ static void upload_batch(gpu_model_t *g, const model_batch_t *b, const char *who
 
 /* The GRU's packing (predictor_decl.h "Packed order", as gru_pack): sequences sorted by length,
  * longest first, ties in batch order; plus each packed row's E2 id and each sequence's final
- * packed row. Copies the ids and final rows to the device. */
-static void pack_batch(gpu_model_t *g, const model_batch_t *b, const char *who) {
+ * packed row, into host arrays perm (B), batch_sizes (L), step_off (L + 1), ids (B * L),
+ * fin (B). Returns the number of steps; *T gets the packed rows. */
+static int pack_compute(const model_batch_t *b, const char *who, int32_t *perm,
+                        int32_t *batch_sizes, int64_t *step_off, int32_t *ids, int32_t *fin,
+                        int64_t *T) {
     const int B = b->B, L = b->L;
     if (!b->length) tmr_fatal("%s: the finetune stage needs the history lengths", who);
     int n_steps = 0;
@@ -260,24 +383,33 @@ static void pack_batch(gpu_model_t *g, const model_batch_t *b, const char *who) 
     int slot = 0;
     for (int len = n_steps; len >= 0; len--)
         for (int i = 0; i < B; i++)
-            if (b->length[i] == len) g->h_perm[slot++] = i;
-    for (int t = 0; t < L; t++) g->h_batch_sizes[t] = 0;
+            if (b->length[i] == len) perm[slot++] = i;
+    for (int t = 0; t < L; t++) batch_sizes[t] = 0;
     for (int i = 0; i < B; i++)
-        for (int t = 0; t < b->length[i]; t++) g->h_batch_sizes[t]++;
-    g->h_step_off[0] = 0;
+        for (int t = 0; t < b->length[i]; t++) batch_sizes[t]++;
+    step_off[0] = 0;
     for (int t = 0; t < L; t++)
-        g->h_step_off[t + 1] = g->h_step_off[t] + (t < n_steps ? g->h_batch_sizes[t] : 0);
-    g->n_steps = n_steps;
-    g->T = g->h_step_off[n_steps];
+        step_off[t + 1] = step_off[t] + (t < n_steps ? batch_sizes[t] : 0);
+    *T = step_off[n_steps];
     for (int t = 0; t < n_steps; t++)
-        for (int i = 0; i < g->h_batch_sizes[t]; i++)
-            g->h_ids[g->h_step_off[t] + i] = b->hist[(int64_t)g->h_perm[i] * L + t];
+        for (int i = 0; i < batch_sizes[t]; i++)
+            ids[step_off[t] + i] = b->hist[(int64_t)perm[i] * L + t];
     for (int i = 0; i < B; i++) {
-        const int bi = g->h_perm[i], len = b->length[bi];
-        g->h_final[bi] = len == 0 ? -1 : (int32_t)(g->h_step_off[len - 1] + i);
+        const int bi = perm[i], len = b->length[bi];
+        fin[bi] = len == 0 ? -1 : (int32_t)(step_off[len - 1] + i);
     }
+    return n_steps;
+}
+
+/* pack_compute into g's host arrays, then the ids and final rows to the device. */
+static void pack_batch(gpu_model_t *g, const model_batch_t *b, const char *who) {
+    g->n_steps = pack_compute(b, who, g->h_perm, g->h_batch_sizes, g->h_step_off, g->h_ids,
+                              g->h_final, &g->T);
     gpu_to_device(g->pk_ids, g->h_ids, (size_t)g->T * sizeof(int32_t));
-    gpu_to_device(g->final_row, g->h_final, (size_t)B * sizeof(int32_t));
+    gpu_to_device(g->final_row, g->h_final, (size_t)b->B * sizeof(int32_t));
+    g->cur_final = g->final_row;
+    g->cur_batch_sizes = g->h_batch_sizes;
+    g->cur_step_off = g->h_step_off;
 }
 
 /* ---- extractor ---------------------------------------------------------------------------- */
@@ -368,17 +500,16 @@ __global__ void scatter_final_kernel(int64_t n, int d, const int32_t *__restrict
     if (r >= 0) dh[(int64_t)r * d + j] = dg[i];
 }
 
-static void predictor_forward(gpu_model_t *g, const model_batch_t *b, int training,
-                              dropout_key_t key, const char *who) {
+/* After pack_batch or plan_use_batch. */
+static void predictor_forward(gpu_model_t *g, int training, dropout_key_t key) {
     gpu_ctx_t *ctx = g->ctx;
     const int B = g->B, d = g->d;
-    pack_batch(g, b, who);
     g->training = training;
     /* The packed inputs from E2 (ids were checked against the extractor's smaller range). */
     gpu_ext_embed_forward(ctx, PRM(P_PRED_ITEM_EMB), NULL, g->pk_ids, NULL, g->T, d, g->px);
     gpu_gru_forward(ctx, d, PRM(P_GRU_W_IH), PRM(P_GRU_W_HH), PRM(P_GRU_B_IH), PRM(P_GRU_B_HH),
-                    g->n_steps, g->h_batch_sizes, g->h_step_off, g->px, g->gates, g->ghn, g->ph);
-    LAUNCH(gather_final_kernel, (int64_t)B * d, d, g->final_row, g->ph, g->pg);
+                    g->n_steps, g->cur_batch_sizes, g->cur_step_off, g->px, g->gates, g->ghn, g->ph);
+    LAUNCH(gather_final_kernel, (int64_t)B * d, d, g->cur_final, g->ph, g->pg);
     gpu_proj_forward(ctx, &g->lay, g->params, g->pg, B, training, key, g->acts, g->pred_intent);
 }
 
@@ -389,47 +520,104 @@ static void predictor_backward(gpu_model_t *g) {
                       g->pdg, g->ppwork, g->grads);
     if (g->T == 0) return;
     gpu_zero(g->pdh, (size_t)(g->T * d) * sizeof(float));
-    LAUNCH(scatter_final_kernel, (int64_t)B * d, d, g->final_row, g->pdg, g->pdh);
-    gpu_gru_backward(ctx, d, PRM(P_GRU_W_IH), PRM(P_GRU_W_HH), g->n_steps, g->h_batch_sizes,
-                     g->h_step_off, g->px, g->gates, g->ghn, g->ph, g->pdh, g->pdgi, g->pdgh,
+    LAUNCH(scatter_final_kernel, (int64_t)B * d, d, g->cur_final, g->pdg, g->pdh);
+    gpu_gru_backward(ctx, d, PRM(P_GRU_W_IH), PRM(P_GRU_W_HH), g->n_steps, g->cur_batch_sizes,
+                     g->cur_step_off, g->px, g->gates, g->ghn, g->ph, g->pdh, g->pdgi, g->pdgh,
                      g->pdx, GRD(P_GRU_W_IH), GRD(P_GRU_W_HH), GRD(P_GRU_B_IH), GRD(P_GRU_B_HH));
     gpu_scatter_add_rows(ctx, g->pk_ids, g->T, d, g->pdx, GRD(P_PRED_ITEM_EMB));
 }
 
 /* ---- the step ----------------------------------------------------------------------------- */
 
-extern "C" float gpu_train_step(gpu_model_t *g, const model_batch_t *b, dropout_key_t key) {
-    const char *who = "gpu_train_step";
-    upload_batch(g, b, who);
+/* One thread: the step's loss from the per-row terms exactly as gpu_ranking_loss and
+ * gpu_distill_loss and the trainer compute it on the host (the rows summed in double in row
+ * order, each term rounded to float, the float sum added to the epoch's double sum), so the
+ * epoch's loss is the per-step path's bit for bit. A non-finite loss marks the batch bad;
+ * nothing is added from then on. */
+__global__ void loss_accumulate_kernel(int64_t n, int B, int has_kl, double temp,
+                                       const double *__restrict__ rank_rows,
+                                       const double *__restrict__ kl_rows, int64_t batch_arg,
+                                       const int64_t *__restrict__ batch_ctr,
+                                       struct epoch_acc *__restrict__ acc) {
+    THREAD_INDEX(i, n);
+    (void)i;
+    const int64_t batch = batch_ctr ? *batch_ctr : batch_arg;
+    double sum = 0;
+    for (int b = 0; b < B; b++) sum += rank_rows[b];
+    float loss = (float)(sum / B);
+    if (has_kl) {
+        double kl = 0;
+        for (int b = 0; b < B; b++) kl += kl_rows[b];
+        loss += (float)(temp * temp * kl / B);
+    }
+    if (acc->bad >= 0) return;
+    if (!isfinite(loss)) {
+        acc->bad = batch;
+        acc->bad_loss = loss;
+        return;
+    }
+    acc->loss_sum += (double)loss;
+    acc->last_loss = loss;
+}
+
+/* Forward, loss, backward of the batch in g's device buffers (and, finetune, its packing).
+ * batch < 0 and no batch_ctr: returns the loss (read back: the host waits); else the loss goes
+ * into the device's epoch sums as batch `batch` (or *batch_ctr, read on the device), and 0 is
+ * returned. */
+static float train_step_device(gpu_model_t *g, dropout_key_t key, int64_t batch,
+                               const int64_t *batch_ctr) {
     gpu_ctx_t *ctx = g->ctx;
     const model_config_t *cfg = &g->lay.cfg;
     const int B = g->B, C = g->C, K = g->K, d = g->d;
     const float *E = PRM(P_EXT_ITEM_EMB);
     float *dE = GRD(P_EXT_ITEM_EMB);
+    const int on_device = batch >= 0 || batch_ctr;
     gpu_zero(g->grads, (size_t)g->lay.total * sizeof(float));
     extractor_forward(g);
-    float loss;
+    float loss = 0;
     gpu_zero(g->dV, (size_t)B * K * d * sizeof(float));
     if (cfg->stage == STAGE_PRETRAIN) {
-        loss = gpu_pretrain_rank(ctx, E, g->V, g->cand, B, C, K, d, g->kstar, g->scores,
-                                 g->dscores);
+        if (on_device)
+            gpu_pretrain_rank_rows(ctx, E, g->V, g->cand, B, C, K, d, g->kstar, g->scores,
+                                   g->dscores, g->rank_rows);
+        else
+            loss = gpu_pretrain_rank(ctx, E, g->V, g->cand, B, C, K, d, g->kstar, g->scores,
+                                     g->dscores);
         gpu_pretrain_scores_backward(ctx, E, g->V, g->cand, B, C, K, d, g->kstar, g->dscores,
                                      g->dV, dE, g->head_work);
     } else {
-        predictor_forward(g, b, 1, key, who);
+        predictor_forward(g, 1, key);
         gpu_zero(g->d_pred_intent, (size_t)B * K * sizeof(float));
-        const float kl = gpu_user_vector_distill(ctx, E, g->V, g->cand, g->pred_intent, B, C, K,
-                                                 d, cfg->temp, g->w, g->u, g->target_intent,
-                                                 g->d_pred_intent);
-        loss = gpu_candidate_rank(ctx, E, g->u, g->cand, B, C, d, g->scores, g->dscores);
-        loss += kl;
+        if (on_device) {
+            gpu_user_vector_distill_rows(ctx, E, g->V, g->cand, g->pred_intent, B, C, K, d,
+                                         cfg->temp, g->w, g->u, g->target_intent,
+                                         g->d_pred_intent, g->kl_rows);
+            gpu_candidate_rank_rows(ctx, E, g->u, g->cand, B, C, d, g->scores, g->dscores,
+                                    g->rank_rows);
+        } else {
+            const float kl = gpu_user_vector_distill(ctx, E, g->V, g->cand, g->pred_intent, B, C,
+                                                     K, d, cfg->temp, g->w, g->u,
+                                                     g->target_intent, g->d_pred_intent);
+            loss = gpu_candidate_rank(ctx, E, g->u, g->cand, B, C, d, g->scores, g->dscores);
+            loss += kl;
+        }
         gpu_zero(g->du, (size_t)B * d * sizeof(float));
         gpu_finetune_head_backward(ctx, E, g->V, g->u, g->w, g->cand, B, C, K, d, g->dscores,
                                    g->du, g->dV, g->d_pred_intent, dE, g->head_work);
         predictor_backward(g);
     }
+    if (on_device)
+        LAUNCH(loss_accumulate_kernel, (int64_t)1, B, cfg->stage == STAGE_FINETUNE, cfg->temp,
+               g->rank_rows, g->kl_rows, batch, batch_ctr, g->acc);
     extractor_backward(g);
     return loss;
+}
+
+extern "C" float gpu_train_step(gpu_model_t *g, const model_batch_t *b, dropout_key_t key) {
+    const char *who = "gpu_train_step";
+    upload_batch(g, b, who);
+    if (g->finetune) pack_batch(g, b, who);
+    return train_step_device(g, key, -1, NULL);
 }
 
 extern "C" void gpu_eval_scores(gpu_model_t *g, const model_batch_t *b, float *scores) {
@@ -443,7 +631,8 @@ extern "C" void gpu_eval_scores(gpu_model_t *g, const model_batch_t *b, float *s
         gpu_pretrain_scores(ctx, E, g->V, g->cand, B, C, K, d, 0, NULL, g->scores);
     } else {
         dropout_key_t none = {0, 0};
-        predictor_forward(g, b, 0, none, who);
+        pack_batch(g, b, who);
+        predictor_forward(g, 0, none);
         gpu_user_vector(ctx, g->V, g->pred_intent, B, K, d, g->w, g->u);
         gpu_candidate_scores(ctx, E, g->u, g->cand, B, C, d, g->scores);
     }
@@ -478,4 +667,533 @@ extern "C" int64_t gpu_model_read(gpu_model_t *g, gpu_tensor_t which, void *out)
     }
     if (out && count > 0) gpu_to_host(out, src, (size_t)count * 4);
     return count;
+}
+
+/* ---- the epoch driver (gpu_data.h) -------------------------------------------------------- */
+
+/* Grow a host / device array to at least n elements (contents lost). */
+template <class T> static void grow_host(T **p, int64_t *cap, int64_t n) {
+    if (n <= *cap) return;
+    free(*p);
+    *p = (T *)tmr_malloc(tmr_mul_size((size_t)n, sizeof(T)));
+    *cap = n;
+}
+
+/* Plan batches [first, n_batches) of n instances taken in `order` (host; NULL: 0, 1, ...) in
+ * batches of bs, lengths h_len (host, by instance): each batch's padded length L (the longest
+ * history in it, as batch_fill) and, finetune, its GRU packing as pack_batch computes it
+ * (slots sorted by length, longest first, ties in batch order; rows per step; each row's final
+ * packed row). The packing goes to the device in one copy per array. */
+static void plan_batches(gpu_model_t *g, const int32_t *h_len, const int64_t *order, int64_t n,
+                         int bs, int64_t first) {
+    const int64_t n_batches = (n + bs - 1) / bs;
+    const int maxL = g->max_L;
+    if (n > g->plan_cap_n || n_batches > g->plan_cap_batches) {
+        free(g->plan_L);
+        free(g->plan_perm);
+        free(g->plan_final);
+        free(g->plan_batch_sizes);
+        free(g->plan_step_off);
+        gpu_free(g->plan_perm_d);
+        gpu_free(g->plan_final_d);
+        gpu_free(g->plan_step_off_d);
+        const size_t nb = (size_t)n_batches, n1 = (size_t)n;
+        g->plan_L = (int32_t *)tmr_malloc(tmr_mul_size(nb, sizeof(int32_t)));
+        g->plan_perm = (int32_t *)tmr_malloc(tmr_mul_size(n1, sizeof(int32_t)));
+        g->plan_final = (int32_t *)tmr_malloc(tmr_mul_size(n1, sizeof(int32_t)));
+        g->plan_batch_sizes = (int32_t *)tmr_malloc(tmr_mul_size(nb * (size_t)maxL, sizeof(int32_t)));
+        g->plan_step_off = (int64_t *)tmr_malloc(tmr_mul_size(nb * (size_t)(maxL + 1), sizeof(int64_t)));
+        g->plan_perm_d = (int32_t *)gpu_malloc(n1 * sizeof(int32_t));
+        g->plan_final_d = (int32_t *)gpu_malloc(n1 * sizeof(int32_t));
+        g->plan_step_off_d = (int64_t *)gpu_malloc(nb * (size_t)(maxL + 1) * sizeof(int64_t));
+        g->plan_cap_n = n;
+        g->plan_cap_batches = n_batches;
+    }
+    for (int64_t bi = first; bi < n_batches; bi++) {
+        const int64_t s = bi * bs;
+        const int B = (int)(n - s < bs ? n - s : bs);
+        int L = 0;
+        for (int i = 0; i < B; i++) {
+            const int32_t len = h_len[order ? order[s + i] : s + i];
+            if (len > L) L = len;
+        }
+        if (L < 1 || L > maxL)
+            tmr_fatal("gpu_train_epoch: batch %lld's longest history %d outside 1..%d",
+                      (long long)bi, L, maxL);
+        g->plan_L[bi] = L;
+        if (!g->finetune) continue;
+        int32_t *perm = g->plan_perm + s, *fin = g->plan_final + s;
+        int32_t *sizes = g->plan_batch_sizes + bi * maxL;
+        int64_t *off = g->plan_step_off + bi * (maxL + 1);
+        int slot = 0;
+        for (int len = L; len >= 0; len--)
+            for (int i = 0; i < B; i++)
+                if (h_len[order ? order[s + i] : s + i] == len) perm[slot++] = i;
+        for (int t = 0; t < L; t++) sizes[t] = 0;
+        for (int i = 0; i < B; i++)
+            for (int t = 0; t < h_len[order ? order[s + i] : s + i]; t++) sizes[t]++;
+        off[0] = 0;
+        for (int t = 0; t < L; t++) off[t + 1] = off[t] + sizes[t];
+        for (int i = 0; i < B; i++) {
+            const int bi_row = perm[i];
+            const int32_t len = h_len[order ? order[s + bi_row] : s + bi_row];
+            fin[bi_row] = len == 0 ? -1 : (int32_t)(off[len - 1] + i);
+        }
+    }
+    if (!g->finetune || first >= n_batches) return;
+    const int64_t s0 = first * bs;
+    gpu_to_device(g->plan_perm_d + s0, g->plan_perm + s0, (size_t)(n - s0) * sizeof(int32_t));
+    gpu_to_device(g->plan_final_d + s0, g->plan_final + s0, (size_t)(n - s0) * sizeof(int32_t));
+    gpu_to_device(g->plan_step_off_d + first * (maxL + 1), g->plan_step_off + first * (maxL + 1),
+                  (size_t)((n_batches - first) * (maxL + 1)) * sizeof(int64_t));
+}
+
+/* pk_ids[step_off[t] + i] = hist[perm[i], t] for t < the length of slot i's row: packed slot i
+ * takes part in step t exactly when its row is longer than t (slots are sorted longest first),
+ * as pack_batch's ids. One thread per (slot, t). */
+__global__ void pack_ids_kernel(int64_t n, int L, const int32_t *__restrict__ perm,
+                                const int64_t *__restrict__ step_off,
+                                const int32_t *__restrict__ length,
+                                const int32_t *__restrict__ hist, int32_t *__restrict__ ids) {
+    THREAD_INDEX(e, n);
+    const int64_t i = e / L;
+    const int t = (int)(e % L);
+    const int32_t row = perm[i];
+    if (t < length[row]) ids[step_off[t] + i] = hist[(int64_t)row * L + t];
+}
+
+/* Batch bi of the plan into g's device buffers (assembled from the resident corpus), with its
+ * packing (finetune). */
+static void plan_use_batch(gpu_model_t *g, gpu_data_t *d, int phase, const int64_t *order_d,
+                           int64_t n, int bs, int64_t bi) {
+    const int64_t s = bi * bs;
+    const int B = (int)(n - s < bs ? n - s : bs), L = g->plan_L[bi];
+    const int C = 1 + d->ph[phase].n_neg;
+    if (B > g->max_B || C > g->max_C)
+        tmr_fatal("gpu_train_epoch: batch %d x %d x %d outside the workspace %d x %d x %d", B, L,
+                  C, g->max_B, g->max_L, g->max_C);
+    gpu_data_assemble(d, phase, order_d, s, NULL, 0, B, L, NULL, g->length, g->hist, g->pos,
+                      NULL, g->cand);
+    g->B = B;
+    g->L = L;
+    g->C = C;
+    if (!g->finetune) return;
+    const int maxL = g->max_L;
+    g->cur_batch_sizes = g->plan_batch_sizes + bi * maxL;
+    g->cur_step_off = g->plan_step_off + bi * (maxL + 1);
+    g->cur_final = g->plan_final_d + s;
+    g->n_steps = L;
+    g->T = g->cur_step_off[L];
+    LAUNCH(pack_ids_kernel, (int64_t)B * L, L, g->plan_perm_d + s,
+           g->plan_step_off_d + bi * (maxL + 1), g->length, g->hist, g->pk_ids);
+}
+
+/* The model and the resident corpus fit each other (checked once per call). */
+static int check_fit(gpu_model_t *g, gpu_data_t *d, int phase, char *err, size_t errlen) {
+    const model_config_t *cfg = &g->lay.cfg;
+    if (d->n_items != cfg->n_items)
+        return tmr_error(err, errlen, "the corpus has %d items, the model %d", d->n_items,
+                         cfg->n_items);
+    if (d->ph[phase].max_len > g->max_L)
+        return tmr_error(err, errlen, "%s histories up to %d items, the workspace %d",
+                         corpus_phase_names[phase], d->ph[phase].max_len, g->max_L);
+    if (g->add_pos && d->ph[phase].max_len > cfg->history_max)
+        return tmr_error(err, errlen, "%s histories up to %d items, the position table %d",
+                         corpus_phase_names[phase], d->ph[phase].max_len, cfg->history_max);
+    if (1 + d->ph[phase].n_neg > g->max_C)
+        return tmr_error(err, errlen, "%s has %d candidates, the workspace %d",
+                         corpus_phase_names[phase], 1 + d->ph[phase].n_neg, g->max_C);
+    return 0;
+}
+
+/* ---- CUDA graphs of the pretrain step ------------------------------------------------------
+ * A pretrain step has no host-side inputs but its shape once its batch index and Adam's
+ * scalars are read from device memory (batch_ctr, adam_by_batch): the step is captured once per
+ * shape (B, L) and replayed; the finetune step is not (its GRU launches are sized from each
+ * batch's packing on the host, and its dropout key is a launch argument). The first batch of a
+ * shape runs directly (cuBLAS and the scratch buffers allocate then, outside any capture), the
+ * second is captured and every later one replays. Off with TIMIREC_GPU_GRAPHS=0, under
+ * gpu_debug_sync(1), and (kernels/emulate.h has no graphs) in the emulation, where the same
+ * device-indexed step runs by direct launches. */
+
+__global__ void advance_batch_kernel(int64_t n, int64_t *__restrict__ batch_ctr) {
+    THREAD_INDEX(i, n);
+    (void)i;
+    *batch_ctr += 1;
+}
+
+static int graphs_wanted(gpu_model_t *g) {
+    const char *env = getenv("TIMIREC_GPU_GRAPHS");
+    if (env && env[0] == '0') return 0;
+    return !g->finetune && !gpu_debug_sync_enabled();
+}
+
+/* Adam's scalars for batches [first, n_batches) of the epoch: the step each will be. */
+static void adam_table_for_epoch(gpu_model_t *g, const adam_t *opt, int64_t first,
+                                 int64_t n_batches) {
+    if (n_batches > g->adam_cap) {
+        free(g->h_adam_by_batch);
+        gpu_free(g->adam_by_batch);
+        g->h_adam_by_batch =
+            (adam_scalars_t *)tmr_malloc(tmr_mul_size((size_t)n_batches, sizeof(adam_scalars_t)));
+        g->adam_by_batch = (adam_scalars_t *)gpu_malloc((size_t)n_batches * sizeof(adam_scalars_t));
+        g->adam_cap = n_batches;
+    }
+    for (int64_t b = first; b < n_batches; b++)
+        g->h_adam_by_batch[b] = tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps,
+                                                 opt->l2, opt->step + (b - first) + 1);
+    gpu_to_device(g->adam_by_batch + first, g->h_adam_by_batch + first,
+                  (size_t)(n_batches - first) * sizeof(adam_scalars_t));
+}
+
+/* The step of batch *batch_ctr (shape B x L), then the counter moves on. */
+static void pretrain_step_indexed(gpu_model_t *g, gpu_data_t *d, adam_t *opt, int bs, int B,
+                                  int L) {
+    gpu_data_assemble(d, PHASE_TRAIN, d->order, 0, g->batch_ctr, bs, B, L, NULL, g->length,
+                      g->hist, g->pos, NULL, g->cand);
+    g->B = B;
+    g->L = L;
+    g->C = 1 + d->ph[PHASE_TRAIN].n_neg;
+    const dropout_key_t none = {0, 0}; /* pretrain has no dropout */
+    train_step_device(g, none, -1, g->batch_ctr);
+    gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v,
+                            &g->acc->bad, g->adam_by_batch, g->batch_ctr);
+    LAUNCH(advance_batch_kernel, (int64_t)1, g->batch_ctr);
+}
+
+/* Batch bi through its shape's graph; returns 1 when it was a replay. */
+static int graph_step(gpu_model_t *g, gpu_data_t *d, adam_t *opt, int bs, int64_t n,
+                      int64_t bi) {
+    const int64_t s = bi * bs;
+    const int B = (int)(n - s < bs ? n - s : bs), L = g->plan_L[bi];
+    const int C = 1 + d->ph[PHASE_TRAIN].n_neg;
+    if (B > g->max_B || L > g->max_L || C > g->max_C)
+        tmr_fatal("gpu_train_epoch: batch %d x %d x %d outside the workspace %d x %d x %d", B, L,
+                  C, g->max_B, g->max_L, g->max_C);
+    g->B = B; /* the last batch's shape (gpu_model_read) */
+    g->L = L;
+    g->C = C;
+    struct step_graph *sg = NULL;
+    for (int i = 0; i < g->n_graphs; i++)
+        if (g->graphs[i].B == B && g->graphs[i].L == L && g->graphs[i].bs == bs) sg = &g->graphs[i];
+    if (!sg && g->n_graphs < MAX_GRAPHS) {
+        sg = &g->graphs[g->n_graphs++];
+        memset(sg, 0, sizeof *sg);
+        sg->B = B;
+        sg->L = L;
+        sg->bs = bs;
+    }
+#ifdef TMR_EMULATE
+    (void)sg;
+    pretrain_step_indexed(g, d, opt, bs, B, L);
+    return 0;
+#else
+    gpu_ctx_t *ctx = g->ctx;
+    if (sg && sg->exec &&
+        (sg->data != d || sg->sort_buf != ctx->sort_buf || sg->sort_temp != ctx->sort_temp ||
+         sg->ones != ctx->ones)) { /* stale: what it points into has moved */
+        CUDA_CHECK(cudaGraphExecDestroy(sg->exec));
+        sg->exec = NULL;
+        sg->seen = 1; /* recapture now: the scratch is already big enough for this shape */
+    }
+    if (!sg || g->graphs_failed || (!sg->exec && sg->seen == 0)) {
+        if (sg) sg->seen++;
+        pretrain_step_indexed(g, d, opt, bs, B, L);
+        return 0;
+    }
+    if (!sg->exec) {
+        cudaGraph_t graph = NULL;
+        gpu_set_launch_stream(ctx, g->stream);
+        /* after cublasSetStream, which resets it to the default pool */
+        CUBLAS_CHECK(cublasSetWorkspace(ctx->blas, g->blas_ws, BLAS_WORKSPACE));
+        CUDA_CHECK(cudaStreamBeginCapture(g->stream, cudaStreamCaptureModeThreadLocal));
+        pretrain_step_indexed(g, d, opt, bs, B, L);
+        cudaError_t e = cudaStreamEndCapture(g->stream, &graph);
+        gpu_set_launch_stream(ctx, 0);
+        if (e == cudaSuccess) e = cudaGraphInstantiate(&sg->exec, graph, 0);
+        if (graph) cudaGraphDestroy(graph);
+        if (e != cudaSuccess) { /* nothing ran: run this batch directly, and all later ones */
+            cudaGetLastError();
+            sg->exec = NULL;
+            g->graphs_failed = 1;
+            snprintf(g->graphs_why, sizeof g->graphs_why, "capturing the %d x %d step: %s", B, L,
+                     cudaGetErrorString(e));
+            fprintf(stderr, "gpu_train_epoch: CUDA graphs off (%s)\n", g->graphs_why);
+            pretrain_step_indexed(g, d, opt, bs, B, L);
+            return 0;
+        }
+        sg->data = d;
+        sg->sort_buf = ctx->sort_buf;
+        sg->sort_temp = ctx->sort_temp;
+        sg->ones = ctx->ones;
+    }
+    CUDA_CHECK(cudaGraphLaunch(sg->exec, g->stream));
+    opt->step++; /* as the direct step's gpu_adam_update_guarded does */
+    return 1;
+#endif
+}
+
+extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_epoch_t *e,
+                               char *err, size_t errlen) {
+    const int64_t n = d->ph[PHASE_TRAIN].n_inst;
+    const int bs = e->batch_size;
+    if (bs < 1 || bs > g->max_B)
+        return tmr_error(err, errlen, "gpu_train_epoch: batch size %d outside 1..%d", bs, g->max_B);
+    if (check_fit(g, d, PHASE_TRAIN, err, errlen)) return -1;
+    const int64_t n_batches = (n + bs - 1) / bs;
+    e->n_batches = n_batches;
+    e->next_batch = e->first_batch;
+    e->bad_batch = -1;
+    e->bad_loss = e->last_loss = 0;
+    if (e->first_batch < 0 || e->first_batch > n_batches)
+        return tmr_error(err, errlen, "epoch %u: cannot start at batch %lld of %lld", e->epoch + 1,
+                         (long long)e->first_batch, (long long)n_batches);
+    if (e->first_batch == n_batches) return 0;
+    const double t0 = tmr_now();
+    if (gpu_data_train_negatives(d, e->seed, e->epoch, err, errlen)) return -1;
+    gpu_data_shuffle(d, e->seed, e->epoch);
+    /* The order comes back once (the host plans every batch's shape and packing from it). */
+    grow_host(&g->h_order, &g->h_order_cap, n);
+    gpu_data_read_order(d, g->h_order);
+    plan_batches(g, d->ph[PHASE_TRAIN].h_len, g->h_order, n, bs, e->first_batch);
+    struct epoch_acc acc0 = {e->loss_sum, -1, 0.0f, 0.0f};
+    gpu_to_device(g->acc, &acc0, sizeof acc0);
+    const int64_t step0 = e->step, adam0 = opt->step;
+    int64_t bi = e->first_batch;
+    const double t1 = tmr_now();
+    e->prepare_s = t1 - t0;
+    const int graphs = graphs_wanted(g);
+    if (graphs) { /* the replayed steps read their batch and Adam scalars from the device */
+        adam_table_for_epoch(g, opt, e->first_batch, n_batches);
+        gpu_to_device(g->batch_ctr, &e->first_batch, sizeof(int64_t));
+    }
+    e->graph_replays = 0;
+    for (; bi < n_batches; bi++) {
+        if (graphs) {
+            e->graph_replays += graph_step(g, d, opt, bs, n, bi);
+        } else {
+            plan_use_batch(g, d, PHASE_TRAIN, d->order, n, bs, bi);
+            const dropout_key_t key = {e->seed, (uint32_t)(step0 + (bi - e->first_batch))};
+            train_step_device(g, key, bi, NULL);
+            gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m,
+                                    g->adam_v, &g->acc->bad, NULL, NULL);
+        }
+        if (e->after_batch && e->after_batch(e->ctx, bi, n_batches) && bi + 1 < n_batches) {
+            bi++;
+            break;
+        }
+    }
+    e->queue_s = tmr_now() - t1;
+    struct epoch_acc acc;
+    gpu_to_host(&acc, g->acc, sizeof acc);
+    const int64_t applied = (acc.bad >= 0 ? acc.bad : bi) - e->first_batch;
+    e->next_batch = e->first_batch + applied;
+    e->bad_batch = acc.bad;
+    e->bad_loss = acc.bad_loss;
+    e->last_loss = acc.last_loss;
+    e->loss_sum = acc.loss_sum;
+    e->step = step0 + applied;
+    opt->step = adam0 + applied;
+    return 0;
+}
+
+/* rank[b] = metrics_rank(scores row b): 1 + the candidates scored at least as high as the
+ * target (a NaN target: C; NaN candidates never count). */
+__global__ void rank_kernel(int64_t n, int C, const float *__restrict__ scores,
+                            int64_t *__restrict__ rank) {
+    THREAD_INDEX(b, n);
+    const float *s = scores + b * C;
+    const float t = s[0];
+    if (isnan(t)) {
+        rank[b] = C;
+        return;
+    }
+    int64_t beat = 0;
+    for (int i = 1; i < C; i++) beat += s[i] >= t;
+    rank[b] = 1 + beat;
+}
+
+#define PRM(id) (g->params + model_offset(&g->lay, (id)))
+extern "C" void gpu_eval_phase(gpu_model_t *g, gpu_data_t *d, int phase, int eval_batch,
+                               int64_t *ranks) {
+    char err[256];
+    if (phase != PHASE_DEV && phase != PHASE_TEST)
+        tmr_fatal("gpu_eval_phase: phase %d is not dev or test", phase);
+    if (eval_batch < 1 || eval_batch > g->max_B)
+        tmr_fatal("gpu_eval_phase: batch size %d outside 1..%d", eval_batch, g->max_B);
+    if (check_fit(g, d, phase, err, sizeof err)) tmr_fatal("gpu_eval_phase: %s", err);
+    const int64_t n = d->ph[phase].n_inst;
+    if (n <= 0) return;
+    if (n > g->ranks_cap) {
+        gpu_free(g->ranks_d);
+        g->ranks_d = (int64_t *)gpu_malloc((size_t)n * sizeof(int64_t));
+        g->ranks_cap = n;
+    }
+    gpu_ctx_t *ctx = g->ctx;
+    const int K = g->K, dim = g->d;
+    const float *E = PRM(P_EXT_ITEM_EMB);
+    plan_batches(g, d->ph[phase].h_len, NULL, n, eval_batch, 0);
+    const int64_t n_batches = (n + eval_batch - 1) / eval_batch;
+    for (int64_t bi = 0; bi < n_batches; bi++) {
+        plan_use_batch(g, d, phase, NULL, n, eval_batch, bi);
+        const int B = g->B, C = g->C;
+        extractor_forward(g);
+        if (g->lay.cfg.stage == STAGE_PRETRAIN) {
+            gpu_pretrain_scores(ctx, E, g->V, g->cand, B, C, K, dim, 0, NULL, g->scores);
+        } else {
+            dropout_key_t none = {0, 0};
+            predictor_forward(g, 0, none);
+            gpu_user_vector(ctx, g->V, g->pred_intent, B, K, dim, g->w, g->u);
+            gpu_candidate_scores(ctx, E, g->u, g->cand, B, C, dim, g->scores);
+        }
+        LAUNCH(rank_kernel, (int64_t)B, C, g->scores, g->ranks_d + bi * eval_batch);
+    }
+    gpu_to_host(ranks, g->ranks_d, (size_t)n * sizeof(int64_t));
+}
+#undef PRM
+
+/* ---- host-built batches staged through pinned memory --------------------------------------- */
+
+static void *pinned_alloc(size_t bytes) {
+    void *p = NULL;
+    CUDA_CHECK(cudaHostAlloc(&p, bytes ? bytes : 16, cudaHostAllocDefault));
+    return p;
+}
+
+static void stage_alloc(gpu_model_t *g) {
+    if (g->stage) return;
+    g->stage = (struct stage_slot *)calloc(2, sizeof(struct stage_slot));
+    if (!g->stage) tmr_fatal("gpu_train_epoch_staged: out of host memory");
+    CUDA_CHECK(cudaStreamCreateWithFlags(&g->copy_stream, cudaStreamNonBlocking));
+    const size_t B = (size_t)g->max_B, L = (size_t)g->max_L, C = (size_t)g->max_C;
+    for (int k = 0; k < 2; k++) {
+        struct stage_slot *S = &g->stage[k];
+        batch_t *b = &S->hb;
+        b->user = (int32_t *)pinned_alloc(B * sizeof(int32_t));
+        b->length = (int32_t *)pinned_alloc(B * sizeof(int32_t));
+        b->hist = (int32_t *)pinned_alloc(B * L * sizeof(int32_t));
+        b->pos = (int32_t *)pinned_alloc(B * L * sizeof(int32_t));
+        b->mask = (float *)pinned_alloc(B * L * sizeof(float));
+        b->cand = (int32_t *)pinned_alloc(B * C * sizeof(int32_t));
+        b->cap_B = g->max_B;
+        b->cap_L = g->max_L;
+        b->cap_C = g->max_C;
+        S->h_ids = (int32_t *)pinned_alloc(B * L * sizeof(int32_t));
+        S->h_fin = (int32_t *)pinned_alloc(B * sizeof(int32_t));
+        S->h_perm = (int32_t *)tmr_malloc(B * sizeof(int32_t));
+        S->h_sizes = (int32_t *)tmr_malloc(L * sizeof(int32_t));
+        S->h_off = (int64_t *)tmr_malloc((L + 1) * sizeof(int64_t));
+        S->d_hist = take_i(g, B * L);
+        S->d_pos = take_i(g, B * L);
+        S->d_cand = take_i(g, B * C);
+        S->d_ids = take_i(g, B * L);
+        S->d_fin = take_i(g, B);
+        CUDA_CHECK(cudaEventCreateWithFlags(&S->copied, cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&S->used, cudaEventDisableTiming));
+    }
+}
+
+extern "C" int gpu_train_epoch_staged(gpu_model_t *g, const corpus_t *c, int history_max,
+                                      const int32_t *train_neg, int num_neg,
+                                      const int64_t *order, adam_t *opt, gpu_epoch_t *e,
+                                      char *err, size_t errlen) {
+    const char *who = "gpu_train_epoch_staged";
+    const int64_t n = c->phase[PHASE_TRAIN].n_inst;
+    const int bs = e->batch_size;
+    if (bs < 1 || bs > g->max_B)
+        return tmr_error(err, errlen, "%s: batch size %d outside 1..%d", who, bs, g->max_B);
+    if (c->n_items != g->lay.cfg.n_items)
+        return tmr_error(err, errlen, "the corpus has %d items, the model %d", c->n_items,
+                         g->lay.cfg.n_items);
+    if (1 + num_neg > g->max_C)
+        return tmr_error(err, errlen, "%d candidates, the workspace %d", 1 + num_neg, g->max_C);
+    const int64_t n_batches = (n + bs - 1) / bs;
+    e->n_batches = n_batches;
+    e->next_batch = e->first_batch;
+    e->bad_batch = -1;
+    e->bad_loss = e->last_loss = 0;
+    e->graph_replays = 0;
+    if (e->first_batch < 0 || e->first_batch > n_batches)
+        return tmr_error(err, errlen, "epoch %u: cannot start at batch %lld of %lld", e->epoch + 1,
+                         (long long)e->first_batch, (long long)n_batches);
+    if (e->first_batch == n_batches) return 0;
+    const double t0 = tmr_now();
+    stage_alloc(g);
+    struct epoch_acc acc0 = {e->loss_sum, -1, 0.0f, 0.0f};
+    gpu_to_device(g->acc, &acc0, sizeof acc0);
+    int32_t *const hist0 = g->hist, *const pos0 = g->pos, *const cand0 = g->cand;
+    int32_t *const ids0 = g->pk_ids;
+    const int64_t step0 = e->step, adam0 = opt->step;
+    int64_t bi = e->first_batch;
+    const double t1 = tmr_now();
+    e->prepare_s = t1 - t0;
+    for (; bi < n_batches; bi++) {
+        struct stage_slot *S = &g->stage[bi & 1];
+        const int64_t s = bi * bs;
+        const int B = (int)(n - s < bs ? n - s : bs);
+        /* the pinned slot is free once its last copies (batch bi - 2) are done */
+        CUDA_CHECK(cudaEventSynchronize(S->copied));
+        batch_fill(&S->hb, c, PHASE_TRAIN, order + s, B, history_max, train_neg, num_neg, 0);
+        const int L = S->hb.L, C = S->hb.C;
+        const model_batch_t mb = {B, L, C, S->hb.hist, S->hb.pos, S->hb.length, S->hb.cand};
+        int64_t T = 0;
+        int n_steps = 0;
+        if (g->finetune)
+            n_steps = pack_compute(&mb, who, S->h_perm, S->h_sizes, S->h_off, S->h_ids, S->h_fin, &T);
+        /* copies wait until the step that last read the device slot (batch bi - 2) is done */
+        CUDA_CHECK(cudaStreamWaitEvent(g->copy_stream, S->used, 0));
+        const size_t bl = (size_t)B * L * sizeof(int32_t);
+        CUDA_CHECK(cudaMemcpyAsync(S->d_hist, S->hb.hist, bl, cudaMemcpyHostToDevice, g->copy_stream));
+        if (g->add_pos)
+            CUDA_CHECK(cudaMemcpyAsync(S->d_pos, S->hb.pos, bl, cudaMemcpyHostToDevice, g->copy_stream));
+        CUDA_CHECK(cudaMemcpyAsync(S->d_cand, S->hb.cand, (size_t)B * C * sizeof(int32_t),
+                                   cudaMemcpyHostToDevice, g->copy_stream));
+        if (g->finetune) {
+            CUDA_CHECK(cudaMemcpyAsync(S->d_ids, S->h_ids, (size_t)T * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, g->copy_stream));
+            CUDA_CHECK(cudaMemcpyAsync(S->d_fin, S->h_fin, (size_t)B * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, g->copy_stream));
+        }
+        CUDA_CHECK(cudaEventRecord(S->copied, g->copy_stream));
+        CUDA_CHECK(cudaStreamWaitEvent(gpu_launch_stream, S->copied, 0));
+        g->hist = S->d_hist;
+        g->pos = S->d_pos;
+        g->cand = S->d_cand;
+        g->B = B;
+        g->L = L;
+        g->C = C;
+        if (g->finetune) {
+            g->pk_ids = S->d_ids;
+            g->cur_final = S->d_fin;
+            g->cur_batch_sizes = S->h_sizes;
+            g->cur_step_off = S->h_off;
+            g->n_steps = n_steps;
+            g->T = T;
+        }
+        const dropout_key_t key = {e->seed, (uint32_t)(step0 + (bi - e->first_batch))};
+        train_step_device(g, key, bi, NULL);
+        gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v,
+                                &g->acc->bad, NULL, NULL);
+        CUDA_CHECK(cudaEventRecord(S->used, gpu_launch_stream));
+        if (e->after_batch && e->after_batch(e->ctx, bi, n_batches) && bi + 1 < n_batches) {
+            bi++;
+            break;
+        }
+    }
+    e->queue_s = tmr_now() - t1;
+    struct epoch_acc acc;
+    gpu_to_host(&acc, g->acc, sizeof acc);
+    g->hist = hist0;
+    g->pos = pos0;
+    g->cand = cand0;
+    g->pk_ids = ids0;
+    const int64_t applied = (acc.bad >= 0 ? acc.bad : bi) - e->first_batch;
+    e->next_batch = e->first_batch + applied;
+    e->bad_batch = acc.bad;
+    e->bad_loss = acc.bad_loss;
+    e->last_loss = acc.last_loss;
+    e->loss_sum = acc.loss_sum;
+    e->step = step0 + applied;
+    opt->step = adam0 + applied;
+    return 0;
 }

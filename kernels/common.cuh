@@ -72,6 +72,14 @@ struct gpu_ctx {
     int64_t offsets_cap;
 };
 
+/* The stream every backend launch, cuBLAS call, CUB sort and gpu_zero/gpu_copy goes to: 0 (the
+ * legacy default stream) except while the epoch driver captures a CUDA graph
+ * (gpu_set_launch_stream). */
+extern cudaStream_t gpu_launch_stream;
+void gpu_set_launch_stream(gpu_ctx_t *ctx, cudaStream_t s);
+/* Whether gpu_debug_sync(1) is on (no graph capture then: it synchronises after launches). */
+int gpu_debug_sync_enabled(void);
+
 /* After every launch: cudaGetLastError (bad configuration, missing kernel image), and with
  * gpu_debug_sync(1) a device synchronisation, so an error inside the kernel is reported at
  * the launch that caused it rather than at some later call. */
@@ -108,7 +116,7 @@ const int64_t *gpu_ctx_offsets(gpu_ctx_t *ctx, const int64_t *host, int64_t n);
 #define TMR_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
 #define KLAUNCH(kernel, grid, block, shared_bytes, ...)                                   \
     do {                                                                                  \
-        kernel<<<grid, block, shared_bytes>>>(__VA_ARGS__);                               \
+        kernel<<<grid, block, shared_bytes, gpu_launch_stream>>>(__VA_ARGS__);            \
         gpu_after_launch(#kernel, __FILE__, __LINE__);                                    \
     } while (0)
 #endif
@@ -131,7 +139,7 @@ const int64_t *gpu_ctx_offsets(gpu_ctx_t *ctx, const int64_t *host, int64_t n);
             if (blocks_ > 2147483647LL)                                               \
                 tmr_fatal("%s:%d: %s: %lld threads exceed the grid", __FILE__, __LINE__, \
                           #kernel, (long long)n_);                                    \
-            kernel<<<(unsigned)blocks_, TMR_THREADS>>>(n_, __VA_ARGS__);              \
+            kernel<<<(unsigned)blocks_, TMR_THREADS, 0, gpu_launch_stream>>>(n_, __VA_ARGS__); \
             gpu_after_launch(#kernel, __FILE__, __LINE__);                            \
         }                                                                             \
     } while (0)

@@ -11,6 +11,14 @@ dim3 blockIdx, threadIdx, blockDim, gridDim;
 static int debug_sync = 0;
 
 extern "C" void gpu_debug_sync(int on) { debug_sync = on; }
+int gpu_debug_sync_enabled(void) { return debug_sync; }
+
+cudaStream_t gpu_launch_stream = 0;
+
+void gpu_set_launch_stream(gpu_ctx_t *ctx, cudaStream_t s) {
+    gpu_launch_stream = s;
+    CUBLAS_CHECK(cublasSetStream(ctx->blas, s));
+}
 
 extern "C" int gpu_is_emulated(void) {
 #ifdef TMR_EMULATE
@@ -113,12 +121,14 @@ extern "C" void gpu_to_host(void *host_dst, const void *src, size_t bytes) {
     if (bytes) CUDA_CHECK(cudaMemcpy(host_dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
+/* Both on the launch stream (ordered with the kernels; capturable into a graph). */
 extern "C" void gpu_copy(void *dst, const void *src, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+    if (bytes)
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, gpu_launch_stream));
 }
 
 extern "C" void gpu_zero(void *p, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemset(p, 0, bytes));
+    if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, gpu_launch_stream));
 }
 
 extern "C" void gpu_poison(void *p, size_t bytes) {

@@ -62,7 +62,8 @@ extern "C" void gpu_scatter_add_rows(gpu_ctx_t *ctx, const int32_t *ids, int64_t
     LAUNCH(iota_kernel, n, vals_in);
     size_t bytes = 0;
     CUDA_CHECK(cub::DeviceRadixSort::SortPairs(NULL, bytes, ids, keys_out, vals_in, vals_out,
-                                               (int)n));
+                                               (int)n, 0, (int)sizeof(int32_t) * 8,
+                                               gpu_launch_stream));
     if (bytes > ctx->sort_temp_cap) {
         gpu_free(ctx->sort_temp);
         ctx->sort_temp = gpu_malloc(bytes);
@@ -70,7 +71,8 @@ extern "C" void gpu_scatter_add_rows(gpu_ctx_t *ctx, const int32_t *ids, int64_t
     }
     bytes = ctx->sort_temp_cap;
     CUDA_CHECK(cub::DeviceRadixSort::SortPairs(ctx->sort_temp, bytes, ids, keys_out, vals_in,
-                                               vals_out, (int)n));
+                                               vals_out, (int)n, 0, (int)sizeof(int32_t) * 8,
+                                               gpu_launch_stream));
     gpu_after_launch("cub::DeviceRadixSort::SortPairs", __FILE__, __LINE__);
     LAUNCH(segment_add_kernel, n * d, n, d, keys_out, vals_out, src, table);
 }

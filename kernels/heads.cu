@@ -172,10 +172,12 @@ static double sum_rows_on_host(const double *rows, int B) {
     return total;
 }
 
-/* Launches score_rank_kernel; returns the mean ranking loss when dscores is given, else 0. */
+/* Launches score_rank_kernel; returns the mean ranking loss when dscores is given, else 0.
+ * rows_out (device, B doubles) given: the per-row loss terms stay there (the epoch driver sums
+ * them on the device) and 0 is returned without waiting for the device. */
 static float score_rank(gpu_ctx_t *ctx, int mode, const float *E, const float *vec,
                         const int32_t *cand, int B, int C, int K, int d, int32_t *kstar,
-                        float *scores, float *dscores, const char *who) {
+                        float *scores, float *dscores, double *rows_out, const char *who) {
     if (B < 1 || C < 1 || K < 1 || K > HEAD_MAX_K || d < 1)
         tmr_fatal("%s: B %d, C %d, K %d, d %d", who, B, C, K, d);
     if (dscores && C < 2)
@@ -185,12 +187,12 @@ static float score_rank(gpu_ctx_t *ctx, int mode, const float *E, const float *v
     if (shared > 227 * 1024)
         tmr_fatal("%s: a row's vectors and %d scores need %zu bytes of shared memory (227 KiB "
                   "at most)", who, C, shared);
-    double *rows = dscores ? gpu_ctx_rows(ctx, B) : NULL;
+    double *rows = !dscores ? NULL : rows_out ? rows_out : gpu_ctx_rows(ctx, B);
     CUDA_CHECK(cudaFuncSetAttribute(score_rank_kernel,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
     KLAUNCH(score_rank_kernel, (unsigned)B, HEAD_THREADS, shared, mode, B, C, K, d, E, vec, cand,
             kstar, scores, dscores, rows);
-    return dscores ? (float)(sum_rows_on_host(rows, B) / B) : 0.0f;
+    return dscores && !rows_out ? (float)(sum_rows_on_host(rows, B) / B) : 0.0f;
 }
 
 extern "C" void gpu_pretrain_scores(gpu_ctx_t *ctx, const float *E, const float *V,
@@ -198,25 +200,26 @@ extern "C" void gpu_pretrain_scores(gpu_ctx_t *ctx, const float *E, const float 
                                     int32_t *kstar, float *scores) {
     if (training && !kstar) tmr_fatal("gpu_pretrain_scores: training needs kstar");
     score_rank(ctx, training ? SR_KSTAR : SR_MAX_K, E, V, cand, B, C, K, d, kstar, scores, NULL,
-               "gpu_pretrain_scores");
+               NULL, "gpu_pretrain_scores");
 }
 
 extern "C" float gpu_pretrain_rank(gpu_ctx_t *ctx, const float *E, const float *V,
                                    const int32_t *cand, int B, int C, int K, int d, int32_t *kstar,
                                    float *scores, float *dscores) {
-    return score_rank(ctx, SR_KSTAR, E, V, cand, B, C, K, d, kstar, scores, dscores,
+    return score_rank(ctx, SR_KSTAR, E, V, cand, B, C, K, d, kstar, scores, dscores, NULL,
                       "gpu_pretrain_rank");
 }
 
 extern "C" void gpu_candidate_scores(gpu_ctx_t *ctx, const float *E, const float *u,
                                      const int32_t *cand, int B, int C, int d, float *scores) {
-    score_rank(ctx, SR_VECTOR, E, u, cand, B, C, 1, d, NULL, scores, NULL, "gpu_candidate_scores");
+    score_rank(ctx, SR_VECTOR, E, u, cand, B, C, 1, d, NULL, scores, NULL, NULL,
+               "gpu_candidate_scores");
 }
 
 extern "C" float gpu_candidate_rank(gpu_ctx_t *ctx, const float *E, const float *u,
                                     const int32_t *cand, int B, int C, int d, float *scores,
                                     float *dscores) {
-    return score_rank(ctx, SR_VECTOR, E, u, cand, B, C, 1, d, NULL, scores, dscores,
+    return score_rank(ctx, SR_VECTOR, E, u, cand, B, C, 1, d, NULL, scores, dscores, NULL,
                       "gpu_candidate_rank");
 }
 
@@ -225,7 +228,7 @@ extern "C" float gpu_ranking_loss(gpu_ctx_t *ctx, const float *scores, int B, in
     if (C < 2) tmr_fatal("gpu_ranking_loss: need a target and at least one negative (C = %d)", C);
     if (B < 1) tmr_fatal("gpu_ranking_loss: empty batch");
     return score_rank(ctx, SR_GIVEN, NULL, NULL, NULL, B, C, 1, 1, NULL, (float *)scores, dscores,
-                      "gpu_ranking_loss");
+                      NULL, "gpu_ranking_loss");
 }
 
 /* One block per batch row b. w (B, K) = softmax(pred_intent) and u (B, d) = sum_k w_k V[b, k]
@@ -317,18 +320,27 @@ __global__ void intent_kernel(int B, int C, int K, int d, double temp,
     rows[b] = total;
 }
 
-extern "C" float gpu_user_vector_distill(gpu_ctx_t *ctx, const float *E, const float *V,
+static float user_vector_distill(gpu_ctx_t *ctx, const float *E, const float *V,
                                          const int32_t *cand, const float *pred_intent, int B,
                                          int C, int K, int d, double temp, float *w, float *u,
-                                         float *target_intent, float *d_pred_intent) {
+                                         float *target_intent, float *d_pred_intent,
+                                 double *rows_out) {
     if (B < 1 || C < 1 || K < 1 || K > HEAD_MAX_K || d < 1)
         tmr_fatal("gpu_user_vector_distill: B %d, C %d, K %d, d %d", B, C, K, d);
     if (cand && !(temp > 0)) tmr_fatal("gpu_user_vector_distill: temp %g must be > 0", temp);
     if (cand && !target_intent) tmr_fatal("gpu_user_vector_distill: distillation needs target_intent");
-    double *rows = cand ? gpu_ctx_rows(ctx, B) : NULL;
+    double *rows = !cand ? NULL : rows_out ? rows_out : gpu_ctx_rows(ctx, B);
     KLAUNCH(intent_kernel, (unsigned)B, INTENT_THREADS, 0, B, C, K, d, temp, E, V, cand,
             pred_intent, w, u, target_intent, d_pred_intent, rows);
-    return cand ? (float)(temp * temp * sum_rows_on_host(rows, B) / B) : 0.0f;
+    return cand && !rows_out ? (float)(temp * temp * sum_rows_on_host(rows, B) / B) : 0.0f;
+}
+
+extern "C" float gpu_user_vector_distill(gpu_ctx_t *ctx, const float *E, const float *V,
+                                         const int32_t *cand, const float *pred_intent, int B,
+                                         int C, int K, int d, double temp, float *w, float *u,
+                                         float *target_intent, float *d_pred_intent) {
+    return user_vector_distill(ctx, E, V, cand, pred_intent, B, C, K, d, temp, w, u,
+                               target_intent, d_pred_intent, NULL);
 }
 
 extern "C" void gpu_user_vector(gpu_ctx_t *ctx, const float *V, const float *pred_intent, int B,
@@ -469,4 +481,29 @@ extern "C" void gpu_finetune_head_backward(gpu_ctx_t *ctx, const float *E, const
                                            float *dE, float *work) {
     head_backward(ctx, E, V, u, w, NULL, cand, B, C, K, d, dscores, du, dV, d_pred_intent, dE,
                   work, "gpu_finetune_head_backward");
+}
+
+/* ---- for the epoch driver (kernels/backend.cu; declared in kernels/data.cuh) ---------------
+ * The fused launchers with the per-row loss terms left in caller-owned device rows instead of
+ * summed on the host: the driver sums them on the device (loss_accumulate_kernel) in the same
+ * order, so nothing waits for the device between steps. */
+void gpu_pretrain_rank_rows(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
+                            int B, int C, int K, int d, int32_t *kstar, float *scores,
+                            float *dscores, double *rows) {
+    score_rank(ctx, SR_KSTAR, E, V, cand, B, C, K, d, kstar, scores, dscores, rows,
+               "gpu_pretrain_rank_rows");
+}
+
+void gpu_candidate_rank_rows(gpu_ctx_t *ctx, const float *E, const float *u, const int32_t *cand,
+                             int B, int C, int d, float *scores, float *dscores, double *rows) {
+    score_rank(ctx, SR_VECTOR, E, u, cand, B, C, 1, d, NULL, scores, dscores, rows,
+               "gpu_candidate_rank_rows");
+}
+
+void gpu_user_vector_distill_rows(gpu_ctx_t *ctx, const float *E, const float *V,
+                                  const int32_t *cand, const float *pred_intent, int B, int C,
+                                  int K, int d, double temp, float *w, float *u,
+                                  float *target_intent, float *d_pred_intent, double *rows) {
+    user_vector_distill(ctx, E, V, cand, pred_intent, B, C, K, d, temp, w, u, target_intent,
+                        d_pred_intent, rows);
 }

@@ -50,10 +50,8 @@ int sampler_n_candidates(const corpus_t *c, int phase, int num_neg, int test_all
     return 1 + c->phase[phase].n_neg;
 }
 
-int sampler_train_negatives(const corpus_t *c, uint64_t seed, uint32_t epoch, int num_neg,
-                            int32_t *neg, char *err, size_t errlen) {
+int sampler_check_negatives(const corpus_t *c, int num_neg, char *err, size_t errlen) {
     const corpus_phase_t *ph = &c->phase[PHASE_TRAIN];
-    uint32_t range = (uint32_t)(c->n_items - 1); /* items 1 .. n_items-1 */
     /* Rejection would never end for a user who has every item in train. */
     if (num_neg > 0 && c->max_train_clicked >= c->n_items - 1) {
         for (int64_t i = 0; i < ph->n_inst; i++) {
@@ -63,6 +61,14 @@ int sampler_train_negatives(const corpus_t *c, uint64_t seed, uint32_t epoch, in
                                  "can be drawn for them", u, c->n_items - 1);
         }
     }
+    return 0;
+}
+
+int sampler_train_negatives(const corpus_t *c, uint64_t seed, uint32_t epoch, int num_neg,
+                            int32_t *neg, char *err, size_t errlen) {
+    const corpus_phase_t *ph = &c->phase[PHASE_TRAIN];
+    uint32_t range = (uint32_t)(c->n_items - 1); /* items 1 .. n_items-1 */
+    if (sampler_check_negatives(c, num_neg, err, errlen)) return -1;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < ph->n_inst; i++) {
         int32_t u = ph->user[ph->inst_row[i]];

@@ -5,6 +5,7 @@
 #include "timirec/numcheck.h"
 #ifdef TIMIREC_CUDA
 #include "timirec/gpu.h"
+#include "timirec/gpu_data.h"
 #endif
 
 #include <math.h>
@@ -88,6 +89,7 @@ void trainer_free(trainer_t *t) {
     free(t->eval_index);
     free(t->ranks);
 #ifdef TIMIREC_CUDA
+    gpu_data_free(t->gpu_data);
     gpu_model_free(t->gpu);
 #endif
     if (t->all_ready) {
@@ -152,6 +154,107 @@ static void gpu_sync_to_host(trainer_t *t, int last_batch) {
 #endif
 }
 
+#ifdef TIMIREC_CUDA
+/* How a GPU training epoch runs (TIMIREC_GPU_EPOCH): "staged", host-built batches (batch_fill,
+ * as the per-step path builds them) staged through pinned memory into the epoch driver;
+ * "device" (or "1"), the epoch driver on the device-resident corpus (device negatives,
+ * shuffle and batches; pretrain steps replayed from CUDA graphs); "0", the per-step path (one
+ * synchronisation per step). All three give the same results bit for bit (test_gpu_epoch).
+ * The default stays on host-built batches until bench_gpu_epoch has measured the device path
+ * on a GPU (bench/results/epoch.csv): then set GPU_EPOCH_DEFAULT to the faster.
+ * detect_anomaly and the NaN test hook need the per-step path. Evaluation on the GPU always
+ * goes through gpu_eval_phase (device batches and ranks) unless TIMIREC_GPU_EPOCH=0. */
+enum { GPU_EPOCH_STEP = 0, GPU_EPOCH_DEVICE = 1, GPU_EPOCH_STAGED = 2 };
+#define GPU_EPOCH_DEFAULT GPU_EPOCH_STAGED
+static int gpu_epoch_mode(const trainer_t *t, int training) {
+    if (!t->gpu) return GPU_EPOCH_STEP;
+    const char *env = getenv("TIMIREC_GPU_EPOCH");
+    if (env && env[0] == '0') return GPU_EPOCH_STEP;
+    if (!training) return GPU_EPOCH_DEVICE;
+    if (t->detect_anomaly || t->test_nan_tensor >= 0) return GPU_EPOCH_STEP;
+    if (env && (strcmp(env, "device") == 0 || strcmp(env, "1") == 0)) return GPU_EPOCH_DEVICE;
+    if (env && strcmp(env, "staged") == 0) return GPU_EPOCH_STAGED;
+    return GPU_EPOCH_DEFAULT;
+}
+
+/* The device-resident corpus for c, when the epoch driver is to use it (see trainer_t). */
+static struct gpu_data *device_data(trainer_t *t, const corpus_t *c, int training) {
+    if (gpu_epoch_mode(t, training) != GPU_EPOCH_DEVICE) return NULL;
+    if (t->gpu_data && t->gpu_data_corpus != c) {
+        gpu_data_free(t->gpu_data);
+        t->gpu_data = NULL;
+    }
+    if (!t->gpu_data) {
+        t->gpu_data = gpu_data_create(c, t->opts.history_max, t->opts.num_neg);
+        t->gpu_data_corpus = c;
+    }
+    return t->gpu_data;
+}
+
+/* After every queued batch of the device epoch: the progress bar and the stop flag, as the
+ * per-step loop does them. */
+typedef struct {
+    trainer_t *t;
+    int64_t n;  /* training instances */
+} device_progress_t;
+
+static int device_after_batch(void *ctx, int64_t batch, int64_t n_batches) {
+    const device_progress_t *p = ctx;
+    trainer_t *t = p->t;
+    const int64_t n = p->n;
+    const int64_t done = (batch + 1) * t->opts.batch_size;
+    (void)n_batches;
+    t->batches_run++;
+    if (t->progress) t->progress(t->progress_ctx, done < n ? done : n, n);
+    return (t->stop && *t->stop) ||
+           (t->test_stop_after > 0 && t->batches_run >= t->test_stop_after);
+}
+
+enum { DEVICE_EPOCH_RERUN = 100 };
+
+/* The epoch through gpu_train_epoch. A non-finite loss: the parameters are those before that
+ * batch and cur points at it; DEVICE_EPOCH_RERUN asks the caller to run it the per-step way,
+ * which reports it exactly as it always has. */
+static int device_epoch(trainer_t *t, const corpus_t *c, struct gpu_data *d, uint32_t epoch,
+                        epoch_cursor_t *cur, char *err, size_t errlen) {
+    gpu_sync_to_device(t);
+    gpu_epoch_t e;
+    memset(&e, 0, sizeof e);
+    e.seed = t->opts.seed;
+    e.epoch = epoch;
+    e.batch_size = t->opts.batch_size;
+    e.first_batch = cur->batch;
+    e.loss_sum = cur->loss_sum;
+    e.step = t->step;
+    device_progress_t prog = {t, c->phase[PHASE_TRAIN].n_inst};
+    e.after_batch = device_after_batch;
+    e.ctx = &prog;
+    const int64_t runs0 = t->batches_run;
+    const int rc = d ? gpu_train_epoch(t->gpu, d, &t->adam, &e, err, errlen)
+                     : gpu_train_epoch_staged(t->gpu, c, t->opts.history_max, t->train_neg,
+                                              t->opts.num_neg, t->order, &t->adam, &e, err,
+                                              errlen);
+    if (rc) {
+        gpu_sync_to_host(t, 0);
+        return TRAIN_ERROR;
+    }
+    t->batches_run = runs0 + (e.next_batch - cur->batch);
+    t->step = e.step;
+    cur->batch = e.next_batch;
+    if (cur->batch > 0) { /* the last batch's size, where the per-step loop leaves it (run.c) */
+        const int64_t left = cur->samples - (cur->batch - 1) * t->opts.batch_size;
+        t->batch.B = (int)(left < t->opts.batch_size ? left : t->opts.batch_size);
+    }
+    cur->loss_sum = e.loss_sum;
+    if (e.bad_batch >= 0) {
+        gpu_sync_to_host(t, 0);
+        return DEVICE_EPOCH_RERUN;
+    }
+    gpu_sync_to_host(t, 1);
+    return cur->batch < cur->n_batches ? TRAIN_INTERRUPTED : TRAIN_DONE;
+}
+#endif
+
 int trainer_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_cursor_t *cur,
                         char *err, size_t errlen) {
     const train_opts_t *o = &t->opts;
@@ -162,9 +265,23 @@ int trainer_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_c
     if (cur->batch < 0 || cur->batch > n_batches)
         return tmr_error(err, errlen, "epoch %u: cannot start at batch %lld of %lld", epoch + 1,
                          (long long)cur->batch, (long long)n_batches); /* TRAIN_ERROR */
+#ifdef TIMIREC_CUDA
+    const int mode = gpu_epoch_mode(t, 1);
+    if (mode == GPU_EPOCH_DEVICE) {
+        int rc = device_epoch(t, c, device_data(t, c, 1), epoch, cur, err, errlen);
+        if (rc != DEVICE_EPOCH_RERUN) return rc;
+        /* the per-step loop below meets the non-finite batch first and reports it */
+    }
+#endif
     if (sampler_train_negatives(c, o->seed, epoch, o->num_neg, t->train_neg, err, errlen))
         return TRAIN_ERROR;
     sampler_shuffle(n, o->seed, epoch, t->order);
+#ifdef TIMIREC_CUDA
+    if (mode == GPU_EPOCH_STAGED) {
+        int rc = device_epoch(t, c, NULL, epoch, cur, err, errlen);
+        if (rc != DEVICE_EPOCH_RERUN) return rc;
+    }
+#endif
     gpu_sync_to_device(t);
     for (; cur->batch < n_batches; cur->batch++) {
         const int64_t s = cur->batch * o->batch_size;
@@ -260,6 +377,12 @@ void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
 #ifdef TIMIREC_CUDA
     on_gpu = t->gpu && !test_all;
     if (on_gpu) gpu_model_upload_params(t->gpu, t->params);
+    struct gpu_data *d = on_gpu ? device_data(t, c, 0) : NULL;
+    if (d) { /* batches assembled and ranked on the device, the ranks read once */
+        gpu_eval_phase(t->gpu, d, phase, eb, t->ranks);
+        metrics_compute(spec, t->ranks, ph->n_inst, values);
+        return;
+    }
 #endif
     for (int64_t s = 0; s < ph->n_inst; s += eb) {
         int B = (int)(ph->n_inst - s < eb ? ph->n_inst - s : eb);

@@ -41,6 +41,10 @@ int sampler_max_history(const corpus_t *c, int history_max);
 int sampler_train_negatives(const corpus_t *c, uint64_t seed, uint32_t epoch, int num_neg,
                             int32_t *neg, char *err, size_t errlen);
 
+/* The check sampler_train_negatives starts with (also run before the device's draw): -1 with
+ * a message when some training user has every item in train, else 0. */
+int sampler_check_negatives(const corpus_t *c, int num_neg, char *err, size_t errlen);
+
 /* The epoch's order of n instances: perm sorted by a 64-bit Philox key per instance (ties, of
  * probability 2^-64, by index): a uniform permutation that a GPU radix sort reproduces. */
 void sampler_shuffle(int64_t n, uint64_t seed, uint32_t epoch, int64_t *perm);

@@ -56,6 +56,13 @@ typedef struct {
      * between trainer calls (uploaded when an epoch or an evaluation starts, downloaded when
      * an epoch ends), so checkpoints read and write them as with the CPU backend. */
     struct gpu_model *gpu;
+    /* With gpu: the corpus resident on the device (gpu_data.h), made when first needed for
+     * gpu_data_corpus: dev/test evaluation runs on it (gpu_eval_phase), and so do training
+     * epochs with TIMIREC_GPU_EPOCH=device; by default epochs stage host-built batches through
+     * pinned memory into the backend's epoch driver (no per-step synchronisation either way);
+     * TIMIREC_GPU_EPOCH=0, detect_anomaly or a test hook: the per-step path (trainer.c). */
+    struct gpu_data *gpu_data;
+    const corpus_t *gpu_data_corpus;
     char backend[512];     /* "CPU", or "CUDA: <device>", or why use_gpu fell back to the CPU */
     /* Robustness (see trainer_train_epoch). */
     const volatile sig_atomic_t *stop; /* non-zero: stop after the current batch */
