@@ -133,6 +133,19 @@ static int64_t rows_per_block(const topk_problem_t *p, int64_t n_rows, int vecs_
     return per;
 }
 
+uint64_t topk_cpu_bytes(int64_t n_rows, int n_vecs, int dim, int32_t n_items, int k, int threads) {
+    int64_t per = BLOCK_VECS / n_vecs;
+    if (per < 1) per = 1;
+    const int64_t even = threads > 0 ? (n_rows + threads - 1) / threads : n_rows;
+    if (even < per) per = even < 4 ? 4 : even;
+    const double table = (double)n_items * dim * sizeof(float);
+    const double thread = (double)per * n_vecs * TILE_ITEMS * sizeof(float) +
+                          (double)per * TILE_ITEMS * sizeof(float) +
+                          (double)per * n_vecs * k * sizeof(scored_t) + (double)per * n_vecs * 40;
+    const double b = table + (threads > 0 ? threads : 1) * thread;
+    return b >= 1.8e19 ? UINT64_MAX : (uint64_t)b;
+}
+
 /* What the blocked pass does with each row's scores. */
 typedef struct {
     int k;                     /* select mode: heap size */

@@ -77,6 +77,10 @@ void topk_rank_cpu(const topk_problem_t *p, const int32_t *targets, int64_t *ran
 void topk_bruteforce(const topk_problem_t *p, int k, int32_t *items_out, float *scores_out,
                      int32_t *counts);
 
+/* Bytes topk_cpu / topk_rank_cpu (k = 1) allocate for such a problem on `threads` threads:
+ * the transposed item table (N, D) and each thread's tile, heaps and row state. */
+uint64_t topk_cpu_bytes(int64_t n_rows, int n_vecs, int dim, int32_t n_items, int k, int threads);
+
 /* Check a problem's shapes and k (k <= max_k); 0 or -1 with a message. */
 int topk_check(const topk_problem_t *p, int k, int max_k, char *err, size_t errlen);
 
