@@ -16,8 +16,8 @@
  *
  * The CPU version scores a block of rows against a tile of items with the project's matrix
  * product (gemm.h: the built-in kernel sums every element as one ascending chain, so a score
- * is the same bits in whatever tile it is computed) and keeps each row's best k in a bounded
- * min-heap behind a threshold test; OpenMP over row blocks. Nothing of size rows x N is
+ * is the same bits in whatever tile it is computed) and keeps each row's best k in a buffer
+ * of 2k behind a threshold test (quickselect when it fills); OpenMP over row blocks. Nothing of size rows x N is
  * written. */
 #ifndef TIMIREC_TOPK_H
 #define TIMIREC_TOPK_H
@@ -78,7 +78,7 @@ void topk_bruteforce(const topk_problem_t *p, int k, int32_t *items_out, float *
                      int32_t *counts);
 
 /* Bytes topk_cpu / topk_rank_cpu (k = 1) allocate for such a problem on `threads` threads:
- * the transposed item table (N, D) and each thread's tile, heaps and row state. */
+ * the transposed item table (N, D) and each thread's tile, candidate buffers and row state. */
 uint64_t topk_cpu_bytes(int64_t n_rows, int n_vecs, int dim, int32_t n_items, int k, int threads);
 
 /* Check a problem's shapes and k (k <= max_k); 0 or -1 with a message. */
@@ -93,6 +93,17 @@ int topk_check(const topk_problem_t *p, int k, int max_k, char *err, size_t errl
  * rounding-level ties can differ: cuBLAS sums in its own order). */
 int topk_gpu(const topk_problem_t *dev_problem, int k, int32_t *items_out, float *scores_out,
              int32_t *counts, char *err, size_t errlen);
+/* The baseline the benchmark compares with: cuBLAS product of a chunk of users against the
+ * whole catalog, then a full segmented radix sort (CUB) of every row; same outputs. */
+int topk_gpu_baseline(const topk_problem_t *dev_problem, int k, int32_t *items_out,
+                      float *scores_out, int32_t *counts, char *err, size_t errlen);
+/* Device memory for callers written in C (tests, benchmarks): 0 or -1 with a message. */
+int topk_gpu_malloc(void **ptr, size_t bytes, char *err, size_t errlen);
+void topk_gpu_free(void *ptr);
+int topk_gpu_copy(void *dst, const void *src, size_t bytes, int to_device, char *err, size_t errlen);
+int topk_gpu_sync(char *err, size_t errlen);
+/* FP32 FMA peak of device 0 from its SM count and clock (GFLOP/s; 0 when unknown). */
+double topk_gpu_fp32_peak_gflops(void);
 /* Number of visible CUDA devices (0 without a GPU or without CUDA), and a line describing it. */
 int topk_gpu_devices(char *desc, size_t desclen);
 /* Release the cuBLAS handle and scratch buffers topk_gpu keeps between calls. */
