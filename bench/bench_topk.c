@@ -8,7 +8,7 @@
  *                  recommend loop); timed on a slice of the users (items/s is what counts)
  *   gemm+psort     the matrix product of a block of users against the whole catalog, then a
  *                  partial sort (quickselect + sort of the first k) of every row; with the
- *                  built-in product and with OpenBLAS when built in
+ *                  built-in product and with OpenBLAS when built in; on up to 2,000 users
  *   blocked        topk_cpu: tiles of 512 items, a heap per row behind a threshold test,
  *                  nothing of size users x items written; built-in product (and OpenBLAS)
  * items_scored_per_s = users x items x n_vecs / s. fraction_of_roofline: against the matrix
@@ -28,9 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef TIMIREC_CUDA
-#include <cuda_runtime.h>
-#endif
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static float uniform_nz(void) { /* +-[0.05, 1) */
@@ -176,7 +173,7 @@ static void row(out_t *o, const char *backend, int64_t U, int64_t N, int D, int 
 static double product_ceiling_gflops(int D) {
     const int M = 128, N = 512, reps = 200;
     double best = 0;
-    for (int trial = 0; trial < 3; trial++) {
+    for (int trial = 0; trial < 5; trial++) {
         double t0 = tmr_now();
 #pragma omp parallel
         {
@@ -254,14 +251,17 @@ static void cpu_shape(out_t *o, int64_t U, int32_t N, int D, int V, int k, doubl
         double s = time_fn(topk_cpu, &p, k, it, sc, cn, reps);
         row(o, name, U, N, D, k, s, pairs * V / s, ceiling_items);
         if (V == 1) {
-            gemm_psort(&p, k, it, sc, cn);
+            /* On a slice of the users: its rate does not depend on their number. */
+            topk_problem_t pg = p;
+            pg.n_rows = U < 2000 ? U : 2000;
+            gemm_psort(&pg, k, it, sc, cn);
             snprintf(name, sizeof name, "cpu-%s-gemm+psort", impl ? "openblas" : "builtin");
             if (!agree(sample, k, it, sc, cn, ri, rs, rc, !impl)) {
                 printf("  %s: FAILED the check against brute force: not timed\n", name);
                 continue;
             }
-            s = time_fn(gemm_psort, &p, k, it, sc, cn, reps);
-            row(o, name, U, N, D, k, s, pairs / s, ceiling_items);
+            s = time_fn(gemm_psort, &pg, k, it, sc, cn, reps);
+            row(o, name, pg.n_rows, N, D, k, s, (double)pg.n_rows * N / s, ceiling_items);
         }
     }
     tmr_gemm_use(GEMM_BUILTIN);
@@ -281,8 +281,113 @@ static void cpu_shape(out_t *o, int64_t U, int32_t N, int D, int V, int k, doubl
     free(ri), free(rc), free(rs);
 }
 
+
 #ifdef TIMIREC_CUDA
-void bench_topk_gpu(out_t *o, int quick); /* below */
+/* ---- GPU rows: the kernel (topk_gpu) and the baseline (cuBLAS product + CUB segmented sort of
+ * every row), each checked against topk_cpu on the first rows before it is timed. */
+static char gerr[512];
+#define GTRY(call)                                                                   \
+    do {                                                                             \
+        if ((call) != 0) {                                                           \
+            printf("  GPU step failed: %s: %s\n", #call, gerr);                      \
+            return;                                                                  \
+        }                                                                            \
+    } while (0)
+
+typedef int (*gpu_fn)(const topk_problem_t *, int, int32_t *, float *, int32_t *, char *, size_t);
+
+static void gpu_shape(out_t *o, int64_t U, int32_t N, int D, int V, int k, int reps,
+                      int64_t baseline_users, double peak_gflops) {
+    printf("GPU %lld users x %d items x emb %d, %d vector(s) per user, top %d\n", (long long)U,
+           (int)N, D, V, k);
+    const size_t nv = (size_t)(U * V * D), ni = (size_t)N * D;
+    float *vecs = tmr_malloc(nv * sizeof(float)), *items = tmr_malloc(ni * sizeof(float));
+    for (size_t i = 0; i < nv; i++) vecs[i] = uniform_nz();
+    for (size_t i = 0; i < ni; i++) items[i] = uniform_nz();
+    int64_t *off = tmr_malloc(sizeof(int64_t) * (size_t)(U + 1));
+    int32_t *seen = tmr_malloc(tmr_mul_size((size_t)U * 120 + 1, sizeof(int32_t)));
+    off[0] = 0;
+    for (int64_t u = 0; u < U; u++) {
+        int n = 20 + (int)(next_u32() % 101);
+        int32_t step = (N - 1) / n > 1 ? (N - 1) / n : 1, it = 1 + (int32_t)(next_u32() % (uint32_t)step);
+        int64_t e = off[u];
+        for (int i = 0; i < n && it < N; i++, it += 1 + (int32_t)(next_u32() % (uint32_t)step)) seen[e++] = it;
+        off[u + 1] = e;
+    }
+    topk_problem_t hp = {U, V, D, vecs, N, items, off, seen, NULL, 1}, dp = hp;
+    GTRY(topk_gpu_malloc((void **)&dp.vecs, nv * sizeof(float), gerr, sizeof gerr));
+    GTRY(topk_gpu_malloc((void **)&dp.items, ni * sizeof(float), gerr, sizeof gerr));
+    GTRY(topk_gpu_malloc((void **)&dp.seen_off, sizeof(int64_t) * (size_t)(U + 1), gerr, sizeof gerr));
+    GTRY(topk_gpu_malloc((void **)&dp.seen, sizeof(int32_t) * (size_t)(off[U] + 1), gerr, sizeof gerr));
+    GTRY(topk_gpu_copy((void *)dp.vecs, vecs, nv * sizeof(float), 1, gerr, sizeof gerr));
+    GTRY(topk_gpu_copy((void *)dp.items, items, ni * sizeof(float), 1, gerr, sizeof gerr));
+    GTRY(topk_gpu_copy((void *)dp.seen_off, off, sizeof(int64_t) * (size_t)(U + 1), 1, gerr, sizeof gerr));
+    GTRY(topk_gpu_copy((void *)dp.seen, seen, sizeof(int32_t) * (size_t)(off[U] + 1), 1, gerr, sizeof gerr));
+    int32_t *d_items, *d_counts;
+    float *d_scores;
+    GTRY(topk_gpu_malloc((void **)&d_items, (size_t)(U * k) * 4, gerr, sizeof gerr));
+    GTRY(topk_gpu_malloc((void **)&d_scores, (size_t)(U * k) * 4, gerr, sizeof gerr));
+    GTRY(topk_gpu_malloc((void **)&d_counts, (size_t)U * 4, gerr, sizeof gerr));
+    /* The CPU's lists of the first rows. */
+    const int64_t sample = U < 16 ? U : 16;
+    topk_problem_t hs = hp;
+    hs.n_rows = sample;
+    int32_t *ri = tmr_malloc((size_t)(sample * k) * 4), *rc = tmr_malloc((size_t)sample * 4);
+    float *rs = tmr_malloc((size_t)(sample * k) * 4);
+    int32_t *gi = tmr_malloc((size_t)(sample * k) * 4), *gc = tmr_malloc((size_t)sample * 4);
+    float *gs = tmr_malloc((size_t)(sample * k) * 4);
+    topk_cpu(&hs, k, ri, rs, rc);
+    const double ceiling_items = peak_gflops * 1e9 / (2.0 * D * V);
+    static const char *names[] = {"gpu-cublas+select", "gpu-cublas+segsort"};
+    gpu_fn fns[] = {topk_gpu, topk_gpu_baseline};
+    for (int v = 0; v < 2; v++) {
+        topk_problem_t run = dp;
+        if (v == 1) run.n_rows = U < baseline_users ? U : baseline_users;
+        GTRY(fns[v](&run, k, d_items, d_scores, d_counts, gerr, sizeof gerr)); /* warm-up */
+        GTRY(topk_gpu_copy(gi, d_items, (size_t)(sample * k) * 4, 0, gerr, sizeof gerr));
+        GTRY(topk_gpu_copy(gs, d_scores, (size_t)(sample * k) * 4, 0, gerr, sizeof gerr));
+        GTRY(topk_gpu_copy(gc, d_counts, (size_t)sample * 4, 0, gerr, sizeof gerr));
+        if (!agree(sample, k, gi, gs, gc, ri, rs, rc, 0)) {
+            printf("  %s: FAILED the check against topk_cpu: not timed\n", names[v]);
+            continue;
+        }
+        double t[16];
+        for (int r = 0; r < reps; r++) {
+            double t0 = tmr_now();
+            GTRY(fns[v](&run, k, d_items, d_scores, d_counts, gerr, sizeof gerr));
+            GTRY(topk_gpu_sync(gerr, sizeof gerr));
+            t[r] = tmr_now() - t0;
+        }
+        const double s = bench_median(t, reps);
+        row(o, names[v], run.n_rows, N, D, k, s, (double)run.n_rows * N * V / s, ceiling_items);
+    }
+    topk_gpu_free((void *)dp.vecs), topk_gpu_free((void *)dp.items);
+    topk_gpu_free((void *)dp.seen_off), topk_gpu_free((void *)dp.seen);
+    topk_gpu_free(d_items), topk_gpu_free(d_scores), topk_gpu_free(d_counts);
+    free(vecs), free(items), free(off), free(seen), free(ri), free(rc), free(rs), free(gi), free(gc), free(gs);
+}
+
+void bench_topk_gpu(out_t *o, int quick) {
+    char desc[256];
+    if (topk_gpu_devices(desc, sizeof desc) < 1) {
+        printf("SKIP GPU rows: %s\n", desc);
+        return;
+    }
+    const double peak = topk_gpu_fp32_peak_gflops();
+    printf("GPU: %s, FP32 peak %.0f GFLOP/s (SMs x 128 lanes x 2 x clock)\n", desc, peak);
+    const char *cpu_device = o->device;
+    char dev[300];
+    snprintf(dev, sizeof dev, "%s", desc);
+    for (char *c = dev; *c; c++)
+        if (*c == ',') *c = ';';
+    o->device = dev;
+    gpu_shape(o, 6040, 3706, 64, 1, 50, 10, 6040, peak);
+    gpu_shape(o, 6040, 3706, 64, 2, 50, 10, 6040, peak);
+    if (quick) gpu_shape(o, 20000, 200000, 64, 1, 50, 3, 2000, peak);
+    else gpu_shape(o, 100000, 1000000, 64, 1, 50, 3, 2000, peak);
+    topk_gpu_release();
+    o->device = cpu_device;
+}
 #endif
 
 int main(void) {
