@@ -11,7 +11,8 @@
  *                  built-in product and with OpenBLAS when built in; on up to 2,000 users
  *   blocked        topk_cpu: tiles of 512 items, a heap per row behind a threshold test,
  *                  nothing of size users x items written; built-in product (and OpenBLAS)
- * items_scored_per_s = users x items x n_vecs / s. fraction_of_roofline: against the matrix
+ * items_scored_per_s = users x items x n_vecs / s (a "-K2" backend scores every item with 2
+ * interest vectors per user: the pretrain stage's max over K = 2). fraction_of_roofline: against the matrix
  * product alone at the kernel's tile shape (128 x 512 x emb, results in L2), measured in the
  * same run on all threads: the FLOP ceiling of this machine with this product.
  *
@@ -243,7 +244,8 @@ static void cpu_shape(out_t *o, int64_t U, int32_t N, int D, int V, int k, doubl
         char name[64];
         topk_cpu(&p, k, it, sc, cn);
         int ok = agree(sample, k, it, sc, cn, ri, rs, rc, !impl);
-        snprintf(name, sizeof name, "cpu-blocked-%s", impl ? "openblas" : "builtin");
+        snprintf(name, sizeof name, "cpu-blocked-%s%s", impl ? "openblas" : "builtin",
+                 V == 2 ? "-K2" : V > 2 ? "-K>2" : "");
         if (!ok) {
             printf("  %s: FAILED the check against brute force: not timed\n", name);
             continue;
@@ -338,7 +340,8 @@ static void gpu_shape(out_t *o, int64_t U, int32_t N, int D, int V, int k, int r
     float *gs = tmr_malloc((size_t)(sample * k) * 4);
     topk_cpu(&hs, k, ri, rs, rc);
     const double ceiling_items = peak_gflops * 1e9 / (2.0 * D * V);
-    static const char *names[] = {"gpu-cublas+select", "gpu-cublas+segsort"};
+    const char *names[] = {V == 1 ? "gpu-cublas+select" : "gpu-cublas+select-K2",
+                           V == 1 ? "gpu-cublas+segsort" : "gpu-cublas+segsort-K2"};
     gpu_fn fns[] = {topk_gpu, topk_gpu_baseline};
     for (int v = 0; v < 2; v++) {
         topk_problem_t run = dp;
