@@ -156,7 +156,16 @@ int main(void) {
     trainer_t f;
     CHECK(trainer_init(&f, &c, &fcfg, &o, err, sizeof err) == 0, "%s", err);
     model_copy_shared(&f.lay, f.params, &t.lay, t.params);
+    const int64_t n_test = c.phase[PHASE_TEST].n_inst;
+    int64_t *pre_ranks = malloc(sizeof(int64_t) * (size_t)n_test);
+    memcpy(pre_ranks, t.ranks, sizeof(int64_t) * (size_t)n_test);
     check_stage(&f, &c, &spec, "finetune");
+    /* The finetune path ranks with the weighted user vector, not the max: other ranks. */
+    int64_t moved = 0;
+    for (int64_t i = 0; i < n_test; i++) moved += f.ranks[i] != pre_ranks[i];
+    printf("finetune vs pretrain: %lld of %lld ranks differ\n", (long long)moved, (long long)n_test);
+    CHECK(moved > 0, "the finetune ranks equal the pretrain ones: the user vector was not used");
+    free(pre_ranks);
     trainer_free(&f);
     trainer_free(&t);
     corpus_free(&c);
