@@ -308,9 +308,11 @@ extern "C" void topk_gpu_release(void) {
 
 extern "C" int topk_gpu_devices(char *desc, size_t desclen) {
     int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n < 1) {
         cudaGetLastError();
-        snprintf(desc, desclen, "no CUDA device visible");
+        snprintf(desc, desclen, "no CUDA device visible (%s)",
+                 e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
         return 0;
     }
 #ifdef TOPK_EMU

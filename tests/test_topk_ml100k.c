@@ -145,7 +145,7 @@ int main(void) {
     trainer_t t;
     CHECK(trainer_init(&t, &c, &cfg, &o, err, sizeof err) == 0, "%s", err);
     int64_t keep = c.phase[PHASE_TRAIN].n_inst, n;
-    c.phase[PHASE_TRAIN].n_inst = 60 * o.batch_size; /* a partial epoch */
+    c.phase[PHASE_TRAIN].n_inst = 30 * o.batch_size; /* a partial epoch */
     trainer_epoch(&t, &c, 0, &n, err, sizeof err);
     c.phase[PHASE_TRAIN].n_inst = keep;
     check_stage(&t, &c, &spec, "pretrain K=2");
