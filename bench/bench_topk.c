@@ -288,18 +288,24 @@ static void cpu_shape(out_t *o, int64_t U, int32_t N, int D, int V, int k, doubl
 /* ---- GPU rows: the kernel (topk_gpu) and the baseline (cuBLAS product + CUB segmented sort of
  * every row), each checked against topk_cpu on the first rows before it is timed. */
 static char gerr[512];
+static int gpu_failures; /* GPU steps that failed or variants that failed their check */
 #define GTRY(call)                                                                   \
     do {                                                                             \
         if ((call) != 0) {                                                           \
             printf("  GPU step failed: %s: %s\n", #call, gerr);                      \
+            gpu_failures++;                                                          \
             return;                                                                  \
         }                                                                            \
     } while (0)
 
 typedef int (*gpu_fn)(const topk_problem_t *, int, int32_t *, float *, int32_t *, char *, size_t);
 
+/* Chunk sizes tried for the kernel at the large shape (TIMIREC_TOPK_GPU_USERS / _ITEMS): the
+ * default (256 MiB of scratch, 32,768 items), a scratch that fits in L2, and a large one. */
+static const char *const chunk_configs[][2] = {{"", ""}, {"1024", "8192"}, {"4096", "65536"}};
+
 static void gpu_shape(out_t *o, int64_t U, int32_t N, int D, int V, int k, int reps,
-                      int64_t baseline_users, double peak_gflops) {
+                      int64_t baseline_users, double peak_gflops, int sweep_chunks) {
     printf("GPU %lld users x %d items x emb %d, %d vector(s) per user, top %d\n", (long long)U,
            (int)N, D, V, k);
     const size_t nv = (size_t)(U * V * D), ni = (size_t)N * D;
@@ -343,34 +349,60 @@ static void gpu_shape(out_t *o, int64_t U, int32_t N, int D, int V, int k, int r
     const char *names[] = {V == 1 ? "gpu-cublas+select" : "gpu-cublas+select-K2",
                            V == 1 ? "gpu-cublas+segsort" : "gpu-cublas+segsort-K2"};
     gpu_fn fns[] = {topk_gpu, topk_gpu_baseline};
-    for (int v = 0; v < 2; v++) {
+    const int n_configs = sweep_chunks ? 3 : 1;
+    for (int v = 0; v < 1 + n_configs; v++) {
         topk_problem_t run = dp;
-        if (v == 1) run.n_rows = U < baseline_users ? U : baseline_users;
-        GTRY(fns[v](&run, k, d_items, d_scores, d_counts, gerr, sizeof gerr)); /* warm-up */
+        char name[96];
+        const int base = v == n_configs; /* the baseline runs last */
+        snprintf(name, sizeof name, "%s", names[base]);
+        if (base) run.n_rows = U < baseline_users ? U : baseline_users;
+        if (!base && v > 0) {
+            setenv("TIMIREC_TOPK_GPU_USERS", chunk_configs[v][0], 1);
+            setenv("TIMIREC_TOPK_GPU_ITEMS", chunk_configs[v][1], 1);
+            snprintf(name, sizeof name, "%s[chunks %sx%s]", names[0], chunk_configs[v][0],
+                     chunk_configs[v][1]);
+        } else {
+            unsetenv("TIMIREC_TOPK_GPU_USERS");
+            unsetenv("TIMIREC_TOPK_GPU_ITEMS");
+        }
+        gpu_fn fn = fns[base];
+        const int rc_first = fn(&run, k, d_items, d_scores, d_counts, gerr, sizeof gerr); /* warm-up */
+        if (rc_first == -2) { /* not in this build (the CPU emulation has no CUB) */
+            printf("  %s: SKIP: %s\n", name, gerr);
+            continue;
+        }
+        GTRY(rc_first);
         GTRY(topk_gpu_copy(gi, d_items, (size_t)(sample * k) * 4, 0, gerr, sizeof gerr));
         GTRY(topk_gpu_copy(gs, d_scores, (size_t)(sample * k) * 4, 0, gerr, sizeof gerr));
         GTRY(topk_gpu_copy(gc, d_counts, (size_t)sample * 4, 0, gerr, sizeof gerr));
         if (!agree(sample, k, gi, gs, gc, ri, rs, rc, 0)) {
-            printf("  %s: FAILED the check against topk_cpu: not timed\n", names[v]);
+            printf("  %s: FAILED the check against topk_cpu: not timed\n", name);
+            gpu_failures++;
+            continue;
+        }
+        if (reps == 0) { /* check only */
+            printf("  %s: agrees with topk_cpu on the first %lld rows\n", name, (long long)sample);
             continue;
         }
         double t[16];
         for (int r = 0; r < reps; r++) {
             double t0 = tmr_now();
-            GTRY(fns[v](&run, k, d_items, d_scores, d_counts, gerr, sizeof gerr));
+            GTRY(fn(&run, k, d_items, d_scores, d_counts, gerr, sizeof gerr));
             GTRY(topk_gpu_sync(gerr, sizeof gerr));
             t[r] = tmr_now() - t0;
         }
         const double s = bench_median(t, reps);
-        row(o, names[v], run.n_rows, N, D, k, s, (double)run.n_rows * N * V / s, ceiling_items);
+        row(o, name, run.n_rows, N, D, k, s, (double)run.n_rows * N * V / s, ceiling_items);
     }
+    unsetenv("TIMIREC_TOPK_GPU_USERS");
+    unsetenv("TIMIREC_TOPK_GPU_ITEMS");
     topk_gpu_free((void *)dp.vecs), topk_gpu_free((void *)dp.items);
     topk_gpu_free((void *)dp.seen_off), topk_gpu_free((void *)dp.seen);
     topk_gpu_free(d_items), topk_gpu_free(d_scores), topk_gpu_free(d_counts);
     free(vecs), free(items), free(off), free(seen), free(ri), free(rc), free(rs), free(gi), free(gc), free(gs);
 }
 
-void bench_topk_gpu(out_t *o, int quick) {
+void bench_topk_gpu(out_t *o, int quick, int check_only) {
     char desc[256];
     if (topk_gpu_devices(desc, sizeof desc) < 1) {
         printf("SKIP GPU rows: %s\n", desc);
@@ -384,10 +416,17 @@ void bench_topk_gpu(out_t *o, int quick) {
     for (char *c = dev; *c; c++)
         if (*c == ',') *c = ';';
     o->device = dev;
-    gpu_shape(o, 6040, 3706, 64, 1, 50, 10, 6040, peak);
-    gpu_shape(o, 6040, 3706, 64, 2, 50, 10, 6040, peak);
-    if (quick) gpu_shape(o, 20000, 200000, 64, 1, 50, 3, 2000, peak);
-    else gpu_shape(o, 100000, 1000000, 64, 1, 50, 3, 2000, peak);
+    if (check_only) { /* tests/emu/run_topk.sh: the checks on tiny shapes, nothing recorded */
+        gpu_shape(o, 12, 600, 16, 1, 50, 0, 12, peak, 1);
+        gpu_shape(o, 10, 400, 8, 2, 20, 0, 10, peak, 0);
+        topk_gpu_release();
+        o->device = cpu_device;
+        return;
+    }
+    gpu_shape(o, 6040, 3706, 64, 1, 50, 10, 6040, peak, 0);
+    gpu_shape(o, 6040, 3706, 64, 2, 50, 10, 6040, peak, 0);
+    if (quick) gpu_shape(o, 20000, 200000, 64, 1, 50, 3, 2000, peak, 1);
+    else gpu_shape(o, 100000, 1000000, 64, 1, 50, 3, 2000, peak, 1);
     topk_gpu_release();
     o->device = cpu_device;
 }
@@ -398,11 +437,21 @@ int main(void) {
     const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
     char device[256];
     bench_cpu_name(device, sizeof device);
-    FILE *csv = fopen("bench/results/topk.csv", "a");
+    /* TIMIREC_BENCH_CHECK_ONLY=1: only the GPU variants' checks, on tiny shapes (the CPU
+     * emulation of the kernel runs them); no row is written. */
+    const int check_only = getenv("TIMIREC_BENCH_CHECK_ONLY") != NULL;
+    FILE *csv = check_only ? NULL : fopen("bench/results/topk.csv", "a");
     if (csv && ftell(csv) == 0)
         fprintf(csv, "device,date,commit,backend,users,items,emb,k,ms,items_scored_per_s,fraction_of_roofline\n");
     out_t o = {device, date ? date : "unknown", commit ? commit : "unknown", csv};
     tmr_gemm_use(GEMM_BUILTIN);
+#ifdef TIMIREC_CUDA
+    if (check_only) {
+        bench_topk_gpu(&o, quick, 1);
+        printf("GPU checks: %s\n", gpu_failures ? "FAILED" : "all passed");
+        return gpu_failures != 0;
+    }
+#endif
     const double ceiling = product_ceiling_gflops(64);
     printf("product ceiling (built-in, 128 x 512 x 64 per thread, %d threads): %.1f GFLOP/s\n",
            omp_get_max_threads(), ceiling);
@@ -413,7 +462,7 @@ int main(void) {
     cpu_shape(&o, 6040, 3706, 64, 2, 50, ceiling, quick ? 3 : 5);
     cpu_shape(&o, quick ? 2000 : 10000, 100000, 64, 1, 50, ceiling, quick ? 1 : 3);
 #ifdef TIMIREC_CUDA
-    bench_topk_gpu(&o, quick);
+    bench_topk_gpu(&o, quick, 0);
 #else
     printf("SKIP GPU rows: built without CUDA\n");
 #endif

@@ -364,7 +364,7 @@ extern "C" int topk_gpu_sync(char *err, size_t errlen) {
 
 /* ---- baseline for the benchmark: the whole product of a user chunk, then a full sort ---- */
 
-#if !defined(TOPK_EMU) && !defined(TOPK_NO_CUB)
+#ifndef TOPK_NO_CUB
 /* keys[r, j] for the chunk's rows (max over vectors, exclusions as key 0), segment offsets. */
 __global__ void tk_make_keys(const float *scores, int64_t n_rows, int n_vecs, int32_t N,
                              int64_t row0, const int64_t *seen_off, const int32_t *seen,
@@ -452,7 +452,7 @@ extern "C" int topk_gpu_baseline(const topk_problem_t *p, int k, int32_t *items_
 extern "C" int topk_gpu_baseline(const topk_problem_t *p, int k, int32_t *items_out,
                                  float *scores_out, int32_t *counts, char *err, size_t errlen) {
     (void)p, (void)k, (void)items_out, (void)scores_out, (void)counts;
-    snprintf(err, errlen, "topk_gpu_baseline: not in this build (emulation)");
-    return -1;
+    snprintf(err, errlen, "topk_gpu_baseline: not in this build (TOPK_NO_CUB)");
+    return -2;
 }
 #endif

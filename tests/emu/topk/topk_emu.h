@@ -121,3 +121,22 @@ static inline int cublasSgemm(cublasHandle_t, int ta, int tb, int m, int n, int 
         }
     return 0;
 }
+
+/* cub::DeviceSegmentedRadixSort::SortKeysDescending: each segment sorted descending. */
+#include <algorithm>
+#include <functional>
+namespace cub {
+struct DeviceSegmentedRadixSort {
+    template <class K>
+    static int SortKeysDescending(void *tmp, size_t &bytes, const K *in, K *out, int n,
+                                  int n_segments, const int *begin, const int *end) {
+        if (!tmp) {
+            bytes = 64;
+            return 0;
+        }
+        memcpy(out, in, sizeof(K) * (size_t)n);
+        for (int s = 0; s < n_segments; s++) std::sort(out + begin[s], out + end[s], std::greater<K>());
+        return 0;
+    }
+};
+}  // namespace cub
