@@ -68,6 +68,22 @@ else
   CUDA_NOTE := CUDA: skipped kernels/ ($(CUDA_OFF_WHY)); building the CPU backend only
 endif
 
+# ---- The CUDA backend emulated on the host (kernels/emulate.h): the backend's sources built
+# with g++ -DTMR_EMULATE, so its index arithmetic, buffer sizes, cuBLAS argument mapping and
+# orchestration run in `make test` (and under ASan in `make asan`) without a GPU or nvcc.
+# tests/test_gpu_X.c is built a second time as $(BUILD)/tests/test_emu_X against it.
+EMU_CU   := $(filter-out kernels/device.cu kernels/ceilings.cu,$(wildcard kernels/*.cu))
+EMU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/emu/kernels/%.o,$(EMU_CU)) $(BUILD)/emu/kernels/emulate.o
+EMU_TEST_BIN := $(patsubst tests/test_gpu_%.c,$(BUILD)/tests/test_emu_%,$(filter-out tests/test_gpu_rng.c,$(wildcard tests/test_gpu_*.c)))
+EMU_CXXFLAGS := -x c++ -std=c++17 -DTMR_EMULATE $(OPT) -g -Wall -Wextra -Werror -Iinclude $(SANITIZE)
+# The host library with its CUDA paths compiled in (-DTIMIREC_CUDA): the CUDA build's objects
+# when nvcc is there, else a second compile of src/ (CUDA=0, sanitizer builds).
+ifneq ($(NVCC),)
+  EMU_LIB_OBJ := $(LIB_OBJ)
+else
+  EMU_LIB_OBJ := $(patsubst %.c,$(BUILD)/emu/%.o,$(LIB_SRC))
+endif
+
 .PHONY: all test asan bench run clean cuda-note gpu-check fuzz fuzz-build
 all: cuda-note $(BIN)/timirec
 
@@ -108,18 +124,67 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libtimirec.a
 	@$(if $(V),:,echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
 
+$(BUILD)/emu/kernels/%.o: kernels/%.cu $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CXX-EMU $<")
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/emu/kernels/%.o: kernels/%.cpp $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CXX-EMU $<")
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/emu/src/%.o: src/%.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC-EMU  $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DTIMIREC_CUDA=1 -MMD -MP -c -o $@ $<
+
+$(BUILD)/emu/libtimirec_emu.a: $(EMU_LIB_OBJ) $(EMU_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/tests/test_emu_%: tests/test_gpu_%.c $(BUILD)/emu/libtimirec_emu.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC-EMU  $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DTIMIREC_CUDA=1 -Itests -MMD -MP -o $@ $< $(BUILD)/emu/libtimirec_emu.a $(LDFLAGS) $(LDLIBS) -lstdc++
+
 # The fuzz regression test replays fuzz/corpus/ and fuzz/regress/ through fuzz/targets.c.
 $(BUILD)/tests/test_fuzz_regress: tests/test_fuzz_regress.c fuzz/targets.c fuzz/targets.h $(BUILD)/libtimirec.a
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -Ifuzz -MMD -MP -o $@ $< fuzz/targets.c $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
 
+# test_gpu_coop / test_emu_coop: tests/test_gpu_coop.c with its own kernels (tests/coop_kernels.cu),
+# built by nvcc for the GPU test (in a CUDA build; else the generic rule builds a SKIP) and by
+# g++ -DTMR_EMULATE for the emulated one.
+$(BUILD)/emu/tests/coop_kernels.o: tests/coop_kernels.cu $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CXX-EMU $<")
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/test_emu_coop: tests/test_gpu_coop.c $(BUILD)/emu/tests/coop_kernels.o $(BUILD)/emu/libtimirec_emu.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC-EMU  $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DTIMIREC_CUDA=1 -Itests -MMD -MP -o $@ $< $(BUILD)/emu/tests/coop_kernels.o $(BUILD)/emu/libtimirec_emu.a $(LDFLAGS) $(LDLIBS) -lstdc++
+
+ifneq ($(NVCC),)
+$(BUILD)/tests/coop_kernels.o: tests/coop_kernels.cu $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  NVCC    $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/test_gpu_coop: tests/test_gpu_coop.c $(BUILD)/tests/coop_kernels.o $(BUILD)/libtimirec.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(BUILD)/tests/coop_kernels.o $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
+endif
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libtimirec.a
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
 
-test: all $(TEST_BIN)
+test: all $(TEST_BIN) $(EMU_TEST_BIN)
 	@sh tests/run_tests.sh $(BUILD)/tests $(BIN)/timirec
 
 # Same suite, instrumented; CPU only (the CUDA runtime and ASan do not mix).

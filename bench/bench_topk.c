@@ -416,7 +416,7 @@ void bench_topk_gpu(out_t *o, int quick, int check_only) {
     for (char *c = dev; *c; c++)
         if (*c == ',') *c = ';';
     o->device = dev;
-    if (check_only) { /* tests/emu/run_topk.sh: the checks on tiny shapes, nothing recorded */
+    if (check_only) { /* the checks on tiny shapes, nothing recorded */
         gpu_shape(o, 12, 600, 16, 1, 50, 0, 12, peak, 1);
         gpu_shape(o, 10, 400, 8, 2, 20, 0, 10, peak, 0);
         topk_gpu_release();
@@ -437,8 +437,8 @@ int main(void) {
     const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
     char device[256];
     bench_cpu_name(device, sizeof device);
-    /* TIMIREC_BENCH_CHECK_ONLY=1: only the GPU variants' checks, on tiny shapes (the CPU
-     * emulation of the kernel runs them); no row is written. */
+    /* TIMIREC_BENCH_CHECK_ONLY=1: only the GPU variants' checks, on tiny shapes (a quick
+     * look at a new machine); no row is written. */
     const int check_only = getenv("TIMIREC_BENCH_CHECK_ONLY") != NULL;
     FILE *csv = check_only ? NULL : fopen("bench/results/topk.csv", "a");
     if (csv && ftell(csv) == 0)

@@ -32,6 +32,29 @@ for t in "$build"/tests/test_gpu_*; do
     else fail=$((fail + 1)); note "FAIL $name (exit $rc)"; fi
 done
 
+# The --gpu switch end to end through the command line (trains on the GPU when one is usable).
+if [ -x "${BIN:-bin}/timirec" ]; then
+    sh tests/cli_gpu.sh "${BIN:-bin}/timirec" > "$out/cli_gpu.log" 2>&1
+    rc=$?
+    tail -3 "$out/cli_gpu.log"
+    if [ $rc -eq 0 ]; then pass=$((pass + 1)); note "PASS cli_gpu.sh"
+    else fail=$((fail + 1)); note "FAIL cli_gpu.sh (exit $rc)"; fi
+fi
+
+# Optional (GPU_CHECK_MEMCHECK=1): the backend's tests at small shapes under compute-sanitizer
+# (out-of-bounds and misaligned device accesses, the device-side twin of the ASan run of the
+# emulated backend in make asan).
+if [ "${GPU_CHECK_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
+    for name in test_gpu_extractor test_gpu_heads test_gpu_predictor test_gpu_model; do
+        TMR_SMALL_SHAPES=1 timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 \
+            "$build/tests/$name" > "$out/memcheck_$name.log" 2>&1
+        rc=$?
+        if [ $rc -eq 0 ]; then note "PASS memcheck $name"
+        elif [ $rc -eq 77 ]; then note "SKIP memcheck $name"
+        else fail=$((fail + 1)); note "FAIL memcheck $name (exit $rc)"; fi
+    done
+fi
+
 # 2. Ceilings and GPU benchmarks.
 for b in "$build"/bench/bench_device "$build"/bench/bench_gpu_*; do
     [ -x "$b" ] || continue
@@ -39,7 +62,7 @@ for b in "$build"/bench/bench_device "$build"/bench/bench_gpu_*; do
     timeout 300 "$b" 2>&1 | tee "$out/$name.log"
     cat "$out/$name.log" >> "$summary"
 done
-cp bench/results/device.csv "$out/" 2>/dev/null
+cp bench/results/device.csv bench/results/epoch.csv "$out/" 2>/dev/null
 
 # 3. The reference framework on the same card (epoch time as its users see it).
 if [ -d local/rechorus/src ] && command -v python3 >/dev/null 2>&1 &&

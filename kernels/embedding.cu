@@ -1,130 +1,82 @@
-/* The extractor's embedding gather (+ position) and the deterministic scatter of row gradients
- * into a table (device twins of ext_embed_forward / ext_embed_backward, src/cpu/extractor.inc). */
+/* Embedding gather (+ position) and the deterministic scatter-add of table gradients. */
+#ifndef TMR_EMULATE
 #include <cub/device/device_radix_sort.cuh>
+#endif
 
 #include "common.cuh"
-#include "timirec/gpu_ops.h"
 
-/* One thread per output element (r, c) of x0 (n, d). */
-__global__ void embed_forward_kernel(const float *E, const float *P, const int32_t *hist,
-                                     const int32_t *pos, int64_t n, int d, float *x0) {
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n * d) return;
+/* x0[r, c] = E[hist[r], c] (+ P[pos[r], c]); one thread per element (i = r * d + c). */
+__global__ void embed_forward_kernel(int64_t n, const float *__restrict__ E,
+                                     const float *__restrict__ P,
+                                     const int32_t *__restrict__ hist,
+                                     const int32_t *__restrict__ pos, int d,
+                                     float *__restrict__ x0) {
+    THREAD_INDEX(i, n);
     const int64_t r = i / d;
     const int c = (int)(i % d);
-    float x = E[(int64_t)hist[r] * d + c];
-    if (P) x += P[(int64_t)pos[r] * d + c];
-    x0[i] = x;
+    const float e = E[(int64_t)hist[r] * d + c];
+    x0[i] = P ? e + P[(int64_t)pos[r] * d + c] : e;
 }
 
-extern "C" int tmr_gpu_embed_forward(const float *E, const float *P, const int32_t *hist,
-                                     const int32_t *pos, int64_t n, int d, float *x0,
-                                     void *stream, char *err, size_t errlen) {
-    GPU_CHECK_SIZE(n >= 0 && d >= 1 && n * d < ((int64_t)1 << 40));
-    if (n == 0) return 0;
-    embed_forward_kernel<<<tmr_blocks_for(n * d, 256), 256, 0, (cudaStream_t)stream>>>(
-        E, P, hist, pos, n, d, x0);
-    CUDA_TRY(cudaGetLastError());
-    return 0;
+extern "C" void gpu_ext_embed_forward(gpu_ctx_t *ctx, const float *E, const float *P,
+                                      const int32_t *hist, const int32_t *pos, int64_t n, int d,
+                                      float *x0) {
+    (void)ctx;
+    LAUNCH(embed_forward_kernel, n * d, E, P, hist, pos, d, x0);
 }
 
-/* ---- scatter: stable sort of (id, source index), then one thread per (id, column) -------- */
-
-/* The work buffer: sorted ids (n), source indices before and after the sort (n each), then
- * CUB's temporary storage; each part starts on a 256-byte boundary. */
-static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
-
-/* Radix bits that cover ids 0..rows-1 (a shorter sort than all 32 bits). */
-static int id_bits(int64_t rows) {
-    int bits = 1;
-    while (bits < 32 && ((int64_t)1 << bits) < rows) bits++;
-    return bits;
+__global__ void iota_kernel(int64_t n, int32_t *__restrict__ v) {
+    THREAD_INDEX(i, n);
+    v[i] = (int32_t)i;
 }
 
-static int cub_sort_bytes(int64_t n, int64_t rows, size_t *bytes, char *err, size_t errlen) {
-    *bytes = 0;
-    CUDA_TRY(cub::DeviceRadixSort::SortPairs(NULL, *bytes, (const uint32_t *)NULL,
-                                             (uint32_t *)NULL, (const int32_t *)NULL,
-                                             (int32_t *)NULL, (int)n, 0, id_bits(rows)));
-    return 0;
-}
-
-extern "C" int tmr_gpu_scatter_work_bytes(int64_t n, int64_t rows, size_t *bytes, char *err,
-                                          size_t errlen) {
-    GPU_CHECK_SIZE(n >= 0 && n < ((int64_t)1 << 31) && rows >= 1);
-    size_t sort_bytes;
-    if (cub_sort_bytes(n, rows, &sort_bytes, err, errlen)) return -1;
-    *bytes = 3 * align256((size_t)n * sizeof(int32_t)) + align256(sort_bytes);
-    return 0;
-}
-
-__global__ void iota_kernel(int32_t *x, int64_t n) {
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) x[i] = (int32_t)i;
-}
-
-/* One thread per (sorted position j, column c); only the first position of each run of equal
- * ids works: it adds that id's source rows, in ascending source index (the sort is stable),
- * into the table row, one add at a time as the CPU does. Different threads write different
- * (id, column) elements, so no atomics. */
-__global__ void scatter_runs_kernel(const uint32_t *sorted_ids, const int32_t *sorted_src,
-                                    int64_t n, int d, const float *src, float *table) {
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n * d) return;
-    const int64_t j = i / d;
+/* After the stable sort: keys (n) ascending, src_row (n) the source row of each, in ascending
+ * order within a key. Thread (i, c) with i the first position of its key's run adds that
+ * run's source rows, in order, into table[key, c]; the other threads have nothing to do. The
+ * running sum starts from the table's value, as the CPU's row-after-row += does. */
+__global__ void segment_add_kernel(int64_t n_threads, int64_t n, int d,
+                                   const int32_t *__restrict__ keys,
+                                   const int32_t *__restrict__ src_row,
+                                   const float *__restrict__ src, float *__restrict__ table) {
+    THREAD_INDEX(i, n_threads);
+    const int64_t s = i / d;
     const int c = (int)(i % d);
-    const uint32_t id = sorted_ids[j];
-    if (j > 0 && sorted_ids[j - 1] == id) return; /* not the start of a run */
-    float acc = table[(int64_t)id * d + c];
-    for (int64_t k = j; k < n && sorted_ids[k] == id; k++)
-        acc += src[(int64_t)sorted_src[k] * d + c];
-    table[(int64_t)id * d + c] = acc;
+    const int32_t key = keys[s];
+    if (s > 0 && keys[s - 1] == key) return;
+    float *out = table + (int64_t)key * d + c;
+    float acc = *out;
+    for (int64_t j = s; j < n && keys[j] == key; j++) acc += src[(int64_t)src_row[j] * d + c];
+    *out = acc;
 }
 
-extern "C" int tmr_gpu_scatter_add_rows(const int32_t *ids, int64_t n, int d, int64_t rows,
-                                        const float *src, float *table, void *work,
-                                        size_t work_bytes, void *stream, char *err,
-                                        size_t errlen) {
-    GPU_CHECK_SIZE(n >= 0 && n < ((int64_t)1 << 31) && d >= 1 && rows >= 1);
-    if (n == 0) return 0;
-    size_t sort_bytes, need;
-    if (cub_sort_bytes(n, rows, &sort_bytes, err, errlen)) return -1;
-    need = 3 * align256((size_t)n * sizeof(int32_t)) + align256(sort_bytes);
-    if (work_bytes < need) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s:%d: scatter work buffer %zu bytes, needs %zu", __FILE__,
-                     __LINE__, work_bytes, need);
-        return -1;
+extern "C" void gpu_scatter_add_rows(gpu_ctx_t *ctx, const int32_t *ids, int64_t n, int d,
+                                     const float *src, float *table) {
+    if (n <= 0) return;
+    if (n > 2147483647LL) tmr_fatal("gpu_scatter_add_rows: %lld rows exceed CUB's int count", (long long)n);
+    if (n > ctx->sort_cap) {
+        gpu_free(ctx->sort_buf);
+        ctx->sort_buf = (int32_t *)gpu_malloc((size_t)(4 * n) * sizeof(int32_t));
+        ctx->sort_cap = n;
     }
-    cudaStream_t st = (cudaStream_t)stream;
-    char *w = (char *)work;
-    const size_t part = align256((size_t)n * sizeof(int32_t));
-    uint32_t *sorted_ids = (uint32_t *)w;
-    int32_t *src_index = (int32_t *)(w + part);
-    int32_t *sorted_src = (int32_t *)(w + 2 * part);
-    void *sort_tmp = w + 3 * part;
-    iota_kernel<<<tmr_blocks_for(n, 256), 256, 0, st>>>(src_index, n);
-    CUDA_TRY(cudaGetLastError());
-    /* Ids are >= 0, so as unsigned keys they sort in the same order. */
-    CUDA_TRY(cub::DeviceRadixSort::SortPairs(sort_tmp, sort_bytes, (const uint32_t *)ids,
-                                             sorted_ids, src_index, sorted_src, (int)n, 0,
-                                             id_bits(rows), st));
-    CUDA_TRY(cudaGetLastError());
-    scatter_runs_kernel<<<tmr_blocks_for(n * d, 256), 256, 0, st>>>(sorted_ids, sorted_src, n, d,
-                                                                   src, table);
-    CUDA_TRY(cudaGetLastError());
-    return 0;
+    int32_t *vals_in = ctx->sort_buf, *keys_out = vals_in + n, *vals_out = keys_out + n;
+    LAUNCH(iota_kernel, n, vals_in);
+    size_t bytes = 0;
+    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(NULL, bytes, ids, keys_out, vals_in, vals_out,
+                                               (int)n));
+    if (bytes > ctx->sort_temp_cap) {
+        gpu_free(ctx->sort_temp);
+        ctx->sort_temp = gpu_malloc(bytes);
+        ctx->sort_temp_cap = bytes;
+    }
+    bytes = ctx->sort_temp_cap;
+    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(ctx->sort_temp, bytes, ids, keys_out, vals_in,
+                                               vals_out, (int)n));
+    gpu_after_launch("cub::DeviceRadixSort::SortPairs", __FILE__, __LINE__);
+    LAUNCH(segment_add_kernel, n * d, n, d, keys_out, vals_out, src, table);
 }
 
-extern "C" int tmr_gpu_embed_backward(const int32_t *hist, const int32_t *pos, int64_t n, int d,
-                                      int64_t rows_E, int64_t rows_P, const float *dx0, float *dE,
-                                      float *dP, void *work, size_t work_bytes, void *stream,
-                                      char *err, size_t errlen) {
-    if (tmr_gpu_scatter_add_rows(hist, n, d, rows_E, dx0, dE, work, work_bytes, stream, err,
-                                 errlen))
-        return -1;
-    if (dP && tmr_gpu_scatter_add_rows(pos, n, d, rows_P, dx0, dP, work, work_bytes, stream, err,
-                                       errlen))
-        return -1;
-    return 0;
+extern "C" void gpu_ext_embed_backward(gpu_ctx_t *ctx, const int32_t *hist, const int32_t *pos,
+                                       int64_t n, int d, const float *dx0, float *dE, float *dP) {
+    gpu_scatter_add_rows(ctx, hist, n, d, dx0, dE);
+    if (dP) gpu_scatter_add_rows(ctx, pos, n, d, dx0, dP);
 }

@@ -15,7 +15,7 @@
  * without the scratch): the fused version has to reproduce a tuned FP32 GEMM's register
  * tiling to stay near the FLOP ceiling, and its selection state per (user, k <= 1024) does not
  * fit beside the tiles in shared memory. This design was written and checked without a GPU
- * (tests/emu/run_topk.sh runs it on the CPU with a thread per CUDA thread); the bench
+ * (the host emulation, kernels/emulate.h, runs tests/test_gpu_topk.c as test_emu_topk); the bench
  * (bench/bench_topk.c) times it next to cuBLAS product + a full segmented sort per row, which
  * is the comparison the README must quote once measured. A fused kernel is the next step if
  * the scratch traffic (8 bytes per score: written once, read once) shows as the limit.
@@ -25,14 +25,33 @@
  * Key 0 is below every real key and pads the sort. */
 #include "timirec/topk.h"
 
-#ifdef TOPK_EMU
-#include "topk_emu.h"
+#ifdef TMR_EMULATE
+#include "emulate.h"
+#include <algorithm>
+#include <functional>
+/* The emulation's stand-in for the one CUB call emulate.h does not cover: each segment
+ * sorted descending. */
+namespace cub {
+struct DeviceSegmentedRadixSort {
+    template <class K>
+    static cudaError_t SortKeysDescending(void *tmp, size_t &bytes, const K *in, K *out, int n,
+                                          int n_segments, const int *begin, const int *end) {
+        if (!tmp) {
+            bytes = 64;
+            return cudaSuccess;
+        }
+        memcpy(out, in, sizeof(K) * (size_t)n);
+        for (int s = 0; s < n_segments; s++) std::sort(out + begin[s], out + end[s], std::greater<K>());
+        return cudaSuccess;
+    }
+};
+}  // namespace cub
+#define TK_LAUNCH(kernel, grid, block, ...) TMR_EMU_LAUNCH(kernel, grid, block, 0, __VA_ARGS__)
 #else
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
-#ifndef TOPK_NO_CUB
 #include <cub/device/device_segmented_radix_sort.cuh>
-#endif
+#define TK_LAUNCH(kernel, grid, block, ...) kernel<<<grid, block>>>(__VA_ARGS__)
 #endif
 
 #include <math.h>
@@ -66,7 +85,7 @@
     } while (0)
 
 __device__ __forceinline__ uint32_t tk_float_bits(float f) {
-#ifdef TOPK_EMU
+#ifdef TMR_EMULATE
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u;
@@ -75,7 +94,7 @@ __device__ __forceinline__ uint32_t tk_float_bits(float f) {
 #endif
 }
 __device__ __forceinline__ float tk_bits_float(uint32_t u) {
-#ifdef TOPK_EMU
+#ifdef TMR_EMULATE
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
@@ -245,8 +264,10 @@ static int tk_handle_ready(char *err, size_t errlen) {
         TK_CUBLAS(cublasCreate(&tk_handle));
         tk_have_handle = 1;
     }
+#ifndef TMR_EMULATE
     TK_CUBLAS(cublasSetMathMode(tk_handle, tk_env("TIMIREC_TOPK_TF32", 0) ? CUBLAS_TF32_TENSOR_OP_MATH
                                                                        : CUBLAS_DEFAULT_MATH));
+#endif
     return 0;
 }
 
@@ -288,7 +309,7 @@ extern "C" int topk_gpu(const topk_problem_t *p, int k, int32_t *items_out, floa
             tk_args_t a = {tk_scratch, Nc, V, r0, (int32_t)j0, nj, k, tk_state, tk_state_n,
                            p->seen_off, p->seen, p->seen_index, p->skip_padding, j0 == 0,
                            j0 + nj >= p->n_items, items_out, scores_out, counts};
-            tk_select<<<(unsigned)rows, TK_THREADS>>>(a);
+            TK_LAUNCH(tk_select, dim3((unsigned)rows), dim3(TK_THREADS), a);
             TK_CUDA(cudaGetLastError());
         }
     }
@@ -315,8 +336,8 @@ extern "C" int topk_gpu_devices(char *desc, size_t desclen) {
                  e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
         return 0;
     }
-#ifdef TOPK_EMU
-    snprintf(desc, desclen, "CPU emulation of kernels/topk.cu (tests/emu/run_topk.sh)");
+#ifdef TMR_EMULATE
+    snprintf(desc, desclen, "host emulation of the CUDA kernels (kernels/emulate.h)");
 #else
     cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
@@ -330,7 +351,7 @@ extern "C" int topk_gpu_devices(char *desc, size_t desclen) {
 }
 
 extern "C" double topk_gpu_fp32_peak_gflops(void) {
-#ifdef TOPK_EMU
+#ifdef TMR_EMULATE
     return 0;
 #else
     int sms = 0, khz = 0, major = 0;
@@ -364,7 +385,6 @@ extern "C" int topk_gpu_sync(char *err, size_t errlen) {
 
 /* ---- baseline for the benchmark: the whole product of a user chunk, then a full sort ---- */
 
-#ifndef TOPK_NO_CUB
 /* keys[r, j] for the chunk's rows (max over vectors, exclusions as key 0), segment offsets. */
 __global__ void tk_make_keys(const float *scores, int64_t n_rows, int n_vecs, int32_t N,
                              int64_t row0, const int64_t *seen_off, const int32_t *seen,
@@ -429,15 +449,15 @@ extern "C" int topk_gpu_baseline(const topk_problem_t *p, int k, int32_t *items_
     for (int64_t r0 = 0; r0 < p->n_rows; r0 += Uc) {
         const int64_t rows = p->n_rows - r0 < Uc ? p->n_rows - r0 : Uc;
         if (tk_scores(p, r0, rows, 0, (int32_t)N, scores, N, err, errlen)) return -1;
-        tk_make_keys<<<(unsigned)((rows * N + 255) / 256), 256>>>(scores, rows, (int)V, (int32_t)N, r0,
-                                                                  p->seen_off, p->seen, p->seen_index,
-                                                                  p->skip_padding, keys);
+        TK_LAUNCH(tk_make_keys, dim3((unsigned)((rows * N + 255) / 256)), dim3(256), scores, rows,
+                  (int)V, (int32_t)N, r0, p->seen_off, p->seen, p->seen_index, p->skip_padding, keys);
         TK_CUDA(cudaGetLastError());
-        tk_offsets<<<(unsigned)((rows + 256) / 256), 256>>>(rows, (int32_t)N, off);
+        TK_LAUNCH(tk_offsets, dim3((unsigned)((rows + 256) / 256)), dim3(256), rows, (int32_t)N, off);
         TK_CUDA(cudaGetLastError());
         TK_CUDA(cub::DeviceSegmentedRadixSort::SortKeysDescending(tmp, tmp_bytes, keys, sorted,
                                                                   (int)(rows * N), (int)rows, off, off + 1));
-        tk_take<<<(unsigned)rows, 256>>>(sorted, rows, (int32_t)N, k, r0, items_out, scores_out, counts);
+        TK_LAUNCH(tk_take, dim3((unsigned)rows), dim3(256), sorted, rows, (int32_t)N, k, r0, items_out,
+                  scores_out, counts);
         TK_CUDA(cudaGetLastError());
     }
     TK_CUDA(cudaDeviceSynchronize());
@@ -448,11 +468,3 @@ extern "C" int topk_gpu_baseline(const topk_problem_t *p, int k, int32_t *items_
     cudaFree(tmp);
     return 0;
 }
-#else
-extern "C" int topk_gpu_baseline(const topk_problem_t *p, int k, int32_t *items_out,
-                                 float *scores_out, int32_t *counts, char *err, size_t errlen) {
-    (void)p, (void)k, (void)items_out, (void)scores_out, (void)counts;
-    snprintf(err, errlen, "topk_gpu_baseline: not in this build (TOPK_NO_CUB)");
-    return -2;
-}
-#endif

@@ -83,7 +83,8 @@ static int build_table(run_args_t *a, opt_t *t) {
     S(json_log, "JSON-lines record of the run (default: the log file's name with .jsonl)");
     S(per_user_metrics, "after the test: TSV of every test instance (user_id, item_id, rank, each metric at each topk)");
     I(threads, 0, 1024, "CPU threads (0: all cores)");
-    S(gpu, "accepted for compatibility (the CPU backend runs)");
+    S(gpu, "CUDA_VISIBLE_DEVICES of the CUDA backend, as the reference: \"0\" the first GPU "
+           "(the CPU, with a warning, when none is usable); \"\" (default): the CPU");
     I(verbose, 0, 50, "accepted for compatibility (logging level)");
     I(regenerate, 0, 1, "accepted for compatibility (no corpus cache is kept)");
     I(num_workers, 0, 1024, "accepted for compatibility");
@@ -644,6 +645,8 @@ int run_main(int argc, char **argv) {
     to.lr = a.lr;
     to.l2 = a.l2;
     to.seed = (uint64_t)a.random_seed;
+    to.use_gpu = a.gpu[0] != '\0';
+    if (to.use_gpu) setenv("CUDA_VISIBLE_DEVICES", a.gpu, 1); /* as the reference does */
 
     /* Memory: estimated from the shapes before anything large is allocated. */
     {
@@ -692,6 +695,11 @@ int run_main(int argc, char **argv) {
         fprintf(stderr, "timirec: error: %s\n", err);
         rc = 2;
         goto out;
+    }
+    if (to.use_gpu) {
+        logline(&L, "Backend: %s", t.backend);
+        if (!t.gpu)
+            fprintf(stderr, "timirec: warning: --gpu %s: training on the %s\n", a.gpu, t.backend);
     }
     t.detect_anomaly = (int)a.detect_anomaly;
     if (read_test_hooks(&t, err, sizeof err)) {

@@ -90,6 +90,7 @@ static int string(json_t *j, char *out, size_t outlen) {
                     else if (h >= 'A' && h <= 'F') v |= (unsigned)(h - 'A' + 10);
                     else return jerr(j, "bad \\u escape");
                 }
+                if (v == 0) return jerr(j, "\\u0000 in a string"); /* would cut a C string short */
                 /* UTF-8 for the basic plane (surrogate pairs are not needed for tensor names) */
                 char u[3];
                 int un;

@@ -1,9 +1,12 @@
-/* Epochs and evaluation with the CPU reference backend. */
+/* Epochs and evaluation with the CPU reference backend, or the CUDA backend (gpu.h). */
 #include "timirec/trainer.h"
 
 #include "timirec/common.h"
 #include "timirec/numcheck.h"
 #include "timirec/topk.h"
+#ifdef TIMIREC_CUDA
+#include "timirec/gpu.h"
+#endif
 
 #include <math.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@ void train_opts_default(train_opts_t *o) {
     o->lr = 1e-3;
     o->l2 = 0;
     o->seed = 0;
+    o->use_gpu = 0;
 }
 
 int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
@@ -56,6 +60,20 @@ int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
     t->eval_index = tmr_malloc(tmr_mul_size((size_t)max_eval, sizeof(int64_t)));
     t->ranks = tmr_malloc(tmr_mul_size((size_t)max_eval, sizeof(int64_t)));
     for (int64_t i = 0; i < max_eval; i++) t->eval_index[i] = i;
+    snprintf(t->backend, sizeof t->backend, "CPU");
+    if (opts->use_gpu) {
+#ifdef TIMIREC_CUDA
+        char why[256];
+        t->gpu = gpu_model_create(&t->lay, t->params, max_B, max_L, max_C, why, sizeof why);
+        if (t->gpu) snprintf(t->backend, sizeof t->backend, "CUDA: %s", gpu_model_device(t->gpu));
+        else
+            snprintf(t->backend, sizeof t->backend, "CPU (CUDA asked for, but no usable GPU: %s)",
+                     why);
+#else
+        snprintf(t->backend, sizeof t->backend,
+                 "CPU (CUDA asked for, but this build has no CUDA backend: no nvcc at build time)");
+#endif
+    }
     return 0;
 }
 
@@ -70,6 +88,9 @@ void trainer_free(trainer_t *t) {
     free(t->order);
     free(t->eval_index);
     free(t->ranks);
+#ifdef TIMIREC_CUDA
+    gpu_model_free(t->gpu);
+#endif
     memset(t, 0, sizeof *t);
 }
 
@@ -98,6 +119,36 @@ static int report_nonfinite(trainer_t *t, uint32_t epoch, int64_t batch, int64_t
     return TRAIN_NONFINITE;
 }
 
+/* With the CUDA backend the device holds the parameters and Adam moments while an epoch runs;
+ * the host copies are authoritative between trainer calls (checkpoints, resume state, the
+ * CPU evaluation), so they go up when an epoch starts and come back whenever it returns. */
+static void gpu_sync_to_device(trainer_t *t) {
+#ifdef TIMIREC_CUDA
+    if (!t->gpu) return;
+    gpu_model_upload_params(t->gpu, t->params);
+    gpu_model_upload_adam(t->gpu, t->adam_m, t->adam_v);
+#else
+    (void)t;
+#endif
+}
+
+/* last_batch: also the finetune intents of the last batch into the workspace, where the CPU
+ * step leaves them (the run log prints them). */
+static void gpu_sync_to_host(trainer_t *t, int last_batch) {
+#ifdef TIMIREC_CUDA
+    if (!t->gpu) return;
+    gpu_model_download_params(t->gpu, t->params);
+    gpu_model_download_adam(t->gpu, t->adam_m, t->adam_v);
+    if (last_batch && t->step > 0 && t->lay.cfg.stage == STAGE_FINETUNE) {
+        gpu_model_read(t->gpu, GPU_T_PRED_INTENT, t->ws.pred_intent);
+        gpu_model_read(t->gpu, GPU_T_TARGET_INTENT, t->ws.target_intent);
+    }
+#else
+    (void)t;
+    (void)last_batch;
+#endif
+}
+
 int trainer_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_cursor_t *cur,
                         char *err, size_t errlen) {
     const train_opts_t *o = &t->opts;
@@ -111,28 +162,53 @@ int trainer_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_c
     if (sampler_train_negatives(c, o->seed, epoch, o->num_neg, t->train_neg, err, errlen))
         return TRAIN_ERROR;
     sampler_shuffle(n, o->seed, epoch, t->order);
+    gpu_sync_to_device(t);
     for (; cur->batch < n_batches; cur->batch++) {
         const int64_t s = cur->batch * o->batch_size;
         const int B = (int)(n - s < o->batch_size ? n - s : o->batch_size);
         batch_fill(&t->batch, c, PHASE_TRAIN, t->order + s, B, o->history_max, t->train_neg,
                    o->num_neg, 0);
         model_batch_t mb = as_model_batch(&t->batch);
-        if (t->test_nan_tensor >= 0 && t->step == t->test_nan_step)
+        if (t->test_nan_tensor >= 0 && t->step == t->test_nan_step) {
+            gpu_sync_to_host(t, 0);
             t->params[t->lay.t[t->test_nan_tensor].offset] = NAN;
-        memset(t->grads, 0, (size_t)t->lay.total * sizeof *t->grads);
-        dropout_key_t key = {o->seed, (uint32_t)t->step};
-        const double loss = model_train_step_f(&t->lay, t->params, &mb, key, &t->ws, t->grads);
-        /* Checked before the update, so that a bad step leaves the parameters as they were. */
-        int bad = !isfinite(loss);
-        if (!bad && t->detect_anomaly) {
-            char what[8];
-            bad = numcheck_workspace(&t->lay, &t->ws, mb.C, what, sizeof what) ||
-                  numcheck_tensors(&t->lay, t->grads, what, sizeof what);
+            gpu_sync_to_device(t);
         }
-        if (bad) return report_nonfinite(t, epoch, cur->batch, n_batches, loss, mb.C, err, errlen);
-        adam_step(&t->adam, &t->lay, t->params, t->grads, t->adam_m, t->adam_v);
-        if (numcheck_first_nonfinite(t->params, t->lay.total) >= 0)
-            return report_nonfinite(t, epoch, cur->batch, n_batches, loss, mb.C, err, errlen);
+        dropout_key_t key = {o->seed, (uint32_t)t->step};
+        double loss;
+        int bad;
+#ifdef TIMIREC_CUDA
+        if (t->gpu) {
+            loss = gpu_train_step(t->gpu, &mb, key);
+            bad = !isfinite(loss);
+            if (!bad && t->detect_anomaly) { /* the gradients only: the workspace stays there */
+                char what[8];
+                gpu_model_read(t->gpu, GPU_T_GRADS, t->grads);
+                bad = numcheck_tensors(&t->lay, t->grads, what, sizeof what);
+            }
+            if (bad) {
+                gpu_sync_to_host(t, 0);
+                gpu_model_read(t->gpu, GPU_T_GRADS, t->grads);
+                return report_nonfinite(t, epoch, cur->batch, n_batches, loss, mb.C, err, errlen);
+            }
+            gpu_adam_step(t->gpu, &t->adam);
+        } else
+#endif
+        {
+            memset(t->grads, 0, (size_t)t->lay.total * sizeof *t->grads);
+            loss = model_train_step_f(&t->lay, t->params, &mb, key, &t->ws, t->grads);
+            /* Checked before the update, so that a bad step leaves the parameters as they were. */
+            bad = !isfinite(loss);
+            if (!bad && t->detect_anomaly) {
+                char what[8];
+                bad = numcheck_workspace(&t->lay, &t->ws, mb.C, what, sizeof what) ||
+                      numcheck_tensors(&t->lay, t->grads, what, sizeof what);
+            }
+            if (bad) return report_nonfinite(t, epoch, cur->batch, n_batches, loss, mb.C, err, errlen);
+            adam_step(&t->adam, &t->lay, t->params, t->grads, t->adam_m, t->adam_v);
+            if (numcheck_first_nonfinite(t->params, t->lay.total) >= 0)
+                return report_nonfinite(t, epoch, cur->batch, n_batches, loss, mb.C, err, errlen);
+        }
         cur->loss_sum += loss;
         t->step++;
         t->batches_run++;
@@ -141,9 +217,11 @@ int trainer_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_c
                          (t->test_stop_after > 0 && t->batches_run >= t->test_stop_after);
         if (stop && cur->batch + 1 < n_batches) {
             cur->batch++;
+            gpu_sync_to_host(t, 1);
             return TRAIN_INTERRUPTED;
         }
     }
+    gpu_sync_to_host(t, 1);
     return TRAIN_DONE;
 }
 
@@ -174,13 +252,25 @@ void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
     int eb = t->opts.eval_batch_size;
     batch_t *batch = &t->batch;
     int32_t *targets = test_all ? tmr_malloc((size_t)eb * sizeof *targets) : NULL;
+    /* Full ranking (test_all) stays on the CPU: the model's forward here for the user vectors,
+     * then the blocked top-K pass (topk.h). */
+    int on_gpu = 0;
+#ifdef TIMIREC_CUDA
+    on_gpu = t->gpu && !test_all;
+    if (on_gpu) gpu_model_upload_params(t->gpu, t->params);
+#endif
     for (int64_t s = 0; s < ph->n_inst; s += eb) {
         int B = (int)(ph->n_inst - s < eb ? ph->n_inst - s : eb);
         /* test_all: the file's candidates (or the target alone) give the user vectors; the
          * catalog is then scored block by block (topk.h), never as a (B, N) matrix. */
         batch_fill(batch, c, phase, t->eval_index + s, B, t->opts.history_max, NULL, 0, 0);
         model_batch_t mb = as_model_batch(batch);
-        model_eval_scores_f(&t->lay, t->params, &mb, &t->ws);
+#ifdef TIMIREC_CUDA
+        if (on_gpu) gpu_eval_scores(t->gpu, &mb, t->ws.scores);
+        else
+#endif
+            model_eval_scores_f(&t->lay, t->params, &mb, &t->ws);
+        (void)on_gpu;
         if (!test_all) {
             metrics_rank_rows(t->ws.scores, B, batch->C, t->ranks + s);
             continue;

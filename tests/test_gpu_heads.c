@@ -1,181 +1,205 @@
-/* GPU scores and losses (kernels/heads.cu) against src/cpu/heads.inc: pretrain scores (training:
- * argmax interest of the target, then its scores; eval: max over interests) and their backward,
- * the finetune user vector and its backward, candidate scores and their backward, the ranking
- * loss and its gradient. Several shapes, including tables so small that candidates repeat within
- * and across rows (the deterministic scatter into dE). Random inputs, never zeros; outputs
- * poisoned with NaN before each run; gradients accumulate into random buffers as on the CPU.
- * SKIP without a CUDA build or without a visible GPU. */
+/* GPU-vs-CPU parity of the heads (include/timirec/cpu/heads_decl.h against gpu_ops.h):
+ * pretrain scores (training: argmax interest, exact; evaluation: max over interests) and
+ * their backward, the finetune user vector and candidate scores with backward, the ranking
+ * loss and the distillation loss (values and gradients), at batch 1 to 256, candidates 2 to
+ * 1001, K 1 to 64, emb 16 to 256. Device outputs poisoned with NaN first; accumulated
+ * gradients start from the same random values. Tolerances: 1e-5 normalised for tensors
+ * (float32 summation order and fused multiply-adds on the device); the losses are evaluated
+ * in double on both sides from the same float scores, so their values must agree to 1e-6
+ * relative. SKIP without CUDA or a GPU (test_emu_heads: the host emulation, small shapes). */
 #include "test_util.h"
-#include "timirec/cpu_ops.h"
-#ifdef TIMIREC_CUDA
+
+#ifndef TIMIREC_CUDA
+int main(void) {
+    printf("SKIP: built without CUDA (no nvcc)\n");
+    return TU_SKIP;
+}
+#else
 #include "gpu_test_util.h"
+#include "timirec/cpu_ops.h"
 
-#define F(n) ((size_t)(n) * sizeof(float))
+#define TOL 1e-5
+#define TOL_LOSS 1e-6
 
-static void run_case(int B, int C, int K, int d, int N, float score_scale) {
+typedef struct {
+    int B, C, K, d;
+} shape_t;
+
+static char lab[200];
+#define LABEL(...) (snprintf(lab, sizeof lab, __VA_ARGS__), lab)
+
+static float *fresh(int64_t n) {
+    float *x = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!x) exit(1);
+    return x;
+}
+
+static void check_loss(const char *what, float gpu, float cpu) {
+    double rel = fabs((double)gpu - cpu) / fmax(fabs((double)cpu), 1e-30);
+    printf("  %-58s gpu %.9g cpu %.9g  rel %.2e\n", what, gpu, cpu, rel);
+    CHECK(isfinite(gpu) && rel <= TOL_LOSS, "%s: gpu %.9g cpu %.9g", what, gpu, cpu);
+}
+
+/* Re-draw interests until every batch row's best interest for its target beats the second
+ * by 1e-3 of the largest |score| (so float rounding cannot flip the argmax). */
+static void separate_argmax(float *V, const float *E, const int32_t *cand, int B, int C, int K,
+                            int d, uint32_t tag) {
+    for (int b = 0; b < B; b++) {
+        for (uint32_t attempt = 0;; attempt++) {
+            const float *t = E + (int64_t)cand[(int64_t)b * C] * d;
+            double best = -INFINITY, second = -INFINITY, big = 0;
+            for (int k = 0; k < K; k++) {
+                double s = 0;
+                for (int j = 0; j < d; j++) s += (double)V[((int64_t)b * K + k) * d + j] * t[j];
+                if (s > best) {
+                    second = best;
+                    best = s;
+                } else if (s > second) {
+                    second = s;
+                }
+                big = fmax(big, fabs(s));
+            }
+            if (K == 1 || best - second > 1e-3 * big) break;
+            gt_fill(V + (int64_t)b * K * d, (int64_t)K * d, tag + 1000 + attempt * 7919 + (uint32_t)b,
+                    -1, 1);
+        }
+    }
+}
+
+static void run(gpu_ctx_t *ctx, shape_t s, uint32_t tag) {
+    const int B = s.B, C = s.C, K = s.K, d = s.d, N = 300;
+    printf("B %d, C %d, K %d, d %d\n", B, C, K, d);
     model_config_t cfg = {.stage = STAGE_PRETRAIN, .n_items = N, .emb_size = d, .attn_size = 8,
                           .K = K, .history_max = 20, .add_pos = 1, .add_trm = 0, .n_layers = 1,
-                          .temp = 0.5, .dropout = 0.5};
-    char err[512];
-    if (model_config_check(&cfg, err, sizeof err) != 0) {
-        CHECK(0, "config: %s", err);
+                          .temp = 1, .dropout = 0.5};
+    char err[256];
+    if (model_config_check(&cfg, err, sizeof err)) {
+        CHECK(0, "%s", err);
         return;
     }
     model_layout_t lay;
     model_layout_build(&cfg, &lay);
-    const int64_t off = model_offset(&lay, P_EXT_ITEM_EMB), Nd = (int64_t)N * d;
-    const int64_t BC = (int64_t)B * C, BK = (int64_t)B * K, BKd = BK * d, Bd = (int64_t)B * d;
-    printf("B %d C %d K %d d %d N %d (scores x%g)\n", B, C, K, d, N, (double)score_scale);
+    const int64_t total = lay.total, offE = model_offset(&lay, P_EXT_ITEM_EMB), nE = (int64_t)N * d;
+    const int64_t nV = (int64_t)B * K * d, nS = (int64_t)B * C, nK = (int64_t)B * K;
+    float *params = gt_rand(total, tag + 1, -1, 1);
+    const float *E = params + offE;
+    int32_t *cand = (int32_t *)malloc((size_t)nS * sizeof(int32_t));
+    for (int64_t i = 0; i < nS; i++) /* repeats: E's gradient rows collect several candidates */
+        cand[i] = (int32_t)(rng_u32(3, RNG_TEST, tag + 2, (uint64_t)i, 0) % (uint32_t)(N < 40 ? N : 40));
+    float *V = gt_rand(nV, tag + 3, -1, 1);
+    separate_argmax(V, E, cand, B, C, K, d, tag);
+    float *d_E = gt_up(E, nE), *d_V = gt_up(V, nV);
+    int32_t *d_cand = gt_upi(cand, nS);
+    float *scores = fresh(nS), *d_scores = gt_poisoned(nS);
+    int32_t *kstar = (int32_t *)malloc((size_t)B * sizeof(int32_t));
+    int32_t *d_kstar = (int32_t *)gpu_malloc((size_t)B * sizeof(int32_t));
+    float *work = gt_poisoned(nS * d);
 
-    float *params = malloc(F(lay.total)), *grads = malloc(F(lay.total));
-    gt_fill(params, lay.total, 0.5f);
-    gt_fill(grads, lay.total, 0.1f);
-    const float *E = params + off;
-    float *dE = grads + off;
-    int32_t *cand = malloc((size_t)BC * sizeof *cand), *kstar = malloc((size_t)B * sizeof *kstar);
-    int32_t *gkstar = malloc((size_t)B * sizeof *gkstar);
-    for (int64_t i = 0; i < BC; i++) cand[i] = gt_below(N);
-    float *V = malloc(F(BKd)), *scores = malloc(F(BC)), *gscores = malloc(F(BC));
-    float *dscores = malloc(F(BC)), *gdscores = malloc(F(BC));
-    float *dV = malloc(F(BKd)), *gdV = malloc(F(BKd)), *gdE = malloc(F(Nd));
-    float *pi = malloc(F(BK)), *w = malloc(F(BK)), *gw = malloc(F(BK));
-    float *dpi = malloc(F(BK)), *gdpi = malloc(F(BK));
-    float *u = malloc(F(Bd)), *gu = malloc(F(Bd)), *du = malloc(F(Bd)), *gdu = malloc(F(Bd));
-    gt_fill(V, BKd, 0.5f);
-    gt_fill(pi, BK, 2.0f);
-
-    float *d_E = gt_dev_copy(E, F(Nd)), *d_dE = gt_dev(F(Nd)), *d_V = gt_dev_copy(V, F(BKd));
-    int32_t *d_cand = gt_dev_copy(cand, (size_t)BC * sizeof *cand);
-    int32_t *d_kstar = gt_dev((size_t)B * sizeof *d_kstar);
-    float *d_scores = gt_dev(F(BC)), *d_dscores = gt_dev(F(BC)), *d_dV = gt_dev(F(BKd));
-    float *d_pi = gt_dev_copy(pi, F(BK)), *d_w = gt_dev(F(BK)), *d_dpi = gt_dev(F(BK));
-    float *d_u = gt_dev(F(Bd)), *d_du = gt_dev(F(Bd)), *d_loss = gt_dev(sizeof(float));
-    double *d_row_loss = gt_dev((size_t)B * sizeof(double));
-    size_t work_bytes;
-    GT_TRY(tmr_gpu_scores_backward_work_bytes(B, C, d, N, &work_bytes, gt_err, sizeof gt_err));
-    void *d_work = gt_dev(work_bytes);
-
-    /* pretrain, training mode: the same argmax (same rounding), then the same scores */
+    /* pretrain, training */
+    gpu_poison(d_kstar, (size_t)B * sizeof(int32_t));
     pretrain_scores_f(&lay, params, V, cand, B, C, 1, kstar, scores);
-    for (int b = 0; b < B; b++) gkstar[b] = -1;
-    GT_TRY(tmr_gpu_upload(d_kstar, gkstar, (size_t)B * sizeof *gkstar, gt_err, sizeof gt_err));
-    gt_poison(d_scores, BC);
-    GT_TRY(tmr_gpu_pretrain_scores(d_E, d_V, d_cand, B, C, K, d, 1, d_kstar, d_scores, NULL,
-                                   gt_err, sizeof gt_err));
-    gt_get(gkstar, d_kstar, (size_t)B * sizeof *gkstar);
-    gt_get(gscores, d_scores, F(BC));
-    int kdiff = 0;
-    for (int b = 0; b < B; b++) kdiff += gkstar[b] != kstar[b];
-    CHECK(kdiff == 0, "kstar differs in %d of %d rows", kdiff, B);
-    gt_compare("pretrain scores (training)", gscores, scores, BC, 0, 1e-6);
+    gpu_pretrain_scores(ctx, d_E, d_V, d_cand, B, C, K, d, 1, d_kstar, d_scores);
+    gt_compare_int("pretrain training: argmax interest kstar", d_kstar, kstar, B);
+    gt_compare("pretrain training scores", d_scores, scores, nS, TOL);
+    float *dsc = gt_rand(nS, tag + 4, -1, 1), *dV = gt_rand(nV, tag + 5, -1, 1);
+    float *grads = gt_rand(total, tag + 6, -1, 1);
+    float *d_dsc = gt_up(dsc, nS), *d_dV = gt_up(dV, nV), *d_dE = gt_up(grads + offE, nE);
+    pretrain_scores_backward_f(&lay, params, V, cand, B, C, kstar, dsc, dV, grads);
+    gpu_pretrain_scores_backward(ctx, d_E, d_V, d_cand, B, C, K, d, d_kstar, d_dsc, d_dV, d_dE,
+                                 work);
+    gt_compare("pretrain backward dV (accumulated)", d_dV, dV, nV, TOL);
+    gt_compare("pretrain backward dE (accumulated)", d_dE, grads + offE, nE, TOL);
 
-    /* pretrain backward (training mode) */
-    gt_fill(dscores, BC, 1.0f);
-    gt_fill(dV, BKd, 0.1f);
-    GT_TRY(tmr_gpu_upload(d_dscores, dscores, F(BC), gt_err, sizeof gt_err));
-    GT_TRY(tmr_gpu_upload(d_dV, dV, F(BKd), gt_err, sizeof gt_err));
-    GT_TRY(tmr_gpu_upload(d_dE, dE, F(Nd), gt_err, sizeof gt_err));
-    pretrain_scores_backward_f(&lay, params, V, cand, B, C, kstar, dscores, dV, grads);
-    GT_TRY(tmr_gpu_pretrain_scores_backward(d_E, d_V, d_cand, B, C, K, d, N, d_kstar, d_dscores,
-                                            d_dV, d_dE, d_work, work_bytes, NULL, gt_err,
-                                            sizeof gt_err));
-    gt_get(gdV, d_dV, F(BKd));
-    gt_get(gdE, d_dE, F(Nd));
-    gt_compare("pretrain backward dV", gdV, dV, BKd, 0, 1e-6);
-    gt_compare("pretrain backward dE", gdE, dE, Nd, 0, 1e-6);
-
-    /* pretrain, eval mode: max over interests */
+    /* pretrain, evaluation */
+    gpu_poison(d_scores, (size_t)nS * sizeof(float));
     pretrain_scores_f(&lay, params, V, cand, B, C, 0, NULL, scores);
-    gt_poison(d_scores, BC);
-    GT_TRY(tmr_gpu_pretrain_scores(d_E, d_V, d_cand, B, C, K, d, 0, NULL, d_scores, NULL, gt_err,
-                                   sizeof gt_err));
-    gt_get(gscores, d_scores, F(BC));
-    gt_compare("pretrain scores (eval)", gscores, scores, BC, 0, 1e-6);
+    gpu_pretrain_scores(ctx, d_E, d_V, d_cand, B, C, K, d, 0, NULL, d_scores);
+    gt_compare("pretrain evaluation scores (max over interests)", d_scores, scores, nS, TOL);
 
-    /* user vector: expf may differ by an ulp between libm and CUDA */
+    /* finetune user vector */
+    float *pi = gt_rand(nK, tag + 7, -3, 3), *w = fresh(nK), *u = fresh((int64_t)B * d);
+    float *d_pi = gt_up(pi, nK), *d_w = gt_poisoned(nK), *d_u = gt_poisoned((int64_t)B * d);
     user_vector_f(V, pi, B, K, d, w, u);
-    gt_poison(d_w, BK);
-    gt_poison(d_u, Bd);
-    GT_TRY(tmr_gpu_user_vector(d_V, d_pi, B, K, d, d_w, d_u, NULL, gt_err, sizeof gt_err));
-    gt_get(gw, d_w, F(BK));
-    gt_get(gu, d_u, F(Bd));
-    gt_compare("user vector w", gw, w, BK, 0, 1e-5);
-    gt_compare("user vector u", gu, u, Bd, 0, 1e-5);
+    gpu_user_vector(ctx, d_V, d_pi, B, K, d, d_w, d_u);
+    gt_compare("user vector weights softmax(pred_intent)", d_w, w, nK, TOL);
+    gt_compare("user vector u", d_u, u, (int64_t)B * d, TOL);
+    float *du = gt_rand((int64_t)B * d, tag + 8, -1, 1), *dV2 = gt_rand(nV, tag + 9, -1, 1);
+    float *dpi = gt_rand(nK, tag + 10, -1, 1);
+    float *d_du = gt_up(du, (int64_t)B * d), *d_dV2 = gt_up(dV2, nV), *d_dpi = gt_up(dpi, nK);
+    user_vector_backward_f(V, w, du, B, K, d, dV2, dpi);
+    gpu_user_vector_backward(ctx, d_V, d_w, d_du, B, K, d, d_dV2, d_dpi);
+    gt_compare("user vector backward dV (accumulated)", d_dV2, dV2, nV, TOL);
+    gt_compare("user vector backward d pred_intent (accumulated)", d_dpi, dpi, nK, TOL);
 
-    /* user vector backward, from the CPU's w (uploaded) so only the backward is compared */
-    gt_fill(du, Bd, 1.0f);
-    gt_fill(dV, BKd, 0.1f);
-    gt_fill(dpi, BK, 0.1f);
-    GT_TRY(tmr_gpu_upload(d_w, w, F(BK), gt_err, sizeof gt_err));
-    GT_TRY(tmr_gpu_upload(d_du, du, F(Bd), gt_err, sizeof gt_err));
-    GT_TRY(tmr_gpu_upload(d_dV, dV, F(BKd), gt_err, sizeof gt_err));
-    GT_TRY(tmr_gpu_upload(d_dpi, dpi, F(BK), gt_err, sizeof gt_err));
-    user_vector_backward_f(V, w, du, B, K, d, dV, dpi);
-    GT_TRY(tmr_gpu_user_vector_backward(d_V, d_w, d_du, B, K, d, d_dV, d_dpi, NULL, gt_err,
-                                        sizeof gt_err));
-    gt_get(gdV, d_dV, F(BKd));
-    gt_get(gdpi, d_dpi, F(BK));
-    gt_compare("user vector backward dV", gdV, dV, BKd, 0, 1e-6);
-    gt_compare("user vector backward d_pred_intent", gdpi, dpi, BK, 0, 1e-6);
-
-    /* candidate scores from the CPU's u */
-    GT_TRY(tmr_gpu_upload(d_u, u, F(Bd), gt_err, sizeof gt_err));
+    /* finetune candidate scores */
+    gpu_poison(d_scores, (size_t)nS * sizeof(float));
     candidate_scores_f(&lay, params, u, cand, B, C, scores);
-    gt_poison(d_scores, BC);
-    GT_TRY(tmr_gpu_candidate_scores(d_E, d_u, d_cand, B, C, d, d_scores, NULL, gt_err,
-                                    sizeof gt_err));
-    gt_get(gscores, d_scores, F(BC));
-    gt_compare("candidate scores", gscores, scores, BC, 0, 1e-6);
+    gpu_candidate_scores(ctx, d_E, d_u, d_cand, B, C, d, d_scores);
+    gt_compare("candidate scores u . E[c]", d_scores, scores, nS, TOL);
+    float *du2 = gt_rand((int64_t)B * d, tag + 11, -1, 1);
+    float *d_du2 = gt_up(du2, (int64_t)B * d);
+    gpu_to_device(d_dE, grads + offE, (size_t)nE * sizeof(float));
+    candidate_scores_backward_f(&lay, params, u, cand, B, C, dsc, du2, grads);
+    gpu_candidate_scores_backward(ctx, d_E, d_u, d_cand, B, C, d, d_dsc, d_du2, d_dE, work);
+    gt_compare("candidate scores backward du (accumulated)", d_du2, du2, (int64_t)B * d, TOL);
+    gt_compare("candidate scores backward dE (accumulated)", d_dE, grads + offE, nE, TOL);
 
-    gt_fill(dscores, BC, 1.0f);
-    gt_fill(du, Bd, 0.1f);
-    GT_TRY(tmr_gpu_upload(d_dscores, dscores, F(BC), gt_err, sizeof gt_err));
-    GT_TRY(tmr_gpu_upload(d_du, du, F(Bd), gt_err, sizeof gt_err));
-    GT_TRY(tmr_gpu_upload(d_dE, dE, F(Nd), gt_err, sizeof gt_err));
-    candidate_scores_backward_f(&lay, params, u, cand, B, C, dscores, du, grads);
-    GT_TRY(tmr_gpu_candidate_scores_backward(d_E, d_u, d_cand, B, C, d, N, d_dscores, d_du, d_dE,
-                                             d_work, work_bytes, NULL, gt_err, sizeof gt_err));
-    gt_get(gdu, d_du, F(Bd));
-    gt_get(gdE, d_dE, F(Nd));
-    gt_compare("candidate backward du", gdu, du, Bd, 0, 1e-6);
-    gt_compare("candidate backward dE", gdE, dE, Nd, 0, 1e-6);
-
-    /* ranking loss on random scores (C >= 2) */
+    /* ranking loss (C >= 2) */
     if (C >= 2) {
-        gt_fill(scores, BC, score_scale);
-        GT_TRY(tmr_gpu_upload(d_scores, scores, F(BC), gt_err, sizeof gt_err));
-        float loss = ranking_loss_f(scores, B, C, dscores), gloss;
-        gt_poison(d_dscores, BC);
-        gt_poison(d_loss, 1);
-        GT_TRY(tmr_gpu_ranking_loss(d_scores, B, C, d_dscores, d_row_loss, d_loss, NULL, gt_err,
-                                    sizeof gt_err));
-        gt_get(gdscores, d_dscores, F(BC));
-        gt_get(&gloss, d_loss, sizeof gloss);
-        gt_compare("ranking loss", &gloss, &loss, 1, 0, 1e-6);
-        gt_compare("ranking loss dscores", gdscores, dscores, BC, 0, 1e-6);
+        float *sc = gt_rand(nS, tag + 12, -4, 4), *ds = fresh(nS);
+        float *d_sc = gt_up(sc, nS), *d_ds = gt_poisoned(nS);
+        float lc = ranking_loss_f(sc, B, C, ds);
+        float lg = gpu_ranking_loss(ctx, d_sc, B, C, d_ds);
+        check_loss("ranking loss value", lg, lc);
+        gt_compare("ranking loss d scores", d_ds, ds, nS, TOL);
+        free(sc), free(ds);
+        gpu_free(d_sc), gpu_free(d_ds);
     }
 
-    gt_free(d_E), gt_free(d_dE), gt_free(d_V), gt_free(d_cand), gt_free(d_kstar);
-    gt_free(d_scores), gt_free(d_dscores), gt_free(d_dV), gt_free(d_pi), gt_free(d_w);
-    gt_free(d_dpi), gt_free(d_u), gt_free(d_du), gt_free(d_loss), gt_free(d_row_loss);
-    gt_free(d_work);
-    free(params), free(grads), free(cand), free(kstar), free(gkstar), free(V), free(scores);
-    free(gscores), free(dscores), free(gdscores), free(dV), free(gdV), free(gdE), free(pi);
-    free(w), free(gw), free(dpi), free(gdpi), free(u), free(gu), free(du), free(gdu);
+    /* distillation, two temperatures, with and without the gradient */
+    for (int ti = 0; ti < 2; ti++) {
+        const double temp = ti ? 1.3 : 0.5;
+        float *tgt = fresh(nK), *d_tgt = gt_poisoned(nK);
+        float *dpi2 = gt_rand(nK, tag + 13, -1, 1), *d_dpi2 = gt_up(dpi2, nK);
+        float lc = distill_loss_f(&lay, params, V, cand, pi, B, C, temp, tgt, dpi2);
+        float lg = gpu_distill_loss(ctx, d_E, d_V, d_cand, d_pi, B, C, K, d, temp, d_tgt, d_dpi2);
+        check_loss(LABEL("distillation loss value (temp %.1f)", temp), lg, lc);
+        gt_compare(LABEL("distillation target_intent (cosines, temp %.1f)", temp), d_tgt, tgt, nK,
+                   TOL);
+        gt_compare(LABEL("distillation d pred_intent (accumulated, temp %.1f)", temp), d_dpi2, dpi2,
+                   nK, TOL);
+        lc = distill_loss_f(&lay, params, V, cand, pi, B, C, temp, tgt, NULL);
+        lg = gpu_distill_loss(ctx, d_E, d_V, d_cand, d_pi, B, C, K, d, temp, d_tgt, NULL);
+        check_loss(LABEL("distillation loss value without gradient (temp %.1f)", temp), lg, lc);
+        free(tgt), free(dpi2);
+        gpu_free(d_tgt), gpu_free(d_dpi2);
+    }
+
+    free(params), free(cand), free(V), free(scores), free(kstar), free(dsc), free(dV), free(grads);
+    free(pi), free(w), free(u), free(du), free(dV2), free(dpi), free(du2);
+    gpu_free(d_E), gpu_free(d_V), gpu_free(d_cand), gpu_free(d_scores), gpu_free(d_kstar);
+    gpu_free(work), gpu_free(d_dsc), gpu_free(d_dV), gpu_free(d_dE), gpu_free(d_pi), gpu_free(d_w);
+    gpu_free(d_u), gpu_free(d_du), gpu_free(d_dV2), gpu_free(d_dpi), gpu_free(d_du2);
 }
-#endif
 
 int main(void) {
-#ifndef TIMIREC_CUDA
-    printf("SKIP: built without CUDA (no nvcc)\n");
-    return TU_SKIP;
-#else
-    if (!gt_have_gpu()) return TU_SKIP;
-    run_case(1, 2, 1, 16, 50, 3.0f);
-    run_case(3, 101, 4, 64, 200, 3.0f);
-    run_case(256, 100, 4, 64, 3000, 3.0f);
-    run_case(64, 10, 8, 256, 20, 30.0f);   /* candidates repeat across rows; large scores */
-    run_case(200, 5, 2, 16, 3, 3.0f);      /* three items: long runs in the scatter */
-    return tu_finish("test_gpu_heads");
-#endif
+    gpu_ctx_t *ctx = gt_start("test_gpu_heads");
+    static const shape_t gpu_shapes[] = {
+        {1, 2, 1, 16}, {3, 5, 2, 64}, {256, 2, 2, 64}, {256, 101, 7, 256}, {3, 1001, 64, 64},
+        {256, 2, 64, 16}, {2, 1, 3, 16},
+    };
+    static const shape_t emu_shapes[] = {
+        {1, 2, 1, 16}, {3, 5, 2, 64}, {64, 2, 2, 64}, {4, 101, 7, 32}, {3, 30, 64, 16},
+        {2, 1, 3, 16},
+    };
+    /* Small shapes in the emulation (TMR_EMU_FULL=1: the GPU's) and when asked
+     * (TMR_SMALL_SHAPES=1, e.g. under compute-sanitizer). */
+    const int emu = (gpu_is_emulated() && !getenv("TMR_EMU_FULL")) || getenv("TMR_SMALL_SHAPES");
+    const shape_t *shapes = emu ? emu_shapes : gpu_shapes;
+    const int n_shapes = emu ? (int)(sizeof emu_shapes / sizeof *emu_shapes)
+                             : (int)(sizeof gpu_shapes / sizeof *gpu_shapes);
+    for (int i = 0; i < n_shapes; i++) run(ctx, shapes[i], 1000u * (uint32_t)(i + 1));
+    gpu_ctx_free(ctx);
+    return gt_finish("test_gpu_heads");
 }
+#endif

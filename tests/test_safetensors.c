@@ -100,6 +100,9 @@ int main(void) {
     expect_bad(bad, "text after the closing brace");
     write_raw(bad, "[1,2]", a, 8);
     expect_bad(bad, "bad safetensors header");
+    /* A NUL inside a name would make "w\u0000x" read as "w". */
+    write_raw(bad, "{\"w\\u0000x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", a, 8);
+    expect_bad(bad, "\\u0000 in a string");
     /* Random byte flips in the header: load or refuse, never crash. */
     int loaded = 0, refused = 0;
     for (uint64_t trial = 0; trial < 2000; trial++) {

@@ -41,21 +41,8 @@ extern "C" {
 #define vtanh_f vm_tanhf
 #define vtanh_d tanh
 
-/* Dropout randomness: keep element i of a mask with probability 1 - p, from Philox
- * (seed, RNG_DROPOUT, epoch = step, index = i); kept elements are scaled by 1 / (1 - p). */
-typedef struct {
-    uint64_t seed;
-    uint32_t step;   /* global training step: a fresh mask every step */
-} dropout_key_t;
-
-/* One batch as the model reads it (the sampler's batch_t fields). */
-typedef struct {
-    int B, L, C;
-    const int32_t *hist;    /* (B, L) item ids, right-padded with 0 */
-    const int32_t *pos;     /* (B, L) position index: length - l, 0 for padding */
-    const int32_t *length;  /* (B) */
-    const int32_t *cand;    /* (B, C) target first */
-} model_batch_t;
+/* dropout_key_t and model_batch_t (the model's inputs) live in model.h: the CUDA backend
+ * shares them. */
 
 #define REAL float
 #define R(name) name##_f

@@ -1,15 +1,17 @@
-/* The CUDA training backend's layer operations as the host calls them (kernels/, one .cu per
- * op family). Only declared when the build found nvcc (TIMIREC_CUDA); callers guard with
- * #ifdef TIMIREC_CUDA.
+/* The CUDA backend's layer operations on device pointers (kernels/, one .cu per op family):
+ * the GPU twin of cpu_ops.h, one launcher per CPU function with the same argument order,
+ * shapes and accumulate/overwrite contract (see the CPU declarations in
+ * include/timirec/cpu/), so the parity tests run
+ * each op on the same inputs on both sides. Only declared for CUDA builds (TIMIREC_CUDA);
+ * gpu.h composes them into the model's training step.
  *
- * Conventions: every pointer to data is a DEVICE pointer unless the comment says host; shapes
- * in the comments, row-major; `stream` is a cudaStream_t (NULL: the default stream). Launches
- * are asynchronous: a call returns after queueing its kernels (cudaGetLastError checked after
- * each), so a fault inside a kernel shows up at the next synchronising call
- * (tmr_gpu_sync). Every function returns 0, or -1 with "file:line: what failed" in err.
- * Each op is the GPU port of the CPU reference named in its comment (include/timirec/cpu/) and
- * has the same contract; backward functions ADD into their gradient outputs as the CPU's do.
- * Ops that need scratch memory take (work, work_bytes), sized by their *_work_bytes query. */
+ * Conventions: every pointer argument is device memory unless its comment says "host";
+ * row-major; int32 ids. A failing CUDA or cuBLAS call is fatal (file:line, the call, the
+ * runtime's message). Launches go to the default stream in order, so results are ready for
+ * the next op; copies to the host synchronise. Everything is deterministic run to run: each
+ * output element is summed by one thread in a fixed order, or by cuBLAS (deterministic for a
+ * given GPU and toolkit); table gradients with repeated rows are added in ascending source
+ * row order after a stable sort (no atomics). */
 #ifndef TIMIREC_GPU_OPS_H
 #define TIMIREC_GPU_OPS_H
 
@@ -22,123 +24,157 @@
 extern "C" {
 #endif
 
-/* ---- device memory (kernels/gpu_util.cu): what the C tests and the backend need ---------- */
+typedef struct gpu_ctx gpu_ctx_t;
 
-int tmr_gpu_malloc(void **p, size_t bytes, char *err, size_t errlen);
-int tmr_gpu_free(void *p, char *err, size_t errlen);
-/* Host -> device and device -> host copies (synchronous). */
-int tmr_gpu_upload(void *dst, const void *host_src, size_t bytes, char *err, size_t errlen);
-int tmr_gpu_download(void *host_dst, const void *src, size_t bytes, char *err, size_t errlen);
-/* Fill n floats with NaN: tests poison every output before a run, so an element the kernel
- * forgets to write is caught. */
-int tmr_gpu_fill_nan(float *x, int64_t n, void *stream, char *err, size_t errlen);
-/* Wait for the device; reports an error raised inside any earlier kernel. */
-int tmr_gpu_sync(char *err, size_t errlen);
+/* Visible GPUs (0: none, or no usable driver) and a line describing device 0 (or why none)
+ * into desc. The emulated build (build/emu) reports one "emulated" device. */
+int gpu_device_count(char *desc, size_t desclen);
 
-/* ---- Adam (kernels/adam.cu) ----------------------------------------------------------------- */
+/* Device 0 and a cuBLAS handle; NULL with a message in err when no GPU is usable. */
+gpu_ctx_t *gpu_ctx_create(char *err, size_t errlen);
+void gpu_ctx_free(gpu_ctx_t *ctx);
 
-/* adam_step of model.h on the device: opt->step++ (host), then one kernel over every tensor of
- * lay (host pointer) updating params, m, v (layout.total floats each) from grads, with the
- * CPU's scalars and rounding (weight decay on tensors with decay only). */
-int tmr_gpu_adam_step(adam_t *opt, const model_layout_t *lay, float *params, const float *grads,
-                      float *m, float *v, void *stream, char *err, size_t errlen);
+/* 1: synchronise and check after every kernel launch (tests; slower). Process-wide. */
+void gpu_debug_sync(int on);
+/* 1 when this build runs the kernels on the host (kernels/emulate.h), not a GPU. */
+int gpu_is_emulated(void);
 
-/* ---- embedding gather and deterministic scatter (kernels/embedding.cu) -------------------- */
+/* Device memory (fatal on failure; gpu_malloc(0) returns a valid pointer). */
+void *gpu_malloc(size_t bytes);
+void gpu_free(void *p);
+void gpu_to_device(void *dst, const void *host_src, size_t bytes);
+void gpu_to_host(void *host_dst, const void *src, size_t bytes);
+void gpu_copy(void *dst, const void *src, size_t bytes);  /* device to device */
+void gpu_zero(void *p, size_t bytes);
+/* Fill with 0xFF bytes: NaN as float, -1 as int32 (poison before a test's run). */
+void gpu_poison(void *p, size_t bytes);
+void gpu_sync(void);
 
-/* ext_embed_forward: x0[r,:] = E[hist[r],:] + (P ? P[pos[r],:] : 0) for r < n.
- * E (rows_E, d), P (rows_P, d) or NULL, hist (n), pos (n) (ignored when P is NULL), x0 (n, d).
- * Ids must be in range (not checked on the device). */
-int tmr_gpu_embed_forward(const float *E, const float *P, const int32_t *hist, const int32_t *pos,
-                          int64_t n, int d, float *x0, void *stream, char *err, size_t errlen);
+/* Timing with CUDA events on the default stream (host clock in the emulated build):
+ * gpu_timer_start records the start; gpu_timer_stop_ms records the end, waits for it and
+ * returns the milliseconds between the two. */
+typedef struct gpu_timer gpu_timer_t;
+gpu_timer_t *gpu_timer_create(void);
+void gpu_timer_start(gpu_timer_t *t);
+float gpu_timer_stop_ms(gpu_timer_t *t);
+void gpu_timer_free(gpu_timer_t *t);
 
-/* Scratch bytes for tmr_gpu_scatter_add_rows / tmr_gpu_embed_backward with n source rows and
- * ids below `rows` (the larger table). Needs a visible GPU (it asks CUB). */
-int tmr_gpu_scatter_work_bytes(int64_t n, int64_t rows, size_t *bytes, char *err, size_t errlen);
+/* ---- matrix products (cuBLAS, FP32, no TF32), same contract as tmr_sgemm (gemm.h) ---- */
 
-/* table[ids[i],:] += src[i,:] for i ascending (rows of d), without atomics: the (id, i) pairs are
- * sorted by id with a stable radix sort, then one thread per (id, column) adds its rows in
- * ascending i, exactly the CPU's order (ext_scatter_add), so the result is deterministic.
- * ids (n) in 0..rows-1; src (n, d); table (rows, d). */
-int tmr_gpu_scatter_add_rows(const int32_t *ids, int64_t n, int d, int64_t rows, const float *src,
-                             float *table, void *work, size_t work_bytes, void *stream, char *err,
-                             size_t errlen);
+void gpu_gemm(gpu_ctx_t *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+              float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+              float *C, int64_t ldc);
+/* batch independent products, matrix b at A + b * stride_a etc. */
+void gpu_gemm_batched(gpu_ctx_t *ctx, int trans_a, int trans_b, int64_t M, int64_t N,
+                      int64_t K, float alpha, const float *A, int64_t lda, int64_t stride_a,
+                      const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
+                      int64_t ldc, int64_t stride_c, int64_t batch);
+/* db[c] += sum_r y[r, c]. y (n, cols). */
+void gpu_colsum_add(gpu_ctx_t *ctx, const float *y, int64_t n, int cols, float *db);
+/* table[ids[r], :] += src[r, :] for r < n, rows of d; for each table row the source rows are
+ * added in ascending r (a stable radix sort of the ids, then one thread per (row, column)). */
+void gpu_scatter_add_rows(gpu_ctx_t *ctx, const int32_t *ids, int64_t n, int d, const float *src,
+                          float *table);
 
-/* ext_embed_backward: dE[hist[r],:] += dx0[r,:], dP[pos[r],:] += dx0[r,:] (dP NULL: skipped).
- * dx0 (n, d); dE (rows_E, d); dP (rows_P, d). Work sized for max(rows_E, rows_P). */
-int tmr_gpu_embed_backward(const int32_t *hist, const int32_t *pos, int64_t n, int d,
-                           int64_t rows_E, int64_t rows_P, const float *dx0, float *dE, float *dP,
-                           void *work, size_t work_bytes, void *stream, char *err, size_t errlen);
+/* ---- extractor (cpu/extractor_decl.h) ---- */
 
-/* ---- scores and losses (kernels/heads.cu; CPU: include/timirec/cpu/heads_decl.h) ----------- */
-/* E is interest_extractor.i_embeddings.weight (N, d); cand (B, C) ids in 0..N-1 (not checked on
- * the device), column 0 the target. Dot products are summed in the CPU's order and rounding. */
+void gpu_ext_embed_forward(gpu_ctx_t *ctx, const float *E, const float *P, const int32_t *hist,
+                           const int32_t *pos, int64_t n, int d, float *x0);
+void gpu_ext_embed_backward(gpu_ctx_t *ctx, const int32_t *hist, const int32_t *pos, int64_t n,
+                            int d, const float *dx0, float *dE, float *dP);
+void gpu_ext_linear_forward(gpu_ctx_t *ctx, const float *x, const float *W, const float *b,
+                            int64_t n, int in, int out, float *y);
+void gpu_ext_linear_backward(gpu_ctx_t *ctx, const float *x, const float *W, const float *dy,
+                             int64_t n, int in, int out, float *dx, float *dW, float *db);
+void gpu_ext_attn_forward(gpu_ctx_t *ctx, const float *q, const float *k, const float *v,
+                          const int32_t *hist, int B, int L, int d, float *att, float *ctx_out);
+void gpu_ext_attn_backward(gpu_ctx_t *ctx, const float *q, const float *k, const float *v,
+                           const float *att, const float *dctx, int B, int L, int d, float *dq,
+                           float *dk, float *dv, float *ds);
+void gpu_ext_add_layernorm_forward(gpu_ctx_t *ctx, const float *a, const float *b,
+                                   const float *gamma, const float *beta,
+                                   const int32_t *rowmask, int64_t n, int d, float *y,
+                                   float *xhat, float *rstd);
+/* work: (n, d) scratch (the parameter sums go through gpu_colsum_add). */
+void gpu_ext_add_layernorm_backward(gpu_ctx_t *ctx, const float *dy, const float *xhat,
+                                    const float *rstd, const float *gamma,
+                                    const int32_t *rowmask, int64_t n, int d, float *dz,
+                                    float *dgamma, float *dbeta, float *work);
+void gpu_ext_ffn_forward(gpu_ctx_t *ctx, const float *h, const float *W1, const float *b1,
+                         const float *W2, const float *b2, int64_t n, int d, int dff, float *r,
+                         float *f);
+void gpu_ext_ffn_backward(gpu_ctx_t *ctx, const float *h, const float *r, const float *W1,
+                          const float *W2, const float *df, int64_t n, int d, int dff, float *dh,
+                          float *dW1, float *db1, float *dW2, float *db2, float *dr);
+void gpu_ext_interest_forward(gpu_ctx_t *ctx, const float *x, const int32_t *hist,
+                              const float *W1, const float *b1, const float *W2, const float *b2,
+                              int B, int L, int d, int a, int K, float *t, float *e,
+                              float *alpha, float *V);
+void gpu_ext_interest_backward(gpu_ctx_t *ctx, const float *x, const float *t,
+                               const float *alpha, const float *W1, const float *W2,
+                               const float *dV, int B, int L, int d, int a, int K, float *dx,
+                               float *dW1, float *db1, float *dW2, float *db2, float *de,
+                               float *dt);
 
-/* pretrain_scores: training: kstar (B) = first argmax_k V[b,k]·E[cand[b,0]],
- * scores[b,c] = V[b,kstar]·E[cand[b,c]]; eval (training 0):
- * scores[b,c] = max_k V[b,k]·E[cand[b,c]] (kstar unused, may be NULL).
- * V (B, K, d), scores (B, C). */
-int tmr_gpu_pretrain_scores(const float *E, const float *V, const int32_t *cand, int B, int C,
-                            int K, int d, int training, int32_t *kstar, float *scores,
-                            void *stream, char *err, size_t errlen);
+/* ---- heads (cpu/heads_decl.h; E = the extractor's item table, device) ---- */
 
-/* Scratch for the two score backwards (B*C*d floats plus the scatter's work for N rows). */
-int tmr_gpu_scores_backward_work_bytes(int B, int C, int d, int64_t N, size_t *bytes, char *err,
-                                       size_t errlen);
+void gpu_pretrain_scores(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
+                         int B, int C, int K, int d, int training, int32_t *kstar,
+                         float *scores);
+/* dV and dE ADD. work: (B * C, d) scratch. */
+void gpu_pretrain_scores_backward(gpu_ctx_t *ctx, const float *E, const float *V,
+                                  const int32_t *cand, int B, int C, int K, int d,
+                                  const int32_t *kstar, const float *dscores, float *dV,
+                                  float *dE, float *work);
+void gpu_user_vector(gpu_ctx_t *ctx, const float *V, const float *pred_intent, int B, int K,
+                     int d, float *w, float *u);
+void gpu_user_vector_backward(gpu_ctx_t *ctx, const float *V, const float *w, const float *du,
+                              int B, int K, int d, float *dV, float *d_pred_intent);
+void gpu_candidate_scores(gpu_ctx_t *ctx, const float *E, const float *u, const int32_t *cand,
+                          int B, int C, int d, float *scores);
+/* du and dE ADD. work: (B * C, d) scratch. */
+void gpu_candidate_scores_backward(gpu_ctx_t *ctx, const float *E, const float *u,
+                                   const int32_t *cand, int B, int C, int d,
+                                   const float *dscores, float *du, float *dE, float *work);
+/* Returns the loss (the per-row terms summed on the host in row order, as the CPU does);
+ * dscores overwritten. */
+float gpu_ranking_loss(gpu_ctx_t *ctx, const float *scores, int B, int C, float *dscores);
+/* target_intent written, d_pred_intent ADDED (may be NULL); returns the KL term. */
+float gpu_distill_loss(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
+                       const float *pred_intent, int B, int C, int K, int d, double temp,
+                       float *target_intent, float *d_pred_intent);
 
-/* pretrain_scores_backward (training mode): dV[b,kstar[b]] += sum_c dscores[b,c] E[cand[b,c]],
- * dE[cand[b,c]] += dscores[b,c] V[b,kstar[b]]. dscores (B, C), dV (B, K, d), dE (N, d). */
-int tmr_gpu_pretrain_scores_backward(const float *E, const float *V, const int32_t *cand, int B,
-                                     int C, int K, int d, int64_t N, const int32_t *kstar,
-                                     const float *dscores, float *dV, float *dE, void *work,
-                                     size_t work_bytes, void *stream, char *err, size_t errlen);
+/* ---- predictor (cpu/predictor_decl.h) ---- */
 
-/* user_vector: w (B, K) = softmax_k(pred_intent (B, K)), u[b] (B, d) = sum_k w[b,k] V[b,k]. */
-int tmr_gpu_user_vector(const float *V, const float *pred_intent, int B, int K, int d, float *w,
-                        float *u, void *stream, char *err, size_t errlen);
-/* user_vector_backward: du (B, d) -> dV (B, K, d) ADD, d_pred_intent (B, K) ADD. */
-int tmr_gpu_user_vector_backward(const float *V, const float *w, const float *du, int B, int K,
-                                 int d, float *dV, float *d_pred_intent, void *stream, char *err,
-                                 size_t errlen);
+/* The GRU on packed rows. batch_sizes (n_steps) and step_off (n_steps + 1) are HOST arrays
+ * (the packing of gru_pack); everything else as gru_forward / gru_backward. */
+void gpu_gru_forward(gpu_ctx_t *ctx, int d, const float *w_ih, const float *w_hh,
+                     const float *b_ih, const float *b_hh, int n_steps,
+                     const int32_t *batch_sizes, const int64_t *step_off, const float *x,
+                     float *gates, float *ghn, float *h, float *work);
+void gpu_gru_backward(gpu_ctx_t *ctx, int d, const float *w_ih, const float *w_hh, int n_steps,
+                      const int32_t *batch_sizes, const int64_t *step_off, const float *x,
+                      const float *gates, const float *ghn, const float *h, float *dh,
+                      float *dgi, float *work, float *dx, float *dw_ih, float *dw_hh,
+                      float *db_ih, float *db_hh);
+/* params/grads: the device flat buffers (lay's offsets). */
+void gpu_proj_forward(gpu_ctx_t *ctx, const model_layout_t *lay, const float *params,
+                      const float *g, int B, int training, dropout_key_t key, float *acts,
+                      float *out);
+void gpu_proj_backward(gpu_ctx_t *ctx, const model_layout_t *lay, const float *params,
+                       const float *g, const float *acts, int B, int training,
+                       const float *dout, float *dg, float *work, float *grads);
+/* keep[(layer * B + b) * d + j] = 1 if the dropout rule keeps that element, else 0
+ * (layers 0..n_layers-1), computed on the device: the test compares it with
+ * proj_dropout_keep bit for bit. keep: (n_layers, B, d) int32. */
+void gpu_proj_dropout_mask(gpu_ctx_t *ctx, dropout_key_t key, int n_layers, int B, int d,
+                           float p, int32_t *keep);
 
-/* candidate_scores: scores[b,c] = u[b]·E[cand[b,c]]. u (B, d), scores (B, C). */
-int tmr_gpu_candidate_scores(const float *E, const float *u, const int32_t *cand, int B, int C,
-                             int d, float *scores, void *stream, char *err, size_t errlen);
-/* candidate_scores_backward: du[b] += sum_c dscores[b,c] E[cand[b,c]],
- * dE[cand[b,c]] += dscores[b,c] u[b]. */
-int tmr_gpu_candidate_scores_backward(const float *E, const float *u, const int32_t *cand, int B,
-                                      int C, int d, int64_t N, const float *dscores, float *du,
-                                      float *dE, void *work, size_t work_bytes, void *stream,
-                                      char *err, size_t errlen);
+/* ---- optimiser ---- */
 
-/* ranking_loss (C >= 2, B >= 1, checked on the host): per row in double as the CPU does;
- * dscores (B, C) overwritten; row_loss (B) scratch; *loss (one float on the device) =
- * mean over b of the row losses, summed in ascending b. */
-int tmr_gpu_ranking_loss(const float *scores, int B, int C, float *dscores, double *row_loss,
-                         float *loss, void *stream, char *err, size_t errlen);
-
-/* ---- interest attention + weighted sum (kernels/interest.cu) ------------------------------ */
-
-/* A cuBLAS handle for the ops that multiply matrices (FP32 math, no TF32). */
-int tmr_gpu_blas_create(void **blas, char *err, size_t errlen);
-int tmr_gpu_blas_destroy(void *blas, char *err, size_t errlen);
-
-/* ext_interest_forward: t = tanh(x W1^T + b1); e = t W2^T + b2 (unmasked);
- * alpha[b,k,:] = softmax over valid l (hist[b,l] > 0; none valid: all 0) of e[b,:,k];
- * V[b,k,:] = sum_l alpha[b,k,l] x[b,l,:].
- * x (B, L, d); hist (B, L); W1 (a, d), b1 (a); W2 (K, a), b2 (K);
- * t (B, L, a), e (B, L, K), alpha (B, K, L), V (B, K, d) overwritten. */
-int tmr_gpu_interest_forward(void *blas, const float *x, const int32_t *hist, const float *W1,
-                             const float *b1, const float *W2, const float *b2, int B, int L,
-                             int d, int a, int K, float *t, float *e, float *alpha, float *V,
-                             void *stream, char *err, size_t errlen);
-/* ext_interest_backward: dx (B, L, d) overwritten; dW1, db1, dW2, db2 accumulated; dV (B, K, d).
- * Scratch: de (B, L, K), dt (B, L, a). Bias gradients sum rows in ascending order; the matrix
- * products are cuBLAS's (its summation order, deterministic on one device). */
-int tmr_gpu_interest_backward(void *blas, const float *x, const float *t, const float *alpha,
-                              const float *W1, const float *W2, const float *dV, int B, int L,
-                              int d, int a, int K, float *dx, float *dW1, float *db1, float *dW2,
-                              float *db2, float *de, float *dt, void *stream, char *err,
-                              size_t errlen);
+/* adam_step (model.h) on the device's flat buffers: opt->step advances as there. */
+void gpu_adam_update(gpu_ctx_t *ctx, adam_t *opt, const model_layout_t *lay, float *params,
+                     const float *grads, float *m, float *v);
 
 #ifdef __cplusplus
 }

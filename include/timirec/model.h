@@ -88,6 +88,22 @@ typedef struct {
     int proj_b[MODEL_MAX_PROJ];
 } model_layout_t;
 
+/* Dropout randomness: keep element i of a mask with probability 1 - p, from Philox
+ * (seed, RNG_DROPOUT, epoch = step, index = i); kept elements are scaled by 1 / (1 - p). */
+typedef struct {
+    uint64_t seed;
+    uint32_t step;   /* global training step: a fresh mask every step */
+} dropout_key_t;
+
+/* One batch as the model reads it (the sampler's batch_t fields). */
+typedef struct {
+    int B, L, C;
+    const int32_t *hist;    /* (B, L) item ids, right-padded with 0 */
+    const int32_t *pos;     /* (B, L) position index: length - l, 0 for padding */
+    const int32_t *length;  /* (B) */
+    const int32_t *cand;    /* (B, C) target first */
+} model_batch_t;
+
 /* Check a configuration; returns 0 or -1 with a message naming the setting and its range. */
 int model_config_check(const model_config_t *cfg, char *err, size_t errlen);
 

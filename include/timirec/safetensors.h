@@ -5,8 +5,8 @@
  * relative to the end of the header). PyTorch users read them with safetensors.torch.load_file.
  *
  * The reader checks everything before handing out a pointer: header length within the file,
- * JSON well formed, known dtype, shape product x dtype size == end - begin, ranges inside the
- * data section and not overlapping. Errors name the file and the tensor. */
+ * JSON well formed (no \u0000 inside strings), known dtype, shape product x dtype size ==
+ * end - begin, ranges inside the data section and not overlapping. Errors name the file and the tensor. */
 #ifndef TIMIREC_SAFETENSORS_H
 #define TIMIREC_SAFETENSORS_H
 

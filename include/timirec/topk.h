@@ -94,8 +94,7 @@ int topk_check(const topk_problem_t *p, int k, int max_k, char *err, size_t errl
 int topk_gpu(const topk_problem_t *dev_problem, int k, int32_t *items_out, float *scores_out,
              int32_t *counts, char *err, size_t errlen);
 /* The baseline the benchmark compares with: cuBLAS product of a chunk of users against the
- * whole catalog, then a full segmented radix sort (CUB) of every row; same outputs. -2 when
- * the build left it out (TOPK_NO_CUB). */
+ * whole catalog, then a full segmented radix sort (CUB) of every row; same outputs. */
 int topk_gpu_baseline(const topk_problem_t *dev_problem, int k, int32_t *items_out,
                       float *scores_out, int32_t *counts, char *err, size_t errlen);
 /* Device memory for callers written in C (tests, benchmarks): 0 or -1 with a message. */

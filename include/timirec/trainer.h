@@ -1,4 +1,5 @@
-/* Training and evaluation over a corpus with the CPU reference backend (SPEC.md section 7):
+/* Training and evaluation over a corpus with the CPU reference backend, or the CUDA backend
+ * when opts.use_gpu finds a GPU (SPEC.md section 7):
  * per epoch, Philox negatives and shuffle, every batch through forward, backward and Adam;
  * evaluation ranks each dev/test instance's candidates. The command line, checkpoints and
  * early stopping build on this. */
@@ -27,6 +28,7 @@ typedef struct {
     double lr;            /* 1e-3 */
     double l2;            /* 0 */
     uint64_t seed;        /* random_seed */
+    int use_gpu;          /* 1: the CUDA backend (device 0) when a GPU is usable, else the CPU */
 } train_opts_t;
 
 void train_opts_default(train_opts_t *o);
@@ -47,6 +49,12 @@ typedef struct {
     /* Called after every training batch when set (a progress bar): done and total instances. */
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
+    /* The CUDA backend (gpu.h) when opts.use_gpu found a GPU, else NULL. It keeps its own
+     * copy of the parameters and the Adam moments; params above stay the authoritative copy
+     * between trainer calls (uploaded when an epoch or an evaluation starts, downloaded when
+     * an epoch ends), so checkpoints read and write them as with the CPU backend. */
+    struct gpu_model *gpu;
+    char backend[512];     /* "CPU", or "CUDA: <device>", or why use_gpu fell back to the CPU */
     /* Robustness (see trainer_train_epoch). */
     const volatile sig_atomic_t *stop; /* non-zero: stop after the current batch */
     int detect_anomaly;    /* also check gradients and the workspace after every step */

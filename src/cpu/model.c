@@ -2,6 +2,7 @@
 #include "timirec/model.h"
 
 #include "timirec/common.h"
+#include "timirec/math_hd.h"
 #include "timirec/rng.h"
 
 #include <math.h>
@@ -176,30 +177,20 @@ void adam_init(adam_t *opt, double lr, double l2) {
 void adam_step(adam_t *opt, const model_layout_t *lay, float *params, const float *grads,
                float *m, float *v) {
     opt->step++;
-    /* Scalars as PyTorch forms them: in double, then used by float kernels as floats. */
-    double bc1 = 1.0 - pow(opt->beta1, (double)opt->step);
-    double bc2 = 1.0 - pow(opt->beta2, (double)opt->step);
-    const float step_size = (float)(opt->lr / bc1);
-    const float bc2_sqrt = (float)sqrt(bc2);
-    const float b1 = (float)opt->beta1, one_minus_b1 = (float)(1.0 - opt->beta1),
-                b2 = (float)opt->beta2,
-                one_minus_b2 = (float)(1.0 - opt->beta2), eps = (float)opt->eps,
-                l2 = (float)opt->l2;
+    /* Scalars as PyTorch forms them (in double, then used as floats); the element update is
+     * math_hd.h's, which the CUDA kernel runs too. */
+    const adam_scalars_t s =
+        tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps, opt->l2, opt->step);
     /* One parallel region for the whole table: every tensor's elements are split between the
      * threads (elementwise, so no order to keep; nowait: tensors are disjoint). */
 #pragma omp parallel if (lay->total > 65536)
     for (int t = 0; t < lay->n_tensors; t++) {
         const param_t *p = &lay->t[t];
-        float decay = p->decay ? l2 : 0.0f;
+        const float decay = p->decay ? s.l2 : 0.0f;
         float *x = params + p->offset, *mt = m + p->offset, *vt = v + p->offset;
         const float *gt = grads + p->offset;
 #pragma omp for schedule(static) nowait
-        for (int64_t i = 0; i < p->size; i++) {
-            float g = gt[i] + decay * x[i];
-            mt[i] = mt[i] * b1 + one_minus_b1 * g; /* torch 1.13: mul_(beta1).add_(g, 1-beta1) */
-            vt[i] = vt[i] * b2 + one_minus_b2 * g * g;
-            float denom = sqrtf(vt[i]) / bc2_sqrt + eps;
-            x[i] = x[i] + (-step_size) * mt[i] / denom;
-        }
+        for (int64_t i = 0; i < p->size; i++)
+            x[i] = tmr_adam_elem(&s, decay, gt[i], x[i], &mt[i], &vt[i]);
     }
 }
