@@ -2,6 +2,7 @@
  * trainer_init, model_ws_alloc_f (src/cpu/model_step.inc, extractor.inc, predictor.inc),
  * batch_alloc and corpus_load; tests/test_memplan.c holds them to the allocator's count. */
 #include "timirec/memplan.h"
+#include "timirec/topk.h"
 
 #include "timirec/sampler.h"
 
@@ -93,8 +94,9 @@ void memplan_run(const model_layout_t *lay, const corpus_t *c, const train_opts_
     plan->batches = memplan_batch_bytes(max_B, max_L, max_C);
     plan->eval_all = 0;
     if (test_all)
-        plan->eval_all = ADD(memplan_batch_bytes(o->eval_batch_size, max_L, c->n_items),
-                             memplan_model_ws_bytes(lay, o->eval_batch_size, max_L, c->n_items, threads));
+        plan->eval_all = ADD(topk_cpu_bytes(o->eval_batch_size, lay->cfg.K, lay->cfg.emb_size,
+                                            c->n_items, 1, threads),
+                             bytes(o->eval_batch_size, 4)); /* + the targets */
     /* train_neg (n_train x num_neg int32), order (int64), eval index and ranks (int64 each),
      * and the shuffle's two (key, index) arrays of 16 bytes plus its 2^16 counters. */
     plan->sampler = ADD(MUL(bytes(n_train, 4), (uint64_t)o->num_neg), 4);

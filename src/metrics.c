@@ -4,6 +4,7 @@
 
 #include "timirec/common.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -237,4 +238,33 @@ int metrics_format(const metric_spec_t *spec, const double *values, char *out, s
         }
     }
     return (int)len;
+}
+
+int metrics_write_per_instance(const char *path, const metric_spec_t *spec, const int32_t *users,
+                               const int32_t *items, const int64_t *inst_row, const int64_t *ranks,
+                               int64_t n, char *err, size_t errlen) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return tmr_error(err, errlen, "--per_user_metrics: path too long: %s", path);
+    if (tmr_make_parent_dirs(path, err, errlen)) return -1;
+    FILE *f = fopen(tmp, "w");
+    if (!f) return tmr_error(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+    fprintf(f, "user_id\titem_id\trank");
+    for (int m = 0; m < spec->n_kind; m++)
+        for (int t = 0; t < spec->n_topk; t++)
+            fprintf(f, "\t%s@%d", metrics_kind_name(spec->kind[m]), spec->topk[t]);
+    fputc('\n', f);
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t r = inst_row[i];
+        fprintf(f, "%d\t%d\t%lld", (int)users[r], (int)items[r], (long long)ranks[i]);
+        for (int m = 0; m < spec->n_kind; m++)
+            for (int t = 0; t < spec->n_topk; t++)
+                fprintf(f, "\t%.6f", metrics_value(spec->kind[m], spec->topk[t], ranks + i, 1));
+        fputc('\n', f);
+    }
+    if (ferror(f) | (fclose(f) != 0) || rename(tmp, path) != 0) {
+        remove(tmp);
+        return tmr_error(err, errlen, "writing %s failed: %s", path, strerror(errno));
+    }
+    return 0;
 }

@@ -2,8 +2,8 @@
  * TSV with a header "user_id\trec_items\tscores" (the reference's rec- file shape plus scores).
  * A user's history is the end of their whole sequence (train, dev and test rows); every item of
  * those rows is excluded; ties go to the lower item id. The model's shape is read from the
- * checkpoint's tensors, so a checkpoint exported from PyTorch works as well. Plain CPU version:
- * each user scores the whole catalog. */
+ * checkpoint's tensors, so a checkpoint exported from PyTorch works as well. The model runs in
+ * batches of users; their vectors then go through the blocked top-K (topk.h) in chunks. */
 #include "timirec/checkpoint.h"
 #include "timirec/common.h"
 #include "timirec/corpus.h"
@@ -12,6 +12,7 @@
 #include "timirec/options.h"
 #include "timirec/run.h"
 #include "timirec/safetensors.h"
+#include "timirec/topk.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,67 +64,52 @@ static int config_from_checkpoint(const char *path, model_config_t *cfg, char *e
     return rc;
 }
 
-/* Keep the k best (score, item) of a stream: a min-heap on (score, -item). */
-typedef struct {
-    float score;
-    int32_t item;
-} scored_t;
+/* Users scored per top-K call: their vectors are kept (chunk, K, d), the item table is
+ * transposed once per call. */
+#define RECOMMEND_CHUNK 16384
 
-static int worse(scored_t a, scored_t b) { /* a ranks below b */
-    return a.score < b.score || (a.score == b.score && a.item > b.item);
-}
-
-static void heap_push(scored_t *h, int *n, int k, scored_t x) {
-    if (*n < k) {
-        int i = (*n)++;
-        h[i] = x;
-        while (i > 0 && worse(h[i], h[(i - 1) / 2])) {
-            scored_t t = h[i];
-            h[i] = h[(i - 1) / 2];
-            h[(i - 1) / 2] = t;
-            i = (i - 1) / 2;
-        }
-        return;
+static void write_lists(FILE *out, const int32_t *users, int64_t n, int k, const int32_t *items,
+                        const float *scores, const int32_t *counts) {
+    for (int64_t b = 0; b < n; b++) {
+        fprintf(out, "%d\t[", users[b]);
+        for (int i = 0; i < counts[b]; i++) fprintf(out, i ? ", %d" : "%d", items[b * k + i]);
+        fprintf(out, "]\t[");
+        for (int i = 0; i < counts[b]; i++) fprintf(out, i ? ", %.6g" : "%.6g", scores[b * k + i]);
+        fprintf(out, "]\n");
     }
-    if (!worse(h[0], x)) return;
-    h[0] = x;
-    for (int i = 0;;) {
-        int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < *n && worse(h[l], h[m])) m = l;
-        if (r < *n && worse(h[r], h[m])) m = r;
-        if (m == i) break;
-        scored_t t = h[i];
-        h[i] = h[m];
-        h[m] = t;
-        i = m;
-    }
-}
-
-static int cmp_best_first(const void *a, const void *b) {
-    scored_t x = *(const scored_t *)a, y = *(const scored_t *)b;
-    return worse(x, y) ? 1 : worse(y, x) ? -1 : 0;
 }
 
 int recommend_main(int argc, char **argv) {
     const char *model_path = "", *path = "../data/", *dataset = "", *out_path = "recs.tsv",
-               *sep = "\t";
+               *sep = "\t", *stage = "", *retrieval = "score";
     int64_t topk = 50, batch_size = 256;
     opt_t table[] = {
         {"model_path", OPT_STR, &model_path, 0, 0, "checkpoint (safetensors) of either stage"},
         {"path", OPT_STR, &path, 0, 0, "input data dir"},
         {"dataset", OPT_STR, &dataset, 0, 0, "dataset folder"},
         {"sep", OPT_STR, &sep, 0, 0, "column separator of the csv files"},
-        {"topk", OPT_INT, &topk, 1, 100000, "items per user"},
+        {"stage", OPT_STR, &stage, 0, 0, "score as this stage: pretrain (max over the interests; "
+         "any checkpoint) or finetune (weighted user vector; finetune checkpoints); default: the "
+         "checkpoint's stage"},
+        {"retrieval", OPT_STR, &retrieval, 0, 0, "score: rank by the stage's score (the "
+         "reference's); interests: ComiRec's multi-interest retrieval, top-k of every interest "
+         "vector alone, merged by best score (equals score for pretrain)"},
+        {"topk", OPT_INT, &topk, 1, TOPK_MAX_K, "items per user"},
         {"out", OPT_STR, &out_path, 0, 0, "output TSV"},
-        {"eval_batch_size", OPT_INT, &batch_size, 1, 1 << 16, "users scored together"},
+        {"eval_batch_size", OPT_INT, &batch_size, 1, 1 << 16, "users through the model together"},
     };
     int n_opts = (int)(sizeof table / sizeof table[0]);
     char err[2048];
     int rc = options_parse(table, n_opts, argc, argv, 1, NULL, 0, NULL, err, sizeof err);
     if (rc == 1) {
         options_usage("usage: timirec recommend --model_path FILE --path DIR --dataset NAME "
-                      "[--topk 50] [--out recs.tsv]\nTop-K lists for every user with a history "
-                      "(their train/dev/test items excluded; ties to the lower item id).",
+                      "[--stage pretrain|finetune] [--retrieval score|interests] [--topk 50] "
+                      "[--out recs.tsv]\n"
+                      "Top-K lists for every user with a history, as TSV: a header\n"
+                      "user_id<TAB>rec_items<TAB>scores, then one row per user, items as [i1, i2, ...]\n"
+                      "best first with their scores. Every item of the user's train/dev/test rows is\n"
+                      "excluded, as is the padding item 0. Order: higher score first, equal scores\n"
+                      "to the lower item id. The whole catalog is scored in blocks on the CPU threads.",
                       table, n_opts, stdout);
         return 0;
     }
@@ -131,11 +117,26 @@ int recommend_main(int argc, char **argv) {
         fprintf(stderr, "timirec recommend: %s\n", rc ? err : "--model_path and --dataset are required");
         return 2;
     }
+    const int per_interest = strcmp(retrieval, "interests") == 0;
+    if (!per_interest && strcmp(retrieval, "score") != 0) {
+        fprintf(stderr, "timirec recommend: --retrieval '%s': expected score or interests\n", retrieval);
+        return 2;
+    }
+    if (*stage && strcmp(stage, "pretrain") != 0 && strcmp(stage, "finetune") != 0) {
+        fprintf(stderr, "timirec recommend: --stage '%s': expected pretrain or finetune\n", stage);
+        return 2;
+    }
     model_config_t cfg;
     if (config_from_checkpoint(model_path, &cfg, err, sizeof err)) {
         fprintf(stderr, "timirec: error: %s\n", err);
         return 1;
     }
+    if (strcmp(stage, "finetune") == 0 && cfg.stage != STAGE_FINETUNE) {
+        fprintf(stderr, "timirec: error: --stage finetune: %s is a pretrain checkpoint (no "
+                "interest predictor); use --stage pretrain\n", model_path);
+        return 1;
+    }
+    const int score_pretrain = cfg.stage == STAGE_PRETRAIN || strcmp(stage, "pretrain") == 0;
     corpus_t c;
     corpus_opts_t co = {.path = path, .dataset = dataset, .sep = strcmp(sep, "\\t") == 0 ? '\t' : sep[0]};
     if (corpus_load(&co, &c, err, sizeof err)) {
@@ -158,15 +159,25 @@ int recommend_main(int argc, char **argv) {
         fprintf(stderr, "timirec: error: %s\n", err);
         return 1;
     }
-    int B = (int)batch_size, L = cfg.history_max, C = c.n_items, k = (int)topk;
+    const int B = (int)batch_size, L = cfg.history_max, k = (int)topk, K = cfg.K, d = cfg.emb_size;
+    /* Rows of the top-K problem: the K interests (pretrain score, or per-interest retrieval),
+     * or the one finetune user vector. */
+    const int V = score_pretrain || per_interest ? K : 1;
+    const int64_t chunk = RECOMMEND_CHUNK;
     model_ws_t_f ws;
-    model_ws_alloc_f(&ws, &lay, B, L, C);
+    model_ws_alloc_f(&ws, &lay, B, L, 1);
     int32_t *hist = tmr_malloc((size_t)B * L * sizeof *hist), *pos = tmr_malloc((size_t)B * L * sizeof *pos);
-    int32_t *length = tmr_malloc((size_t)B * sizeof *length), *users = tmr_malloc((size_t)B * sizeof *users);
-    int32_t *cand = tmr_malloc(tmr_mul_size((size_t)B * C, sizeof *cand));
-    for (int b = 0; b < B; b++)
-        for (int j = 0; j < C; j++) cand[(size_t)b * C + j] = j ? j : 1; /* column j = item j */
-    scored_t *heap = tmr_malloc((size_t)B * k * sizeof *heap);
+    int32_t *length = tmr_malloc((size_t)B * sizeof *length), *cand = tmr_malloc((size_t)B * sizeof *cand);
+    int32_t *users = tmr_malloc((size_t)chunk * sizeof *users);
+    float *vecs = tmr_malloc(tmr_mul_size((size_t)chunk * V * d, sizeof *vecs));
+    const int lists = per_interest ? K : 1;
+    int32_t *items = tmr_malloc(tmr_mul_size((size_t)chunk * lists * k, sizeof *items));
+    float *scores = tmr_malloc(tmr_mul_size((size_t)chunk * lists * k, sizeof *scores));
+    int32_t *counts = tmr_malloc(tmr_mul_size((size_t)chunk * lists, sizeof *counts));
+    int32_t *m_items = per_interest ? tmr_malloc(tmr_mul_size((size_t)chunk * k, sizeof *m_items)) : NULL;
+    float *m_scores = per_interest ? tmr_malloc(tmr_mul_size((size_t)chunk * k, sizeof *m_scores)) : NULL;
+    int32_t *m_counts = per_interest ? tmr_malloc((size_t)chunk * sizeof *m_counts) : NULL;
+    for (int b = 0; b < B; b++) cand[b] = 1; /* one candidate: the forward pass wants one */
     char tmp_path[4096];
     snprintf(tmp_path, sizeof tmp_path, "%s.tmp", out_path);
     FILE *out = fopen(tmp_path, "w");
@@ -178,67 +189,67 @@ int recommend_main(int argc, char **argv) {
     int64_t written = 0;
     double t0 = tmr_now();
     for (int32_t u0 = 1; u0 < c.n_users;) {
-        int nb = 0, maxlen = 1;
-        for (; u0 < c.n_users && nb < B; u0++) {
-            int64_t n = c.seq_off[u0 + 1] - c.seq_off[u0];
-            if (n == 0) continue;
-            users[nb++] = u0;
-            if (n > maxlen) maxlen = (int)(n < L ? n : L);
-        }
-        if (nb == 0) break;
-        int Lb = maxlen;
-        for (int b = 0; b < nb; b++) {
-            int32_t u = users[b];
-            int64_t n = c.seq_off[u + 1] - c.seq_off[u];
-            int len = (int)(n < Lb ? n : Lb);
-            const int32_t *items = c.seq_item + c.seq_off[u + 1] - len;
-            length[b] = len;
-            for (int l = 0; l < Lb; l++) {
-                hist[b * Lb + l] = l < len ? items[l] : 0;
-                pos[b * Lb + l] = l < len ? len - l : 0;
+        int64_t nc = 0; /* users in this chunk */
+        while (u0 < c.n_users && nc < chunk) {
+            /* One model batch: up to B users with a history. */
+            int nb = 0, Lb = 1;
+            int32_t *bu = users + nc;
+            for (; u0 < c.n_users && nb < B && nc + nb < chunk; u0++) {
+                int64_t n = c.seq_off[u0 + 1] - c.seq_off[u0];
+                if (n == 0) continue;
+                bu[nb++] = u0;
+                if (n > Lb) Lb = (int)(n < L ? n : L);
             }
-        }
-        model_batch_t mb = {nb, Lb, C, hist, pos, length, cand};
-        model_eval_scores_f(&lay, params, &mb, &ws);
-#pragma omp parallel for schedule(dynamic, 8)
-        for (int b = 0; b < nb; b++) {
-            int32_t u = users[b];
-            const int32_t *ex = c.all_items + c.all_off[u];
-            int64_t n_ex = c.all_off[u + 1] - c.all_off[u], e = 0;
-            scored_t *h = heap + (size_t)b * k;
-            int hn = 0;
-            const float *row = ws.scores + (size_t)b * C;
-            for (int32_t it = 1; it < C; it++) {
-                while (e < n_ex && ex[e] < it) e++;
-                if (e < n_ex && ex[e] == it) continue;
-                heap_push(h, &hn, k, (scored_t){row[it], it});
+            if (nb == 0) break;
+            for (int b = 0; b < nb; b++) {
+                int64_t n = c.seq_off[bu[b] + 1] - c.seq_off[bu[b]];
+                int len = (int)(n < Lb ? n : Lb);
+                const int32_t *hi = c.seq_item + c.seq_off[bu[b] + 1] - len;
+                length[b] = len;
+                for (int l = 0; l < Lb; l++) {
+                    hist[b * Lb + l] = l < len ? hi[l] : 0;
+                    pos[b * Lb + l] = l < len ? len - l : 0;
+                }
             }
-            qsort(h, (size_t)hn, sizeof *h, cmp_best_first);
-            length[b] = hn; /* reuse: how many were kept */
+            model_batch_t mb = {nb, Lb, 1, hist, pos, length, cand};
+            model_eval_scores_f(&lay, params, &mb, &ws);
+            const float *src = score_pretrain || per_interest ? ws.V : ws.u; /* (nb, K, d) or (nb, d) */
+            memcpy(vecs + nc * V * d, src, sizeof *vecs * (size_t)nb * V * d);
+            nc += nb;
         }
-        for (int b = 0; b < nb; b++) {
-            const scored_t *h = heap + (size_t)b * k;
-            fprintf(out, "%d\t[", users[b]);
-            for (int i = 0; i < length[b]; i++) fprintf(out, i ? ", %d" : "%d", h[i].item);
-            fprintf(out, "]\t[");
-            for (int i = 0; i < length[b]; i++) fprintf(out, i ? ", %.6g" : "%.6g", h[i].score);
-            fprintf(out, "]\n");
-            written++;
+        if (nc == 0) break;
+        topk_problem_t p = {nc, V, d, vecs, c.n_items, params + model_offset(&lay, P_EXT_ITEM_EMB),
+                            c.all_off, c.all_items, users, 1};
+        if (per_interest) {
+            topk_cpu_per_vec(&p, k, items, scores, counts);
+            topk_merge_lists(nc, K, k, items, scores, counts, k, m_items, m_scores, m_counts);
+            write_lists(out, users, nc, k, m_items, m_scores, m_counts);
+        } else {
+            topk_cpu(&p, k, items, scores, counts);
+            write_lists(out, users, nc, k, items, scores, counts);
         }
+        written += nc;
     }
     if (fclose(out) != 0 || rename(tmp_path, out_path) != 0) {
         fprintf(stderr, "timirec: error: writing %s failed\n", out_path);
         return 1;
     }
-    printf("recommend: %lld users, top %d of %d items each, written to %s [%.2f s]\n",
-           (long long)written, k, c.n_items - 1, out_path, tmr_now() - t0);
+    printf("recommend: %lld users, top %d of %d items each (%s, %s), written to %s [%.2f s]\n",
+           (long long)written, k, c.n_items - 1, score_pretrain ? "pretrain score" : "finetune score",
+           per_interest ? "per-interest lists merged" : "one list", out_path, tmr_now() - t0);
     model_ws_free_f(&ws);
     free(hist);
     free(pos);
     free(length);
-    free(users);
     free(cand);
-    free(heap);
+    free(users);
+    free(vecs);
+    free(items);
+    free(scores);
+    free(counts);
+    free(m_items);
+    free(m_scores);
+    free(m_counts);
     free(params);
     corpus_free(&c);
     return 0;

@@ -81,6 +81,7 @@ static int build_table(run_args_t *a, opt_t *t) {
     S(model_dir, "folder of the default checkpoint paths (the reference's ../model/)");
     S(log_dir, "folder of the default log paths (the reference's ../log/)");
     S(json_log, "JSON-lines record of the run (default: the log file's name with .jsonl)");
+    S(per_user_metrics, "after the test: TSV of every test instance (user_id, item_id, rank, each metric at each topk)");
     I(threads, 0, 1024, "CPU threads (0: all cores)");
     S(gpu, "CUDA_VISIBLE_DEVICES of the CUDA backend, as the reference: \"0\" the first GPU "
            "(the CPU, with a warning, when none is usable); \"\" (default): the CPU");
@@ -133,6 +134,7 @@ static void defaults(run_args_t *a) {
     a->model_dir = "../model/";
     a->log_dir = "../log/";
     a->json_log = "";
+    a->per_user_metrics = "";
 }
 
 static const char *usage_text =
@@ -267,7 +269,7 @@ static void arg_table(logs_t *L, const opt_t *table, int n) {
     static const char *exclude[] = {"check_epoch", "log_file", "model_path", "path", "pin_memory",
                                     "load", "regenerate", "sep", "train", "verbose", "metric",
                                     "test_epoch", "buffer", "model_name", "config", "model_dir",
-                                    "log_dir", "json_log", "resume"};
+                                    "log_dir", "json_log", "resume", "per_user_metrics"};
     int idx[MAX_OPTS], m = 0;
     for (int i = 0; i < n; i++) {
         int skip = 0;
@@ -431,7 +433,7 @@ static void catch_stop_signals(int on) {
 static const char *const resume_may_differ[] = {
     "config", "path", "model_path", "model_dir", "log_file", "log_dir", "json_log", "threads",
     "gpu", "verbose", "regenerate", "num_workers", "pin_memory", "epoch", "check_epoch",
-    "test_epoch", "resume", "detect_anomaly", NULL};
+    "test_epoch", "resume", "detect_anomaly", "per_user_metrics", NULL};
 
 /* The test hooks of the file comment. Returns 0 or -1 with a message. */
 static int read_test_hooks(trainer_t *t, char *err, size_t errlen) {
@@ -928,6 +930,17 @@ int run_main(int argc, char **argv) {
         fprintf(L.json, ", \"metrics\": ");
         json_metrics(L.json, &spec, tv);
         fprintf(L.json, "}\n");
+    }
+    if (*a.per_user_metrics) {
+        const corpus_phase_t *ph = &c.phase[PHASE_TEST];
+        if (metrics_write_per_instance(a.per_user_metrics, &spec, ph->user, ph->item, ph->inst_row,
+                                       t.ranks, ph->n_inst, err, sizeof err)) {
+            fprintf(stderr, "timirec: error: %s\n", err);
+            rc = 1;
+            goto out;
+        }
+        logline(&L, "Per-user test metrics (%lld instances) written to %s", (long long)ph->n_inst,
+                a.per_user_metrics);
     }
     now_string(when, sizeof when);
     logline(&L, "\n--------------------------------------------- END: %s ---------------------------------------------", when);

@@ -3,6 +3,7 @@
 
 #include "timirec/common.h"
 #include "timirec/numcheck.h"
+#include "timirec/topk.h"
 #ifdef TIMIREC_CUDA
 #include "timirec/gpu.h"
 #include "timirec/gpu_data.h"
@@ -92,10 +93,6 @@ void trainer_free(trainer_t *t) {
     gpu_data_free(t->gpu_data);
     gpu_model_free(t->gpu);
 #endif
-    if (t->all_ready) {
-        batch_free(&t->batch_all);
-        model_ws_free_f(&t->ws_all);
-    }
     memset(t, 0, sizeof *t);
 }
 
@@ -356,23 +353,24 @@ double trainer_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, int64_t *s
     return cur.n_batches ? cur.loss_sum / (double)cur.n_batches : 0.0;
 }
 
+/* The model's user rows for full ranking, after model_eval_scores_f: pretrain scores with
+ * every interest (max over K), finetune with the weighted user vector. */
+static void user_rows(const trainer_t *t, const corpus_t *c, const batch_t *b, topk_problem_t *p) {
+    const model_config_t *cfg = &t->lay.cfg;
+    const int pre = cfg->stage == STAGE_PRETRAIN;
+    *p = (topk_problem_t){b->B, pre ? cfg->K : 1, cfg->emb_size, pre ? t->ws.V : t->ws.u,
+                          c->n_items, t->params + model_offset(&t->lay, P_EXT_ITEM_EMB),
+                          c->all_off, c->all_items, b->user, 1};
+}
+
 void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
                       const metric_spec_t *spec, double *values) {
     const corpus_phase_t *ph = &c->phase[phase];
     int eb = t->opts.eval_batch_size;
     batch_t *batch = &t->batch;
-    model_ws_t_f *ws = &t->ws;
-    if (test_all && !t->all_ready) { /* candidates = every item: a wider batch, made once */
-        batch_alloc(&t->batch_all, eb, t->batch.cap_L, c->n_items);
-        model_ws_alloc_f(&t->ws_all, &t->lay, eb, t->batch.cap_L, c->n_items);
-        t->all_ready = 1;
-    }
-    if (test_all) {
-        batch = &t->batch_all;
-        ws = &t->ws_all;
-    }
-    /* Full ranking (test_all) stays on the CPU: the device workspace is sized for the files'
-     * candidates. */
+    int32_t *targets = test_all ? tmr_malloc((size_t)eb * sizeof *targets) : NULL;
+    /* Full ranking (test_all) stays on the CPU: the model's forward here for the user vectors,
+     * then the blocked top-K pass (topk.h). */
     int on_gpu = 0;
 #ifdef TIMIREC_CUDA
     on_gpu = t->gpu && !test_all;
@@ -386,27 +384,25 @@ void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
 #endif
     for (int64_t s = 0; s < ph->n_inst; s += eb) {
         int B = (int)(ph->n_inst - s < eb ? ph->n_inst - s : eb);
-        batch_fill(batch, c, phase, t->eval_index + s, B, t->opts.history_max, NULL, 0, test_all);
+        /* test_all: the file's candidates (or the target alone) give the user vectors; the
+         * catalog is then scored block by block (topk.h), never as a (B, N) matrix. */
+        batch_fill(batch, c, phase, t->eval_index + s, B, t->opts.history_max, NULL, 0, 0);
         model_batch_t mb = as_model_batch(batch);
 #ifdef TIMIREC_CUDA
-        if (on_gpu) gpu_eval_scores(t->gpu, &mb, ws->scores);
+        if (on_gpu) gpu_eval_scores(t->gpu, &mb, t->ws.scores);
         else
 #endif
-            model_eval_scores_f(&t->lay, t->params, &mb, ws);
+            model_eval_scores_f(&t->lay, t->params, &mb, &t->ws);
         (void)on_gpu;
         if (!test_all) {
-            metrics_rank_rows(ws->scores, B, batch->C, t->ranks + s);
+            metrics_rank_rows(t->ws.scores, B, batch->C, t->ranks + s);
             continue;
         }
-        /* Column j >= 1 of a row is item j: the row is the item-indexed score vector. */
-#pragma omp parallel for schedule(static)
-        for (int i = 0; i < B; i++) {
-            int64_t r = ph->inst_row[s + i];
-            int32_t u = ph->user[r];
-            t->ranks[s + i] = metrics_rank_all(ws->scores + (size_t)i * batch->C, c->n_items,
-                                               ph->item[r], c->all_items + c->all_off[u],
-                                               c->all_off[u + 1] - c->all_off[u]);
-        }
+        for (int i = 0; i < B; i++) targets[i] = batch->cand[(size_t)i * batch->C];
+        topk_problem_t p;
+        user_rows(t, c, batch, &p);
+        topk_rank_cpu(&p, targets, t->ranks + s);
     }
+    free(targets);
     metrics_compute(spec, t->ranks, ph->n_inst, values);
 }

@@ -21,7 +21,7 @@ extern "C" {
 typedef struct {
     uint64_t params;     /* parameters, gradients, Adam m and v: 4 x #params x 4 bytes */
     uint64_t workspace;  /* the model workspace for max(batch, eval batch) x history x candidates */
-    uint64_t eval_all;   /* test_all: the all-item candidate batch and its workspace */
+    uint64_t eval_all;   /* test_all: the blocked full-ranking pass (topk_cpu_bytes) */
     uint64_t batches;    /* batch buffers (history, positions, mask, candidates) */
     uint64_t sampler;    /* negatives, epoch order, eval ranks, and the shuffle's sort buffers */
     uint64_t corpus;     /* the loaded dataset */

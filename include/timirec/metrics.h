@@ -74,6 +74,15 @@ double metrics_value(int kind, int k, const int64_t *ranks, int64_t n);
  * outlen - 1). For dev evaluation at the first topk only, pass a spec with n_topk = 1. */
 int metrics_format(const metric_spec_t *spec, const double *values, char *out, size_t outlen);
 
+/* Per-instance metrics as TSV (--per_user_metrics): header "user_id\titem_id\trank" then one
+ * column per (kind, topk) in spec order ("NDCG@5", ...), and one row per instance i: the user
+ * and target of row inst_row[i] of the phase (users/items indexed by row), its rank and
+ * metrics_value of that rank alone (%.6f). The mean of a column is the reported metric.
+ * Written to path.tmp and renamed. Returns 0, or -1 with a message. */
+int metrics_write_per_instance(const char *path, const metric_spec_t *spec, const int32_t *users,
+                               const int32_t *items, const int64_t *inst_row, const int64_t *ranks,
+                               int64_t n, char *err, size_t errlen);
+
 const char *metrics_kind_name(int kind); /* "HR", "NDCG", "MRR"; "?" for anything else */
 
 #ifdef __cplusplus

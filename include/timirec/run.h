@@ -30,7 +30,7 @@ typedef struct {
     int64_t n_layers;
     double dropout, temp;
     /* timirec's own */
-    const char *config, *model_dir, *log_dir, *json_log;
+    const char *config, *model_dir, *log_dir, *json_log, *per_user_metrics;
     int64_t threads, resume, detect_anomaly;
 } run_args_t;
 

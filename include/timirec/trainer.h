@@ -43,14 +43,12 @@ typedef struct {
     int32_t *train_neg;    /* (n_train_instances, num_neg) this epoch's negatives */
     int64_t *order;        /* (n_train_instances) this epoch's shuffle */
     int64_t *eval_index;   /* (max instances of dev/test) 0, 1, 2, ... */
-    int64_t *ranks;        /* (max instances of dev/test) */
+    int64_t *ranks;        /* (max instances of dev/test) the last trainer_evaluate's, in
+                              instance order (--per_user_metrics writes them) */
     int64_t step;          /* optimisation steps taken (dropout stream) */
     /* Called after every training batch when set (a progress bar): done and total instances. */
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
-    int all_ready;         /* batch_all / ws_all allocated (full-ranking evaluation) */
-    batch_t batch_all;     /* eval batch with every item as a candidate */
-    model_ws_t_f ws_all;
     /* The CUDA backend (gpu.h) when opts.use_gpu found a GPU, else NULL. It keeps its own
      * copy of the parameters and the Adam moments; params above stay the authoritative copy
      * between trainer calls (uploaded when an epoch or an evaluation starts, downloaded when
@@ -114,8 +112,9 @@ double trainer_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, int64_t *s
                      char *err, size_t errlen);
 
 /* Rank every instance of phase (PHASE_DEV or PHASE_TEST) among its candidates (the file's
- * negatives; test_all: every item, the user's other items excluded) and fill
- * values[kind * n_topk + t] as metrics_compute does. */
+ * negatives; test_all: every item, the user's other items excluded, scored block by block
+ * by topk_rank_cpu) and fill values[kind * n_topk + t] as metrics_compute does; t->ranks keeps
+ * each instance's rank. */
 void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
                       const metric_spec_t *spec, double *values);
 
