@@ -36,6 +36,13 @@ TMR_HD int proj_dropout_keep(uint64_t seed, uint32_t step, int layer, int B, int
     uint64_t idx = (uint64_t)(((int64_t)layer * B + b) * d + j);
     return rng_uniform01(rng_u32(seed, RNG_DROPOUT, step, idx, 0)) >= p;
 }
+
+/* How predictor_forward computes the GRU's input projections W_ih x + b_ih (the cache's
+ * input_path; alloc sets AUTO). ROWS: one product over the T packed rows. TABLE: one product
+ * over the U distinct E2 rows of the batch, each packed row reading its item's result; the
+ * backward sums dL/d(W_ih x + b_ih) per distinct row first, so dW_ih and dE2 are products over
+ * U rows too (the same sums, added in another order). AUTO takes TABLE when 4 U <= 3 T. */
+enum { PRED_INPUT_AUTO = 0, PRED_INPUT_ROWS = 1, PRED_INPUT_TABLE = 2 };
 #endif
 
 /* ---- GRU per-element gate math (host+device: the CUDA kernels call these very functions) --- */
@@ -138,6 +145,16 @@ typedef struct {
     REAL *dx;               /* (max_B * max_L, d) */
     REAL *dg;               /* (max_B, d) */
     REAL *pwork;            /* (2, max_B, d) */
+    /* GRU input projections over distinct E2 rows (PRED_INPUT_TABLE); R = min(max_B * max_L,
+     * N + 1) rows at most */
+    int input_path;         /* PRED_INPUT_*: set by the caller, AUTO after alloc */
+    int64_t U;              /* distinct E2 rows if the last forward took the table path, else 0
+                             * (then x and dx hold U rows: E2 row uniq[u] and its gradient) */
+    int32_t *row_slot;      /* (max_B * max_L) table row of each packed row */
+    int32_t *uniq;          /* (R) E2 row of each table row, in order of first use */
+    int32_t *slot_of;       /* (N + 1) table row of each E2 row; -1 outside predictor_forward */
+    REAL *tab;              /* (R, 3d) W_ih x + b_ih per table row (forward), then the summed
+                             * dL/d(W_ih x + b_ih) (backward) */
 } R(predictor_cache_t);
 
 void R(predictor_cache_alloc)(R(predictor_cache_t) *c, const model_layout_t *lay, int max_B,
