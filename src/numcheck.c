@@ -117,7 +117,7 @@ int numcheck_workspace_arrays(const model_layout_t *lay, model_ws_t_f *ws, int C
         nc_add(&l, "predictor.dg", "(B, d)", p->dg, B, d, 0);
         if (p->T > 0) { /* the GRU backward does not run on a batch without history */
             nc_add(&l, "predictor.dgi", "(T, 3d)", p->dgi, p->T, 3 * d, 0);
-            nc_add(&l, "predictor.dgh", "(T, 3d)", p->dgh, p->T, 3 * d, 0);
+            nc_add(&l, "predictor.dgh (d_hn)", "(T, d)", p->dgh, p->T, d, 0);
             if (p->U > 0) {
                 nc_add(&l, "predictor.tab (dgi summed per distinct E2 row)", "(U, 3d)", p->tab,
                        p->U, 3 * d, 0);

@@ -100,9 +100,10 @@ void R(gru_forward)(int d, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
                     const REAL *x, REAL *gates, REAL *ghn, REAL *h, REAL *work);
 
 /* dh (T, d): on entry dL/dh for every packed row's output (the model sets only the rows that
- * are final states); used as the running gradient and destroyed. dgi, dgh (T, 3d) scratch (on
- * return: dL/d(W_ih x + b_ih) and dL/d(W_hh h_prev + b_hh)). Writes dx (T, d) (overwrites); ADDS
- * into dw_ih, dw_hh [3d, d] and db_ih, db_hh [3d]. */
+ * are final states); used as the running gradient and destroyed. dgi (T, 3d), dgh (T, d)
+ * scratch (on return: dL/d(W_ih x + b_ih), and the n block of dL/d(W_hh h_prev + b_hh), whose
+ * r and z blocks equal dgi's). Writes dx (T, d) (overwrites); ADDS into dw_ih, dw_hh [3d, d]
+ * and db_ih, db_hh [3d]. */
 void R(gru_backward)(int d, const REAL *w_ih, const REAL *w_hh, int n_steps,
                      const int32_t *batch_sizes, const int64_t *step_off, const REAL *x,
                      const REAL *gates, const REAL *ghn, const REAL *h, REAL *dh, REAL *dgi,
@@ -141,7 +142,7 @@ typedef struct {
     REAL *work;             /* (max_B, 3d) */
     REAL *dh;               /* (max_B * max_L, d) */
     REAL *dgi;              /* (max_B * max_L, 3d) */
-    REAL *dgh;              /* (max_B * max_L, 3d) */
+    REAL *dgh;              /* (max_B * max_L, d) */
     REAL *dx;               /* (max_B * max_L, d) */
     REAL *dg;               /* (max_B, d) */
     REAL *pwork;            /* (2, max_B, d) */
