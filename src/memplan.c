@@ -41,9 +41,15 @@ uint64_t memplan_model_ws_bytes(const model_layout_t *lay, int64_t max_B, int64_
     /* predictor_cache_alloc (finetune). */
     if (cfg->stage == STAGE_FINETUNE) {
         const uint64_t rows = n, np = (uint64_t)(lay->n_proj > 1 ? lay->n_proj - 1 : 1);
-        uint64_t pf = ADD(MUL(rows, MUL(14, d)), MUL(B, d)); /* x, gates 3d, ghn, h, dh, dgi 3d, dgh 3d, dx; g */
+        uint64_t pf = ADD(MUL(rows, MUL(12, d)), MUL(B, d)); /* x, gates 3d, ghn, h, dh, dgi 3d, dgh, dx; g */
         pf = ADD(pf, ADD(MUL(np, MUL(B, d)), MUL(B, MUL(6, d)))); /* acts; work 3d, dg d, pwork 2d */
+        /* the input-projection table: tab (R, 3d) and uniq (R) for R = min(rows, N + 1) E2 rows,
+         * slot_of (N + 1), row_slot (rows) */
+        const uint64_t n_rows = (uint64_t)cfg->n_items + 1, R = rows < n_rows ? rows : n_rows;
+        pf = ADD(pf, MUL(R, MUL(3, d)));
+        const uint64_t ints = ADD(ADD(R, n_rows), rows);
         total = ADD(total, ADD(MUL(pf, F), ADD(MUL(B, 4), ADD(MUL(L, 4), MUL(L + 1, 8)))));
+        total = ADD(total, MUL(ints, 4));
     }
     /* model_ws_alloc: V dV (B K d), pred_intent d_pred_intent target_intent w (B K), u du (B d),
      * scores dscores (B C), kstar (B int32). */

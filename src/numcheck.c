@@ -89,7 +89,10 @@ int numcheck_workspace_arrays(const model_layout_t *lay, model_ws_t_f *ws, int C
     if (finetune) {
         predictor_cache_t_f *p = &ws->pred;
         const int64_t T = p->T;
-        nc_add(&l, "predictor.x (packed GRU inputs)", "(T, d)", p->x, T, d, 0);
+        if (p->U > 0) /* the input projections ran over the batch's distinct E2 rows */
+            nc_add(&l, "predictor.x (distinct E2 rows)", "(U, d)", p->x, p->U, d, 0);
+        else
+            nc_add(&l, "predictor.x (packed GRU inputs)", "(T, d)", p->x, T, d, 0);
         nc_add(&l, "predictor.gates (r, z, n)", "(T, 3d)", p->gates, T, 3 * d, 0);
         nc_add(&l, "predictor.ghn", "(T, d)", p->ghn, T, d, 0);
         nc_add(&l, "predictor.h (GRU states)", "(T, d)", p->h, T, d, 0);
@@ -114,8 +117,14 @@ int numcheck_workspace_arrays(const model_layout_t *lay, model_ws_t_f *ws, int C
         nc_add(&l, "predictor.dg", "(B, d)", p->dg, B, d, 0);
         if (p->T > 0) { /* the GRU backward does not run on a batch without history */
             nc_add(&l, "predictor.dgi", "(T, 3d)", p->dgi, p->T, 3 * d, 0);
-            nc_add(&l, "predictor.dgh", "(T, 3d)", p->dgh, p->T, 3 * d, 0);
-            nc_add(&l, "predictor.dx", "(T, d)", p->dx, p->T, d, 0);
+            nc_add(&l, "predictor.dgh (d_hn)", "(T, d)", p->dgh, p->T, d, 0);
+            if (p->U > 0) {
+                nc_add(&l, "predictor.tab (dgi summed per distinct E2 row)", "(U, 3d)", p->tab,
+                       p->U, 3 * d, 0);
+                nc_add(&l, "predictor.dx (distinct E2 rows)", "(U, d)", p->dx, p->U, d, 0);
+            } else {
+                nc_add(&l, "predictor.dx", "(T, d)", p->dx, p->T, d, 0);
+            }
         }
     } else {
         nc_add(&l, "dV", "(B, K, d)", ws->dV, B, K, d);

@@ -5,7 +5,10 @@
  *  - a forward value computed independently (numpy, the SPEC's gate equations) for a tiny case;
  *  - padding never matters (extra padded columns, or junk ids past length: identical bits);
  *  - the dropout mask is exactly the documented Philox mapping and keeps ~1-p;
- *  - float and double forwards agree. */
+ *  - float and double forwards agree;
+ *  - the GRU input projections over the packed rows (PRED_INPUT_ROWS) and over the distinct
+ *    E2 rows (PRED_INPUT_TABLE) give the same forward bits and the same gradients up to the
+ *    order of float sums, both pass the gradient check, and AUTO picks each where it should. */
 #include "gradcheck.h"
 #include "test_util.h"
 #include "timirec/cpu_ops.h"
@@ -71,8 +74,9 @@ static double pred_loss(void *vctx, const double *params) {
     return s;
 }
 
-/* Gradient check of every predictor tensor for one configuration. */
-static void grad_case(int n_layers, int training) {
+/* Gradient check of every predictor tensor for one configuration and input path (PRED_INPUT_*;
+ * 25 packed rows over 11 items: AUTO takes the table). */
+static void grad_case(int n_layers, int training, int input_path) {
     const int N = 12, d = 8, K = 3, B = 6, L = 7;
     model_config_t cfg = make_cfg(N, d, K, L, n_layers, 0.5);
     model_layout_t lay;
@@ -91,12 +95,17 @@ static void grad_case(int n_layers, int training) {
     for (int e = 0; e < B * K; e++) Rm[e] = urand(900, (uint64_t)e);
     predictor_cache_t_d cache;
     predictor_cache_alloc_d(&cache, &lay, B, L);
+    cache.input_path = input_path;
     dropout_key_t key = {12345, 77};
     pctx_t ctx = {&lay, hist, length, B, L, training, key, &cache, Rm, pred};
     pred_loss(&ctx, params);
     for (int e = 0; e < B * K; e++) CHECK(isfinite(pred[e]), "pred_intent[%d] = %g", e, pred[e]);
     predictor_backward_d(&lay, params, hist, length, B, L, &cache, Rm, grads);
-    printf("n_layers %d, %s:\n", n_layers, training ? "training (dropout p=0.5, fixed key)" : "eval");
+    printf("n_layers %d, %s, GRU inputs over %s:\n", n_layers,
+           training ? "training (dropout p=0.5, fixed key)" : "eval",
+           cache.U > 0 ? "distinct E2 rows" : "packed rows");
+    CHECK((cache.U > 0) == (input_path != PRED_INPUT_ROWS), "input path %d ran %s", input_path,
+          cache.U > 0 ? "the table" : "the rows");
     gc_opts_t o = gc_default_opts();
     int first = lay.id[P_PRED_ITEM_EMB];
     for (int t = 0; t < lay.n_tensors; t++) {
@@ -323,10 +332,81 @@ static void float_double_case(void) {
     free(gf);
 }
 
+/* ROWS vs TABLE on one batch of the float (and double) model: forward bits equal (each packed
+ * row's projection is the same dot products), gradients equal up to summation order. n_items
+ * sets how often items repeat; returns the distinct E2 rows AUTO saw, U (0: it chose ROWS). */
+#define INPUT_PATH_CASE(SUF, REALT, TOL)                                                         \
+    static int64_t input_path_case_##SUF(int n_items) {                                         \
+        const int d = 16, K = 2, B = 48, L = 12;                                                \
+        model_config_t cfg = make_cfg(n_items, d, K, L, 2, 0.5);                                \
+        model_layout_t lay;                                                                     \
+        model_layout_build(&cfg, &lay);                                                         \
+        double *pd = malloc(sizeof(double) * (size_t)lay.total);                                \
+        fill_params(&lay, pd, 700);                                                             \
+        REALT *params = malloc(sizeof(REALT) * (size_t)lay.total);                              \
+        for (int64_t i = 0; i < lay.total; i++) params[i] = (REALT)pd[i];                       \
+        int32_t hist[48 * 12], length[48];                                                      \
+        for (int b = 0; b < B; b++) {                                                           \
+            length[b] = 1 + (int32_t)(rng_u32(8, RNG_TEST, 3, (uint64_t)b, 0) % L);             \
+            for (int l = 0; l < L; l++)                                                         \
+                hist[b * L + l] = l < length[b] ? 1 + (int32_t)(rng_u32(8, RNG_TEST, 4,         \
+                                                  (uint64_t)(b * L + l), 0) % (uint32_t)n_items) \
+                                                : 0;                                            \
+        }                                                                                       \
+        REALT Rm[48 * 2], out[3][48 * 2];                                                       \
+        for (int e = 0; e < B * K; e++) Rm[e] = (REALT)urand(903, (uint64_t)e);                 \
+        REALT *g[3];                                                                            \
+        int64_t U = -1;                                                                         \
+        dropout_key_t key = {31, 4};                                                            \
+        const int paths[3] = {PRED_INPUT_ROWS, PRED_INPUT_TABLE, PRED_INPUT_AUTO};              \
+        for (int p = 0; p < 3; p++) {                                                           \
+            predictor_cache_t_##SUF c;                                                          \
+            predictor_cache_alloc_##SUF(&c, &lay, B, L);                                        \
+            c.input_path = paths[p];                                                            \
+            g[p] = calloc((size_t)lay.total, sizeof(REALT));                                    \
+            predictor_forward_##SUF(&lay, params, hist, length, B, L, 1, key, &c, out[p]);      \
+            predictor_backward_##SUF(&lay, params, hist, length, B, L, &c, Rm, g[p]);           \
+            CHECK((c.U > 0) == (paths[p] == PRED_INPUT_TABLE) || paths[p] == PRED_INPUT_AUTO,   \
+                  "path %d: U = %lld", paths[p], (long long)c.U);                               \
+            if (paths[p] == PRED_INPUT_AUTO) U = c.U;                                           \
+            predictor_cache_free_##SUF(&c);                                                     \
+        }                                                                                       \
+        CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0, "pred_intent differs between paths"); \
+        double worst = 0, gmax = 0;                                                             \
+        int64_t nonfinite = 0;                                                                  \
+        for (int64_t i = 0; i < lay.total; i++) {                                               \
+            nonfinite += !isfinite((double)g[1][i]);                                            \
+            double diff = fabs((double)g[0][i] - (double)g[1][i]);                              \
+            if (!(diff <= worst)) worst = diff;                                                 \
+            gmax = fmax(gmax, fabs((double)g[0][i]));                                           \
+        }                                                                                       \
+        printf(#REALT ", %d items: rows vs table path, same forward bits, gradients within "    \
+               "%.2e (|grad| up to %.2e); AUTO %s\n", n_items, worst, gmax,                    \
+               U > 0 ? "took the table" : "took the rows");                                     \
+        CHECK(nonfinite == 0, "%lld table-path gradients not finite", (long long)nonfinite);    \
+        CHECK(gmax > 1e-2, "gradients all tiny (%g)", gmax);                                    \
+        CHECK(worst <= (TOL) * gmax, "rows and table gradients differ by %g", worst);           \
+        CHECK(memcmp(g[2], U > 0 ? g[1] : g[0], sizeof(REALT) * (size_t)lay.total) == 0,        \
+              "AUTO's gradients are not those of the path it took");                            \
+        for (int p = 0; p < 3; p++) free(g[p]);                                                 \
+        free(params);                                                                           \
+        free(pd);                                                                               \
+        return U;                                                                               \
+    }
+INPUT_PATH_CASE(f, float, 1e-5)
+INPUT_PATH_CASE(d, double, 1e-12)
+
 int main(void) {
     golden_case();
     for (int nl = 1; nl <= 3; nl++)
-        for (int training = 0; training < 2; training++) grad_case(nl, training);
+        for (int training = 0; training < 2; training++) grad_case(nl, training, PRED_INPUT_AUTO);
+    grad_case(2, 1, PRED_INPUT_ROWS);
+    grad_case(2, 0, PRED_INPUT_TABLE);
+    /* 30 items in ~300 packed rows: AUTO takes the table; 100,000: nearly every row distinct. */
+    CHECK(input_path_case_f(30) > 0, "AUTO took the rows with items repeating ~10 times");
+    CHECK(input_path_case_d(30) > 0, "AUTO took the rows with items repeating ~10 times");
+    CHECK(input_path_case_f(100000) == 0, "AUTO took the table with distinct items");
+    CHECK(input_path_case_d(100000) == 0, "AUTO took the table with distinct items");
     padding_case();
     dropout_case(0.5);
     dropout_case(0.2);

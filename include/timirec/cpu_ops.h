@@ -35,7 +35,9 @@ extern "C" {
 #define tanh_d tanh
 #define sqrt_f sqrtf
 #define sqrt_d sqrt
-/* Branch-free sigmoid and tanh (timirec/vmath.h): vectorised in float, libm in double. */
+/* Branch-free exp, sigmoid and tanh (timirec/vmath.h): vectorised in float, libm in double. */
+#define vexp_f vm_expf
+#define vexp_d exp
 #define vsigmoid_f vm_sigmoidf
 #define vsigmoid_d vm_sigmoid
 #define vtanh_f vm_tanhf

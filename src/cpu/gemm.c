@@ -55,7 +55,7 @@ const char *tmr_gemm_name(gemm_impl_t impl) {
 #endif
 #define GEMM_MR 4
 #define GEMM_NV 4
-#define GEMM_KC 256 /* k slice: see gemm_builtin.inc */
+#define GEMM_KC 64 /* k slice: see gemm_builtin.inc */
 
 /* -std=c11 makes GCC keep a * b + c as two roundings; the kernel asks for fused multiply-add
  * (where the target has it), which doubles its peak: the K = 64 products go from ~140 to

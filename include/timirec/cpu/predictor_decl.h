@@ -36,6 +36,13 @@ TMR_HD int proj_dropout_keep(uint64_t seed, uint32_t step, int layer, int B, int
     uint64_t idx = (uint64_t)(((int64_t)layer * B + b) * d + j);
     return rng_uniform01(rng_u32(seed, RNG_DROPOUT, step, idx, 0)) >= p;
 }
+
+/* How predictor_forward computes the GRU's input projections W_ih x + b_ih (the cache's
+ * input_path; alloc sets AUTO). ROWS: one product over the T packed rows. TABLE: one product
+ * over the U distinct E2 rows of the batch, each packed row reading its item's result; the
+ * backward sums dL/d(W_ih x + b_ih) per distinct row first, so dW_ih and dE2 are products over
+ * U rows too (the same sums, added in another order). AUTO takes TABLE when 4 U <= 3 T. */
+enum { PRED_INPUT_AUTO = 0, PRED_INPUT_ROWS = 1, PRED_INPUT_TABLE = 2 };
 #endif
 
 /* ---- GRU per-element gate math (host+device: the CUDA kernels call these very functions) --- */
@@ -93,9 +100,10 @@ void R(gru_forward)(int d, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
                     const REAL *x, REAL *gates, REAL *ghn, REAL *h, REAL *work);
 
 /* dh (T, d): on entry dL/dh for every packed row's output (the model sets only the rows that
- * are final states); used as the running gradient and destroyed. dgi, dgh (T, 3d) scratch (on
- * return: dL/d(W_ih x + b_ih) and dL/d(W_hh h_prev + b_hh)). Writes dx (T, d) (overwrites); ADDS
- * into dw_ih, dw_hh [3d, d] and db_ih, db_hh [3d]. */
+ * are final states); used as the running gradient and destroyed. dgi (T, 3d), dgh (T, d)
+ * scratch (on return: dL/d(W_ih x + b_ih), and the n block of dL/d(W_hh h_prev + b_hh), whose
+ * r and z blocks equal dgi's). Writes dx (T, d) (overwrites); ADDS into dw_ih, dw_hh [3d, d]
+ * and db_ih, db_hh [3d]. */
 void R(gru_backward)(int d, const REAL *w_ih, const REAL *w_hh, int n_steps,
                      const int32_t *batch_sizes, const int64_t *step_off, const REAL *x,
                      const REAL *gates, const REAL *ghn, const REAL *h, REAL *dh, REAL *dgi,
@@ -134,10 +142,20 @@ typedef struct {
     REAL *work;             /* (max_B, 3d) */
     REAL *dh;               /* (max_B * max_L, d) */
     REAL *dgi;              /* (max_B * max_L, 3d) */
-    REAL *dgh;              /* (max_B * max_L, 3d) */
+    REAL *dgh;              /* (max_B * max_L, d) */
     REAL *dx;               /* (max_B * max_L, d) */
     REAL *dg;               /* (max_B, d) */
     REAL *pwork;            /* (2, max_B, d) */
+    /* GRU input projections over distinct E2 rows (PRED_INPUT_TABLE); R = min(max_B * max_L,
+     * N + 1) rows at most */
+    int input_path;         /* PRED_INPUT_*: set by the caller, AUTO after alloc */
+    int64_t U;              /* distinct E2 rows if the last forward took the table path, else 0
+                             * (then x and dx hold U rows: E2 row uniq[u] and its gradient) */
+    int32_t *row_slot;      /* (max_B * max_L) table row of each packed row */
+    int32_t *uniq;          /* (R) E2 row of each table row, in order of first use */
+    int32_t *slot_of;       /* (N + 1) table row of each E2 row; -1 outside predictor_forward */
+    REAL *tab;              /* (R, 3d) W_ih x + b_ih per table row (forward), then the summed
+                             * dL/d(W_ih x + b_ih) (backward) */
 } R(predictor_cache_t);
 
 void R(predictor_cache_alloc)(R(predictor_cache_t) *c, const model_layout_t *lay, int max_B,
