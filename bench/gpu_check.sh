@@ -56,7 +56,7 @@ if [ "${GPU_CHECK_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer >/dev/null
 fi
 
 # 2. Ceilings and GPU benchmarks.
-for b in "$build"/bench/bench_device "$build"/bench/bench_gpu_*; do
+for b in "$build"/bench/bench_device "$build"/bench/bench_gpu_* "$build"/bench/bench_topk; do
     [ -x "$b" ] || continue
     name=$(basename "$b")
     timeout 300 "$b" 2>&1 | tee "$out/$name.log"
