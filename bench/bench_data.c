@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
            bat = bench_median(t_batch, n), ev = bench_median(t_eval, n);
     char device[256];
     bench_cpu_name(device, sizeof device);
-    const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
+    const char *commit = bench_commit(), *date = bench_date();
 
     printf("\ndata pipeline at MovieLens-1M scale (%s), median of %d runs, %d threads\n", device, n,
 #ifdef _OPENMP

@@ -52,7 +52,7 @@ int main(void) {
         fprintf(f, "device,date,commit,sms,d2d_gbps,h2d_pinned_gbps,d2h_pinned_gbps,"
                    "h2d_pageable_gbps,sgemm_tflops,tf32_tflops,fp32_peak_tflops,proj_us,score_us,"
                    "launch_us,graph_launch_us\n");
-    const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
+    const char *commit = bench_commit(), *date = bench_date();
     fprintf(f, "%s,%s,%s,%d,%.0f,%.1f,%.1f,%.1f,%.2f,%.2f,%.2f,%.2f,%.2f,%.3f,%.3f\n", c.device,
             date ? date : "", commit ? commit : "", c.sms, c.d2d_gbps, c.h2d_pinned_gbps,
             c.d2h_pinned_gbps, c.h2d_pageable_gbps, c.sgemm_tflops, c.tf32_tflops,

@@ -53,7 +53,7 @@ int main(void) {
         {"attention scores, one batch row", 0, 0, 20, 32, 64},
     };
     int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
-    const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
+    const char *commit = bench_commit(), *date = bench_date();
     char device[256];
     bench_cpu_name(device, sizeof device);
     FILE *csv = fopen("bench/results/gemm.csv", "a");

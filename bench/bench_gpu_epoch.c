@@ -176,21 +176,8 @@ static FILE *open_csv(const char *path) {
     return csv;
 }
 
-static const char *commit_id(void) {
-    const char *c = getenv("TIMIREC_COMMIT");
-    return c && *c ? c : "unknown";
-}
-static void iso_date(char *out, size_t n) {
-    const char *d = getenv("TIMIREC_DATE");
-    if (d && *d) {
-        snprintf(out, n, "%s", d);
-        return;
-    }
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(out, n, "%Y-%m-%d", &tm);
-}
+static const char *commit_id(void) { return bench_commit(); }
+static void iso_date(char *out, size_t n) { snprintf(out, n, "%s", bench_date()); }
 
 static const char *stage_name(int s) { return s == STAGE_PRETRAIN ? "pretrain" : "finetune"; }
 

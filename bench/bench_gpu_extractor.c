@@ -158,7 +158,7 @@ int main(void) {
         if (*p == ',') *p = ';';
     double bw_ceil, flop_ceil;
     read_ceilings(device, &bw_ceil, &flop_ceil);
-    const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
+    const char *commit = bench_commit(), *date = bench_date();
     FILE *csv = NULL;
     if (!smoke) {
         const char *path = "bench/results/kernels.csv";

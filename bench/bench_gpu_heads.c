@@ -307,7 +307,7 @@ int main(void) {
     snprintf(device, sizeof device, "%s", name ? name + 10 : desc);
     device[strcspn(device, ",")] = 0;
     read_ceilings(device);
-    commit = getenv("TIMIREC_COMMIT"), date = getenv("TIMIREC_DATE");
+    commit = bench_commit(), date = bench_date();
     const char *path = "bench/results/kernels.csv";
     FILE *probe = fopen(path, "r");
     const int fresh = probe == NULL;

@@ -79,7 +79,7 @@ int main(void) {
         if (*p == ',') *p = ';';
     char cpu_name[256];
     bench_cpu_name(cpu_name, sizeof cpu_name);
-    const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
+    const char *commit = bench_commit(), *date = bench_date();
     const char *path = "bench/results/epoch.csv";
     FILE *probe = fopen(path, "r");
     const int fresh = probe == NULL;

@@ -735,7 +735,7 @@ int main(int argc, char **argv) {
     if (threads > 0) omp_set_num_threads((int)threads);
     char device[256];
     bench_cpu_name(device, sizeof device);
-    const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
+    const char *commit = bench_commit(), *date = bench_date();
     report_t rp = {device, commit ? commit : "", date ? date : "", NULL, omp_get_max_threads(), 0};
     if (csv_path && *csv_path) {
         rp.csv = fopen(csv_path, "a");

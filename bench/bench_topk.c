@@ -434,7 +434,7 @@ void bench_topk_gpu(out_t *o, int quick, int check_only) {
 
 int main(void) {
     const int quick = getenv("TIMIREC_BENCH_QUICK") != NULL;
-    const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
+    const char *commit = bench_commit(), *date = bench_date();
     char device[256];
     bench_cpu_name(device, sizeof device);
     /* TIMIREC_BENCH_CHECK_ONLY=1: only the GPU variants' checks, on tiny shapes (a quick

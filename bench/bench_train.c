@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
     metrics_parse("HR,NDCG", "5", &spec, err, sizeof err);
     char device[256];
     bench_cpu_name(device, sizeof device);
-    const char *commit = getenv("TIMIREC_COMMIT"), *date = getenv("TIMIREC_DATE");
+    const char *commit = bench_commit(), *date = bench_date();
     FILE *out = csv && *csv ? fopen(csv, "a") : NULL;
     if (out && ftell(out) == 0)
         fprintf(out, "device,date,commit,dataset,stage,threads,gemm,epoch_s,samples_per_s,"
@@ -108,7 +108,7 @@ int main(int argc, char **argv) {
                         t_load, t_eval);
             trainer_free(&t);
         }
-        printf("%-9s %-4s %7s %10s %12s %10s   SKIP (no CUDA backend yet)\n",
+        printf("%-9s %-4s %7s %10s %12s %10s   SKIP (GPU epochs: build/bench/bench_gpu_epoch)\n",
                stage == STAGE_PRETRAIN ? "pretrain" : "finetune", "gpu", "-", "-", "-", "-");
     }
     if (out) fclose(out);

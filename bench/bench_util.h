@@ -1,10 +1,11 @@
-/* Shared bits of the benchmarks: the device name for result rows, medians. */
+/* Shared bits of the benchmarks: the device name, commit and date for result rows, medians. */
 #ifndef TIMIREC_BENCH_UTIL_H
 #define TIMIREC_BENCH_UTIL_H
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* "Intel(R) Xeon(R) Processor x2" from /proc/cpuinfo (commas removed: it goes into CSV). */
@@ -29,6 +30,48 @@ static inline void bench_cpu_name(char *out, size_t n) {
     snprintf(out + len, n - len, " x%ld", sysconf(_SC_NPROCESSORS_ONLN));
     for (char *p = out; *p; p++)
         if (*p == ',') *p = ' ';
+}
+
+/* The commit of a result row: $TIMIREC_COMMIT (bench/run_bench.sh and gpu_check.sh set it),
+ * else `git rev-parse --short HEAD` with "+dirty" for uncommitted changes, else "unknown", so a
+ * benchmark run by hand never writes a row nobody can place. */
+static inline const char *bench_commit(void) {
+    static char commit[64];
+    const char *env = getenv("TIMIREC_COMMIT");
+    if (env && *env) return env;
+    if (commit[0]) return commit;
+    snprintf(commit, sizeof commit, "unknown");
+    FILE *p = popen("git rev-parse --short HEAD 2>/dev/null", "r");
+    if (p) {
+        char line[64];
+        if (fgets(line, sizeof line, p)) {
+            line[strcspn(line, "\n")] = 0;
+            if (line[0]) snprintf(commit, sizeof commit, "%s", line);
+        }
+        pclose(p);
+    }
+    p = popen("git status --porcelain --untracked-files=no 2>/dev/null", "r");
+    if (p) {
+        char line[8];
+        if (fgets(line, sizeof line, p) && strcmp(commit, "unknown") != 0) {
+            size_t len = strlen(commit);
+            snprintf(commit + len, sizeof commit - len, "+dirty");
+        }
+        pclose(p);
+    }
+    return commit;
+}
+
+/* The date of a result row: $TIMIREC_DATE, else today (UTC, ISO 8601). */
+static inline const char *bench_date(void) {
+    static char date[16];
+    const char *env = getenv("TIMIREC_DATE");
+    if (env && *env) return env;
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%Y-%m-%d", &tm);
+    return date;
 }
 
 static inline int bench_cmp_double(const void *a, const void *b) {
