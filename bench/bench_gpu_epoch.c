@@ -133,32 +133,8 @@ static double eval_flops(const corpus_t *c, const model_config_t *cfg, int eb, i
     return f;
 }
 
-/* The FP32 ceiling (TFLOP/s) bench_device measured for this device: the last row of
- * device.csv whose device column starts with `device`; 0 when none. */
-static double fp32_ceiling(const char *device) {
-    FILE *f = fopen("bench/results/device.csv", "r");
-    if (!f) return 0;
-    char line[2048];
-    int col = -1;
-    double best = 0;
-    if (fgets(line, sizeof line, f)) {
-        int i = 0;
-        for (char *tok = strtok(line, ",\n"); tok; tok = strtok(NULL, ",\n"), i++)
-            if (strcmp(tok, "fp32_peak_tflops") == 0) col = i;
-    }
-    while (col >= 0 && fgets(line, sizeof line, f)) {
-        if (strncmp(line, device, strlen(device)) != 0) continue;
-        int i = 0;
-        for (char *p = line; *p && i <= col; i++) {
-            char *q = strchr(p, ',');
-            if (i == col) best = atof(p);
-            if (!q) break;
-            p = q + 1;
-        }
-    }
-    fclose(f);
-    return best;
-}
+/* The FP32 ceiling (TFLOP/s) bench_device measured for this device; 0 when none. */
+static double fp32_ceiling(const char *device) { return bench_device_ceiling(device, "fp32_peak_tflops"); }
 
 static FILE *open_csv(const char *path) {
     if (!path || !*path) return NULL;

@@ -39,42 +39,14 @@ typedef struct {
     int B, L, d, a, K;
 } shape_t;
 
-/* Ceilings of `device` from bench/results/device.csv (its last row for that device, else the
- * last row at all, said so). */
+/* Ceilings of `device` measured by bench_device (H200's when device.csv has none, said so). */
 static void read_ceilings(const char *device, double *gbps, double *gflops) {
-    *gbps = 4231, *gflops = 51120; /* H200 (bench/results/device.csv, 2026-11-28) */
-    FILE *f = fopen("bench/results/device.csv", "r");
-    if (!f) {
-        printf("note: no bench/results/device.csv; H200 ceilings assumed\n");
-        return;
+    *gbps = bench_device_ceiling(device, "d2d_gbps");
+    *gflops = 1000.0 * bench_device_ceiling(device, "sgemm_tflops");
+    if (!(*gbps > 0) || !(*gflops > 0)) {
+        printf("note: no ceilings for %s in bench/results/device.csv; the H200's assumed\n", device);
+        *gbps = 4231, *gflops = 51120; /* H200 (bench/results/device.csv, 2026-11-28) */
     }
-    char line[1024];
-    int col_bw = -1, col_sgemm = -1, matched = 0;
-    if (fgets(line, sizeof line, f)) {
-        int col = 0;
-        for (char *tok = strtok(line, ",\n"); tok; tok = strtok(NULL, ",\n"), col++) {
-            if (strcmp(tok, "d2d_gbps") == 0) col_bw = col;
-            if (strcmp(tok, "sgemm_tflops") == 0) col_sgemm = col;
-        }
-    }
-    while (col_bw >= 0 && col_sgemm >= 0 && fgets(line, sizeof line, f)) {
-        char *fields[32];
-        int nf = 0;
-        for (char *p = line, *q; nf < 32 && p; p = q ? q + 1 : NULL) {
-            q = strchr(p, ',');
-            if (q) *q = 0;
-            fields[nf++] = p;
-        }
-        if (nf <= col_bw || nf <= col_sgemm) continue;
-        const int same = strstr(device, fields[0]) != NULL;
-        if (same || !matched) {
-            *gbps = atof(fields[col_bw]);
-            *gflops = 1000.0 * atof(fields[col_sgemm]);
-            matched |= same;
-        }
-    }
-    fclose(f);
-    if (!matched) printf("note: %s not in bench/results/device.csv; its last row's ceilings used\n", device);
 }
 
 static float *dev_rand(int64_t n, uint32_t tag, float lo, float hi) {

@@ -65,31 +65,12 @@ static int32_t *dev_ids(int64_t n, uint32_t tag, int range) {
     return d;
 }
 
-/* The ceilings of this GPU from device.csv (its last row whose device name is in desc). */
+/* The ceilings of this GPU measured by bench_device (the defaults above when there are none). */
 static void read_ceilings(const char *desc) {
-    FILE *f = fopen("bench/results/device.csv", "r");
-    char line[1024];
-    if (!f) return;
-    while (fgets(line, sizeof line, f)) {
-        char name[256];
-        const char *comma = strchr(line, ',');
-        if (!comma || comma == line || (size_t)(comma - line) >= sizeof name) continue;
-        memcpy(name, line, (size_t)(comma - line));
-        name[comma - line] = 0;
-        if (!strstr(desc, name)) continue;
-        /* device,date,commit,sms,d2d_gbps,h2d,d2h,h2d_pageable,sgemm_tflops,... */
-        char *fields[16];
-        int nf = 0;
-        for (char *p = line; nf < 16 && p; p = strchr(p, ',')) {
-            if (*p == ',') p++;
-            fields[nf++] = p;
-        }
-        if (nf > 8) {
-            ceil_gbps = atof(fields[4]);
-            ceil_gflops = atof(fields[8]) * 1000.0;
-        }
-    }
-    fclose(f);
+    const double gbps = bench_device_ceiling(desc, "d2d_gbps");
+    const double tflops = bench_device_ceiling(desc, "sgemm_tflops");
+    if (gbps > 0) ceil_gbps = gbps;
+    if (tflops > 0) ceil_gflops = tflops * 1000.0;
 }
 
 typedef void (*op_fn)(void *arg);

@@ -74,6 +74,36 @@ static inline const char *bench_date(void) {
     return date;
 }
 
+/* A ceiling bench_device measured (bench/results/device.csv, column `column`, e.g. "d2d_gbps",
+ * "sgemm_tflops", "fp32_peak_tflops") for `device`: the last row whose device name is part of
+ * `device` or starts with it; 0 when there is none (the caller says what it assumes). */
+static inline double bench_device_ceiling(const char *device, const char *column) {
+    FILE *f = fopen("bench/results/device.csv", "r");
+    if (!f) return 0;
+    char line[2048];
+    int col = -1;
+    double value = 0;
+    if (fgets(line, sizeof line, f)) {
+        int i = 0;
+        for (char *tok = strtok(line, ",\n"); tok; tok = strtok(NULL, ",\n"), i++)
+            if (strcmp(tok, column) == 0) col = i;
+    }
+    while (col >= 0 && fgets(line, sizeof line, f)) {
+        char *fields[64];
+        int nf = 0;
+        for (char *p = line, *q; nf < 64 && p; p = q ? q + 1 : NULL) {
+            q = strchr(p, ',');
+            if (q) *q = 0;
+            fields[nf++] = p;
+        }
+        if (nf <= col || !fields[0][0]) continue;
+        if (strstr(device, fields[0]) || strncmp(fields[0], device, strlen(device)) == 0)
+            value = atof(fields[col]);
+    }
+    fclose(f);
+    return value;
+}
+
 static inline int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);

@@ -933,6 +933,21 @@ static int graph_step(gpu_model_t *g, gpu_data_t *d, adam_t *opt, int bs, int64_
 #endif
 }
 
+/* What an epoch driver reports once its queue is drained: the batches applied before the
+ * first non-finite loss (all up to bi when none), the device's loss sums, and the step and
+ * Adam counters advanced by the batches applied. */
+static void epoch_finish(gpu_epoch_t *e, adam_t *opt, const struct epoch_acc *acc, int64_t bi,
+                         int64_t step0, int64_t adam0) {
+    const int64_t applied = (acc->bad >= 0 ? acc->bad : bi) - e->first_batch;
+    e->next_batch = e->first_batch + applied;
+    e->bad_batch = acc->bad;
+    e->bad_loss = acc->bad_loss;
+    e->last_loss = acc->last_loss;
+    e->loss_sum = acc->loss_sum;
+    e->step = step0 + applied;
+    opt->step = adam0 + applied;
+}
+
 extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_epoch_t *e,
                                char *err, size_t errlen) {
     const int64_t n = d->ph[PHASE_TRAIN].n_inst;
@@ -986,14 +1001,7 @@ extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_e
     e->queue_s = tmr_now() - t1;
     struct epoch_acc acc;
     gpu_to_host(&acc, g->acc, sizeof acc);
-    const int64_t applied = (acc.bad >= 0 ? acc.bad : bi) - e->first_batch;
-    e->next_batch = e->first_batch + applied;
-    e->bad_batch = acc.bad;
-    e->bad_loss = acc.bad_loss;
-    e->last_loss = acc.last_loss;
-    e->loss_sum = acc.loss_sum;
-    e->step = step0 + applied;
-    opt->step = adam0 + applied;
+    epoch_finish(e, opt, &acc, bi, step0, adam0);
     return 0;
 }
 
@@ -1187,13 +1195,6 @@ extern "C" int gpu_train_epoch_staged(gpu_model_t *g, const corpus_t *c, int his
     g->pos = pos0;
     g->cand = cand0;
     g->pk_ids = ids0;
-    const int64_t applied = (acc.bad >= 0 ? acc.bad : bi) - e->first_batch;
-    e->next_batch = e->first_batch + applied;
-    e->bad_batch = acc.bad;
-    e->bad_loss = acc.bad_loss;
-    e->last_loss = acc.last_loss;
-    e->loss_sum = acc.loss_sum;
-    e->step = step0 + applied;
-    opt->step = adam0 + applied;
+    epoch_finish(e, opt, &acc, bi, step0, adam0);
     return 0;
 }
