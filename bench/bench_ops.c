@@ -5,7 +5,8 @@
  * random inputs (float outputs poisoned with NaN first), as max |float - double| / max |double|
  * over every output. Then one warm-up and repeats (3 to 100, about --budget seconds), median time,
  * and GB/s (the bytes the op must move at least) or GFLOP/s (its multiply-adds x 2).
- * GPU rows say SKIP until the CUDA backend has the op. Prints a table; appends rows to
+ * The CUDA kernels have their own benchmarks (bench_gpu_extractor, bench_gpu_heads, timed with
+ * CUDA events against the device's ceilings). Prints a table; appends rows to
  * bench/results/ops.csv (device, date, commit).
  *
  *   build/bench/bench_ops [--quick 1] [--only attention] [--csv FILE]
@@ -175,14 +176,10 @@ static void report(report_t *rp, const case_t *cs, const char *op, const char *s
     if (!ok) rp->n_fail++;
     printf("%-26s %-13s %-30s %-4s %10.3f %9.1f %-7s %9.1e  %s\n", op, cs->name, shape, "cpu",
            secs * 1e3, rate, unit, err, status);
-    printf("%-26s %-13s %-30s %-4s %10s %9s %-7s %9s  %s\n", "", "", "", "gpu", "-", "-", "", "-",
-           "SKIP (no CUDA kernel for this op yet)");
     if (rp->csv) {
         fprintf(rp->csv, "%s,%s,%s,%s,%s,\"%s\",cpu,%d,%d,%.4f,%.2f,%s,%.2e,%s\n", rp->device,
                 rp->date, rp->commit, op, cs->name, shape, rp->threads, repeats, secs * 1e3, rate,
                 unit, err, ok ? "ok" : "FAIL");
-        fprintf(rp->csv, "%s,%s,%s,%s,%s,\"%s\",gpu,,,,,%s,,SKIP\n", rp->device, rp->date, rp->commit,
-                op, cs->name, shape, unit);
     }
     fflush(stdout);
 }
