@@ -3,6 +3,9 @@
 # a copy of the reference framework sits in local/rechorus) the reference's own epoch time on
 # the same card. Everything is logged to $OUT/ when set (the device machine), and a short table
 # is printed last. Without a GPU every GPU step says SKIP.
+# GPU_CHECK_PARTS (default "tests bench reference") picks the parts, so a session whose device
+# calls are limited to 10 minutes can run them as separate calls; each step's seconds are
+# printed so the next session can size its calls.
 build=${1:-build}
 out=${OUT:-build/gpu-check}
 mkdir -p "$out"
@@ -13,6 +16,9 @@ export TIMIREC_COMMIT TIMIREC_DATE
 summary="$out/summary.txt"
 : > "$summary"
 note() { echo "$*" | tee -a "$summary"; }
+parts=${GPU_CHECK_PARTS:-tests bench reference}
+want() { case " $parts " in *" $1 "*) return 0 ;; esac; return 1; }
+elapsed() { echo "($(( $(date +%s) - $1 )) s)"; }
 
 command -v nvidia-smi >/dev/null 2>&1 &&
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem \
@@ -20,20 +26,21 @@ command -v nvidia-smi >/dev/null 2>&1 &&
 
 # 1. GPU-vs-CPU parity tests (each prints SKIP without a GPU).
 pass=0; fail=0; skip=0
-for t in "$build"/tests/test_gpu_*; do
+want tests && for t in "$build"/tests/test_gpu_*; do
     case "$t" in *.d|*.o) continue ;; esac
     [ -x "$t" ] || continue
     name=$(basename "$t")
+    t0=$(date +%s)
     timeout 300 "$t" > "$out/$name.log" 2>&1
     rc=$?
     tail -3 "$out/$name.log"
-    if [ $rc -eq 0 ]; then pass=$((pass + 1)); note "PASS $name"
+    if [ $rc -eq 0 ]; then pass=$((pass + 1)); note "PASS $name $(elapsed $t0)"
     elif [ $rc -eq 77 ]; then skip=$((skip + 1)); note "SKIP $name: $(tail -1 "$out/$name.log")"
-    else fail=$((fail + 1)); note "FAIL $name (exit $rc)"; fi
+    else fail=$((fail + 1)); note "FAIL $name (exit $rc) $(elapsed $t0)"; fi
 done
 
 # The --gpu switch end to end through the command line (trains on the GPU when one is usable).
-if [ -x "${BIN:-bin}/timirec" ]; then
+if want tests && [ -x "${BIN:-bin}/timirec" ]; then
     sh tests/cli_gpu.sh "${BIN:-bin}/timirec" > "$out/cli_gpu.log" 2>&1
     rc=$?
     tail -3 "$out/cli_gpu.log"
@@ -44,7 +51,7 @@ fi
 # Optional (GPU_CHECK_MEMCHECK=1): the backend's tests at small shapes under compute-sanitizer
 # (out-of-bounds and misaligned device accesses, the device-side twin of the ASan run of the
 # emulated backend in make asan).
-if [ "${GPU_CHECK_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
+if want tests && [ "${GPU_CHECK_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
     for name in test_gpu_extractor test_gpu_heads test_gpu_predictor test_gpu_model test_gpu_sampler test_gpu_epoch; do
         TMR_SMALL_SHAPES=1 timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 \
             "$build/tests/$name" > "$out/memcheck_$name.log" 2>&1
@@ -56,16 +63,22 @@ if [ "${GPU_CHECK_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer >/dev/null
 fi
 
 # 2. Ceilings and GPU benchmarks.
-for b in "$build"/bench/bench_device "$build"/bench/bench_gpu_* "$build"/bench/bench_topk; do
+want bench && for b in "$build"/bench/bench_device "$build"/bench/bench_gpu_* "$build"/bench/bench_topk; do
+    case "$b" in *.d|*.o) continue ;; esac
     [ -x "$b" ] || continue
     name=$(basename "$b")
+    t0=$(date +%s)
     timeout 300 "$b" 2>&1 | tee "$out/$name.log"
     cat "$out/$name.log" >> "$summary"
+    note "$name $(elapsed $t0)"
 done
-cp bench/results/device.csv bench/results/epoch.csv "$out/" 2>/dev/null
+want bench && cp bench/results/device.csv bench/results/epoch.csv bench/results/kernels.csv \
+    bench/results/topk.csv "$out/" 2>/dev/null
 
 # 3. The reference framework on the same card (epoch time as its users see it).
-if [ -d local/rechorus/src ] && command -v python3 >/dev/null 2>&1 &&
+if ! want reference; then
+    :
+elif [ -d local/rechorus/src ] && command -v python3 >/dev/null 2>&1 &&
    python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     for stage in pretrain finetune; do
         (cd local/rechorus && timeout 200 python3 ../../bench/reference/run_rechorus.py src \
