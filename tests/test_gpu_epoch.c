@@ -65,8 +65,9 @@ int main(void) {
     snprintf(path, sizeof path, "%s/toy", dir);
     synth_opts_t so;
     synth_defaults(&so);
-    so.n_users = emu ? 80 : 1000;
+    so.n_users = emu ? 40 : 1000;
     so.n_items = emu ? 50 : 500;
+    so.seq_len = emu ? 10 : 30; /* emulated: ~7 batches an epoch, enough for the stop at 3 */
     so.seed = 7;
     interactions_t x;
     CHECK(synth_generate(&so, &x, err, sizeof err) == 0, "synth: %s", err);
