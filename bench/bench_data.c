@@ -49,22 +49,10 @@ int main(int argc, char **argv) {
     char train_path[1024];
     snprintf(train_path, sizeof train_path, "%s/train.csv", dir);
     if (regenerate || access(train_path, R_OK) != 0) {
-        synth_opts_t so;
-        synth_defaults(&so);
-        so.n_users = 6040;
-        so.n_items = 3706;
-        so.n_interactions = 1000209;
-        so.min_len = 20;
-        so.n_clusters = 40;
-        interactions_t x;
-        double t0 = tmr_now();
-        if (synth_generate(&so, &x, err, sizeof err) ||
-            prepare_write(&x, dir, 1000, 0, err, sizeof err)) {
+        if (bench_write_ml1m_synth(dir, err, sizeof err)) {
             fprintf(stderr, "bench_data: generating %s: %s\n", dir, err);
             return 1;
         }
-        interactions_free(&x);
-        printf("generated %s in %.2f s\n", dir, tmr_now() - t0);
     }
     long long bytes = file_bytes(dir, "train.csv") + file_bytes(dir, "dev.csv") +
                       file_bytes(dir, "test.csv");

@@ -8,6 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "timirec/common.h"
+#include "timirec/prepare.h"
+
 /* "Intel(R) Xeon(R) Processor x2" from /proc/cpuinfo (commas removed: it goes into CSV). */
 static inline void bench_cpu_name(char *out, size_t n) {
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -102,6 +105,26 @@ static inline double bench_device_ceiling(const char *device, const char *column
     }
     fclose(f);
     return value;
+}
+
+/* The synthetic MovieLens-1M-scale dataset the data and GPU epoch benchmarks share (6,040 users,
+ * 3,706 items, 1,000,209 interactions, histories of at least 20, 1,000 dev/test negatives),
+ * written into dir as train/dev/test.csv. Returns 0, or -1 with a message. */
+static inline int bench_write_ml1m_synth(const char *dir, char *err, size_t errlen) {
+    synth_opts_t so;
+    synth_defaults(&so);
+    so.n_users = 6040;
+    so.n_items = 3706;
+    so.n_interactions = 1000209;
+    so.min_len = 20;
+    so.n_clusters = 40;
+    interactions_t x;
+    const double t0 = tmr_now();
+    if (synth_generate(&so, &x, err, errlen)) return -1;
+    const int rc = prepare_write(&x, dir, 1000, 0, err, errlen);
+    interactions_free(&x);
+    if (rc == 0) printf("generated %s in %.2f s\n", dir, tmr_now() - t0);
+    return rc;
 }
 
 static inline int bench_cmp_double(const void *a, const void *b) {

@@ -271,6 +271,18 @@ extern "C" gpu_model_t *gpu_model_create(const model_layout_t *lay, const float 
     return g;
 }
 
+/* The epoch plan's buffers (host and device), grown by plan_epoch. */
+static void plan_free(gpu_model_t *g) {
+    free(g->plan_L);
+    free(g->plan_perm);
+    free(g->plan_final);
+    free(g->plan_batch_sizes);
+    free(g->plan_step_off);
+    gpu_free(g->plan_perm_d);
+    gpu_free(g->plan_final_d);
+    gpu_free(g->plan_step_off_d);
+}
+
 extern "C" void gpu_model_free(gpu_model_t *g) {
     if (!g) return;
     for (int i = 0; i < g->n_allocs; i++) gpu_free(g->allocs[i]);
@@ -280,14 +292,7 @@ extern "C" void gpu_model_free(gpu_model_t *g) {
     free(g->h_step_off);
     free(g->h_ids);
     free(g->h_final);
-    free(g->plan_L);
-    free(g->plan_perm);
-    free(g->plan_final);
-    free(g->plan_batch_sizes);
-    free(g->plan_step_off);
-    gpu_free(g->plan_perm_d);
-    gpu_free(g->plan_final_d);
-    gpu_free(g->plan_step_off_d);
+    plan_free(g);
     free(g->h_order);
     free(g->eval_len);
     gpu_free(g->ranks_d);
@@ -689,14 +694,7 @@ static void plan_batches(gpu_model_t *g, const int32_t *h_len, const int64_t *or
     const int64_t n_batches = (n + bs - 1) / bs;
     const int maxL = g->max_L;
     if (n > g->plan_cap_n || n_batches > g->plan_cap_batches) {
-        free(g->plan_L);
-        free(g->plan_perm);
-        free(g->plan_final);
-        free(g->plan_batch_sizes);
-        free(g->plan_step_off);
-        gpu_free(g->plan_perm_d);
-        gpu_free(g->plan_final_d);
-        gpu_free(g->plan_step_off_d);
+        plan_free(g);
         const size_t nb = (size_t)n_batches, n1 = (size_t)n;
         g->plan_L = (int32_t *)tmr_malloc(tmr_mul_size(nb, sizeof(int32_t)));
         g->plan_perm = (int32_t *)tmr_malloc(tmr_mul_size(n1, sizeof(int32_t)));
