@@ -113,23 +113,23 @@ static void report(const char *kernel, const char *shape, op_fn op, void *arg, d
 /* ---- GRU ---- */
 
 typedef struct {
-    int d, n_steps;
+    int d;
+    gpu_gru_pack_t pack;            /* step offsets on the device, as the backend passes them */
     int32_t *batch_sizes;
-    int64_t *step_off;
+    int64_t *step_off;              /* host copy */
     float *w_ih, *w_hh, *b_ih, *b_hh, *x, *gates, *ghn, *h, *dh, *dgi, *dgh, *dx;
     float *dw_ih, *dw_hh, *db_ih, *db_hh;
 } gru_arg_t;
 
 static void gru_fwd(void *p) {
     gru_arg_t *a = (gru_arg_t *)p;
-    gpu_gru_forward(ctx, a->d, a->w_ih, a->w_hh, a->b_ih, a->b_hh, a->n_steps, a->batch_sizes,
-                    a->step_off, a->x, a->gates, a->ghn, a->h);
+    gpu_gru_forward(ctx, a->d, a->w_ih, a->w_hh, a->b_ih, a->b_hh, &a->pack, a->x, a->gates,
+                    a->ghn, a->h);
 }
 static void gru_bwd(void *p) {
     gru_arg_t *a = (gru_arg_t *)p;
-    gpu_gru_backward(ctx, a->d, a->w_ih, a->w_hh, a->n_steps, a->batch_sizes, a->step_off, a->x,
-                     a->gates, a->ghn, a->h, a->dh, a->dgi, a->dgh, a->dx, a->dw_ih, a->dw_hh,
-                     a->db_ih, a->db_hh);
+    gpu_gru_backward(ctx, a->d, a->w_ih, a->w_hh, &a->pack, a->x, a->gates, a->ghn, a->h, a->dh,
+                     a->dgi, a->dgh, a->dx, a->dw_ih, a->dw_hh, a->db_ih, a->db_hh);
 }
 
 static void bench_gru(int L, int d) {
@@ -141,8 +141,11 @@ static void bench_gru(int L, int d) {
     a.d = d;
     a.batch_sizes = (int32_t *)malloc((size_t)L * sizeof(int32_t));
     a.step_off = (int64_t *)malloc((size_t)(L + 1) * sizeof(int64_t));
-    a.n_steps = gru_pack_f(length, B, L, perm, a.batch_sizes, a.step_off);
-    const int64_t T = a.step_off[a.n_steps], G = 3 * (int64_t)d;
+    const int n_steps = gru_pack_f(length, B, L, perm, a.batch_sizes, a.step_off);
+    const int64_t T = a.step_off[n_steps], G = 3 * (int64_t)d;
+    int64_t *d_off = (int64_t *)gpu_malloc((size_t)(n_steps + 1) * sizeof(int64_t));
+    gpu_to_device(d_off, a.step_off, (size_t)(n_steps + 1) * sizeof(int64_t));
+    a.pack = (gpu_gru_pack_t){n_steps, n_steps ? a.batch_sizes[0] : 0, T, d_off};
     const float s = 1.0f / sqrtf((float)d);
     a.w_ih = dev_rand(G * d, 1, -s, s), a.w_hh = dev_rand(G * d, 2, -s, s);
     a.b_ih = dev_rand(G, 3, -s, s), a.b_hh = dev_rand(G, 4, -s, s);
@@ -161,6 +164,7 @@ static void bench_gru(int L, int d) {
     gpu_free(a.dh), gpu_free(a.gates), gpu_free(a.dgi), gpu_free(a.dgh), gpu_free(a.ghn);
     gpu_free(a.h), gpu_free(a.dx), gpu_free(a.dw_ih), gpu_free(a.dw_hh), gpu_free(a.db_ih);
     gpu_free(a.db_hh);
+    gpu_free(d_off);
     free(a.batch_sizes), free(a.step_off);
 }
 

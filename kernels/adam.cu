@@ -9,11 +9,13 @@
 #include "common.cuh"
 #include "timirec/math_hd.h"
 
-/* Tensor boundaries and decay factors, passed by value (a few hundred bytes). */
+/* Tensor boundaries and which tensors get weight decay, passed by value (a few hundred
+ * bytes). Only the layout is here: the decay's value (l2) comes with the step's scalars, so a
+ * CUDA graph that froze this table still applies the l2 of the step it replays. */
 typedef struct {
     int n;
-    int64_t end[MODEL_MAX_TENSORS];  /* offset + size of tensor t */
-    float decay[MODEL_MAX_TENSORS];  /* l2 for tensors with weight decay, else 0 */
+    int64_t end[MODEL_MAX_TENSORS];     /* offset + size of tensor t */
+    uint8_t decays[MODEL_MAX_TENSORS];  /* 1: tensor t gets l2 weight decay */
 } adam_table_t;
 
 /* The tensor holding element i: the first t with i < end[t] (binary search). */
@@ -46,30 +48,39 @@ __device__ __forceinline__ void adam_body(int64_t n, const adam_table_t &table,
         int t = adam_tensor_of(&table, i);
         float4 p = p4[q], mm = m4[q], vv = v4[q];
         const float4 g = g4[q];
-        p.x = tmr_adam_elem(&s, table.decay[t], g.x, p.x, &mm.x, &vv.x);
+        p.x = tmr_adam_elem(&s, table.decays[t] ? s.l2 : 0.0f, g.x, p.x, &mm.x, &vv.x);
         while (i + 1 >= table.end[t]) t++; /* a tensor may end inside the group */
-        p.y = tmr_adam_elem(&s, table.decay[t], g.y, p.y, &mm.y, &vv.y);
+        p.y = tmr_adam_elem(&s, table.decays[t] ? s.l2 : 0.0f, g.y, p.y, &mm.y, &vv.y);
         while (i + 2 >= table.end[t]) t++;
-        p.z = tmr_adam_elem(&s, table.decay[t], g.z, p.z, &mm.z, &vv.z);
+        p.z = tmr_adam_elem(&s, table.decays[t] ? s.l2 : 0.0f, g.z, p.z, &mm.z, &vv.z);
         while (i + 3 >= table.end[t]) t++;
-        p.w = tmr_adam_elem(&s, table.decay[t], g.w, p.w, &mm.w, &vv.w);
+        p.w = tmr_adam_elem(&s, table.decays[t] ? s.l2 : 0.0f, g.w, p.w, &mm.w, &vv.w);
         p4[q] = p;
         m4[q] = mm;
         v4[q] = vv;
     }
     for (int64_t i = 4 * n4 + first; i < n; i += stride) {
         const int t = adam_tensor_of(&table, i);
-        params[i] = tmr_adam_elem(&s, table.decay[t], grads[i], params[i], &m[i], &v[i]);
+        params[i] = tmr_adam_elem(&s, table.decays[t] ? s.l2 : 0.0f, grads[i], params[i], &m[i], &v[i]);
     }
 }
 
+/* The one Adam kernel (the per-step path and the epoch driver launch the same code, so their
+ * updates agree bit for bit): skipped on the device once bad is given and *bad >= 0 (the epoch
+ * driver's first non-finite loss: that step and every later one leave the parameters and
+ * moments as they were); the scalars from by_batch[*batch_ctr] when given (read when the
+ * kernel runs: graph replays), else s. */
 __global__ void adam_kernel(int64_t n, adam_table_t table, adam_scalars_t s,
-                            float *__restrict__ params, const float *__restrict__ grads,
-                            float *__restrict__ m, float *__restrict__ v) {
-    adam_body(n, table, s, params, grads, m, v);
+                            const int64_t *__restrict__ bad,
+                            const adam_scalars_t *__restrict__ by_batch,
+                            const int64_t *__restrict__ batch_ctr, float *__restrict__ params,
+                            const float *__restrict__ grads, float *__restrict__ m,
+                            float *__restrict__ v) {
+    if (bad && *bad >= 0) return;
+    adam_body(n, table, by_batch ? by_batch[*batch_ctr] : s, params, grads, m, v);
 }
 
-/* The launch shape and the float4 alignment check shared by both launchers. */
+/* The launch shape and the float4 alignment check. */
 static unsigned adam_blocks(int64_t n, const float *params, const float *grads, const float *m,
                             const float *v) {
     if (((uintptr_t)params | (uintptr_t)grads | (uintptr_t)m | (uintptr_t)v) & 15u)
@@ -80,11 +91,8 @@ static unsigned adam_blocks(int64_t n, const float *params, const float *grads, 
     return (unsigned)blocks;
 }
 
-/* The step's scalars and the per-tensor table (opt->step advances). */
-static void adam_prepare(adam_t *opt, const model_layout_t *lay, adam_scalars_t *s,
-                         adam_table_t *table) {
-    opt->step++;
-    *s = tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps, opt->l2, opt->step);
+/* The per-tensor table of the layout. */
+static void adam_table(const model_layout_t *lay, adam_table_t *table) {
     memset(table, 0, sizeof *table);
     table->n = lay->n_tensors;
     for (int t = 0; t < lay->n_tensors; t++) {
@@ -92,35 +100,34 @@ static void adam_prepare(adam_t *opt, const model_layout_t *lay, adam_scalars_t 
         if (p->offset != (t ? table->end[t - 1] : 0))
             tmr_fatal("gpu_adam_update: tensor %s is not contiguous with the one before", p->name);
         table->end[t] = p->offset + p->size;
-        table->decay[t] = p->decay ? s->l2 : 0.0f;
+        table->decays[t] = p->decay != 0;
     }
     if (lay->n_tensors < 1 || table->end[lay->n_tensors - 1] != lay->total)
         tmr_fatal("gpu_adam_update: the layout's tensors do not cover its %lld elements",
                   (long long)lay->total);
 }
 
+static void adam_launch(adam_t *opt, const model_layout_t *lay, float *params,
+                        const float *grads, float *m, float *v, const int64_t *bad,
+                        const adam_scalars_t *by_batch, const int64_t *batch_ctr) {
+    adam_scalars_t s;
+    memset(&s, 0, sizeof s);
+    if (!by_batch) { /* this step's scalars; with by_batch the driver advances opt->step */
+        opt->step++;
+        s = tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps, opt->l2, opt->step);
+    }
+    adam_table_t table;
+    adam_table(lay, &table);
+    const unsigned blocks = adam_blocks(lay->total, params, grads, m, v);
+    if (blocks < 1) return;
+    KLAUNCH(adam_kernel, blocks, ADAM_THREADS, 0, lay->total, table, s, bad, by_batch, batch_ctr,
+            params, grads, m, v);
+}
+
 extern "C" void gpu_adam_update(gpu_ctx_t *ctx, adam_t *opt, const model_layout_t *lay,
                                 float *params, const float *grads, float *m, float *v) {
     (void)ctx;
-    adam_scalars_t s;
-    adam_table_t table;
-    adam_prepare(opt, lay, &s, &table);
-    const unsigned blocks = adam_blocks(lay->total, params, grads, m, v);
-    if (blocks < 1) return;
-    KLAUNCH(adam_kernel, blocks, ADAM_THREADS, 0, lay->total, table, s, params, grads, m, v);
-}
-
-/* The same, skipped on the device once *bad >= 0 (the epoch driver's first non-finite loss:
- * that step and every later one leave the parameters and moments as they were); the scalars
- * from by_batch[*batch_ctr] when given (graph replays freeze the arguments). */
-__global__ void adam_guarded_kernel(int64_t n, adam_table_t table, adam_scalars_t s,
-                                    const int64_t *__restrict__ bad,
-                                    const adam_scalars_t *__restrict__ by_batch,
-                                    const int64_t *__restrict__ batch_ctr,
-                                    float *__restrict__ params, const float *__restrict__ grads,
-                                    float *__restrict__ m, float *__restrict__ v) {
-    if (*bad >= 0) return;
-    adam_body(n, table, by_batch ? by_batch[*batch_ctr] : s, params, grads, m, v);
+    adam_launch(opt, lay, params, grads, m, v, NULL, NULL, NULL);
 }
 
 void gpu_adam_update_guarded(gpu_ctx_t *ctx, adam_t *opt, const model_layout_t *lay,
@@ -128,11 +135,7 @@ void gpu_adam_update_guarded(gpu_ctx_t *ctx, adam_t *opt, const model_layout_t *
                              const int64_t *bad, const adam_scalars_t *by_batch,
                              const int64_t *batch_ctr) {
     (void)ctx;
-    adam_scalars_t s;
-    adam_table_t table;
-    adam_prepare(opt, lay, &s, &table);
-    const unsigned blocks = adam_blocks(lay->total, params, grads, m, v);
-    if (blocks < 1) return;
-    KLAUNCH(adam_guarded_kernel, blocks, ADAM_THREADS, 0, lay->total, table, s, bad, by_batch,
-            batch_ctr, params, grads, m, v);
+    if ((by_batch != NULL) != (batch_ctr != NULL))
+        tmr_fatal("gpu_adam_update_guarded: by_batch and batch_ctr go together");
+    adam_launch(opt, lay, params, grads, m, v, bad, by_batch, batch_ctr);
 }

@@ -266,11 +266,26 @@ static void attn_check(int B, int L, int d, const char *who) {
         tmr_fatal("%s: batch %d x %d outside the grid", who, B, L);
 }
 
-/* Dynamic shared memory above the 48 KiB default needs an opt-in per kernel. */
-template <class Kernel> static void attn_allow_shared(Kernel kernel, size_t bytes) {
-    if (bytes > 48 * 1024)
-        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)bytes));
+/* Each kernel's dynamic shared memory (floats): the key/value tiles, the warps' rows and
+ * score tiles, as the kernels lay them out. */
+static size_t attn_fwd_bytes(int d) {
+    return sizeof(float) * ((size_t)2 * ATT_TILE * (d + 1) + (size_t)ATT_WARPS * d + ATT_WARPS * ATT_TILE);
+}
+static size_t attn_bwd_query_bytes(int d) {
+    return sizeof(float) * ((size_t)2 * ATT_TILE * (d + 1) + (size_t)2 * ATT_WARPS * d +
+                            ATT_WARPS * ATT_TILE);
+}
+static size_t attn_bwd_key_bytes(int d) {
+    return sizeof(float) * ((size_t)2 * ATT_TILE * (d + 1) + (size_t)2 * ATT_WARPS * d +
+                            (size_t)2 * ATT_WARPS * ATT_TILE + 3 * ATT_TILE);
+}
+/* The kernels' opt-ins so far (gpu_allow_shared: raised, never lowered). */
+static int attn_fwd_allowed, attn_bwd_query_allowed, attn_bwd_key_allowed;
+
+void gpu_attn_reserve_shared(int d) {
+    gpu_allow_shared(attn_forward_kernel, &attn_fwd_allowed, attn_fwd_bytes(d));
+    gpu_allow_shared(attn_backward_query_kernel, &attn_bwd_query_allowed, attn_bwd_query_bytes(d));
+    gpu_allow_shared(attn_backward_key_kernel, &attn_bwd_key_allowed, attn_bwd_key_bytes(d));
 }
 
 extern "C" void gpu_ext_attn_forward(gpu_ctx_t *ctx, const float *q, const float *k,
@@ -280,9 +295,8 @@ extern "C" void gpu_ext_attn_forward(gpu_ctx_t *ctx, const float *q, const float
     attn_check(B, L, d, "gpu_ext_attn_forward");
     if (B == 0 || L == 0) return;
     const float sq = sqrtf((float)d);
-    const size_t bytes =
-        sizeof(float) * ((size_t)2 * ATT_TILE * (d + 1) + (size_t)ATT_WARPS * d + ATT_WARPS * ATT_TILE);
-    attn_allow_shared(attn_forward_kernel, bytes);
+    const size_t bytes = attn_fwd_bytes(d);
+    gpu_allow_shared(attn_forward_kernel, &attn_fwd_allowed, bytes);
     const dim3 grid((unsigned)B, (unsigned)((L + ATT_WARPS - 1) / ATT_WARPS));
     KLAUNCH(attn_forward_kernel, grid, ATT_WARPS * 32, bytes, L, d, sq, q, k, v, hist, stats,
             ctx_out);
@@ -297,15 +311,12 @@ extern "C" void gpu_ext_attn_backward(gpu_ctx_t *ctx, const float *q, const floa
     if (B == 0 || L == 0) return;
     const float sq = sqrtf((float)d);
     const dim3 grid((unsigned)B, (unsigned)((L + ATT_WARPS - 1) / ATT_WARPS));
-    const size_t qbytes = sizeof(float) * ((size_t)2 * ATT_TILE * (d + 1) +
-                                           (size_t)2 * ATT_WARPS * d + ATT_WARPS * ATT_TILE);
-    attn_allow_shared(attn_backward_query_kernel, qbytes);
+    const size_t qbytes = attn_bwd_query_bytes(d);
+    gpu_allow_shared(attn_backward_query_kernel, &attn_bwd_query_allowed, qbytes);
     KLAUNCH(attn_backward_query_kernel, grid, ATT_WARPS * 32, qbytes, L, d, sq, q, k, v, hist,
             stats, dctx, dq, D);
-    const size_t kbytes =
-        sizeof(float) * ((size_t)2 * ATT_TILE * (d + 1) + (size_t)2 * ATT_WARPS * d +
-                         (size_t)2 * ATT_WARPS * ATT_TILE + 3 * ATT_TILE);
-    attn_allow_shared(attn_backward_key_kernel, kbytes);
+    const size_t kbytes = attn_bwd_key_bytes(d);
+    gpu_allow_shared(attn_backward_key_kernel, &attn_bwd_key_allowed, kbytes);
     KLAUNCH(attn_backward_key_kernel, grid, ATT_WARPS * 32, kbytes, L, d, sq, q, k, v, hist,
             stats, dctx, D, dk, dv);
 }

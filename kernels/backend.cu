@@ -9,7 +9,8 @@
  * device between steps. The GRU's packing (sort by length, rows per time step) is computed on
  * the host from the lengths in both cases: gpu_gru_forward sizes its launches from it, so the
  * host must know it anyway, and it knows every instance's length without asking the device;
- * the driver plans a whole epoch's packing at once and uploads it in one copy. */
+ * the driver plans a whole epoch's packing at once and uploads it in one copy, the staged path
+ * copies each batch's step offsets with the batch (so no step uploads anything: gpu_ops.h). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,8 +59,8 @@ struct gpu_model {
     int32_t *pk_ids;                /* (T) E2 row of each packed row */
     int32_t *final_row;             /* (B) packed row of each sequence's last item, -1: none */
     const int32_t *cur_final;       /* final rows of the batch running (final_row or a plan's) */
-    const int32_t *cur_batch_sizes; /* host: the running batch's rows per step ... */
-    const int64_t *cur_step_off;    /* host: ... and their offsets */
+    gpu_gru_pack_t pack;            /* the running batch's packing (step offsets on the device) */
+    int64_t *step_off_d;            /* (max_L + 1) device: the per-step path's step offsets */
     float *px, *ghn, *ph, *pdh, *pdx;  /* (T, d) */
     float *gates, *pdgi, *pdgh;     /* (T, 3d) */
     float *pg, *pdg;                /* (B, d) */
@@ -68,8 +69,6 @@ struct gpu_model {
     /* host packing of the last batch */
     int32_t *h_perm, *h_batch_sizes, *h_ids, *h_final;
     int64_t *h_step_off;
-    int n_steps;
-    int64_t T;
     int training;                   /* the last predictor forward */
 
     /* epoch driver: the losses summed on the device */
@@ -97,12 +96,11 @@ struct gpu_model {
     int64_t adam_cap;
     struct step_graph *graphs;      /* (MAX_GRAPHS) */
     int n_graphs;
-    int graphs_failed;              /* capture or instantiation failed once: direct launches */
-    char graphs_why[256];
-#ifndef TMR_EMULATE
+    int graphs_failed;              /* a capture failed once: direct launches for the run */
+    char graphs_why[512];
+    int fail_next_capture;          /* test hook (gpu_model_test_capture_failure) */
     cudaStream_t stream;            /* graphs are captured on and replayed into this stream */
     void *blas_ws;                  /* cuBLAS's workspace inside captures (no allocation there) */
-#endif
     /* staged host batches (gpu_train_epoch_staged): two pinned slots, two device slots */
     struct stage_slot *stage;       /* (2), NULL until first used */
     cudaStream_t copy_stream;
@@ -111,24 +109,24 @@ struct gpu_model {
 struct stage_slot {
     batch_t hb;                     /* pinned: the batch as batch_fill writes it */
     int32_t *h_ids, *h_fin;         /* pinned (B * L), (B): GRU packing staged with it */
+    int64_t *h_off;                 /* pinned (L + 1): the GRU's step offsets, staged too */
     int32_t *h_perm, *h_sizes;      /* host (B), (L) */
-    int64_t *h_off;                 /* host (L + 1) */
     int32_t *d_hist, *d_pos, *d_cand, *d_ids, *d_fin;  /* device copies */
+    int64_t *d_off;
     cudaEvent_t copied;             /* the slot's copies are done: the pinned slot is free */
     cudaEvent_t used;               /* the step reading the device slot is done */
 };
 
-/* One captured step: its shape, and what it captured pointers into (the corpus, the context's
- * scratch, which may be reallocated when a larger shape comes: the graph is then stale). */
+/* One captured step: its shape, and the allocation generation it was captured at (a graph
+ * holds pointers into the corpus, the model, the context's scratch and the epoch's Adam table:
+ * after any device allocation or free, gpu_alloc_generation moves on and the graph is stale). */
 #define MAX_GRAPHS 16
 #define BLAS_WORKSPACE ((size_t)32 << 20) /* cuBLAS's recommendation for Hopper */
 struct step_graph {
-    int B, L, bs;
-    const void *data, *sort_buf, *sort_temp, *ones;
+    int B, L, C, bs;
+    uint64_t generation;
     int seen;                       /* batches of this shape launched directly so far */
-#ifndef TMR_EMULATE
     cudaGraphExec_t exec;           /* NULL: not captured (yet, or stale) */
-#endif
 };
 
 /* The epoch's running sums on the device (read once when the epoch stops). */
@@ -198,8 +196,10 @@ extern "C" gpu_model_t *gpu_model_create(const model_layout_t *lay, const float 
     g->batch_ctr = (int64_t *)take(g, sizeof(int64_t));
     g->graphs = (struct step_graph *)calloc(MAX_GRAPHS, sizeof(struct step_graph));
     if (!g->graphs) tmr_fatal("gpu_model_create: out of host memory");
-#ifndef TMR_EMULATE
     CUDA_CHECK(cudaStreamCreate(&g->stream));
+#ifdef TMR_EMULATE
+    g->blas_ws = take(g, 16); /* the emulated cuBLAS needs no workspace */
+#else
     g->blas_ws = take(g, BLAS_WORKSPACE);
 #endif
 
@@ -266,7 +266,18 @@ extern "C" gpu_model_t *gpu_model_create(const model_layout_t *lay, const float 
         g->h_step_off = (int64_t *)tmr_malloc((L + 1) * sizeof(int64_t));
         g->h_ids = (int32_t *)tmr_malloc(n * sizeof(int32_t));
         g->h_final = (int32_t *)tmr_malloc(B * sizeof(int32_t));
+        g->step_off_d = (int64_t *)take(g, (L + 1) * sizeof(int64_t));
     }
+    /* Everything a step uses is sized now: no step allocates (gpu_ops.h), and no kernel's
+     * shared memory opt-in changes after this (a captured graph keeps launching). Column sums
+     * run over up to B * L rows (also B * C for head products); scatters over the B * L
+     * history rows or the B * C candidate rows. */
+    const int64_t rows = (int64_t)(n > B * (size_t)max_C ? n : B * (size_t)max_C);
+    gpu_ctx_reserve(ctx, rows, rows, g->d, (int64_t)B);
+    if (g->add_trm) gpu_attn_reserve_shared(g->d);
+    gpu_interest_reserve_shared(g->d, g->a, g->K);
+    gpu_heads_reserve_shared(ctx, g->K, g->d, max_C);
+    if (g->finetune) gpu_gru_reserve_shared(g->d);
     gpu_sync();
     return g;
 }
@@ -298,21 +309,18 @@ extern "C" void gpu_model_free(gpu_model_t *g) {
     gpu_free(g->ranks_d);
     free(g->h_adam_by_batch);
     gpu_free(g->adam_by_batch);
-#ifndef TMR_EMULATE
     for (int i = 0; i < g->n_graphs; i++)
         if (g->graphs[i].exec) cudaGraphExecDestroy(g->graphs[i].exec);
     cudaStreamDestroy(g->stream);
-#endif
     free(g->graphs);
     if (g->stage) {
         for (int k = 0; k < 2; k++) {
             struct stage_slot *S = &g->stage[k];
             void *pinned[] = {S->hb.user, S->hb.length, S->hb.hist, S->hb.pos, S->hb.mask,
-                              S->hb.cand, S->h_ids, S->h_fin};
+                              S->hb.cand, S->h_ids, S->h_fin, S->h_off};
             for (size_t i = 0; i < sizeof pinned / sizeof pinned[0]; i++) cudaFreeHost(pinned[i]);
             free(S->h_perm);
             free(S->h_sizes);
-            free(S->h_off);
             cudaEventDestroy(S->copied);
             cudaEventDestroy(S->used);
         }
@@ -406,15 +414,17 @@ static int pack_compute(const model_batch_t *b, const char *who, int32_t *perm,
     return n_steps;
 }
 
-/* pack_compute into g's host arrays, then the ids and final rows to the device. */
+/* pack_compute into g's host arrays, then the ids, final rows and step offsets to the device
+ * (the per-step path: it waits for the device anyway). */
 static void pack_batch(gpu_model_t *g, const model_batch_t *b, const char *who) {
-    g->n_steps = pack_compute(b, who, g->h_perm, g->h_batch_sizes, g->h_step_off, g->h_ids,
-                              g->h_final, &g->T);
-    gpu_to_device(g->pk_ids, g->h_ids, (size_t)g->T * sizeof(int32_t));
+    int64_t T = 0;
+    const int n_steps = pack_compute(b, who, g->h_perm, g->h_batch_sizes, g->h_step_off,
+                                     g->h_ids, g->h_final, &T);
+    gpu_to_device(g->pk_ids, g->h_ids, (size_t)T * sizeof(int32_t));
     gpu_to_device(g->final_row, g->h_final, (size_t)b->B * sizeof(int32_t));
+    gpu_to_device(g->step_off_d, g->h_step_off, (size_t)(n_steps + 1) * sizeof(int64_t));
     g->cur_final = g->final_row;
-    g->cur_batch_sizes = g->h_batch_sizes;
-    g->cur_step_off = g->h_step_off;
+    g->pack = (gpu_gru_pack_t){n_steps, n_steps > 0 ? g->h_batch_sizes[0] : 0, T, g->step_off_d};
 }
 
 /* ---- extractor ---------------------------------------------------------------------------- */
@@ -511,9 +521,9 @@ static void predictor_forward(gpu_model_t *g, int training, dropout_key_t key) {
     const int B = g->B, d = g->d;
     g->training = training;
     /* The packed inputs from E2 (ids were checked against the extractor's smaller range). */
-    gpu_ext_embed_forward(ctx, PRM(P_PRED_ITEM_EMB), NULL, g->pk_ids, NULL, g->T, d, g->px);
+    gpu_ext_embed_forward(ctx, PRM(P_PRED_ITEM_EMB), NULL, g->pk_ids, NULL, g->pack.T, d, g->px);
     gpu_gru_forward(ctx, d, PRM(P_GRU_W_IH), PRM(P_GRU_W_HH), PRM(P_GRU_B_IH), PRM(P_GRU_B_HH),
-                    g->n_steps, g->cur_batch_sizes, g->cur_step_off, g->px, g->gates, g->ghn, g->ph);
+                    &g->pack, g->px, g->gates, g->ghn, g->ph);
     LAUNCH(gather_final_kernel, (int64_t)B * d, d, g->cur_final, g->ph, g->pg);
     gpu_proj_forward(ctx, &g->lay, g->params, g->pg, B, training, key, g->acts, g->pred_intent);
 }
@@ -523,13 +533,13 @@ static void predictor_backward(gpu_model_t *g) {
     const int B = g->B, d = g->d;
     gpu_proj_backward(ctx, &g->lay, g->params, g->pg, g->acts, B, g->training, g->d_pred_intent,
                       g->pdg, g->ppwork, g->grads);
-    if (g->T == 0) return;
-    gpu_zero(g->pdh, (size_t)(g->T * d) * sizeof(float));
+    if (g->pack.T == 0) return;
+    gpu_zero(g->pdh, (size_t)(g->pack.T * d) * sizeof(float));
     LAUNCH(scatter_final_kernel, (int64_t)B * d, d, g->cur_final, g->pdg, g->pdh);
-    gpu_gru_backward(ctx, d, PRM(P_GRU_W_IH), PRM(P_GRU_W_HH), g->n_steps, g->cur_batch_sizes,
-                     g->cur_step_off, g->px, g->gates, g->ghn, g->ph, g->pdh, g->pdgi, g->pdgh,
-                     g->pdx, GRD(P_GRU_W_IH), GRD(P_GRU_W_HH), GRD(P_GRU_B_IH), GRD(P_GRU_B_HH));
-    gpu_scatter_add_rows(ctx, g->pk_ids, g->T, d, g->pdx, GRD(P_PRED_ITEM_EMB));
+    gpu_gru_backward(ctx, d, PRM(P_GRU_W_IH), PRM(P_GRU_W_HH), &g->pack, g->px, g->gates, g->ghn,
+                     g->ph, g->pdh, g->pdgi, g->pdgh, g->pdx, GRD(P_GRU_W_IH), GRD(P_GRU_W_HH),
+                     GRD(P_GRU_B_IH), GRD(P_GRU_B_HH));
+    gpu_scatter_add_rows(ctx, g->pk_ids, g->pack.T, d, g->pdx, GRD(P_PRED_ITEM_EMB));
 }
 
 /* ---- the step ----------------------------------------------------------------------------- */
@@ -777,11 +787,9 @@ static void plan_use_batch(gpu_model_t *g, gpu_data_t *d, int phase, const int64
     g->C = C;
     if (!g->finetune) return;
     const int maxL = g->max_L;
-    g->cur_batch_sizes = g->plan_batch_sizes + bi * maxL;
-    g->cur_step_off = g->plan_step_off + bi * (maxL + 1);
     g->cur_final = g->plan_final_d + s;
-    g->n_steps = L;
-    g->T = g->cur_step_off[L];
+    g->pack = (gpu_gru_pack_t){L, g->plan_batch_sizes[bi * maxL], g->plan_step_off[bi * (maxL + 1) + L],
+                               g->plan_step_off_d + bi * (maxL + 1)};
     LAUNCH(pack_ids_kernel, (int64_t)B * L, L, g->plan_perm_d + s,
            g->plan_step_off_d + bi * (maxL + 1), g->length, g->hist, g->pk_ids);
 }
@@ -807,12 +815,17 @@ static int check_fit(gpu_model_t *g, gpu_data_t *d, int phase, char *err, size_t
 /* ---- CUDA graphs of the pretrain step ------------------------------------------------------
  * A pretrain step has no host-side inputs but its shape once its batch index and Adam's
  * scalars are read from device memory (batch_ctr, adam_by_batch): the step is captured once per
- * shape (B, L) and replayed; the finetune step is not (its GRU launches are sized from each
+ * shape (B, L, C) and replayed; the finetune step is not (its GRU launches are sized from each
  * batch's packing on the host, and its dropout key is a launch argument). The first batch of a
- * shape runs directly (cuBLAS and the scratch buffers allocate then, outside any capture), the
- * second is captured and every later one replays. Off with TIMIREC_GPU_GRAPHS=0, under
- * gpu_debug_sync(1), and (kernels/emulate.h has no graphs) in the emulation, where the same
- * device-indexed step runs by direct launches. */
+ * shape runs directly (cuBLAS initialises then, outside any capture), the second is captured
+ * and every later one replays. What a graph freezes: its launch shapes and pointers; every
+ * per-step value (the batch index, Adam's scalars with lr and l2) is read from device memory
+ * when it runs. A graph is stale once any device buffer was allocated or freed after its
+ * capture (gpu_alloc_generation): it is then captured again. A capture that fails for any
+ * reason (a CUDA, cuBLAS or CUB call refused while capturing, a buffer that would grow) is
+ * abandoned, the batch runs directly, and graphs stay off for the rest of the run, with one
+ * line on stderr saying why. Off with TIMIREC_GPU_GRAPHS=0 and under gpu_debug_sync(1). The
+ * emulation (kernels/emulate.h) records and replays graphs too. */
 
 __global__ void advance_batch_kernel(int64_t n, int64_t *__restrict__ batch_ctr) {
     THREAD_INDEX(i, n);
@@ -859,9 +872,55 @@ static void pretrain_step_indexed(gpu_model_t *g, gpu_data_t *d, adam_t *opt, in
     LAUNCH(advance_batch_kernel, (int64_t)1, g->batch_ctr);
 }
 
-/* Batch bi through its shape's graph; returns 1 when it was a replay. */
+/* Capture batch bi's step into sg->exec. Returns 0, or -1 with graphs turned off for the run
+ * (g->graphs_why says why; nothing of the failed capture ran). */
+static int capture_step(gpu_model_t *g, gpu_data_t *d, adam_t *opt, int bs, int B, int L,
+                        struct step_graph *sg) {
+    gpu_ctx_t *ctx = g->ctx;
+    cudaGraph_t graph = NULL;
+    char why[512] = "";
+    gpu_set_launch_stream(ctx, g->stream);
+    /* after cublasSetStream, which resets it to the default pool */
+    CUBLAS_CHECK(cublasSetWorkspace(ctx->blas, g->blas_ws, BLAS_WORKSPACE));
+    cudaError_t e = cudaStreamBeginCapture(g->stream, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        snprintf(why, sizeof why, "cudaStreamBeginCapture: %s", cudaGetErrorString(e));
+    } else {
+        gpu_capture_begin();
+        if (g->fail_next_capture == GPU_CAPTURE_FAIL_SYNC) /* a call a capture refuses */
+            gpu_poison(g->kstar, sizeof(int32_t));
+        else if (g->fail_next_capture == GPU_CAPTURE_FAIL_GROW) /* scratch that must grow */
+            gpu_ctx_ones(ctx, ctx->ones_cap + 1);
+        g->fail_next_capture = 0;
+        pretrain_step_indexed(g, d, opt, bs, B, L);
+        const char *failed = gpu_capture_end();
+        e = cudaStreamEndCapture(g->stream, &graph);
+        if (failed) snprintf(why, sizeof why, "%s", failed);
+        else if (e != cudaSuccess)
+            snprintf(why, sizeof why, "cudaStreamEndCapture: %s", cudaGetErrorString(e));
+        else if ((e = cudaGraphInstantiate(&sg->exec, graph, 0)) != cudaSuccess)
+            snprintf(why, sizeof why, "cudaGraphInstantiate: %s", cudaGetErrorString(e));
+    }
+    if (graph) cudaGraphDestroy(graph);
+    gpu_set_launch_stream(ctx, 0);
+    if (!why[0]) {
+        sg->generation = gpu_alloc_generation();
+        return 0;
+    }
+    cudaGetLastError(); /* the capture's errors are reported here, not by the next launch */
+    sg->exec = NULL;
+    g->graphs_failed = 1;
+    snprintf(g->graphs_why, sizeof g->graphs_why, "capturing the %d x %d step: %s", B, L, why);
+    fprintf(stderr, "timirec: warning: CUDA graphs off for this run, steps launched one by one "
+            "(%s)\n", g->graphs_why);
+    return -1;
+}
+
+/* Batch bi through its shape's graph (captured on the shape's second batch, recaptured when
+ * stale); returns 1 when it replayed or captured-and-launched a graph, 0 when it ran directly.
+ * opt->step advances by one in every case. */
 static int graph_step(gpu_model_t *g, gpu_data_t *d, adam_t *opt, int bs, int64_t n,
-                      int64_t bi) {
+                      int64_t bi, gpu_epoch_t *e) {
     const int64_t s = bi * bs;
     const int B = (int)(n - s < bs ? n - s : bs), L = g->plan_L[bi];
     const int C = 1 + d->ph[PHASE_TRAIN].n_neg;
@@ -871,28 +930,27 @@ static int graph_step(gpu_model_t *g, gpu_data_t *d, adam_t *opt, int bs, int64_
     g->B = B; /* the last batch's shape (gpu_model_read) */
     g->L = L;
     g->C = C;
+    opt->step++; /* this batch's step (its scalars are adam_by_batch[bi]) */
     struct step_graph *sg = NULL;
     for (int i = 0; i < g->n_graphs; i++)
-        if (g->graphs[i].B == B && g->graphs[i].L == L && g->graphs[i].bs == bs) sg = &g->graphs[i];
+        if (g->graphs[i].B == B && g->graphs[i].L == L && g->graphs[i].C == C &&
+            g->graphs[i].bs == bs)
+            sg = &g->graphs[i];
     if (!sg && g->n_graphs < MAX_GRAPHS) {
         sg = &g->graphs[g->n_graphs++];
         memset(sg, 0, sizeof *sg);
         sg->B = B;
         sg->L = L;
+        sg->C = C;
         sg->bs = bs;
     }
-#ifdef TMR_EMULATE
-    (void)sg;
-    pretrain_step_indexed(g, d, opt, bs, B, L);
-    return 0;
-#else
-    gpu_ctx_t *ctx = g->ctx;
-    if (sg && sg->exec &&
-        (sg->data != d || sg->sort_buf != ctx->sort_buf || sg->sort_temp != ctx->sort_temp ||
-         sg->ones != ctx->ones)) { /* stale: what it points into has moved */
+    if (sg && sg->exec && sg->generation != gpu_alloc_generation()) {
+        /* stale: a buffer it points into may have moved; the scratch is already big enough
+         * for this shape, so capture again now */
         CUDA_CHECK(cudaGraphExecDestroy(sg->exec));
         sg->exec = NULL;
-        sg->seen = 1; /* recapture now: the scratch is already big enough for this shape */
+        sg->seen = 1;
+        e->graph_stale++;
     }
     if (!sg || g->graphs_failed || (!sg->exec && sg->seen == 0)) {
         if (sg) sg->seen++;
@@ -900,35 +958,14 @@ static int graph_step(gpu_model_t *g, gpu_data_t *d, adam_t *opt, int bs, int64_
         return 0;
     }
     if (!sg->exec) {
-        cudaGraph_t graph = NULL;
-        gpu_set_launch_stream(ctx, g->stream);
-        /* after cublasSetStream, which resets it to the default pool */
-        CUBLAS_CHECK(cublasSetWorkspace(ctx->blas, g->blas_ws, BLAS_WORKSPACE));
-        CUDA_CHECK(cudaStreamBeginCapture(g->stream, cudaStreamCaptureModeThreadLocal));
-        pretrain_step_indexed(g, d, opt, bs, B, L);
-        cudaError_t e = cudaStreamEndCapture(g->stream, &graph);
-        gpu_set_launch_stream(ctx, 0);
-        if (e == cudaSuccess) e = cudaGraphInstantiate(&sg->exec, graph, 0);
-        if (graph) cudaGraphDestroy(graph);
-        if (e != cudaSuccess) { /* nothing ran: run this batch directly, and all later ones */
-            cudaGetLastError();
-            sg->exec = NULL;
-            g->graphs_failed = 1;
-            snprintf(g->graphs_why, sizeof g->graphs_why, "capturing the %d x %d step: %s", B, L,
-                     cudaGetErrorString(e));
-            fprintf(stderr, "gpu_train_epoch: CUDA graphs off (%s)\n", g->graphs_why);
+        if (capture_step(g, d, opt, bs, B, L, sg)) {
             pretrain_step_indexed(g, d, opt, bs, B, L);
             return 0;
         }
-        sg->data = d;
-        sg->sort_buf = ctx->sort_buf;
-        sg->sort_temp = ctx->sort_temp;
-        sg->ones = ctx->ones;
+        e->graph_captures++;
     }
     CUDA_CHECK(cudaGraphLaunch(sg->exec, g->stream));
-    opt->step++; /* as the direct step's gpu_adam_update_guarded does */
     return 1;
-#endif
 }
 
 /* What an epoch driver reports once its queue is drained: the batches applied before the
@@ -945,6 +982,12 @@ static void epoch_finish(gpu_epoch_t *e, adam_t *opt, const struct epoch_acc *ac
     e->step = step0 + applied;
     opt->step = adam0 + applied;
 }
+
+extern "C" const char *gpu_model_graphs_off_why(const gpu_model_t *g) {
+    return g->graphs_failed ? g->graphs_why : NULL;
+}
+
+extern "C" void gpu_model_test_capture_failure(gpu_model_t *g, int how) { g->fail_next_capture = how; }
 
 extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_epoch_t *e,
                                char *err, size_t errlen) {
@@ -980,16 +1023,22 @@ extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_e
         adam_table_for_epoch(g, opt, e->first_batch, n_batches);
         gpu_to_device(g->batch_ctr, &e->first_batch, sizeof(int64_t));
     }
-    e->graph_replays = 0;
+    e->graph_replays = e->graph_captures = e->graph_stale = 0;
     for (; bi < n_batches; bi++) {
         if (graphs) {
-            e->graph_replays += graph_step(g, d, opt, bs, n, bi);
+            /* a capture is not a step: it may allocate nothing either, and its own failures
+             * are reported by capture_step */
+            gpu_nosync_begin("a training step (gpu_train_epoch, graphs)");
+            e->graph_replays += graph_step(g, d, opt, bs, n, bi, e);
+            gpu_nosync_end();
         } else {
+            gpu_nosync_begin("a training step (gpu_train_epoch)");
             plan_use_batch(g, d, PHASE_TRAIN, d->order, n, bs, bi);
             const dropout_key_t key = {e->seed, (uint32_t)(step0 + (bi - e->first_batch))};
             train_step_device(g, key, bi, NULL);
             gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m,
                                     g->adam_v, &g->acc->bad, NULL, NULL);
+            gpu_nosync_end();
         }
         if (e->after_batch && e->after_batch(e->ctx, bi, n_batches) && bi + 1 < n_batches) {
             bi++;
@@ -1040,6 +1089,7 @@ extern "C" void gpu_eval_phase(gpu_model_t *g, gpu_data_t *d, int phase, int eva
     const float *E = PRM(P_EXT_ITEM_EMB);
     plan_batches(g, d->ph[phase].h_len, NULL, n, eval_batch, 0);
     const int64_t n_batches = (n + eval_batch - 1) / eval_batch;
+    gpu_nosync_begin("an evaluation phase (gpu_eval_phase)");
     for (int64_t bi = 0; bi < n_batches; bi++) {
         plan_use_batch(g, d, phase, NULL, n, eval_batch, bi);
         const int B = g->B, C = g->C;
@@ -1054,6 +1104,7 @@ extern "C" void gpu_eval_phase(gpu_model_t *g, gpu_data_t *d, int phase, int eva
         }
         LAUNCH(rank_kernel, (int64_t)B, C, g->scores, g->ranks_d + bi * eval_batch);
     }
+    gpu_nosync_end();
     gpu_to_host(ranks, g->ranks_d, (size_t)n * sizeof(int64_t));
 }
 #undef PRM
@@ -1086,14 +1137,15 @@ static void stage_alloc(gpu_model_t *g) {
         b->cap_C = g->max_C;
         S->h_ids = (int32_t *)pinned_alloc(B * L * sizeof(int32_t));
         S->h_fin = (int32_t *)pinned_alloc(B * sizeof(int32_t));
+        S->h_off = (int64_t *)pinned_alloc((L + 1) * sizeof(int64_t));
         S->h_perm = (int32_t *)tmr_malloc(B * sizeof(int32_t));
         S->h_sizes = (int32_t *)tmr_malloc(L * sizeof(int32_t));
-        S->h_off = (int64_t *)tmr_malloc((L + 1) * sizeof(int64_t));
         S->d_hist = take_i(g, B * L);
         S->d_pos = take_i(g, B * L);
         S->d_cand = take_i(g, B * C);
         S->d_ids = take_i(g, B * L);
         S->d_fin = take_i(g, B);
+        S->d_off = (int64_t *)take(g, (L + 1) * sizeof(int64_t));
         CUDA_CHECK(cudaEventCreateWithFlags(&S->copied, cudaEventDisableTiming));
         CUDA_CHECK(cudaEventCreateWithFlags(&S->used, cudaEventDisableTiming));
     }
@@ -1159,6 +1211,8 @@ extern "C" int gpu_train_epoch_staged(gpu_model_t *g, const corpus_t *c, int his
                                        cudaMemcpyHostToDevice, g->copy_stream));
             CUDA_CHECK(cudaMemcpyAsync(S->d_fin, S->h_fin, (size_t)B * sizeof(int32_t),
                                        cudaMemcpyHostToDevice, g->copy_stream));
+            CUDA_CHECK(cudaMemcpyAsync(S->d_off, S->h_off, (size_t)(n_steps + 1) * sizeof(int64_t),
+                                       cudaMemcpyHostToDevice, g->copy_stream));
         }
         CUDA_CHECK(cudaEventRecord(S->copied, g->copy_stream));
         CUDA_CHECK(cudaStreamWaitEvent(gpu_launch_stream, S->copied, 0));
@@ -1171,16 +1225,15 @@ extern "C" int gpu_train_epoch_staged(gpu_model_t *g, const corpus_t *c, int his
         if (g->finetune) {
             g->pk_ids = S->d_ids;
             g->cur_final = S->d_fin;
-            g->cur_batch_sizes = S->h_sizes;
-            g->cur_step_off = S->h_off;
-            g->n_steps = n_steps;
-            g->T = T;
+            g->pack = (gpu_gru_pack_t){n_steps, n_steps > 0 ? S->h_sizes[0] : 0, T, S->d_off};
         }
+        gpu_nosync_begin("a training step (gpu_train_epoch_staged)");
         const dropout_key_t key = {e->seed, (uint32_t)(step0 + (bi - e->first_batch))};
         train_step_device(g, key, bi, NULL);
         gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v,
                                 &g->acc->bad, NULL, NULL);
         CUDA_CHECK(cudaEventRecord(S->used, gpu_launch_stream));
+        gpu_nosync_end();
         if (e->after_batch && e->after_batch(e->ctx, bi, n_batches) && bi + 1 < n_batches) {
             bi++;
             break;

@@ -41,20 +41,53 @@
     } while (0)
 
 /* The backend's checks: a failing call is fatal (the step cannot go on), naming file:line,
- * the call and the runtime's message. */
+ * the call and the runtime's message; except while a graph is being captured
+ * (gpu_capture_begin), when the first failure is recorded instead, the capture is abandoned
+ * and the step runs again by direct launches (kernels/backend.cu graph_step). */
+void gpu_check_failed(const char *file, int line, const char *call, const char *what);
 #define CUDA_CHECK(call)                                                                     \
     do {                                                                                     \
         cudaError_t e_ = (call);                                                             \
-        if (e_ != cudaSuccess)                                                               \
-            tmr_fatal("%s:%d: %s failed: %s", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+        if (e_ != cudaSuccess) gpu_check_failed(__FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
     } while (0)
 
 #define CUBLAS_CHECK(call)                                                                  \
     do {                                                                                    \
         cublasStatus_t s_ = (call);                                                         \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                    \
-            tmr_fatal("%s:%d: %s failed: cuBLAS status %d", __FILE__, __LINE__, #call, (int)s_); \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                  \
+            char m_[48];                                                                    \
+            snprintf(m_, sizeof m_, "cuBLAS status %d", (int)s_);                           \
+            gpu_check_failed(__FILE__, __LINE__, #call, m_);                                \
+        }                                                                                   \
     } while (0)
+
+/* ---- graph capture (kernels/context.cu) ----
+ * gpu_capture_begin(why) starts recording failures instead of dying on them; gpu_capturing()
+ * says whether a capture is under way (scratch must not grow then: gpu_grow_refused);
+ * gpu_capture_end() stops and returns the first failure's message (NULL: none). */
+void gpu_capture_begin(void);
+int gpu_capturing(void);
+const char *gpu_capture_end(void);
+/* Inside a capture a growing buffer would allocate (not allowed while capturing): records
+ * "what must grow inside a capture" as the capture's failure and returns 1 (the caller keeps
+ * its old buffer; the capture is thrown away and the step rerun directly, where it grows). */
+int gpu_grow_refused(const char *what, int64_t need, int64_t have);
+
+/* Every device allocation and free moves this counter on (gpu_malloc, gpu_free): a CUDA graph
+ * captured at generation G holds pointers that are all still valid while the counter is G. */
+uint64_t gpu_alloc_generation(void);
+
+/* Dynamic shared memory above the default 48 KiB needs a per-kernel opt-in. *allowed (one
+ * static int per kernel) is the opt-in set so far: it is only ever raised, never lowered, so a
+ * graph captured with a larger size keeps launching after a smaller call, and gpu_model_create
+ * raises every kernel to the largest size its run needs before anything is captured. */
+template <class Kernel>
+static inline void gpu_allow_shared(Kernel kernel, int *allowed, size_t bytes) {
+    if (bytes <= 48 * 1024 || bytes <= (size_t)*allowed) return;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)bytes));
+    *allowed = (int)bytes;
+}
 
 /* What the op launchers share (one per process is enough; not thread-safe). Scratch buffers
  * grow on demand and are never shrunk. */
@@ -68,8 +101,7 @@ struct gpu_ctx {
     size_t sort_temp_cap;
     double *rows;           /* (rows_cap) per-row loss terms */
     int64_t rows_cap;
-    int64_t *offsets;       /* (offsets_cap) a host offset table uploaded for one launch */
-    int64_t offsets_cap;
+    int smem_optin;         /* bytes of shared memory a block may use (static + dynamic) */
 };
 
 /* The stream every backend launch, cuBLAS call, CUB sort and gpu_zero/gpu_copy goes to: 0 (the
@@ -88,9 +120,21 @@ void gpu_after_launch(const char *kernel, const char *file, int line);
 /* Scratch from the context: at least n ones / doubles. */
 const float *gpu_ctx_ones(gpu_ctx_t *ctx, int64_t n);
 double *gpu_ctx_rows(gpu_ctx_t *ctx, int64_t n);
-/* A device copy of the host table host[0..n) (e.g. the GRU's step offsets), valid until the
- * next call (the copy is ordered with the launches on the default stream). */
-const int64_t *gpu_ctx_offsets(gpu_ctx_t *ctx, const int64_t *host, int64_t n);
+/* Grow the scratch buffers once for a model's largest step (gpu_model_create): column sums over
+ * up to `rows` rows, table scatters of up to `scatter_rows` rows of d, `loss_rows` per-row loss
+ * terms; so no step allocates (a training step must not: gpu_ops.h). */
+void gpu_ctx_reserve(gpu_ctx_t *ctx, int64_t rows, int64_t scatter_rows, int d, int64_t loss_rows);
+/* The scatter's scratch (kernels/embedding.cu): sort buffers and CUB's temporary storage for n
+ * rows of d; 0, or -1 when it had to grow inside a capture (gpu_grow_refused). */
+int gpu_scatter_reserve(gpu_ctx_t *ctx, int64_t n, int d);
+
+/* Raise the dynamic shared memory opt-ins of the op families' kernels to what a model of these
+ * sizes needs at most (gpu_model_create, before any capture): emb d, attention a, K interests,
+ * max_C candidates. */
+void gpu_attn_reserve_shared(int d);
+void gpu_interest_reserve_shared(int d, int a, int K);
+void gpu_heads_reserve_shared(gpu_ctx_t *ctx, int K, int d, int max_C);
+void gpu_gru_reserve_shared(int d);
 
 /* Elementwise kernels: signature kernel(int64_t n, ...), one thread per index i < n
  * (THREAD_INDEX), launched by LAUNCH(kernel, n, args...); no shared memory, no synchronisation
@@ -109,7 +153,7 @@ const int64_t *gpu_ctx_offsets(gpu_ctx_t *ctx, const int64_t *host, int64_t n);
 #ifdef TMR_EMULATE
 #define KLAUNCH(kernel, grid, block, shared_bytes, ...)                                   \
     do {                                                                                  \
-        TMR_EMU_LAUNCH(kernel, grid, block, shared_bytes, __VA_ARGS__);                   \
+        TMR_EMU_LAUNCH_ON(gpu_launch_stream, kernel, grid, block, shared_bytes, __VA_ARGS__); \
         gpu_after_launch(#kernel, __FILE__, __LINE__);                                    \
     } while (0)
 #else
@@ -126,7 +170,12 @@ const int64_t *gpu_ctx_offsets(gpu_ctx_t *ctx, const int64_t *host, int64_t n);
     do {                                                                              \
         const int64_t n_ = (n);                                                       \
         if (n_ > 0) {                                                                 \
-            emu_launch(n_, TMR_THREADS, [&]() { kernel(n_, __VA_ARGS__); });          \
+            const int64_t blocks_ = (n_ + TMR_THREADS - 1) / TMR_THREADS;             \
+            if (blocks_ > 2147483647LL)                                               \
+                tmr_fatal("%s:%d: %s: %lld threads exceed the grid", __FILE__, __LINE__, \
+                          #kernel, (long long)n_);                                    \
+            emu_launch_kernel(dim3((unsigned)blocks_), dim3(TMR_THREADS), 0, gpu_launch_stream, \
+                              kernel, #kernel, n_, __VA_ARGS__);                      \
             gpu_after_launch(#kernel, __FILE__, __LINE__);                            \
         }                                                                             \
     } while (0)

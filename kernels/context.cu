@@ -28,16 +28,84 @@ extern "C" int gpu_is_emulated(void) {
 #endif
 }
 
+/* ---- failures during a capture, the allocation generation, the no-sync region ---- */
+
+static int capturing;
+static char capture_why[512]; /* the capture's first failure ("" while none) */
+
+void gpu_capture_begin(void) {
+    capturing = 1;
+    capture_why[0] = '\0';
+}
+int gpu_capturing(void) { return capturing; }
+const char *gpu_capture_end(void) {
+    capturing = 0;
+    return capture_why[0] ? capture_why : NULL;
+}
+
+static void capture_failed(const char *msg) {
+    if (!capture_why[0]) snprintf(capture_why, sizeof capture_why, "%s", msg);
+}
+
+void gpu_check_failed(const char *file, int line, const char *call, const char *what) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s:%d: %s failed: %s", file, line, call, what);
+    if (!capturing) tmr_fatal("%s", msg);
+    capture_failed(msg);
+}
+
+int gpu_grow_refused(const char *what, int64_t need, int64_t have) {
+    if (!capturing) return 0;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s would grow from %lld to %lld inside the capture", what,
+             (long long)have, (long long)need);
+    capture_failed(msg);
+    return 1;
+}
+
+static uint64_t alloc_generation = 1;
+uint64_t gpu_alloc_generation(void) { return alloc_generation; }
+
+static const char *nosync_region; /* NULL outside */
+
+void gpu_nosync_begin(const char *region) {
+    if (nosync_region) tmr_fatal("gpu_nosync_begin(%s) inside %s", region, nosync_region);
+    nosync_region = region;
+#ifdef TMR_EMULATE
+    emu_nosync_region = region;
+#endif
+}
+void gpu_nosync_end(void) {
+    nosync_region = NULL;
+#ifdef TMR_EMULATE
+    emu_nosync_region = NULL;
+#endif
+}
+
+/* The wrappers that make the host wait: fatal inside the no-sync region (except while
+ * capturing: the capture refuses the call, so nothing waits, and the capture fails). */
+static void may_sync(const char *call) {
+    if (nosync_region && !capturing)
+        tmr_fatal("%s inside %s: the host would wait for the device there (gpu_ops.h)", call,
+                  nosync_region);
+}
+
 void gpu_after_launch(const char *kernel, const char *file, int line) {
     cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess)
-        tmr_fatal("%s:%d: launch of %s failed: %s", file, line, kernel, cudaGetErrorString(e));
-    if (debug_sync) {
+    if (e != cudaSuccess) {
+        char what[256];
+        snprintf(what, sizeof what, "launch of %s: %s", kernel, cudaGetErrorString(e));
+        gpu_check_failed(file, line, "kernel launch", what);
+        return;
+    }
+#ifndef TMR_EMULATE /* the emulation runs each launch to its end before returning */
+    if (debug_sync && !capturing) {
         e = cudaDeviceSynchronize();
         if (e != cudaSuccess)
             tmr_fatal("%s:%d: %s failed while running: %s", file, line, kernel,
                       cudaGetErrorString(e));
     }
+#endif
 }
 
 extern "C" int gpu_device_count(char *desc, size_t desclen) {
@@ -87,6 +155,11 @@ extern "C" gpu_ctx_t *gpu_ctx_create(char *err, size_t errlen) {
     }
     /* Default math: FP32 products stay FP32 (TF32 only when asked for, and we do not ask). */
     CUBLAS_CHECK(cublasSetMathMode(ctx->blas, CUBLAS_DEFAULT_MATH));
+    if (cudaDeviceGetAttribute(&ctx->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) !=
+            cudaSuccess || ctx->smem_optin < 48 * 1024) {
+        cudaGetLastError();
+        ctx->smem_optin = 48 * 1024;
+    }
     return ctx;
 }
 
@@ -97,27 +170,38 @@ extern "C" void gpu_ctx_free(gpu_ctx_t *ctx) {
     gpu_free(ctx->sort_buf);
     gpu_free(ctx->sort_temp);
     gpu_free(ctx->rows);
-    gpu_free(ctx->offsets);
     free(ctx);
 }
 
 extern "C" void *gpu_malloc(size_t bytes) {
+    if (capturing) { /* cannot allocate while capturing; never reached when scratch growth
+                        goes through gpu_grow_refused */
+        capture_failed("gpu_malloc inside the capture");
+        return NULL;
+    }
+    may_sync("gpu_malloc");
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 16);
     if (e != cudaSuccess)
         tmr_fatal("gpu_malloc: cudaMalloc of %zu bytes failed: %s", bytes, cudaGetErrorString(e));
+    alloc_generation++;
     return p;
 }
 
 extern "C" void gpu_free(void *p) {
-    if (p) CUDA_CHECK(cudaFree(p));
+    if (!p) return;
+    may_sync("gpu_free");
+    CUDA_CHECK(cudaFree(p));
+    alloc_generation++;
 }
 
 extern "C" void gpu_to_device(void *dst, const void *host_src, size_t bytes) {
+    may_sync("gpu_to_device");
     if (bytes) CUDA_CHECK(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice));
 }
 
 extern "C" void gpu_to_host(void *host_dst, const void *src, size_t bytes) {
+    may_sync("gpu_to_host");
     if (bytes) CUDA_CHECK(cudaMemcpy(host_dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
@@ -132,10 +216,14 @@ extern "C" void gpu_zero(void *p, size_t bytes) {
 }
 
 extern "C" void gpu_poison(void *p, size_t bytes) {
+    may_sync("gpu_poison");
     if (bytes) CUDA_CHECK(cudaMemset(p, 0xFF, bytes));
 }
 
-extern "C" void gpu_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
+extern "C" void gpu_sync(void) {
+    may_sync("gpu_sync");
+    CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 __global__ void fill_kernel(int64_t n, float value, float *x) {
     THREAD_INDEX(i, n);
@@ -143,7 +231,7 @@ __global__ void fill_kernel(int64_t n, float value, float *x) {
 }
 
 const float *gpu_ctx_ones(gpu_ctx_t *ctx, int64_t n) {
-    if (n > ctx->ones_cap) {
+    if (n > ctx->ones_cap && !gpu_grow_refused("the context's ones", n, ctx->ones_cap)) {
         int64_t cap = n < 4096 ? 4096 : n;
         gpu_free(ctx->ones);
         ctx->ones = (float *)gpu_malloc((size_t)cap * sizeof(float));
@@ -154,7 +242,7 @@ const float *gpu_ctx_ones(gpu_ctx_t *ctx, int64_t n) {
 }
 
 double *gpu_ctx_rows(gpu_ctx_t *ctx, int64_t n) {
-    if (n > ctx->rows_cap) {
+    if (n > ctx->rows_cap && !gpu_grow_refused("the context's loss rows", n, ctx->rows_cap)) {
         int64_t cap = n < 1024 ? 1024 : n;
         gpu_free(ctx->rows);
         ctx->rows = (double *)gpu_malloc((size_t)cap * sizeof(double));
@@ -163,15 +251,10 @@ double *gpu_ctx_rows(gpu_ctx_t *ctx, int64_t n) {
     return ctx->rows;
 }
 
-const int64_t *gpu_ctx_offsets(gpu_ctx_t *ctx, const int64_t *host, int64_t n) {
-    if (n > ctx->offsets_cap) {
-        int64_t cap = n < 1024 ? 1024 : n;
-        gpu_free(ctx->offsets);
-        ctx->offsets = (int64_t *)gpu_malloc((size_t)cap * sizeof(int64_t));
-        ctx->offsets_cap = cap;
-    }
-    gpu_to_device(ctx->offsets, host, (size_t)n * sizeof(int64_t));
-    return ctx->offsets;
+void gpu_ctx_reserve(gpu_ctx_t *ctx, int64_t rows, int64_t scatter_rows, int d, int64_t loss_rows) {
+    gpu_ctx_ones(ctx, rows);
+    gpu_ctx_rows(ctx, loss_rows);
+    gpu_scatter_reserve(ctx, scatter_rows, d);
 }
 
 struct gpu_timer {

@@ -49,27 +49,36 @@ __global__ void segment_add_kernel(int64_t n_threads, int64_t n, int d,
     *out = acc;
 }
 
-extern "C" void gpu_scatter_add_rows(gpu_ctx_t *ctx, const int32_t *ids, int64_t n, int d,
-                                     const float *src, float *table) {
-    if (n <= 0) return;
+int gpu_scatter_reserve(gpu_ctx_t *ctx, int64_t n, int d) {
+    (void)d;
     if (n > 2147483647LL) tmr_fatal("gpu_scatter_add_rows: %lld rows exceed CUB's int count", (long long)n);
     if (n > ctx->sort_cap) {
+        if (gpu_grow_refused("the scatter's sort buffers", n, ctx->sort_cap)) return -1;
         gpu_free(ctx->sort_buf);
         ctx->sort_buf = (int32_t *)gpu_malloc((size_t)(4 * n) * sizeof(int32_t));
         ctx->sort_cap = n;
     }
-    int32_t *vals_in = ctx->sort_buf, *keys_out = vals_in + n, *vals_out = keys_out + n;
-    LAUNCH(iota_kernel, n, vals_in);
     size_t bytes = 0;
-    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(NULL, bytes, ids, keys_out, vals_in, vals_out,
-                                               (int)n, 0, (int)sizeof(int32_t) * 8,
-                                               gpu_launch_stream));
+    int32_t *b = ctx->sort_buf; /* CUB only reads the sizes in this query */
+    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(NULL, bytes, b, b, b, b, (int)n, 0,
+                                               (int)sizeof(int32_t) * 8, gpu_launch_stream));
     if (bytes > ctx->sort_temp_cap) {
+        if (gpu_grow_refused("CUB's sort scratch", (int64_t)bytes, (int64_t)ctx->sort_temp_cap))
+            return -1;
         gpu_free(ctx->sort_temp);
         ctx->sort_temp = gpu_malloc(bytes);
         ctx->sort_temp_cap = bytes;
     }
-    bytes = ctx->sort_temp_cap;
+    return 0;
+}
+
+extern "C" void gpu_scatter_add_rows(gpu_ctx_t *ctx, const int32_t *ids, int64_t n, int d,
+                                     const float *src, float *table) {
+    if (n <= 0) return;
+    if (gpu_scatter_reserve(ctx, n, d)) return; /* inside a capture, which is now abandoned */
+    int32_t *vals_in = ctx->sort_buf, *keys_out = vals_in + n, *vals_out = keys_out + n;
+    LAUNCH(iota_kernel, n, vals_in);
+    size_t bytes = ctx->sort_temp_cap;
     CUDA_CHECK(cub::DeviceRadixSort::SortPairs(ctx->sort_temp, bytes, ids, keys_out, vals_in,
                                                vals_out, (int)n, 0, (int)sizeof(int32_t) * 8,
                                                gpu_launch_stream));

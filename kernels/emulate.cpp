@@ -575,3 +575,97 @@ uint64_t emu_warp_op(int op, unsigned mask, uint64_t bits, int arg, int width, c
     }
     return t->result;
 }
+
+/* ---- the queue: work runs at once, or is recorded while its stream is captured ---- */
+
+const char *emu_nosync_region = nullptr;
+cudaError_t emu_last_error = cudaSuccess;
+
+namespace {
+struct Capture {
+    cudaStream_t stream;  /* the stream being captured; NULL: no capture */
+    emu_graph *graph;
+    cudaError_t error;    /* the first failure: the capture is invalidated */
+};
+Capture capture;
+
+void capture_fail(cudaError_t e) {
+    if (capture.error == cudaSuccess) capture.error = e;
+}
+
+/* The kernels' dynamic shared memory opt-ins (cudaFuncSetAttribute). */
+std::vector<std::pair<const void *, int>> shared_optin;
+}  // namespace
+
+cudaError_t emu_submit(cudaStream_t stream, const char *what, std::function<void()> work) {
+    (void)what;
+    if (capture.stream) {
+        if (stream == capture.stream) {
+            if (capture.error == cudaSuccess) capture.graph->nodes.push_back(std::move(work));
+            return capture.error == cudaSuccess ? cudaSuccess : emu_fail(cudaErrorStreamCaptureInvalidated);
+        }
+        if (!stream) { /* the legacy stream would wait for the capturing one */
+            capture_fail(cudaErrorStreamCaptureImplicit);
+            return emu_fail(cudaErrorStreamCaptureImplicit);
+        }
+    }
+    work();
+    return cudaSuccess;
+}
+
+cudaError_t emu_sync_call(const char *what) {
+    if (capture.stream) { /* refused (nothing waits): the capture fails */
+        capture_fail(cudaErrorStreamCaptureUnsupported);
+        return emu_fail(cudaErrorStreamCaptureUnsupported);
+    }
+    if (emu_nosync_region) {
+        fprintf(stderr, "emulated %s inside %s: the host would wait for the device there "
+                "(include/timirec/gpu_ops.h: no synchronous copy, allocation, free or "
+                "synchronisation inside a training step)\n", what, emu_nosync_region);
+        fflush(stderr);
+        abort();
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
+    (void)mode;
+    if (!s || capture.stream) return emu_fail(cudaErrorIllegalState);
+    capture.stream = s;
+    capture.graph = new emu_graph;
+    capture.error = cudaSuccess;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
+    *graph = nullptr;
+    if (!capture.stream || s != capture.stream) return emu_fail(cudaErrorIllegalState);
+    const cudaError_t e = capture.error;
+    if (e == cudaSuccess) *graph = capture.graph;
+    else delete capture.graph;
+    capture = Capture{};
+    return e == cudaSuccess ? cudaSuccess : emu_fail(cudaErrorStreamCaptureInvalidated);
+}
+
+void emu_set_shared_optin(const void *kernel, int bytes) {
+    for (auto &k : shared_optin)
+        if (k.first == kernel) {
+            k.second = bytes;
+            return;
+        }
+    shared_optin.emplace_back(kernel, bytes);
+}
+
+void emu_check_shared_optin(const void *kernel, size_t bytes, const char *what) {
+    if (bytes <= 48 * 1024) return;
+    int optin = 0;
+    for (const auto &k : shared_optin)
+        if (k.first == kernel) optin = k.second;
+    if (bytes > (size_t)optin) {
+        fprintf(stderr, "emulated launch of %s: %zu bytes of dynamic shared memory, but the "
+                "kernel's opt-in (cudaFuncSetAttribute MaxDynamicSharedMemorySize) is %d: the "
+                "GPU refuses this launch\n", what, bytes, optin);
+        fflush(stderr);
+        abort();
+    }
+}

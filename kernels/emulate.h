@@ -7,7 +7,7 @@
  * bounds-checked (device buffers and dynamic shared memory are malloc'd).
  *
  * What it emulates:
- * - Launches (emu_launch, emu_launch_grid, TMR_EMU_LAUNCH): blocks run one after another, in
+ * - Launches (emu_launch_grid, TMR_EMU_LAUNCH, TMR_EMU_LAUNCH_ON): blocks run one after another, in
  *   linear order (x fastest); grid and block are dim3 (x, y, z), with CUDA's limits checked
  *   (1024 threads a block, block z <= 64, grid y/z <= 65535, 227 KiB dynamic shared memory).
  *   Device memory is host memory.
@@ -92,7 +92,15 @@ static const int warpSize = 32;
 
 typedef int cudaError_t;
 typedef void *cudaStream_t;
-enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1 };
+enum {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorIllegalState = 401,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorStreamCaptureImplicit = 906
+};
 enum cudaMemcpyKind {
     cudaMemcpyHostToHost = 0,
     cudaMemcpyHostToDevice = 1,
@@ -101,39 +109,96 @@ enum cudaMemcpyKind {
     cudaMemcpyDefault = 4
 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
 
 static inline const char *cudaGetErrorString(cudaError_t e) {
-    return e == cudaSuccess ? "no error" : e == cudaErrorMemoryAllocation ? "out of memory" : "invalid value";
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorIllegalState: return "the operation is not permitted in the current state";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated:
+        return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit:
+        return "operation would make the legacy stream depend on a capturing blocking stream";
+    }
+    return "invalid value";
 }
+
+/* ---- one queue, stream capture and the no-sync region (kernels/emulate.cpp) ----
+ * Device work (launches, asynchronous copies and sets, cuBLAS products, CUB sorts, graph
+ * launches) goes through emu_submit: it runs at once, except while a stream is being captured
+ * (cudaStreamBeginCapture), when work on that stream is recorded instead, with its arguments
+ * copied as CUDA copies a kernel node's parameters, and replayed by cudaGraphLaunch. So a
+ * value passed by value is frozen in the graph, a replay after its buffer was freed reads freed
+ * memory (ASan), and work issued on the legacy stream during a capture fails and invalidates
+ * the capture (cudaErrorStreamCaptureImplicit), as on the GPU in
+ * cudaStreamCaptureModeThreadLocal. Synchronous calls (cudaMemcpy, cudaMemset, cudaMalloc,
+ * cudaFree, cudaHostAlloc, cudaFreeHost and the synchronisations) go through emu_sync_call:
+ * during a capture they fail with cudaErrorStreamCaptureUnsupported and invalidate it; inside
+ * a no-sync region (emu_nosync_region, set by the backend's gpu_nosync_begin) they abort,
+ * naming the region: a training step must never make the host wait for the device. */
+#include <functional>
+cudaError_t emu_submit(cudaStream_t stream, const char *what, std::function<void()> work);
+cudaError_t emu_sync_call(const char *what);
+/* The region's name, or NULL outside one. */
+extern const char *emu_nosync_region;
+/* The error the last failing call left for cudaGetLastError. */
+extern cudaError_t emu_last_error;
+static inline cudaError_t emu_fail(cudaError_t e) {
+    if (e != cudaSuccess) emu_last_error = e;
+    return e;
+}
+
 static inline cudaError_t cudaMalloc(void **p, size_t n) {
+    *p = NULL;
+    if (cudaError_t e = emu_sync_call("cudaMalloc")) return e;
     *p = malloc(n ? n : 1);
-    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+    return *p ? cudaSuccess : emu_fail(cudaErrorMemoryAllocation);
 }
 template <class T> static inline cudaError_t cudaMalloc(T **p, size_t n) {
     return cudaMalloc((void **)p, n);
 }
 static inline cudaError_t cudaFree(void *p) {
+    if (cudaError_t e = emu_sync_call("cudaFree")) return e;
     free(p);
     return cudaSuccess;
 }
 static inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind) {
+    if (cudaError_t e = emu_sync_call("cudaMemcpy")) return e;
     if (n) memmove(dst, src, n);
     return cudaSuccess;
 }
 static inline cudaError_t cudaMemset(void *p, int v, size_t n) {
+    if (cudaError_t e = emu_sync_call("cudaMemset")) return e;
     if (n) memset(p, v, n);
     return cudaSuccess;
 }
-static inline cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
-static inline cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+static inline cudaError_t cudaDeviceSynchronize(void) {
+    return emu_sync_call("cudaDeviceSynchronize");
+}
+static inline cudaError_t cudaGetLastError(void) {
+    const cudaError_t e = emu_last_error;
+    emu_last_error = cudaSuccess;
+    return e;
+}
 static inline cudaError_t cudaGetDeviceCount(int *n) {
     *n = 1;
     return cudaSuccess;
 }
 static inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
-/* Opting in to more than 48 KiB of dynamic shared memory: accepted, not checked (launches
- * check only the device's 227 KiB ceiling). */
-template <class K> static inline cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int) {
+static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr attr, int) {
+    *v = attr == cudaDevAttrMaxSharedMemoryPerBlockOptin ? 227 * 1024 : 0;
+    return cudaSuccess;
+}
+/* Opting in to more than 48 KiB of dynamic shared memory, per kernel: recorded, and checked
+ * when a launch runs (directly or replayed from a graph), as the GPU checks it: a launch asking
+ * for more than 48 KiB and more than the kernel's opt-in fails. */
+void emu_set_shared_optin(const void *kernel, int bytes);
+void emu_check_shared_optin(const void *kernel, size_t bytes, const char *what);
+template <class K> static inline cudaError_t cudaFuncSetAttribute(K kernel, cudaFuncAttribute, int bytes) {
+    if (bytes < 0 || bytes > 227 * 1024) return emu_fail(cudaErrorInvalidValue);
+    emu_set_shared_optin((const void *)kernel, bytes);
     return cudaSuccess;
 }
 
@@ -196,27 +261,23 @@ static inline void emu_launch_grid(dim3 grid, dim3 block, size_t shared_bytes, F
     emu_grid_end();
 }
 
-/* Runs body() once per thread of ceil(n / threads) blocks of `threads` threads (the backend's
- * one-thread-per-index LAUNCH). */
-template <class F> static inline void emu_launch(int64_t n, unsigned threads, F body) {
-    const int64_t blocks = (n + threads - 1) / threads;
-    if (blocks > 2147483647LL) {
-        fprintf(stderr, "emulate.h: %lld blocks exceed the grid\n", (long long)blocks);
-        abort();
-    }
-    emu_launch_grid(dim3((unsigned)blocks), dim3(threads), 0, body, "LAUNCH");
-}
-
-/* kernel<<<grid, block, shared_bytes>>>(args...): the arguments are converted to the kernel's
- * parameter types once, at the launch, as CUDA does. */
+/* kernel<<<grid, block, shared_bytes, stream>>>(args...): the arguments are converted to the
+ * kernel's parameter types once, at the launch, and kept by value with the launch, as CUDA
+ * does; the launch runs now or, on a capturing stream, when its graph is launched. */
 template <class... P, class... A>
 static inline void emu_launch_kernel(dim3 grid, dim3 block, size_t shared_bytes,
-                                     void (*kernel)(P...), const char *what, A &&...args) {
+                                     cudaStream_t stream, void (*kernel)(P...), const char *what,
+                                     A &&...args) {
     std::tuple<typename std::decay<P>::type...> params(std::forward<A>(args)...);
-    emu_launch_grid(grid, block, shared_bytes, [&]() { std::apply(kernel, params); }, what);
+    emu_submit(stream, what, [=]() {
+        emu_check_shared_optin((const void *)kernel, shared_bytes, what);
+        emu_launch_grid(grid, block, shared_bytes, [&]() { std::apply(kernel, params); }, what);
+    });
 }
 #define TMR_EMU_LAUNCH(kernel, grid, block, shared_bytes, ...) \
-    emu_launch_kernel(grid, block, shared_bytes, kernel, #kernel, ##__VA_ARGS__)
+    emu_launch_kernel(grid, block, shared_bytes, (cudaStream_t)0, kernel, #kernel, ##__VA_ARGS__)
+#define TMR_EMU_LAUNCH_ON(stream, kernel, grid, block, shared_bytes, ...) \
+    emu_launch_kernel(grid, block, shared_bytes, stream, kernel, #kernel, ##__VA_ARGS__)
 
 /* Dynamic shared memory: see the header comment. */
 #define TMR_DYNAMIC_SHARED(T, name) T *const name = reinterpret_cast<T *>(emu_state.dynamic_shared)
@@ -344,19 +405,27 @@ static inline int __popc(unsigned x) { return __builtin_popcount(x); }
 static inline int __ffs(int x) { return __builtin_ffs(x); }
 static inline int __clz(int x) { return x ? __builtin_clz((unsigned)x) : 32; }
 
-/* ---- cuBLAS (column-major, as documented) ---- */
+/* ---- cuBLAS (column-major, as documented). A handle holds its stream (cublasSetStream, which
+ * also drops a workspace set before, as cuBLAS does); products are submitted to that stream
+ * with alpha and beta read at the call (host pointer mode). ---- */
+struct emu_cublas_ctx {
+    cudaStream_t stream;
+    void *workspace;
+    size_t workspace_bytes;
+};
 typedef struct emu_cublas_ctx *cublasHandle_t;
 typedef enum {
     CUBLAS_STATUS_SUCCESS = 0,
     CUBLAS_STATUS_NOT_INITIALIZED = 1,
-    CUBLAS_STATUS_INVALID_VALUE = 7
+    CUBLAS_STATUS_INVALID_VALUE = 7,
+    CUBLAS_STATUS_EXECUTION_FAILED = 13
 } cublasStatus_t;
 typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
-typedef enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_PEDANTIC_MATH = 2 } cublasMath_t;
+typedef enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_PEDANTIC_MATH = 2, CUBLAS_TF32_TENSOR_OP_MATH = 3 } cublasMath_t;
 
 static inline cublasStatus_t cublasCreate(cublasHandle_t *h) {
-    *h = (cublasHandle_t)malloc(1);
-    return CUBLAS_STATUS_SUCCESS;
+    *h = (cublasHandle_t)calloc(1, sizeof(struct emu_cublas_ctx));
+    return *h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
 }
 static inline cublasStatus_t cublasDestroy(cublasHandle_t h) {
     free((void *)h);
@@ -365,10 +434,44 @@ static inline cublasStatus_t cublasDestroy(cublasHandle_t h) {
 static inline cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) {
     return CUBLAS_STATUS_SUCCESS;
 }
+static inline cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    h->stream = s;
+    h->workspace = NULL;
+    h->workspace_bytes = 0;
+    return CUBLAS_STATUS_SUCCESS;
+}
+static inline cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *ws, size_t bytes) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    h->workspace = ws;
+    h->workspace_bytes = bytes;
+    return CUBLAS_STATUS_SUCCESS;
+}
 static inline int emu_max1(int a) { return a > 1 ? a : 1; }
+static inline cublasStatus_t emu_blas_submit(cublasHandle_t h, const char *what,
+                                             std::function<void()> work) {
+    return emu_submit(h->stream, what, std::move(work)) == cudaSuccess
+               ? CUBLAS_STATUS_SUCCESS
+               : CUBLAS_STATUS_EXECUTION_FAILED;
+}
 
 /* C (m x n) = alpha op(A) op(B) + beta C; op(A) m x k, op(B) k x n; element (i, j) of a
  * column-major matrix X with leading dimension ld is X[i + j * ld]. beta == 0: C not read. */
+static inline void emu_sgemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                             float alpha, const float *A, int lda, const float *B, int ldb,
+                             float beta, float *C, int ldc) {
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float s = 0;
+            for (int p = 0; p < k; p++) {
+                float a = ta == CUBLAS_OP_N ? A[i + (int64_t)p * lda] : A[p + (int64_t)i * lda];
+                float b = tb == CUBLAS_OP_N ? B[p + (int64_t)j * ldb] : B[j + (int64_t)p * ldb];
+                s += a * b;
+            }
+            float *c = &C[i + (int64_t)j * ldc];
+            *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
+        }
+}
 static inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
                                          cublasOperation_t tb, int m, int n, int k,
                                          const float *alpha, const float *A, int lda,
@@ -379,31 +482,26 @@ static inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
     if (lda < emu_max1(ta == CUBLAS_OP_N ? m : k) || ldb < emu_max1(tb == CUBLAS_OP_N ? k : n) ||
         ldc < emu_max1(m))
         return CUBLAS_STATUS_INVALID_VALUE;
-    for (int j = 0; j < n; j++)
-        for (int i = 0; i < m; i++) {
-            float s = 0;
-            for (int p = 0; p < k; p++) {
-                float a = ta == CUBLAS_OP_N ? A[i + (int64_t)p * lda] : A[p + (int64_t)i * lda];
-                float b = tb == CUBLAS_OP_N ? B[p + (int64_t)j * ldb] : B[j + (int64_t)p * ldb];
-                s += a * b;
-            }
-            float *c = &C[i + (int64_t)j * ldc];
-            *c = *beta == 0.0f ? *alpha * s : *alpha * s + *beta * *c;
-        }
-    return CUBLAS_STATUS_SUCCESS;
+    const float al = *alpha, be = *beta;
+    return emu_blas_submit(h, "cublasSgemm", [=]() {
+        emu_sgemm(ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc);
+    });
 }
 
 static inline cublasStatus_t cublasSgemmStridedBatched(
     cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
     const float *alpha, const float *A, int lda, long long sA, const float *B, int ldb,
     long long sB, const float *beta, float *C, int ldc, long long sC, int batch) {
-    if (batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
-    for (int b = 0; b < batch; b++) {
-        cublasStatus_t s = cublasSgemm(h, ta, tb, m, n, k, alpha, A + b * sA, lda, B + b * sB, ldb,
-                                       beta, C + b * sC, ldc);
-        if (s != CUBLAS_STATUS_SUCCESS) return s;
-    }
-    return CUBLAS_STATUS_SUCCESS;
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (batch < 0 || m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (lda < emu_max1(ta == CUBLAS_OP_N ? m : k) || ldb < emu_max1(tb == CUBLAS_OP_N ? k : n) ||
+        ldc < emu_max1(m))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const float al = *alpha, be = *beta;
+    return emu_blas_submit(h, "cublasSgemmStridedBatched", [=]() {
+        for (int b = 0; b < batch; b++)
+            emu_sgemm(ta, tb, m, n, k, al, A + b * sA, lda, B + b * sB, ldb, be, C + b * sC, ldc);
+    });
 }
 
 /* y = alpha op(A) x + beta y, A m x n column-major. beta == 0: y not read. */
@@ -414,17 +512,19 @@ static inline cublasStatus_t cublasSgemv(cublasHandle_t h, cublasOperation_t t, 
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (m < 0 || n < 0 || lda < emu_max1(m) || incx == 0 || incy == 0)
         return CUBLAS_STATUS_INVALID_VALUE;
-    const int rows = t == CUBLAS_OP_N ? m : n, cols = t == CUBLAS_OP_N ? n : m;
-    for (int i = 0; i < rows; i++) {
-        float s = 0;
-        for (int j = 0; j < cols; j++) {
-            float a = t == CUBLAS_OP_N ? A[i + (int64_t)j * lda] : A[j + (int64_t)i * lda];
-            s += a * x[(int64_t)j * incx];
+    const float al = *alpha, be = *beta;
+    return emu_blas_submit(h, "cublasSgemv", [=]() {
+        const int rows = t == CUBLAS_OP_N ? m : n, cols = t == CUBLAS_OP_N ? n : m;
+        for (int i = 0; i < rows; i++) {
+            float s = 0;
+            for (int j = 0; j < cols; j++) {
+                float a = t == CUBLAS_OP_N ? A[i + (int64_t)j * lda] : A[j + (int64_t)i * lda];
+                s += a * x[(int64_t)j * incx];
+            }
+            float *yi = &y[(int64_t)i * incy];
+            *yi = be == 0.0f ? al * s : al * s + be * *yi;
         }
-        float *yi = &y[(int64_t)i * incy];
-        *yi = *beta == 0.0f ? *alpha * s : *alpha * s + *beta * *yi;
-    }
-    return CUBLAS_STATUS_SUCCESS;
+    });
 }
 
 /* ---- CUB ---- */
@@ -438,56 +538,59 @@ struct DeviceRadixSort {
                                  int end_bit = (int)sizeof(K) * 8, cudaStream_t stream = 0) {
         (void)begin_bit;
         (void)end_bit;
-        (void)stream;
         if (!temp) {
             temp_bytes = 64 + (size_t)n;  /* something non-zero that grows with n */
             return cudaSuccess;
         }
-        std::vector<int> idx((size_t)n);
-        for (int i = 0; i < n; i++) idx[(size_t)i] = i;
-        std::stable_sort(idx.begin(), idx.end(),
-                         [&](int a, int b) { return keys_in[a] < keys_in[b]; });
-        std::vector<K> k((size_t)n);
-        std::vector<V> v((size_t)n);
-        for (int i = 0; i < n; i++) {
-            k[(size_t)i] = keys_in[idx[(size_t)i]];
-            v[(size_t)i] = vals_in[idx[(size_t)i]];
-        }
-        for (int i = 0; i < n; i++) {
-            keys_out[i] = k[(size_t)i];
-            vals_out[i] = v[(size_t)i];
-        }
-        return cudaSuccess;
+        if (temp_bytes < 64 + (size_t)n) return emu_fail(cudaErrorInvalidValue);
+        return emu_submit(stream, "cub::DeviceRadixSort::SortPairs", [=]() {
+            std::vector<int> idx((size_t)n);
+            for (int i = 0; i < n; i++) idx[(size_t)i] = i;
+            std::stable_sort(idx.begin(), idx.end(),
+                             [&](int a, int b) { return keys_in[a] < keys_in[b]; });
+            std::vector<K> k((size_t)n);
+            std::vector<V> v((size_t)n);
+            for (int i = 0; i < n; i++) {
+                k[(size_t)i] = keys_in[idx[(size_t)i]];
+                v[(size_t)i] = vals_in[idx[(size_t)i]];
+            }
+            for (int i = 0; i < n; i++) {
+                keys_out[i] = k[(size_t)i];
+                vals_out[i] = v[(size_t)i];
+            }
+        });
     }
 };
 }  // namespace cub
 
-/* ---- added for the epoch driver (issue 6): asynchronous copies and cuBLAS streams, run
- * serially like everything else here (the emulation has one stream; graphs are not
- * emulated: the backend launches directly under TMR_EMULATE) ---- */
+/* ---- asynchronous copies, streams, events, graphs (emu_submit: run now, or recorded while
+ * their stream is captured) ---- */
 static inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind,
-                                          cudaStream_t) {
-    if (n) memmove(dst, src, n);
-    return cudaSuccess;
+                                          cudaStream_t s) {
+    return emu_submit(s, "cudaMemcpyAsync", [=]() {
+        if (n) memmove(dst, src, n);
+    });
 }
-static inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) {
-    if (n) memset(p, v, n);
-    return cudaSuccess;
-}
-static inline cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) {
-    return CUBLAS_STATUS_SUCCESS;
+static inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) {
+    return emu_submit(s, "cudaMemsetAsync", [=]() {
+        if (n) memset(p, v, n);
+    });
 }
 /* Streams and events: one serial queue, so an event is always complete and waits return at
- * once; pinned host memory is plain host memory. */
+ * once (outside a no-sync region and a capture); pinned host memory is plain host memory. */
 typedef struct emu_event *cudaEvent_t;
 enum { cudaStreamNonBlocking = 1, cudaHostAllocDefault = 0, cudaEventDisableTiming = 2 };
 static inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) {
     *s = malloc(1);
     return *s ? cudaSuccess : cudaErrorMemoryAllocation;
 }
+static inline cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
 static inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
     free(s);
     return cudaSuccess;
+}
+static inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    return emu_sync_call("cudaStreamSynchronize");
 }
 static inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) {
     *e = (cudaEvent_t)malloc(1);
@@ -497,19 +600,65 @@ static inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
     free((void *)e);
     return cudaSuccess;
 }
-static inline cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-static inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-static inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) {
-    return cudaSuccess;
+static inline cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t s) {
+    return emu_submit(s, "cudaEventRecord", []() {});
+}
+static inline cudaError_t cudaEventSynchronize(cudaEvent_t) {
+    return emu_sync_call("cudaEventSynchronize");
+}
+static inline cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t, unsigned) {
+    return emu_submit(s, "cudaStreamWaitEvent", []() {});
 }
 static inline cudaError_t cudaHostAlloc(void **p, size_t n, unsigned) {
+    *p = NULL;
+    if (cudaError_t e = emu_sync_call("cudaHostAlloc")) return e;
     *p = malloc(n ? n : 1);
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 static inline cudaError_t cudaFreeHost(void *p) {
+    if (cudaError_t e = emu_sync_call("cudaFreeHost")) return e;
     free(p);
     return cudaSuccess;
 }
-/* ---- end of the epoch driver's additions ---- */
+
+/* Graphs: a capture records the work submitted to its stream in order; an instantiated graph
+ * replays it (cudaGraphLaunch submits the whole replay to a stream as one piece of work). */
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2
+};
+struct emu_graph {
+    std::vector<std::function<void()>> nodes;
+};
+typedef struct emu_graph *cudaGraph_t;
+struct emu_graph_exec {
+    std::vector<std::function<void()>> nodes;
+};
+typedef struct emu_graph_exec *cudaGraphExec_t;
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph);
+static inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
+                                               unsigned long long flags = 0) {
+    (void)flags;
+    *exec = NULL;
+    if (!graph) return emu_fail(cudaErrorInvalidValue);
+    *exec = new emu_graph_exec{graph->nodes};
+    return cudaSuccess;
+}
+static inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
+    if (!exec) return emu_fail(cudaErrorInvalidValue);
+    return emu_submit(s, "cudaGraphLaunch", [exec]() {
+        for (const auto &node : exec->nodes) node();
+    });
+}
+static inline cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    delete g;
+    return cudaSuccess;
+}
+static inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+    delete e;
+    return cudaSuccess;
+}
 
 #endif

@@ -190,44 +190,71 @@ static void gru_check_d(int d, const char *who) {
     if (d < 1 || d > 256) tmr_fatal("%s: d = %d outside 1..256", who, d);
 }
 
+/* Each recurrence kernel's dynamic shared memory and its W_hh tile rows for hidden size d. */
+static size_t gru_fwd_shared(int d, int *kt) {
+    const int S = gru_block_y(d) * GRU_SLOTS_PER_THREAD, G = 3 * d;
+    const size_t fixed = (size_t)S * d * sizeof(float);
+    *kt = gru_tile_rows(d, G + 1, fixed);
+    return fixed + (size_t)*kt * (size_t)(G + 1) * sizeof(float);
+}
+static size_t gru_bwd_shared(int d, int *gt) {
+    const int S = gru_block_y(d) * GRU_SLOTS_PER_THREAD, G = 3 * d;
+    const size_t fixed = (size_t)S * (size_t)G * sizeof(float);
+    *gt = gru_tile_rows(G, d, fixed);
+    return fixed + (size_t)*gt * (size_t)d * sizeof(float);
+}
+/* The kernels' opt-ins so far (gpu_allow_shared: raised, never lowered). */
+static int gru_fwd_allowed, gru_bwd_allowed;
+
+void gpu_gru_reserve_shared(int d) {
+    gru_check_d(d, "gpu_gru_reserve_shared");
+    int rows;
+    gpu_allow_shared(gru_forward_kernel, &gru_fwd_allowed, gru_fwd_shared(d, &rows));
+    gpu_allow_shared(gru_backward_kernel, &gru_bwd_allowed, gru_bwd_shared(d, &rows));
+}
+
+static void gru_check_pack(const gpu_gru_pack_t *pk, const char *who) {
+    if (pk->n_steps < 0 || pk->T < 0 || pk->n0 < 0 || (pk->T > 0 && (pk->n0 < 1 || !pk->step_off)))
+        tmr_fatal("%s: packing with %d steps, %d rows at step 0, %lld rows in all", who,
+                  pk->n_steps, pk->n0, (long long)pk->T);
+}
+
 extern "C" void gpu_gru_forward(gpu_ctx_t *ctx, int d, const float *w_ih, const float *w_hh,
-                                const float *b_ih, const float *b_hh, int n_steps,
-                                const int32_t *batch_sizes, const int64_t *step_off,
+                                const float *b_ih, const float *b_hh, const gpu_gru_pack_t *pk,
                                 const float *x, float *gates, float *ghn, float *h) {
-    const int64_t T = step_off[n_steps], G = 3 * (int64_t)d;
+    gru_check_pack(pk, "gpu_gru_forward");
+    const int64_t T = pk->T, G = 3 * (int64_t)d;
     if (T == 0) return;
     gru_check_d(d, "gpu_gru_forward");
     /* Input projections of every packed row at once: gates = x W_ih^T + b_ih. */
     gpu_ext_linear_forward(ctx, x, w_ih, b_ih, T, d, (int)G, gates);
-    const int sy = gru_block_y(d), S = sy * GRU_SLOTS_PER_THREAD, n0 = batch_sizes[0];
-    const size_t fixed = (size_t)S * d * sizeof(float);
-    const int kt = gru_tile_rows(d, (int)G + 1, fixed);
-    const size_t shared = fixed + (size_t)kt * (size_t)(G + 1) * sizeof(float);
-    const int64_t *off = gpu_ctx_offsets(ctx, step_off, n_steps + 1);
-    CUDA_CHECK(cudaFuncSetAttribute(gru_forward_kernel,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
-    KLAUNCH(gru_forward_kernel, dim3((unsigned)((n0 + S - 1) / S)), dim3((unsigned)d, (unsigned)sy),
-            shared, d, n_steps, kt, off, w_hh, b_hh, gates, ghn, h);
+    const int sy = gru_block_y(d), S = sy * GRU_SLOTS_PER_THREAD;
+    int kt;
+    const size_t shared = gru_fwd_shared(d, &kt);
+    gpu_allow_shared(gru_forward_kernel, &gru_fwd_allowed, shared);
+    KLAUNCH(gru_forward_kernel, dim3((unsigned)((pk->n0 + S - 1) / S)),
+            dim3((unsigned)d, (unsigned)sy), shared, d, pk->n_steps, kt, pk->step_off, w_hh,
+            b_hh, gates, ghn, h);
 }
 
 extern "C" void gpu_gru_backward(gpu_ctx_t *ctx, int d, const float *w_ih, const float *w_hh,
-                                 int n_steps, const int32_t *batch_sizes, const int64_t *step_off,
-                                 const float *x, const float *gates, const float *ghn,
-                                 const float *h, const float *dh, float *dgi, float *dgh, float *dx,
-                                 float *dw_ih, float *dw_hh, float *db_ih, float *db_hh) {
-    const int64_t T = step_off[n_steps], G = 3 * (int64_t)d;
+                                 const gpu_gru_pack_t *pk, const float *x, const float *gates,
+                                 const float *ghn, const float *h, const float *dh, float *dgi,
+                                 float *dgh, float *dx, float *dw_ih, float *dw_hh, float *db_ih,
+                                 float *db_hh) {
+    gru_check_pack(pk, "gpu_gru_backward");
+    const int64_t T = pk->T, G = 3 * (int64_t)d;
+    const int n0 = pk->n0;
     if (T == 0) return;
     gru_check_d(d, "gpu_gru_backward");
-    const int sy = gru_block_y(d), S = sy * GRU_SLOTS_PER_THREAD, n0 = batch_sizes[0];
-    const size_t fixed = (size_t)S * (size_t)G * sizeof(float);
-    const int gt = gru_tile_rows((int)G, d, fixed);
-    const size_t shared = fixed + (size_t)gt * (size_t)d * sizeof(float);
-    const int64_t *off = gpu_ctx_offsets(ctx, step_off, n_steps + 1);
+    const int sy = gru_block_y(d), S = sy * GRU_SLOTS_PER_THREAD;
+    int gt;
+    const size_t shared = gru_bwd_shared(d, &gt);
     float *hprev_rows = dx; /* (T - n0, d), free until dx is written at the end */
-    CUDA_CHECK(cudaFuncSetAttribute(gru_backward_kernel,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
+    gpu_allow_shared(gru_backward_kernel, &gru_bwd_allowed, shared);
     KLAUNCH(gru_backward_kernel, dim3((unsigned)((n0 + S - 1) / S)), dim3((unsigned)d, (unsigned)sy),
-            shared, d, n0, n_steps, gt, off, w_hh, gates, ghn, h, dh, dgi, dgh, hprev_rows);
+            shared, d, n0, pk->n_steps, gt, pk->step_off, w_hh, gates, ghn, h, dh, dgi, dgh,
+            hprev_rows);
     /* Hidden side, all steps at once: db_hh += sums of dgh; dW_hh += dgh^T h_prev over the
      * rows of steps >= 1. */
     gpu_colsum_add(ctx, dgh, T, (int)G, db_hh);

@@ -69,23 +69,35 @@ enum {
     SR_GIVEN     /* scores given (read from `scores`): the ranking loss only */
 };
 
+/* score_rank_kernel's static shared memory, as one struct so the host knows its size (the
+ * block's static and dynamic shared memory together must fit the device's opt-in ceiling). */
+typedef struct {
+    float kdot[HEAD_MAX_K];
+    int kbest;
+    double red[32];
+} score_rank_static_t;
+
 /* One block per batch row b. vec: V (B, K, d) or u (B, d). Writes scores (B, C) (except
  * SR_GIVEN), kstar (SR_KSTAR) and, when dscores is not NULL, dscores (B, C) and
  * rows[b] = the row's ranking-loss term (heads.inc ranking_loss; dscores divided by B).
- * Dynamic shared memory: the row's vectors (K * d or d floats), then its C scores. */
-__global__ void score_rank_kernel(int mode, int B, int C, int K, int d,
+ * Dynamic shared memory: the row's vectors (K * d or d floats), then, when scores_in_shared,
+ * its C scores; without (C too large for shared memory) the loss reads the row's scores back
+ * from `scores` in global memory (written by this block before the barrier that precedes
+ * the loss, which makes them visible to the whole block). */
+__global__ void score_rank_kernel(int mode, int scores_in_shared, int B, int C, int K, int d,
                                   const float *__restrict__ E, const float *__restrict__ vec,
                                   const int32_t *__restrict__ cand, int32_t *__restrict__ kstar,
                                   float *scores, float *__restrict__ dscores,
                                   double *__restrict__ rows) {
     TMR_DYNAMIC_SHARED(float, smem);
-    __shared__ float kdot[HEAD_MAX_K];
-    __shared__ int kbest;
-    __shared__ double red[32];
+    __shared__ score_rank_static_t st;
+    float *const kdot = st.kdot;
+    double *const red = st.red;
     const int b = (int)blockIdx.x, tid = (int)threadIdx.x, nthreads = (int)blockDim.x;
     const int lane = tid & 31, warp = tid >> 5, nwarps = nthreads >> 5;
     const int nvec = mode == SR_MAX_K ? K : 1;
-    float *sv = smem, *sc = smem + (int64_t)nvec * d;
+    float *sv = smem;
+    float *sc = scores_in_shared ? smem + (int64_t)nvec * d : scores + (int64_t)b * C;
     const int32_t *cb = cand + (int64_t)b * C;
     if (mode == SR_KSTAR) { /* first max on ties, as the CPU */
         const float *t = E + (int64_t)cb[0] * d;
@@ -98,13 +110,13 @@ __global__ void score_rank_kernel(int mode, int B, int C, int K, int d,
             int best = 0;
             for (int k = 1; k < K; k++)
                 if (kdot[k] > kdot[best]) best = k;
-            kbest = best;
+            st.kbest = best;
             kstar[b] = best;
         }
         __syncthreads();
     }
     if (mode != SR_GIVEN) {
-        const float *src = mode == SR_KSTAR  ? vec + ((int64_t)b * K + kbest) * d
+        const float *src = mode == SR_KSTAR  ? vec + ((int64_t)b * K + st.kbest) * d
                            : mode == SR_MAX_K ? vec + (int64_t)b * K * d
                                               : vec + (int64_t)b * d;
         for (int e = tid; e < nvec * d; e += nthreads) sv[e] = src[e];
@@ -121,7 +133,7 @@ __global__ void score_rank_kernel(int mode, int B, int C, int K, int d,
                 scores[(int64_t)b * C + c] = s;
             }
         }
-    } else {
+    } else if (scores_in_shared) {
         for (int c = tid; c < C; c += nthreads) sc[c] = scores[(int64_t)b * C + c];
     }
     __syncthreads();
@@ -172,6 +184,45 @@ static double sum_rows_on_host(const double *rows, int B) {
     return total;
 }
 
+/* score_rank_kernel's dynamic shared memory for nvec vectors of d and C scores, and whether the
+ * scores fit in it (static + dynamic within the device's ceiling); without, only the vectors
+ * are in shared memory and the loss reads the scores from global memory. */
+static size_t score_rank_static_bytes(void) {
+    static size_t bytes = 0;
+    if (!bytes) {
+        bytes = sizeof(score_rank_static_t);
+#ifndef TMR_EMULATE /* what the compiler laid out, if more */
+        cudaFuncAttributes fa;
+        if (cudaFuncGetAttributes(&fa, score_rank_kernel) == cudaSuccess) {
+            if (fa.sharedSizeBytes > bytes) bytes = fa.sharedSizeBytes;
+        } else {
+            cudaGetLastError();
+        }
+#endif
+    }
+    return bytes;
+}
+
+static size_t score_rank_shared(const gpu_ctx_t *ctx, int nvec, int d, int C, int *scores_in_shared) {
+    const size_t vecs = (size_t)nvec * (size_t)d * sizeof(float);
+    const size_t room = (size_t)ctx->smem_optin - score_rank_static_bytes();
+    if (vecs > room)
+        tmr_fatal("score_rank: %d vectors of %d floats need %zu bytes of shared memory (%zu at "
+                  "most)", nvec, d, vecs, room);
+    *scores_in_shared = vecs + (size_t)C * sizeof(float) <= room;
+    return *scores_in_shared ? vecs + (size_t)C * sizeof(float) : vecs;
+}
+
+static int score_rank_allowed; /* the kernel's dynamic shared memory opt-in so far */
+
+void gpu_heads_reserve_shared(gpu_ctx_t *ctx, int K, int d, int max_C) {
+    int in_shared; /* training scores with one vector, pretrain evaluation with all K */
+    gpu_allow_shared(score_rank_kernel, &score_rank_allowed,
+                     score_rank_shared(ctx, 1, d, max_C, &in_shared));
+    gpu_allow_shared(score_rank_kernel, &score_rank_allowed,
+                     score_rank_shared(ctx, K, d, max_C, &in_shared));
+}
+
 /* Launches score_rank_kernel; returns the mean ranking loss when dscores is given, else 0.
  * rows_out (device, B doubles) given: the per-row loss terms stay there (the epoch driver sums
  * them on the device) and 0 is returned without waiting for the device. */
@@ -182,16 +233,12 @@ static float score_rank(gpu_ctx_t *ctx, int mode, const float *E, const float *v
         tmr_fatal("%s: B %d, C %d, K %d, d %d", who, B, C, K, d);
     if (dscores && C < 2)
         tmr_fatal("%s: need a target and at least one negative (C = %d)", who, C);
-    const size_t shared =
-        ((size_t)(mode == SR_MAX_K ? K : 1) * (size_t)d + (size_t)C) * sizeof(float);
-    if (shared > 227 * 1024)
-        tmr_fatal("%s: a row's vectors and %d scores need %zu bytes of shared memory (227 KiB "
-                  "at most)", who, C, shared);
+    int in_shared;
+    const size_t shared = score_rank_shared(ctx, mode == SR_MAX_K ? K : 1, d, C, &in_shared);
     double *rows = !dscores ? NULL : rows_out ? rows_out : gpu_ctx_rows(ctx, B);
-    CUDA_CHECK(cudaFuncSetAttribute(score_rank_kernel,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
-    KLAUNCH(score_rank_kernel, (unsigned)B, HEAD_THREADS, shared, mode, B, C, K, d, E, vec, cand,
-            kstar, scores, dscores, rows);
+    gpu_allow_shared(score_rank_kernel, &score_rank_allowed, shared);
+    KLAUNCH(score_rank_kernel, (unsigned)B, HEAD_THREADS, shared, mode, in_shared, B, C, K, d, E,
+            vec, cand, kstar, scores, dscores, rows);
     return dscores && !rows_out ? (float)(sum_rows_on_host(rows, B) / B) : 0.0f;
 }
 

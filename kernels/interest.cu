@@ -185,11 +185,21 @@ static size_t interest_shared(size_t floats, const char *who, int d, int a, int 
     return bytes;
 }
 
-/* Dynamic shared memory above the 48 KiB default needs an opt-in per kernel. */
-template <class Kernel> static void interest_allow_shared(Kernel kernel, size_t bytes) {
-    if (bytes > 48 * 1024)
-        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)bytes));
+/* Each kernel's dynamic shared memory (floats), as the kernels lay it out. */
+static size_t interest_fwd_bytes(int d, int a, int K) {
+    return interest_shared((size_t)K * (a + 1) + (size_t)INT_WARPS * a,
+                           "gpu_ext_interest_forward", d, a, K);
+}
+static size_t interest_bwd_bytes(int d, int a, int K) {
+    return interest_shared((size_t)K * (d + 1) + (size_t)K * a + (size_t)INT_WARPS * (d + K),
+                           "gpu_ext_interest_backward", d, a, K);
+}
+/* The kernels' opt-ins so far (gpu_allow_shared: raised, never lowered). */
+static int interest_fwd_allowed, interest_bwd_allowed;
+
+void gpu_interest_reserve_shared(int d, int a, int K) {
+    gpu_allow_shared(interest_forward_kernel, &interest_fwd_allowed, interest_fwd_bytes(d, a, K));
+    gpu_allow_shared(interest_backward_kernel, &interest_bwd_allowed, interest_bwd_bytes(d, a, K));
 }
 
 extern "C" void gpu_ext_interest_forward(gpu_ctx_t *ctx, const float *x, const int32_t *hist,
@@ -199,9 +209,8 @@ extern "C" void gpu_ext_interest_forward(gpu_ctx_t *ctx, const float *x, const i
     const int64_t n = (int64_t)B * L;
     if (B <= 0 || L <= 0) return;
     gpu_gemm(ctx, 0, 1, n, a, d, 1.0f, x, d, W1, d, 0.0f, t, a); /* t = x W1^T */
-    const size_t bytes = interest_shared((size_t)K * (a + 1) + (size_t)INT_WARPS * a,
-                                         "gpu_ext_interest_forward", d, a, K);
-    interest_allow_shared(interest_forward_kernel, bytes);
+    const size_t bytes = interest_fwd_bytes(d, a, K);
+    gpu_allow_shared(interest_forward_kernel, &interest_fwd_allowed, bytes);
     KLAUNCH(interest_forward_kernel, (unsigned)B, INT_WARPS * 32, bytes, L, d, a, K, x, hist, b1,
             W2, b2, t, e, alpha, V);
 }
@@ -213,10 +222,8 @@ extern "C" void gpu_ext_interest_backward(gpu_ctx_t *ctx, const float *x, const 
                                           float *db2, float *de, float *dt) {
     const int64_t n = (int64_t)B * L;
     if (B <= 0 || L <= 0) return;
-    const size_t bytes =
-        interest_shared((size_t)K * (d + 1) + (size_t)K * a + (size_t)INT_WARPS * (d + K),
-                        "gpu_ext_interest_backward", d, a, K);
-    interest_allow_shared(interest_backward_kernel, bytes);
+    const size_t bytes = interest_bwd_bytes(d, a, K);
+    gpu_allow_shared(interest_backward_kernel, &interest_bwd_allowed, bytes);
     KLAUNCH(interest_backward_kernel, (unsigned)B, INT_WARPS * 32, bytes, L, d, a, K, x, t, alpha,
             W2, dV, dx, de, dt);
     /* Score path's parameters, and dx += dt W1. */

@@ -61,9 +61,12 @@ static void gru(gpu_ctx_t *ctx, int B, int L, int d, int lengths, uint32_t tag) 
     float *d_b_hh = gt_up(b_hh, G), *d_x = gt_up(x, T * d);
     float *gates = fresh(T * G), *ghn = fresh(T * d), *h = fresh(T * d), *work = fresh(n0 * G);
     float *d_gates = gt_poisoned(T * G), *d_ghn = gt_poisoned(T * d), *d_h = gt_poisoned(T * d);
+    /* the packing as the backend passes it: sizes on the host, step offsets on the device */
+    int64_t *d_step_off = (int64_t *)gpu_malloc((size_t)(n_steps + 1) * sizeof(int64_t));
+    gpu_to_device(d_step_off, step_off, (size_t)(n_steps + 1) * sizeof(int64_t));
+    const gpu_gru_pack_t pk = {n_steps, n_steps ? batch_sizes[0] : 0, T, d_step_off};
     gru_forward_f(d, w_ih, w_hh, b_ih, b_hh, n_steps, batch_sizes, step_off, x, gates, ghn, h, work);
-    gpu_gru_forward(ctx, d, d_w_ih, d_w_hh, d_b_ih, d_b_hh, n_steps, batch_sizes, step_off, d_x,
-                    d_gates, d_ghn, d_h);
+    gpu_gru_forward(ctx, d, d_w_ih, d_w_hh, d_b_ih, d_b_hh, &pk, d_x, d_gates, d_ghn, d_h);
     printf("  %lld packed rows over %d steps\n", (long long)T, n_steps);
     gt_compare("GRU forward gates r, z, n", d_gates, gates, T * G, TOL);
     gt_compare("GRU forward W_hn h + b_hn", d_ghn, ghn, T * d, TOL);
@@ -79,8 +82,8 @@ static void gru(gpu_ctx_t *ctx, int B, int L, int d, int lengths, uint32_t tag) 
     float *dgh = fresh(T * d); /* the CPU keeps the n block only (its r, z blocks are dgi's) */
     gru_backward_f(d, w_ih, w_hh, n_steps, batch_sizes, step_off, x, gates, ghn, h, dh, dgi, dgh,
                    dx, dw_ih, dw_hh, db_ih, db_hh);
-    gpu_gru_backward(ctx, d, d_w_ih, d_w_hh, n_steps, batch_sizes, step_off, d_x, d_gates, d_ghn,
-                     d_h, d_dh, d_dgi, d_dgh, d_dx, d_dw_ih, d_dw_hh, d_db_ih, d_db_hh);
+    gpu_gru_backward(ctx, d, d_w_ih, d_w_hh, &pk, d_x, d_gates, d_ghn, d_h, d_dh, d_dgi, d_dgh,
+                     d_dx, d_dw_ih, d_dw_hh, d_db_ih, d_db_hh);
     gt_compare("GRU backward d(W_ih x + b_ih)", d_dgi, dgi, T * G, TOL);
     /* The GPU's (T, 3d) recurrent-gate gradients: blocks r, z as the CPU's dgi, n as its dgh. */
     float *dgh_full = fresh(T * G);

@@ -76,7 +76,9 @@ typedef struct {
      * (negatives, shuffle, order read back, batch plan and its upload), and queueing the
      * steps; the rest of the epoch the host waits for the device */
     double prepare_s, queue_s;
-    int64_t graph_replays;  /* steps replayed from a CUDA graph (pretrain; see backend.cu) */
+    int64_t graph_replays;  /* steps launched as a CUDA graph (pretrain; see backend.cu) */
+    int64_t graph_captures; /* graphs captured this epoch (a shape's second batch, or again) */
+    int64_t graph_stale;    /* of those, graphs captured again because they had gone stale */
 } gpu_epoch_t;
 
 /* Returns 0, or -1 with a message (a user without any negative left, a corpus the model does
@@ -96,6 +98,15 @@ int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_epoch_t *e, 
 int gpu_train_epoch_staged(gpu_model_t *g, const corpus_t *c, int history_max,
                            const int32_t *train_neg, int num_neg, const int64_t *order,
                            adam_t *opt, gpu_epoch_t *e, char *err, size_t errlen);
+
+/* NULL while CUDA graphs may still be used, else why they were turned off for this model's
+ * run (a capture failed: the line also went to stderr). */
+const char *gpu_model_graphs_off_why(const gpu_model_t *g);
+/* Test hook: make the next graph capture fail, as a real capture fails when a call inside it
+ * is refused (GPU_CAPTURE_FAIL_SYNC: a synchronous memset, which a capture does not allow) or
+ * when scratch would have to grow inside it (GPU_CAPTURE_FAIL_GROW). */
+enum { GPU_CAPTURE_FAIL_SYNC = 1, GPU_CAPTURE_FAIL_GROW = 2 };
+void gpu_model_test_capture_failure(gpu_model_t *g, int how);
 
 /* Ranks (1 + candidates scored at least as high as the target, as metrics_rank) of every
  * instance of phase (PHASE_DEV or PHASE_TEST; the file's candidates) with the device's

@@ -7,8 +7,21 @@
  *
  * Conventions: every pointer argument is device memory unless its comment says "host";
  * row-major; int32 ids. A failing CUDA or cuBLAS call is fatal (file:line, the call, the
- * runtime's message). Launches go to the default stream in order, so results are ready for
- * the next op; copies to the host synchronise. Everything is deterministic run to run: each
+ * runtime's message), except inside a graph capture, where it abandons the capture
+ * (kernels/common.cuh). Launches go to one stream in order (the legacy default stream, or the
+ * stream a graph is captured on), so results are ready for the next op; copies to the host
+ * synchronise.
+ *
+ * No synchronisation inside a training step: the launchers of a step (and of an evaluation
+ * batch) only queue work. None of them copies to or from pageable host memory, allocates,
+ * frees or waits for the device: scratch buffers are sized when the model is created, host
+ * tables a kernel needs (the GRU's step offsets) are on the device before the step. The epoch
+ * drivers mark each step as a no-sync region (gpu_nosync_begin): there the synchronous
+ * helpers below are fatal, and the host emulation aborts on any synchronous CUDA call, so a
+ * regression fails the emulated tests. The per-step path (gpu_train_step) is the exception
+ * by design: it returns the step's loss, so it waits once, for that.
+ *
+ * Everything is deterministic run to run: each
  * output element is summed in a fixed order (one thread's loop, or a fixed tree of shuffles
  * and shared memory inside one block), or by cuBLAS (deterministic for a given GPU and
  * toolkit); table gradients with repeated rows are added in ascending source
@@ -50,6 +63,13 @@ void gpu_zero(void *p, size_t bytes);
 /* Fill with 0xFF bytes: NaN as float, -1 as int32 (poison before a test's run). */
 void gpu_poison(void *p, size_t bytes);
 void gpu_sync(void);
+
+/* The no-sync region (see the header comment): gpu_nosync_begin(name) enters it, gpu_nosync_end
+ * leaves it. Inside, gpu_to_device, gpu_to_host, gpu_malloc, gpu_free, gpu_poison and gpu_sync
+ * are fatal, naming the region, and the emulation aborts on any synchronous CUDA call.
+ * Regions do not nest. */
+void gpu_nosync_begin(const char *region);
+void gpu_nosync_end(void);
 
 /* Timing with CUDA events on the default stream (host clock in the emulated build):
  * gpu_timer_start records the start; gpu_timer_stop_ms records the end, waits for it and
@@ -180,21 +200,29 @@ float gpu_user_vector_distill(gpu_ctx_t *ctx, const float *E, const float *V,
 
 /* ---- predictor (cpu/predictor_decl.h) ---- */
 
-/* The GRU on packed rows. batch_sizes (n_steps) and step_off (n_steps + 1) are HOST arrays
- * (the packing of gru_pack); the rest as gru_forward / gru_backward, except: the forward needs
+/* The GRU's packed rows (predictor_decl.h "Packed order", as gru_pack computes them): the
+ * sizes the launchers shape their launches and products with are host values; the step
+ * offsets the recurrence kernels read are already on the DEVICE (the epoch driver plans them
+ * for a whole epoch, the staged path copies them with the batch), so a step uploads nothing. */
+typedef struct {
+    int n_steps;              /* time steps: the longest sequence */
+    int n0;                   /* packed rows at step 0: the sequences with at least one item */
+    int64_t T;                /* packed rows in all (= step_off[n_steps]) */
+    const int64_t *step_off;  /* DEVICE (n_steps + 1): the first packed row of each step */
+} gpu_gru_pack_t;
+
+/* The GRU on packed rows; the rest as gru_forward / gru_backward, except: the forward needs
  * no work buffer (the recurrence is one kernel keeping the state on chip, d <= 256), and the
  * backward reads dh without destroying it and uses dx as scratch before writing it. */
 void gpu_gru_forward(gpu_ctx_t *ctx, int d, const float *w_ih, const float *w_hh,
-                     const float *b_ih, const float *b_hh, int n_steps,
-                     const int32_t *batch_sizes, const int64_t *step_off, const float *x,
-                     float *gates, float *ghn, float *h);
+                     const float *b_ih, const float *b_hh, const gpu_gru_pack_t *pack,
+                     const float *x, float *gates, float *ghn, float *h);
 /* dgi, dgh (T, 3d) written (the per-row gate gradients; dW_ih, dW_hh, db_* then come from
  * single products over all rows), dx (T, d) overwritten, the weight gradients ADDED. */
-void gpu_gru_backward(gpu_ctx_t *ctx, int d, const float *w_ih, const float *w_hh, int n_steps,
-                      const int32_t *batch_sizes, const int64_t *step_off, const float *x,
-                      const float *gates, const float *ghn, const float *h, const float *dh,
-                      float *dgi, float *dgh, float *dx, float *dw_ih, float *dw_hh,
-                      float *db_ih, float *db_hh);
+void gpu_gru_backward(gpu_ctx_t *ctx, int d, const float *w_ih, const float *w_hh,
+                      const gpu_gru_pack_t *pack, const float *x, const float *gates,
+                      const float *ghn, const float *h, const float *dh, float *dgi, float *dgh,
+                      float *dx, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh);
 /* params/grads: the device flat buffers (lay's offsets). */
 void gpu_proj_forward(gpu_ctx_t *ctx, const model_layout_t *lay, const float *params,
                       const float *g, int B, int training, dropout_key_t key, float *acts,
