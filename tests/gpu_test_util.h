@@ -148,6 +148,45 @@ static inline void gt_histories(int B, int L, int n_items, uint32_t tag, int wit
     }
 }
 
+/* Parameters (or Adam moments) of two training runs. exact: the runs are guaranteed to agree
+ * bit for bit (the same kernels on the same stream with the same cuBLAS workspace, or any two
+ * runs in the emulation, which has one code path for both): every element compared with
+ * memcmp. Otherwise (a CUDA graph replay against direct launches: cuBLAS promises
+ * reproducibility only on one stream with one workspace) they agree within Adam: a gradient
+ * at rounding level can flip the sign of an update, which moves an element by up to about lr
+ * per step, so every |a - b| <= 4 lr steps, and overall ||a - b|| / ||b|| <= 1e-3.
+ * Non-finite values fail either way. Returns 1 when they agree. */
+static inline int gt_same_params(const char *label, const float *a, const float *b, int64_t n,
+                                 int exact, double lr, int64_t steps) {
+    int64_t differ = 0, bad = 0, first = -1;
+    double diff2 = 0, ref2 = 0, maxabs = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i])) {
+            if (bad++ == 0 && first < 0) first = i;
+            continue;
+        }
+        if (memcmp(&a[i], &b[i], sizeof(float)) != 0 && differ++ == 0 && first < 0) first = i;
+        const double dlt = (double)a[i] - (double)b[i];
+        diff2 += dlt * dlt;
+        ref2 += (double)b[i] * b[i];
+        if (fabs(dlt) > maxabs) maxabs = fabs(dlt);
+    }
+    const double rel = ref2 > 0 ? sqrt(diff2 / ref2) : sqrt(diff2);
+    const double bound = 4.0 * lr * (double)steps;
+    printf("  %-58s n %9lld  %lld differ, max abs %.2e, err %.2e (%s)\n", label, (long long)n,
+           (long long)differ, maxabs, rel, exact ? "must be identical" : "within Adam's step");
+    CHECK(bad == 0, "%s: %lld non-finite values (first at %lld)", label, (long long)bad,
+          (long long)first);
+    if (exact)
+        CHECK(differ == 0, "%s: %lld of %lld differ (first at %lld: %.9g vs %.9g)", label,
+              (long long)differ, (long long)n, (long long)first, first >= 0 ? a[first] : 0.0,
+              first >= 0 ? b[first] : 0.0);
+    else
+        CHECK(maxabs <= bound && rel <= 1e-3, "%s: max abs %.3g (bound %.3g), err %.3g", label,
+              maxabs, bound, rel);
+    return bad == 0 && (exact ? differ == 0 : maxabs <= bound && rel <= 1e-3);
+}
+
 static inline int gt_finish(const char *name) {
     printf("%s: worst normalised error %.2e (%s)\n", name, gt_worst, gt_worst_label);
     return tu_finish(name);
