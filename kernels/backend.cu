@@ -124,7 +124,7 @@ struct stage_slot {
 #define BLAS_WORKSPACE ((size_t)32 << 20) /* cuBLAS's recommendation for Hopper */
 struct step_graph {
     int B, L, bs;
-    const void *data, *sort_buf, *sort_temp, *ones;
+    const void *data, *sort_buf, *sort_temp, *ones, *seg_partial;
     int seen;                       /* batches of this shape launched directly so far */
 #ifndef TMR_EMULATE
     cudaGraphExec_t exec;           /* NULL: not captured (yet, or stale) */
@@ -889,7 +889,8 @@ static int graph_step(gpu_model_t *g, gpu_data_t *d, adam_t *opt, int bs, int64_
     gpu_ctx_t *ctx = g->ctx;
     if (sg && sg->exec &&
         (sg->data != d || sg->sort_buf != ctx->sort_buf || sg->sort_temp != ctx->sort_temp ||
-         sg->ones != ctx->ones)) { /* stale: what it points into has moved */
+         sg->ones != ctx->ones || sg->seg_partial != ctx->seg_partial)) {
+        /* stale: what it points into has moved */
         CUDA_CHECK(cudaGraphExecDestroy(sg->exec));
         sg->exec = NULL;
         sg->seen = 1; /* recapture now: the scratch is already big enough for this shape */
@@ -924,6 +925,7 @@ static int graph_step(gpu_model_t *g, gpu_data_t *d, adam_t *opt, int bs, int64_
         sg->sort_buf = ctx->sort_buf;
         sg->sort_temp = ctx->sort_temp;
         sg->ones = ctx->ones;
+        sg->seg_partial = ctx->seg_partial;
     }
     CUDA_CHECK(cudaGraphLaunch(sg->exec, g->stream));
     opt->step++; /* as the direct step's gpu_adam_update_guarded does */

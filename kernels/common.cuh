@@ -70,6 +70,8 @@ struct gpu_ctx {
     int64_t rows_cap;
     int64_t *offsets;       /* (offsets_cap) a host offset table uploaded for one launch */
     int64_t offsets_cap;
+    float *seg_partial;     /* (seg_partial_cap) chunk sums of gpu_scatter_add_rows' long runs */
+    int64_t seg_partial_cap;
 };
 
 /* The stream every backend launch, cuBLAS call, CUB sort and gpu_zero/gpu_copy goes to: 0 (the
@@ -85,9 +87,10 @@ int gpu_debug_sync_enabled(void);
  * the launch that caused it rather than at some later call. */
 void gpu_after_launch(const char *kernel, const char *file, int line);
 
-/* Scratch from the context: at least n ones / doubles. */
+/* Scratch from the context: at least n ones / doubles / floats. */
 const float *gpu_ctx_ones(gpu_ctx_t *ctx, int64_t n);
 double *gpu_ctx_rows(gpu_ctx_t *ctx, int64_t n);
+float *gpu_ctx_seg_partial(gpu_ctx_t *ctx, int64_t n);
 /* A device copy of the host table host[0..n) (e.g. the GRU's step offsets), valid until the
  * next call (the copy is ordered with the launches on the default stream). */
 const int64_t *gpu_ctx_offsets(gpu_ctx_t *ctx, const int64_t *host, int64_t n);

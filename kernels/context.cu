@@ -98,6 +98,7 @@ extern "C" void gpu_ctx_free(gpu_ctx_t *ctx) {
     gpu_free(ctx->sort_temp);
     gpu_free(ctx->rows);
     gpu_free(ctx->offsets);
+    gpu_free(ctx->seg_partial);
     free(ctx);
 }
 
@@ -161,6 +162,16 @@ double *gpu_ctx_rows(gpu_ctx_t *ctx, int64_t n) {
         ctx->rows_cap = cap;
     }
     return ctx->rows;
+}
+
+float *gpu_ctx_seg_partial(gpu_ctx_t *ctx, int64_t n) {
+    if (n > ctx->seg_partial_cap) {
+        int64_t cap = n < 4096 ? 4096 : n;
+        gpu_free(ctx->seg_partial);
+        ctx->seg_partial = (float *)gpu_malloc((size_t)cap * sizeof(float));
+        ctx->seg_partial_cap = cap;
+    }
+    return ctx->seg_partial;
 }
 
 const int64_t *gpu_ctx_offsets(gpu_ctx_t *ctx, const int64_t *host, int64_t n) {
