@@ -1,7 +1,9 @@
 /* Each extractor kernel of the CUDA backend (kernels/attention.cu, layernorm_ffn.cu,
- * interest.cu) timed alone with CUDA events, at the reference's shapes (batch 256, history 20,
- * emb 64, attn 8, K 2) and at a long-history shape (history 200, K 16): median of TIMED calls
- * after WARMUP, on random inputs (9 rows in 10 with a full history, the others 1..L).
+ * interest.cu, and the embedding backward's table scatter in embedding.cu) timed alone with
+ * CUDA events, at the reference's shapes (batch 256, history 20, emb 64, attn 8, K 2) and at a
+ * long-history shape (history 200, K 16): median of TIMED calls after WARMUP, on random inputs
+ * (9 rows in 10 with a full history, the others 1..L; the scatter's ids: lengths 1..L, so
+ * about half the slots are padding item 0 / position 0, and a position has up to B rows).
  *
  * Next to each time: the achieved GB/s (the bytes the op must move at least: every input read
  * once, every output written once) and GFLOP/s (the op's useful arithmetic: the attention
@@ -73,7 +75,12 @@ typedef struct {
     float *gamma, *beta, *y, *xhat, *rstd, *dz, *dgamma, *dbeta, *work;
     float *W1, *b1, *W2, *b2, *r, *f, *dW1, *db1, *dW2, *db2, *dr, *dh;
     float *iW1, *ib1, *iW2, *ib2, *t, *e, *alpha, *V, *dV, *dx, *diW1, *dib1, *diW2, *de, *dt;
+    int32_t *sc_item, *sc_pos; /* (B, L) a batch's item ids and positions, 0 for padding */
+    float *sc_E, *sc_P;        /* (SCATTER_ITEMS, d), (L + 1, d) gradient tables */
 } bufs_t;
+
+/* Items of the scatter rows (ML-1M's 3,706, as in the reference run). */
+#define SCATTER_ITEMS 3706
 
 static void op_attn_fwd(bufs_t *b) {
     gpu_ext_attn_forward(b->ctx, b->q, b->k, b->v, b->hist, b->s.B, b->s.L, b->s.d, b->stats,
@@ -108,6 +115,27 @@ static void op_int_bwd(bufs_t *b) {
     gpu_ext_interest_backward(b->ctx, b->x, b->t, b->alpha, b->iW1, b->iW2, b->dV, b->s.B,
                               b->s.L, b->s.d, b->s.a, b->s.K, b->dx, b->diW1, b->dib1, b->diW2,
                               NULL, b->de, b->dt);
+}
+
+/* The embedding backward's two table gradients (gpu_scatter_add_rows), one timed each: the
+ * items (runs of 1 to a few rows, and the padding item 0 with thousands) and the positions
+ * (runs of up to B rows, position 0 the padding). */
+static void op_scatter_items(bufs_t *b) {
+    gpu_scatter_add_rows(b->ctx, b->sc_item, (int64_t)b->s.B * b->s.L, b->s.d, b->dctx, b->sc_E);
+}
+static void op_scatter_pos(bufs_t *b) {
+    gpu_scatter_add_rows(b->ctx, b->sc_pos, (int64_t)b->s.B * b->s.L, b->s.d, b->dctx, b->sc_P);
+}
+
+/* Distinct ids among n (ids < n_ids): the table rows a scatter reads and writes. */
+static int64_t distinct_ids(const int32_t *ids, int64_t n, int n_ids) {
+    char *seen = calloc((size_t)n_ids, 1);
+    if (!seen) tmr_fatal("out of memory");
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!seen[ids[i]]) seen[ids[i]] = 1, k++;
+    free(seen);
+    return k;
 }
 
 int main(void) {
@@ -187,6 +215,24 @@ int main(void) {
         b.V = dev_zero((int64_t)B * K * d), b.dV = dev_rand((int64_t)B * K * d, 17, -1, 1);
         b.dx = dev_zero(nd), b.diW1 = dev_zero((int64_t)a * d), b.dib1 = dev_zero(a);
         b.diW2 = dev_zero((int64_t)K * a), b.de = dev_zero(n * K), b.dt = dev_zero(n * a);
+        /* Scatter ids like a real batch: lengths 1..L uniform (about half the slots padding:
+         * item 0 and position 0 get thousands of rows), random items, positions len - l. */
+        int32_t *hi = tmr_malloc((size_t)n * sizeof(int32_t)), *hp = tmr_malloc((size_t)n * sizeof(int32_t));
+        for (int bi = 0; bi < B; bi++) {
+            const int len = 1 + (int)(rng_u32(11, RNG_TEST, 8, (uint64_t)bi, 0) % (uint32_t)L);
+            for (int l = 0; l < L; l++) {
+                const int64_t r = (int64_t)bi * L + l;
+                hi[r] = l < len ? 1 + (int)(rng_u32(11, RNG_TEST, 9, (uint64_t)r, 0) % (SCATTER_ITEMS - 1)) : 0;
+                hp[r] = l < len ? len - l : 0;
+            }
+        }
+        const int64_t rows_item = distinct_ids(hi, n, SCATTER_ITEMS), rows_pos = distinct_ids(hp, n, L + 1);
+        b.sc_item = gpu_malloc((size_t)n * sizeof(int32_t));
+        b.sc_pos = gpu_malloc((size_t)n * sizeof(int32_t));
+        gpu_to_device(b.sc_item, hi, (size_t)n * sizeof(int32_t));
+        gpu_to_device(b.sc_pos, hp, (size_t)n * sizeof(int32_t));
+        free(hi), free(hp);
+        b.sc_E = dev_zero((int64_t)SCATTER_ITEMS * d), b.sc_P = dev_zero((int64_t)(L + 1) * d);
         /* Each op's minimum traffic (floats; hist as one float each) and useful flops. */
         const double LLd = (double)B * L * L * d, ndd = (double)nd * d;
         const double nad = (double)n * a * d, nak = (double)n * a * K, bkld = (double)B * K * L * d;
@@ -206,6 +252,9 @@ int main(void) {
             {"interest_backward", op_int_bwd,
              2.0 * nd + 2.0 * (double)n * a + 2.0 * n * K + (double)B * K * d,
              4 * nad + 4 * nak + 4 * bkld},
+            /* rows and ids read, the touched table rows read and written; one add a value */
+            {"scatter_add_items", op_scatter_items, (double)nd + n + 2.0 * rows_item * d, (double)nd},
+            {"scatter_add_positions", op_scatter_pos, (double)nd + n + 2.0 * rows_pos * d, (double)nd},
         };
         /* The backward ops read what their forward saved: run the forwards once first. */
         op_attn_fwd(&b), op_ln_fwd(&b), op_ffn_fwd(&b), op_int_fwd(&b);
@@ -236,7 +285,8 @@ int main(void) {
                          &b.ib2, &b.t, &b.e, &b.alpha, &b.V, &b.dV, &b.dx, &b.diW1, &b.dib1,
                          &b.diW2, &b.de, &b.dt};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) gpu_free(*all[i]);
-        gpu_free(b.hist);
+        gpu_free(b.hist), gpu_free(b.sc_item), gpu_free(b.sc_pos), gpu_free(b.sc_E);
+        gpu_free(b.sc_P);
     }
     gpu_timer_free(timer);
     if (csv) fclose(csv);

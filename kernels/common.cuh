@@ -102,6 +102,8 @@ struct gpu_ctx {
     double *rows;           /* (rows_cap) per-row loss terms */
     int64_t rows_cap;
     int smem_optin;         /* bytes of shared memory a block may use (static + dynamic) */
+    float *seg_partial;     /* (seg_partial_cap) chunk sums of gpu_scatter_add_rows' long runs */
+    int64_t seg_partial_cap;
 };
 
 /* The stream every backend launch, cuBLAS call, CUB sort and gpu_zero/gpu_copy goes to: 0 (the
@@ -117,15 +119,15 @@ int gpu_debug_sync_enabled(void);
  * the launch that caused it rather than at some later call. */
 void gpu_after_launch(const char *kernel, const char *file, int line);
 
-/* Scratch from the context: at least n ones / doubles. */
+/* Scratch from the context: at least n ones / doubles / floats. */
 const float *gpu_ctx_ones(gpu_ctx_t *ctx, int64_t n);
 double *gpu_ctx_rows(gpu_ctx_t *ctx, int64_t n);
 /* Grow the scratch buffers once for a model's largest step (gpu_model_create): column sums over
  * up to `rows` rows, table scatters of up to `scatter_rows` rows of d, `loss_rows` per-row loss
  * terms; so no step allocates (a training step must not: gpu_ops.h). */
 void gpu_ctx_reserve(gpu_ctx_t *ctx, int64_t rows, int64_t scatter_rows, int d, int64_t loss_rows);
-/* The scatter's scratch (kernels/embedding.cu): sort buffers and CUB's temporary storage for n
- * rows of d; 0, or -1 when it had to grow inside a capture (gpu_grow_refused). */
+/* The scatter's scratch (kernels/embedding.cu): sort buffers, CUB's temporary storage and the
+ * chunk sums for n rows of d; 0, or -1 when it had to grow inside a capture (gpu_grow_refused). */
 int gpu_scatter_reserve(gpu_ctx_t *ctx, int64_t n, int d);
 
 /* Raise the dynamic shared memory opt-ins of the op families' kernels to what a model of these

@@ -170,6 +170,7 @@ extern "C" void gpu_ctx_free(gpu_ctx_t *ctx) {
     gpu_free(ctx->sort_buf);
     gpu_free(ctx->sort_temp);
     gpu_free(ctx->rows);
+    gpu_free(ctx->seg_partial);
     free(ctx);
 }
 

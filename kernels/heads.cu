@@ -13,7 +13,7 @@
  *    d pred_intent.
  * Losses are evaluated in double with math_hd.h's sigmoid pieces and the per-row terms summed
  * on the host in row order; the item-table gradient goes through gpu_scatter_add_rows (stable
- * sort, rows added in order: deterministic, no float atomics). Every reduction has a fixed
+ * sort, rows added in a fixed order: deterministic, no float atomics). Every reduction has a fixed
  * order, so results repeat bit for bit run to run. */
 #include <math.h>
 #include <stdlib.h>

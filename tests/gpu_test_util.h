@@ -113,6 +113,45 @@ static inline double gt_compare(const char *label, const float *dev, const float
     return rel;
 }
 
+/* gpu_scatter_add_rows' guarantee (include/timirec/gpu_ops.h; SEG_CHUNK in
+ * kernels/embedding.cu): a table row whose id occurs at most GT_SEG_CHUNK times among the n
+ * ids is the CPU's bit for bit; a row with more is a chunked sum, within float rounding. */
+#define GT_SEG_CHUNK 32
+
+/* Compare a scatter-added device table (rows, d) with the CPU's: rows whose id occurs at most
+ * GT_SEG_CHUNK times in ids (n), untouched rows included, exactly; the others (if any) with
+ * gt_tol_rows(tol, the longest run). Returns the longest run. */
+static inline int64_t gt_compare_scatter(const char *label, const float *dev, const float *cpu,
+                                         const int32_t *ids, int64_t n, int64_t rows, int d,
+                                         double tol) {
+    int64_t *count = (int64_t *)calloc((size_t)(rows > 0 ? rows : 1), sizeof(int64_t));
+    float *h = (float *)malloc((size_t)(rows * d > 0 ? rows * d : 1) * sizeof(float));
+    float *gs = (float *)malloc((size_t)(rows * d > 0 ? rows * d : 1) * sizeof(float));
+    float *cs = (float *)malloc((size_t)(rows * d > 0 ? rows * d : 1) * sizeof(float));
+    if (!count || !h || !gs || !cs) exit(1);
+    for (int64_t r = 0; r < n; r++) count[ids[r]]++;
+    gpu_to_host(h, dev, (size_t)(rows * d) * sizeof(float));
+    int64_t longest = 0;
+    for (int64_t t = 0; t < rows; t++)
+        if (count[t] > longest) longest = count[t];
+    char lab[256];
+    for (int is_long = 0; is_long <= 1; is_long++) {
+        int64_t m = 0;
+        for (int64_t t = 0; t < rows; t++) {
+            if ((count[t] > GT_SEG_CHUNK) != is_long) continue;
+            memcpy(gs + m, h + t * d, (size_t)d * sizeof(float));
+            memcpy(cs + m, cpu + t * d, (size_t)d * sizeof(float));
+            m += d;
+        }
+        if (is_long && m == 0) break;
+        snprintf(lab, sizeof lab, "%s, runs %s %d (%s)", label, is_long ? ">" : "<=",
+                 GT_SEG_CHUNK, is_long ? "chunked" : "exact");
+        gt_compare_host(lab, gs, cs, m, is_long ? gt_tol_rows(tol, longest) : 0);
+    }
+    free(count), free(h), free(gs), free(cs);
+    return longest;
+}
+
 /* Exact comparison of int32 arrays (device vs host). */
 static inline void gt_compare_int(const char *label, const int32_t *dev, const int32_t *cpu,
                                   int64_t n) {

@@ -24,8 +24,9 @@
  * Everything is deterministic run to run: each
  * output element is summed in a fixed order (one thread's loop, or a fixed tree of shuffles
  * and shared memory inside one block), or by cuBLAS (deterministic for a given GPU and
- * toolkit); table gradients with repeated rows are added in ascending source
- * row order after a stable sort (no atomics). */
+ * toolkit); table gradients with repeated rows are added in a fixed order after a stable
+ * sort, no atomics (gpu_scatter_add_rows: the CPU's order for rows of at most 32 source rows,
+ * fixed chunks of 32 for longer ones). */
 #ifndef TIMIREC_GPU_OPS_H
 #define TIMIREC_GPU_OPS_H
 
@@ -92,8 +93,16 @@ void gpu_gemm_batched(gpu_ctx_t *ctx, int trans_a, int trans_b, int64_t M, int64
                       int64_t ldc, int64_t stride_c, int64_t batch);
 /* db[c] += sum_r y[r, c]. y (n, cols). */
 void gpu_colsum_add(gpu_ctx_t *ctx, const float *y, int64_t n, int cols, float *db);
-/* table[ids[r], :] += src[r, :] for r < n, rows of d; for each table row the source rows are
- * added in ascending r (a stable radix sort of the ids, then one thread per (row, column)). */
+/* table[ids[r], :] += src[r, :] for r < n, rows of d. A stable radix sort of the ids puts each
+ * table row's source rows in ascending r; then, per column:
+ * - a table row with at most 32 source rows (SEG_CHUNK, kernels/embedding.cu): one thread
+ *   sums the table's value, then the rows in ascending r: the CPU's order (ext_scatter_add),
+ *   so the result is the CPU's bit for bit;
+ * - a longer one (the padding item 0, the position table): chunks of 32 consecutive rows in
+ *   ascending r, chunk 0 starting from the table's value, the others from 0, then the chunk
+ *   sums added in chunk order: a fixed order too (the same bits every run), within float
+ *   rounding of the CPU's serial sum but not bit-identical to it.
+ * Scratch: the context's sort buffers and 2 ceil(n / 32) x d floats of chunk sums. */
 void gpu_scatter_add_rows(gpu_ctx_t *ctx, const int32_t *ids, int64_t n, int d, const float *src,
                           float *table);
 
