@@ -346,8 +346,10 @@ extern "C" double topk_gpu_fp32_peak_gflops(void) {
     int sms = 0, khz = 0, major = 0;
     if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess ||
         cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess)
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess) {
+        cudaGetLastError(); /* not left for the next launch check */
         return 0;
+    }
     /* FP32 lanes per SM: 128 on Ampere consumer parts and Hopper (sm_90), 64 on sm_80/70. */
     const int lanes = major >= 9 ? 128 : 64;
     return 2.0 * lanes * sms * (khz / 1e6);
