@@ -285,6 +285,8 @@ static void cpu_shape(out_t *o, int64_t U, int32_t N, int D, int V, int k, doubl
 
 
 #ifdef TIMIREC_CUDA
+#include "timirec/gpu_ops.h"
+
 /* ---- GPU rows: the kernel (topk_gpu) and the baseline (cuBLAS product + CUB segmented sort of
  * every row), each checked against topk_cpu on the first rows before it is timed. */
 static char gerr[512];
@@ -298,13 +300,14 @@ static int gpu_failures; /* GPU steps that failed or variants that failed their 
         }                                                                            \
     } while (0)
 
-typedef int (*gpu_fn)(const topk_problem_t *, int, int32_t *, float *, int32_t *, char *, size_t);
+typedef int (*gpu_fn)(gpu_ctx_t *, const topk_problem_t *, int, int32_t *, float *, int32_t *,
+                      char *, size_t);
 
 /* Chunk sizes tried for the kernel at the large shape (TIMIREC_TOPK_GPU_USERS / _ITEMS): the
  * default (256 MiB of scratch, 32,768 items), a scratch that fits in L2, and a large one. */
 static const char *const chunk_configs[][2] = {{"", ""}, {"1024", "8192"}, {"4096", "65536"}};
 
-static void gpu_shape(out_t *o, int64_t U, int32_t N, int D, int V, int k, int reps,
+static void gpu_shape(gpu_ctx_t *ctx, out_t *o, int64_t U, int32_t N, int D, int V, int k, int reps,
                       int64_t baseline_users, double peak_gflops, int sweep_chunks) {
     printf("GPU %lld users x %d items x emb %d, %d vector(s) per user, top %d\n", (long long)U,
            (int)N, D, V, k);
@@ -366,7 +369,7 @@ static void gpu_shape(out_t *o, int64_t U, int32_t N, int D, int V, int k, int r
             unsetenv("TIMIREC_TOPK_GPU_ITEMS");
         }
         gpu_fn fn = fns[base];
-        const int rc_first = fn(&run, k, d_items, d_scores, d_counts, gerr, sizeof gerr); /* warm-up */
+        const int rc_first = fn(ctx, &run, k, d_items, d_scores, d_counts, gerr, sizeof gerr); /* warm-up */
         if (rc_first == -2) { /* not in this build (the CPU emulation has no CUB) */
             printf("  %s: SKIP: %s\n", name, gerr);
             continue;
@@ -387,7 +390,7 @@ static void gpu_shape(out_t *o, int64_t U, int32_t N, int D, int V, int k, int r
         double t[16];
         for (int r = 0; r < reps; r++) {
             double t0 = tmr_now();
-            GTRY(fn(&run, k, d_items, d_scores, d_counts, gerr, sizeof gerr));
+            GTRY(fn(ctx, &run, k, d_items, d_scores, d_counts, gerr, sizeof gerr));
             GTRY(topk_gpu_sync(gerr, sizeof gerr));
             t[r] = tmr_now() - t0;
         }
@@ -408,6 +411,11 @@ void bench_topk_gpu(out_t *o, int quick, int check_only) {
         printf("SKIP GPU rows: %s\n", desc);
         return;
     }
+    gpu_ctx_t *ctx = gpu_ctx_create(gerr, sizeof gerr);
+    if (!ctx) {
+        printf("SKIP GPU rows: %s\n", gerr);
+        return;
+    }
     const double peak = topk_gpu_fp32_peak_gflops();
     printf("GPU: %s, FP32 peak %.0f GFLOP/s (SMs x 128 lanes x 2 x clock)\n", desc, peak);
     const char *cpu_device = o->device;
@@ -417,17 +425,15 @@ void bench_topk_gpu(out_t *o, int quick, int check_only) {
         if (*c == ',') *c = ';';
     o->device = dev;
     if (check_only) { /* the checks on tiny shapes, nothing recorded */
-        gpu_shape(o, 12, 600, 16, 1, 50, 0, 12, peak, 1);
-        gpu_shape(o, 10, 400, 8, 2, 20, 0, 10, peak, 0);
-        topk_gpu_release();
-        o->device = cpu_device;
-        return;
+        gpu_shape(ctx, o, 12, 600, 16, 1, 50, 0, 12, peak, 1);
+        gpu_shape(ctx, o, 10, 400, 8, 2, 20, 0, 10, peak, 0);
+    } else {
+        gpu_shape(ctx, o, 6040, 3706, 64, 1, 50, 10, 6040, peak, 0);
+        gpu_shape(ctx, o, 6040, 3706, 64, 2, 50, 10, 6040, peak, 0);
+        if (quick) gpu_shape(ctx, o, 20000, 200000, 64, 1, 50, 3, 2000, peak, 1);
+        else gpu_shape(ctx, o, 100000, 1000000, 64, 1, 50, 3, 2000, peak, 1);
     }
-    gpu_shape(o, 6040, 3706, 64, 1, 50, 10, 6040, peak, 0);
-    gpu_shape(o, 6040, 3706, 64, 2, 50, 10, 6040, peak, 0);
-    if (quick) gpu_shape(o, 20000, 200000, 64, 1, 50, 3, 2000, peak, 1);
-    else gpu_shape(o, 100000, 1000000, 64, 1, 50, 3, 2000, peak, 1);
-    topk_gpu_release();
+    gpu_ctx_free(ctx); /* the cuBLAS handle and topk_gpu's scratch */
     o->device = cpu_device;
 }
 #endif

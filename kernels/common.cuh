@@ -104,6 +104,11 @@ struct gpu_ctx {
     int smem_optin;         /* bytes of shared memory a block may use (static + dynamic) */
     float *seg_partial;     /* (seg_partial_cap) chunk sums of gpu_scatter_add_rows' long runs */
     int64_t seg_partial_cap;
+    /* topk_gpu's (kernels/topk.cu), grown by tk_ctx_reserve; sizes in bytes */
+    float *topk_scratch;    /* (U_c * n_vecs, N_c) one chunk pair's scores */
+    size_t topk_scratch_bytes;
+    uint64_t *topk_state;   /* (U_c, k) each row's list between item chunks, then (U_c) int32 lengths */
+    size_t topk_state_bytes;
 };
 
 /* The stream every backend launch, cuBLAS call, CUB sort and gpu_zero/gpu_copy goes to: 0 (the

@@ -171,6 +171,8 @@ extern "C" void gpu_ctx_free(gpu_ctx_t *ctx) {
     gpu_free(ctx->sort_temp);
     gpu_free(ctx->rows);
     gpu_free(ctx->seg_partial);
+    gpu_free(ctx->topk_scratch);
+    gpu_free(ctx->topk_state);
     free(ctx);
 }
 

@@ -23,19 +23,34 @@
  * A key is (order-preserving bits of the score) << 32 | (0xFFFFFFFF - item): keys compare
  * as the order does, -0 is made +0 first (the CPU compares them equal), NaN never becomes one.
  * Key 0 is below every real key and pads the sort. */
+#ifndef TMR_EMULATE
+#include <cub/device/device_segmented_radix_sort.cuh>
+#endif
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.cuh"
 #include "timirec/topk.h"
 
 #ifdef TMR_EMULATE
-#include "emulate.h"
 #include <algorithm>
 #include <functional>
 /* The emulation's stand-in for the one CUB call emulate.h does not cover: each segment
- * sorted descending. */
+ * sorted descending (the bits and the stream are CUB's arguments; one serial queue here). */
 namespace cub {
 struct DeviceSegmentedRadixSort {
     template <class K>
     static cudaError_t SortKeysDescending(void *tmp, size_t &bytes, const K *in, K *out, int n,
-                                          int n_segments, const int *begin, const int *end) {
+                                          int n_segments, const int *begin, const int *end,
+                                          int begin_bit = 0, int end_bit = (int)sizeof(K) * 8,
+                                          cudaStream_t stream = 0) {
+        (void)begin_bit;
+        (void)end_bit;
+        (void)stream;
         if (!tmp) {
             bytes = 64;
             return cudaSuccess;
@@ -46,43 +61,12 @@ struct DeviceSegmentedRadixSort {
     }
 };
 }  // namespace cub
-#define TK_LAUNCH(kernel, grid, block, ...) TMR_EMU_LAUNCH(kernel, grid, block, 0, __VA_ARGS__)
-#else
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
-#include <cub/device/device_segmented_radix_sort.cuh>
-#define TK_LAUNCH(kernel, grid, block, ...) kernel<<<grid, block>>>(__VA_ARGS__)
 #endif
-
-#include <math.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #define TK_THREADS 256
 #define TK_LIST TOPK_GPU_MAX_K     /* 1024: the list of the best so far */
 #define TK_BUF 1024                /* candidates; merged when more than TK_BUF - TK_THREADS */
 #define TK_SORT (TK_LIST + TK_BUF) /* keys the block sorts: a power of two */
-
-#define TK_CUDA(call)                                                                     \
-    do {                                                                                  \
-        cudaError_t e_ = (call);                                                          \
-        if (e_ != cudaSuccess) {                                                          \
-            snprintf(err, errlen, "%s:%d: %s failed: %s", __FILE__, __LINE__, #call,     \
-                     cudaGetErrorString(e_));                                             \
-            return -1;                                                                    \
-        }                                                                                 \
-    } while (0)
-#define TK_CUBLAS(call)                                                                   \
-    do {                                                                                  \
-        int s_ = (int)(call);                                                             \
-        if (s_ != 0) {                                                                    \
-            snprintf(err, errlen, "%s:%d: %s failed: cuBLAS status %d", __FILE__, __LINE__, \
-                     #call, s_);                                                          \
-            return -1;                                                                    \
-        }                                                                                 \
-    } while (0)
 
 __device__ __forceinline__ uint32_t tk_float_bits(float f) {
 #ifdef TMR_EMULATE
@@ -235,58 +219,71 @@ __global__ void tk_select(tk_args_t a) {
 
 /* ---- host side ------------------------------------------------------------------------- */
 
-static cublasHandle_t tk_handle;
-static int tk_have_handle;
-static float *tk_scratch;      /* (U_c * n_vecs, N_c) */
-static size_t tk_scratch_bytes;
-static uint64_t *tk_state;     /* (U_c, k) */
-static int32_t *tk_state_n;
-static size_t tk_state_bytes;
-
 static int64_t tk_env(const char *name, int64_t fallback) {
     const char *v = getenv(name);
     return v && *v ? strtoll(v, NULL, 10) : fallback;
 }
 
-/* Grow a cached device buffer to at least `bytes`. */
-static int tk_reserve(void **p, size_t *have, size_t bytes, char *err, size_t errlen) {
-    if (*have >= bytes) return 0;
-    if (*p) TK_CUDA(cudaFree(*p));
-    *p = NULL;
-    *have = 0;
-    TK_CUDA(cudaMalloc(p, bytes));
-    *have = bytes;
+/* Grow the context's top-K buffers (struct gpu_ctx; never shrunk, freed by gpu_ctx_free) to
+ * at least these sizes. A failed allocation leaves that buffer NULL with size 0, so the
+ * context stays consistent and a later call tries again. */
+static int tk_ctx_reserve(gpu_ctx_t *ctx, size_t scratch_bytes, size_t state_bytes, char *err,
+                          size_t errlen) {
+    if (ctx->topk_scratch_bytes < scratch_bytes) {
+        CUDA_TRY(cudaFree(ctx->topk_scratch));
+        ctx->topk_scratch = NULL;
+        ctx->topk_scratch_bytes = 0;
+        CUDA_TRY(cudaMalloc(&ctx->topk_scratch, scratch_bytes));
+        ctx->topk_scratch_bytes = scratch_bytes;
+    }
+    if (ctx->topk_state_bytes < state_bytes) {
+        CUDA_TRY(cudaFree(ctx->topk_state));
+        ctx->topk_state = NULL;
+        ctx->topk_state_bytes = 0;
+        CUDA_TRY(cudaMalloc(&ctx->topk_state, state_bytes));
+        ctx->topk_state_bytes = state_bytes;
+    }
     return 0;
 }
 
-static int tk_handle_ready(char *err, size_t errlen) {
-    if (!tk_have_handle) {
-        TK_CUBLAS(cublasCreate(&tk_handle));
-        tk_have_handle = 1;
-    }
-#ifndef TMR_EMULATE
-    TK_CUBLAS(cublasSetMathMode(tk_handle, tk_env("TIMIREC_TOPK_TF32", 0) ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                                       : CUBLAS_DEFAULT_MATH));
+/* TIMIREC_TOPK_TF32=1: topk's products in TF32. The emulation has one math mode, so there the
+ * switch is a no-op that still runs (and restores) like on the GPU. */
+#ifdef TMR_EMULATE
+#define TK_TF32_MATH CUBLAS_DEFAULT_MATH
+#else
+#define TK_TF32_MATH CUBLAS_TF32_TENSOR_OP_MATH
 #endif
-    return 0;
-}
 
 /* scratch (rows * V, nj) row-major = vecs (rows * V, D) x items[j0 .. j0 + nj)^T: in cuBLAS's
- * column-major terms, (nj, rows * V) = items_chunk^T (D, nj)^T x vecs (D, rows * V). */
-static int tk_scores(const topk_problem_t *p, int64_t r0, int64_t rows, int32_t j0, int32_t nj,
-                     float *out, int64_t ld, char *err, size_t errlen) {
+ * column-major terms, (nj, rows * V) = items_chunk^T (D, nj)^T x vecs (D, rows * V).
+ * The cuBLAS handle is the context's, shared with training: TF32 is switched on only around
+ * this product and CUBLAS_DEFAULT_MATH (what gpu_ctx_create sets) restored right after it,
+ * whether the product succeeded or not, so a top-K call never changes the precision of a
+ * later training product. */
+static int tk_scores(gpu_ctx_t *ctx, const topk_problem_t *p, int64_t r0, int64_t rows,
+                     int32_t j0, int32_t nj, float *out, int64_t ld, char *err, size_t errlen) {
     const float one = 1.0f, zero = 0.0f;
-    TK_CUBLAS(cublasSgemm(tk_handle, CUBLAS_OP_T, CUBLAS_OP_N, nj, (int)(rows * p->n_vecs), p->dim,
-                          &one, p->items + (int64_t)j0 * p->dim, p->dim,
-                          p->vecs + r0 * p->n_vecs * p->dim, p->dim, &zero, out, (int)ld));
+    const int tf32 = tk_env("TIMIREC_TOPK_TF32", 0) != 0;
+    if (tf32) CUBLAS_TRY(cublasSetMathMode(ctx->blas, TK_TF32_MATH));
+    const cublasStatus_t gemm = cublasSgemm(ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N, nj,
+                                            (int)(rows * p->n_vecs), p->dim, &one,
+                                            p->items + (int64_t)j0 * p->dim, p->dim,
+                                            p->vecs + r0 * p->n_vecs * p->dim, p->dim, &zero,
+                                            out, (int)ld);
+    if (tf32) CUBLAS_TRY(cublasSetMathMode(ctx->blas, CUBLAS_DEFAULT_MATH));
+    if (gemm != CUBLAS_STATUS_SUCCESS) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s:%d: cublasSgemm (%d x %lld x %d scores) failed: cuBLAS status %d",
+                     __FILE__, __LINE__, (int)nj, (long long)(rows * p->n_vecs), p->dim, (int)gemm);
+        return -1;
+    }
     return 0;
 }
 
-extern "C" int topk_gpu(const topk_problem_t *p, int k, int32_t *items_out, float *scores_out,
-                        int32_t *counts, char *err, size_t errlen) {
+extern "C" int topk_gpu(gpu_ctx_t *ctx, const topk_problem_t *p, int k, int32_t *items_out,
+                        float *scores_out, int32_t *counts, char *err, size_t errlen) {
     if (topk_check(p, k, TOPK_GPU_MAX_K, err, errlen)) return -1;
     if (p->n_rows == 0) return 0;
-    if (tk_handle_ready(err, errlen)) return -1;
     const int V = p->n_vecs;
     int64_t Nc = tk_env("TIMIREC_TOPK_GPU_ITEMS", 32768), Uc = tk_env("TIMIREC_TOPK_GPU_USERS", 0);
     if (Nc < TK_THREADS) Nc = TK_THREADS;
@@ -296,35 +293,27 @@ extern "C" int topk_gpu(const topk_problem_t *p, int k, int32_t *items_out, floa
     if (Uc * V > INT32_MAX / 2) Uc = INT32_MAX / 2 / V;
     if (Uc < 1) Uc = 1;
     if (Uc > p->n_rows) Uc = p->n_rows;
-    if (tk_reserve((void **)&tk_scratch, &tk_scratch_bytes, (size_t)(Uc * V * Nc) * sizeof(float), err, errlen) ||
-        tk_reserve((void **)&tk_state, &tk_state_bytes, (size_t)(Uc * k) * sizeof(uint64_t) + (size_t)Uc * sizeof(int32_t),
-                   err, errlen))
+    /* scratch (Uc * V, Nc) floats; state (Uc, k) keys, then (Uc) int32 list lengths */
+    if (tk_ctx_reserve(ctx, (size_t)(Uc * V * Nc) * sizeof(float),
+                       (size_t)(Uc * k) * sizeof(uint64_t) + (size_t)Uc * sizeof(int32_t), err,
+                       errlen))
         return -1;
-    tk_state_n = (int32_t *)(tk_state + Uc * k);
+    float *scratch = ctx->topk_scratch;
+    uint64_t *state = ctx->topk_state;
+    int32_t *state_n = (int32_t *)(state + Uc * k);
     for (int64_t r0 = 0; r0 < p->n_rows; r0 += Uc) {
         const int64_t rows = p->n_rows - r0 < Uc ? p->n_rows - r0 : Uc;
         for (int64_t j0 = 0; j0 < p->n_items; j0 += Nc) {
             const int32_t nj = (int32_t)(p->n_items - j0 < Nc ? p->n_items - j0 : Nc);
-            if (tk_scores(p, r0, rows, (int32_t)j0, nj, tk_scratch, Nc, err, errlen)) return -1;
-            tk_args_t a = {tk_scratch, Nc, V, r0, (int32_t)j0, nj, k, tk_state, tk_state_n,
+            if (tk_scores(ctx, p, r0, rows, (int32_t)j0, nj, scratch, Nc, err, errlen)) return -1;
+            tk_args_t a = {scratch, Nc, V, r0, (int32_t)j0, nj, k, state, state_n,
                            p->seen_off, p->seen, p->seen_index, p->skip_padding, j0 == 0,
                            j0 + nj >= p->n_items, items_out, scores_out, counts};
-            TK_LAUNCH(tk_select, dim3((unsigned)rows), dim3(TK_THREADS), a);
-            TK_CUDA(cudaGetLastError());
+            KLAUNCH(tk_select, dim3((unsigned)rows), dim3(TK_THREADS), 0, a);
         }
     }
-    TK_CUDA(cudaDeviceSynchronize());
+    CUDA_TRY(cudaDeviceSynchronize());
     return 0;
-}
-
-extern "C" void topk_gpu_release(void) {
-    if (tk_scratch) cudaFree(tk_scratch);
-    if (tk_state) cudaFree(tk_state);
-    tk_scratch = NULL;
-    tk_state = NULL;
-    tk_scratch_bytes = tk_state_bytes = 0;
-    if (tk_have_handle) cublasDestroy(tk_handle);
-    tk_have_handle = 0;
 }
 
 extern "C" int topk_gpu_devices(char *desc, size_t desclen) {
@@ -357,8 +346,10 @@ extern "C" double topk_gpu_fp32_peak_gflops(void) {
     int sms = 0, khz = 0, major = 0;
     if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess ||
         cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess)
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess) {
+        cudaGetLastError(); /* not left for the next launch check */
         return 0;
+    }
     /* FP32 lanes per SM: 128 on Ampere consumer parts and Hopper (sm_90), 64 on sm_80/70. */
     const int lanes = major >= 9 ? 128 : 64;
     return 2.0 * lanes * sms * (khz / 1e6);
@@ -367,7 +358,7 @@ extern "C" double topk_gpu_fp32_peak_gflops(void) {
 
 extern "C" int topk_gpu_malloc(void **ptr, size_t bytes, char *err, size_t errlen) {
     *ptr = NULL;
-    TK_CUDA(cudaMalloc(ptr, bytes ? bytes : 1));
+    CUDA_TRY(cudaMalloc(ptr, bytes ? bytes : 1));
     return 0;
 }
 extern "C" void topk_gpu_free(void *ptr) {
@@ -375,11 +366,11 @@ extern "C" void topk_gpu_free(void *ptr) {
 }
 extern "C" int topk_gpu_copy(void *dst, const void *src, size_t bytes, int to_device, char *err,
                              size_t errlen) {
-    TK_CUDA(cudaMemcpy(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost));
+    CUDA_TRY(cudaMemcpy(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost));
     return 0;
 }
 extern "C" int topk_gpu_sync(char *err, size_t errlen) {
-    TK_CUDA(cudaDeviceSynchronize());
+    CUDA_TRY(cudaDeviceSynchronize());
     return 0;
 }
 
@@ -424,47 +415,62 @@ __global__ void tk_offsets(int64_t n, int32_t N, int *off) {
     if (i <= n) off[i] = (int)(i * N);
 }
 
-extern "C" int topk_gpu_baseline(const topk_problem_t *p, int k, int32_t *items_out,
-                                 float *scores_out, int32_t *counts, char *err, size_t errlen) {
+/* The baseline's buffers, freed by topk_gpu_baseline whatever step failed. */
+typedef struct {
+    float *scores;          /* (Uc * V, N) */
+    uint64_t *keys, *sorted; /* (Uc, N) */
+    int *off;               /* (Uc + 1) segment offsets */
+    void *tmp;              /* CUB's scratch */
+    size_t tmp_bytes;
+} tk_baseline_t;
+
+static int tk_baseline_run(gpu_ctx_t *ctx, const topk_problem_t *p, int k, int64_t Uc,
+                           tk_baseline_t *b, int32_t *items_out, float *scores_out,
+                           int32_t *counts, char *err, size_t errlen) {
+    const int64_t N = p->n_items, V = p->n_vecs;
+    CUDA_TRY(cudaMalloc((void **)&b->scores, (size_t)(Uc * V * N) * sizeof(float)));
+    CUDA_TRY(cudaMalloc((void **)&b->keys, (size_t)(Uc * N) * sizeof(uint64_t)));
+    CUDA_TRY(cudaMalloc((void **)&b->sorted, (size_t)(Uc * N) * sizeof(uint64_t)));
+    CUDA_TRY(cudaMalloc((void **)&b->off, (size_t)(Uc + 1) * sizeof(int)));
+    CUDA_TRY(cub::DeviceSegmentedRadixSort::SortKeysDescending(
+        NULL, b->tmp_bytes, b->keys, b->sorted, (int)(Uc * N), (int)Uc, b->off, b->off + 1, 0,
+        (int)sizeof(uint64_t) * 8, gpu_launch_stream));
+    CUDA_TRY(cudaMalloc(&b->tmp, b->tmp_bytes));
+    for (int64_t r0 = 0; r0 < p->n_rows; r0 += Uc) {
+        const int64_t rows = p->n_rows - r0 < Uc ? p->n_rows - r0 : Uc;
+        if (tk_scores(ctx, p, r0, rows, 0, (int32_t)N, b->scores, N, err, errlen)) return -1;
+        KLAUNCH(tk_make_keys, dim3((unsigned)((rows * N + 255) / 256)), dim3(256), 0, b->scores,
+                rows, (int)V, (int32_t)N, r0, p->seen_off, p->seen, p->seen_index,
+                p->skip_padding, b->keys);
+        KLAUNCH(tk_offsets, dim3((unsigned)((rows + 256) / 256)), dim3(256), 0, rows,
+                (int32_t)N, b->off);
+        CUDA_TRY(cub::DeviceSegmentedRadixSort::SortKeysDescending(
+            b->tmp, b->tmp_bytes, b->keys, b->sorted, (int)(rows * N), (int)rows, b->off,
+            b->off + 1, 0, (int)sizeof(uint64_t) * 8, gpu_launch_stream));
+        KLAUNCH(tk_take, dim3((unsigned)rows), dim3(256), 0, b->sorted, rows, (int32_t)N, k, r0,
+                items_out, scores_out, counts);
+    }
+    CUDA_TRY(cudaDeviceSynchronize());
+    return 0;
+}
+
+extern "C" int topk_gpu_baseline(gpu_ctx_t *ctx, const topk_problem_t *p, int k,
+                                 int32_t *items_out, float *scores_out, int32_t *counts,
+                                 char *err, size_t errlen) {
     if (topk_check(p, k, TOPK_GPU_MAX_K, err, errlen)) return -1;
-    if (tk_handle_ready(err, errlen)) return -1;
+    if (p->n_rows == 0) return 0;
     const int64_t N = p->n_items, V = p->n_vecs;
     /* Rows per chunk: scores + two key buffers (20 bytes an entry) within 2 GiB, int offsets. */
     int64_t Uc = ((int64_t)2 << 30) / (N * (4 * V + 16));
     if (Uc * N > INT32_MAX) Uc = INT32_MAX / N;
     if (Uc < 1) Uc = 1;
     if (Uc > p->n_rows) Uc = p->n_rows;
-    float *scores = NULL;
-    uint64_t *keys = NULL, *sorted = NULL;
-    int *off = NULL;
-    void *tmp = NULL;
-    size_t tmp_bytes = 0;
-    TK_CUDA(cudaMalloc((void **)&scores, (size_t)(Uc * V * N) * sizeof(float)));
-    TK_CUDA(cudaMalloc((void **)&keys, (size_t)(Uc * N) * sizeof(uint64_t)));
-    TK_CUDA(cudaMalloc((void **)&sorted, (size_t)(Uc * N) * sizeof(uint64_t)));
-    TK_CUDA(cudaMalloc((void **)&off, (size_t)(Uc + 1) * sizeof(int)));
-    TK_CUDA(cub::DeviceSegmentedRadixSort::SortKeysDescending(NULL, tmp_bytes, keys, sorted,
-                                                              (int)(Uc * N), (int)Uc, off, off + 1));
-    TK_CUDA(cudaMalloc(&tmp, tmp_bytes));
-    for (int64_t r0 = 0; r0 < p->n_rows; r0 += Uc) {
-        const int64_t rows = p->n_rows - r0 < Uc ? p->n_rows - r0 : Uc;
-        if (tk_scores(p, r0, rows, 0, (int32_t)N, scores, N, err, errlen)) return -1;
-        TK_LAUNCH(tk_make_keys, dim3((unsigned)((rows * N + 255) / 256)), dim3(256), scores, rows,
-                  (int)V, (int32_t)N, r0, p->seen_off, p->seen, p->seen_index, p->skip_padding, keys);
-        TK_CUDA(cudaGetLastError());
-        TK_LAUNCH(tk_offsets, dim3((unsigned)((rows + 256) / 256)), dim3(256), rows, (int32_t)N, off);
-        TK_CUDA(cudaGetLastError());
-        TK_CUDA(cub::DeviceSegmentedRadixSort::SortKeysDescending(tmp, tmp_bytes, keys, sorted,
-                                                                  (int)(rows * N), (int)rows, off, off + 1));
-        TK_LAUNCH(tk_take, dim3((unsigned)rows), dim3(256), sorted, rows, (int32_t)N, k, r0, items_out,
-                  scores_out, counts);
-        TK_CUDA(cudaGetLastError());
-    }
-    TK_CUDA(cudaDeviceSynchronize());
-    cudaFree(scores);
-    cudaFree(keys);
-    cudaFree(sorted);
-    cudaFree(off);
-    cudaFree(tmp);
-    return 0;
+    tk_baseline_t b = {NULL, NULL, NULL, NULL, NULL, 0};
+    const int rc = tk_baseline_run(ctx, p, k, Uc, &b, items_out, scores_out, counts, err, errlen);
+    cudaFree(b.scores);
+    cudaFree(b.keys);
+    cudaFree(b.sorted);
+    cudaFree(b.off);
+    cudaFree(b.tmp);
+    return rc;
 }

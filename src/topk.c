@@ -423,19 +423,19 @@ void topk_bruteforce(const topk_problem_t *p, int k, int32_t *items_out, float *
 
 #ifndef TIMIREC_CUDA
 /* CPU-only build: the GPU entry points exist and say why they cannot run. */
-int topk_gpu(const topk_problem_t *dev_problem, int k, int32_t *items_out, float *scores_out,
-             int32_t *counts, char *err, size_t errlen) {
-    (void)dev_problem, (void)k, (void)items_out, (void)scores_out, (void)counts;
+int topk_gpu(gpu_ctx_t *ctx, const topk_problem_t *dev_problem, int k, int32_t *items_out,
+             float *scores_out, int32_t *counts, char *err, size_t errlen) {
+    (void)ctx, (void)dev_problem, (void)k, (void)items_out, (void)scores_out, (void)counts;
     return tmr_error(err, errlen, "topk_gpu: this build has no CUDA (nvcc not found at build time)");
 }
 int topk_gpu_devices(char *desc, size_t desclen) {
     snprintf(desc, desclen, "built without CUDA");
     return 0;
 }
-void topk_gpu_release(void) {}
-int topk_gpu_baseline(const topk_problem_t *dev_problem, int k, int32_t *items_out,
-                      float *scores_out, int32_t *counts, char *err, size_t errlen) {
-    return topk_gpu(dev_problem, k, items_out, scores_out, counts, err, errlen);
+int topk_gpu_baseline(gpu_ctx_t *ctx, const topk_problem_t *dev_problem, int k,
+                      int32_t *items_out, float *scores_out, int32_t *counts, char *err,
+                      size_t errlen) {
+    return topk_gpu(ctx, dev_problem, k, items_out, scores_out, counts, err, errlen);
 }
 int topk_gpu_malloc(void **ptr, size_t bytes, char *err, size_t errlen) {
     (void)bytes;

@@ -5,11 +5,23 @@
  * so whatever order cuBLAS sums in, the lists must be identical item for item, ties included;
  * with continuous values only rounding-level near-ties may swap. The benchmark's baseline
  * (product + full segmented sort) is checked the same way. SKIP without a GPU; the Makefile
- * also builds it as test_emu_topk against the host emulation (kernels/emulate.h). */
+ * also builds it as test_emu_topk against the host emulation (kernels/emulate.h).
+ * Top-K shares the backend's context (cuBLAS handle): a TF32 top-K call (TIMIREC_TOPK_TF32=1)
+ * must leave the handle's default FP32 math for the next training product (checked on a GPU
+ * through gpu_gemm's error; the emulation has one math mode). */
 #include "test_util.h"
 #include "timirec/topk.h"
 
 #include <stdint.h>
+
+#ifndef TIMIREC_CUDA
+int main(void) {
+    printf("SKIP: built without CUDA (no nvcc)\n");
+    return TU_SKIP;
+}
+#else
+#include "timirec/gemm.h"
+#include "timirec/gpu_ops.h"
 
 static char err[512];
 static uint64_t rng = 0x853c49e6748fea9bull;
@@ -70,8 +82,8 @@ static int differing_rows(int64_t U, int k, const int32_t *ic, const float *sc, 
     return bad;
 }
 
-static void one_case(int64_t U, int V, int D, int32_t N, int k, int quantised, int pad,
-                     int shared, int small_chunks) {
+static void one_case(gpu_ctx_t *ctx, int64_t U, int V, int D, int32_t N, int k, int quantised,
+                     int pad, int shared, int small_chunks) {
     float *vecs = malloc(sizeof(float) * (size_t)(U * V * D)), *items = malloc(sizeof(float) * (size_t)N * D);
     for (int64_t i = 0; i < U * V * D; i++) vecs[i] = value(quantised);
     for (int64_t i = 0; i < (int64_t)N * D; i++) items[i] = value(quantised);
@@ -115,7 +127,7 @@ static void one_case(int64_t U, int V, int D, int32_t N, int k, int quantised, i
         setenv("TIMIREC_TOPK_GPU_USERS", "7", 1);
         setenv("TIMIREC_TOPK_GPU_ITEMS", "300", 1);
     }
-    TRY(topk_gpu(&dp, k, d_items, d_scores, d_counts, err, sizeof err));
+    TRY(topk_gpu(ctx, &dp, k, d_items, d_scores, d_counts, err, sizeof err));
     unsetenv("TIMIREC_TOPK_GPU_USERS");
     unsetenv("TIMIREC_TOPK_GPU_ITEMS");
     TRY(topk_gpu_copy(ig, d_items, n_out * 4, 0, err, sizeof err));
@@ -129,7 +141,7 @@ static void one_case(int64_t U, int V, int D, int32_t N, int k, int quantised, i
     printf("%s: %s\n", bad ? "FAIL" : "ok", what);
     if (U * N <= 4000000) { /* the benchmark's baseline, on the shapes it can hold */
         memset(ig, 0, n_out * 4);
-        TRY(topk_gpu_baseline(&dp, k, d_items, d_scores, d_counts, err, sizeof err));
+        TRY(topk_gpu_baseline(ctx, &dp, k, d_items, d_scores, d_counts, err, sizeof err));
         TRY(topk_gpu_copy(ig, d_items, n_out * 4, 0, err, sizeof err));
         TRY(topk_gpu_copy(sg, d_scores, n_out * 4, 0, err, sizeof err));
         TRY(topk_gpu_copy(cg, d_counts, (size_t)U * 4, 0, err, sizeof err));
@@ -143,27 +155,67 @@ static void one_case(int64_t U, int V, int D, int32_t N, int k, int quantised, i
     free(ic), free(cc), free(ig), free(cg), free(sc), free(sg);
 }
 
+/* After a TF32 top-K call, a training product on the same handle (gpu_gemm) must still be
+ * FP32: C (M, N) = A (M, K) B (K, N) on continuous values against tmr_sgemm. TF32 inputs
+ * (10-bit mantissas) would put the normalised error near 1e-4; FP32 stays below 1e-6. */
+static void fp32_after_tf32(gpu_ctx_t *ctx) {
+    enum { M = 64, N = 64, K = 512 };
+    float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * K * N);
+    float *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
+    for (int i = 0; i < M * K; i++) a[i] = value(0);
+    for (int i = 0; i < K * N; i++) b[i] = value(0);
+    tmr_sgemm(0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, want, N);
+    float *da = gpu_malloc(sizeof(float) * M * K), *db = gpu_malloc(sizeof(float) * K * N);
+    float *dc = gpu_malloc(sizeof(float) * M * N);
+    gpu_to_device(da, a, sizeof(float) * M * K);
+    gpu_to_device(db, b, sizeof(float) * K * N);
+    gpu_gemm(ctx, 0, 0, M, N, K, 1.0f, da, K, db, N, 0.0f, dc, N);
+    gpu_to_host(got, dc, sizeof(float) * M * N);
+    double num = 0, den = 0;
+    for (int i = 0; i < M * N; i++) {
+        num += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
+        den += (double)want[i] * want[i];
+    }
+    const double e = sqrt(num / den);
+    CHECK(e < 1e-5, "gpu_gemm after a TF32 top-K call: normalised error %.2e (TF32 left on?)", e);
+    printf("%s: gpu_gemm after a TF32 top-K call: normalised error %.2e\n", e < 1e-5 ? "ok" : "FAIL", e);
+    gpu_free(da), gpu_free(db), gpu_free(dc);
+    free(a), free(b), free(want), free(got);
+}
+
 int main(void) {
     char desc[256];
     int n = topk_gpu_devices(desc, sizeof desc);
     printf("%s: %s\n", n > 0 ? "device" : "SKIP", desc);
     if (n < 1) return TU_SKIP;
+    gpu_ctx_t *ctx = gpu_ctx_create(err, sizeof err);
+    if (!ctx) {
+        printf("SKIP: %s\n", err);
+        return TU_SKIP;
+    }
     /* The host emulation (test_emu_topk, kernels/emulate.h): fewer and smaller problems. */
     const int quick = strstr(desc, "emulation") != NULL;
-    one_case(3, 1, 4, 1, 5, 1, 1, 0, 0);        /* only the padding row */
-    one_case(5, 2, 3, 7, 20, 1, 0, 0, 0);       /* k above the catalog */
-    one_case(9, 1, 16, 700, 50, 1, 1, 0, 1);    /* 3 item chunks, 2 user chunks */
-    one_case(20, 3, 8, 900, 1024, 1, 1, 1, 1);  /* k = 1024 across chunks, ties */
-    one_case(12, 2, 64, 1500, 300, 0, 1, 0, 1); /* continuous values */
-    one_case(30, 1, 33, 2000, 1, 1, 0, 1, 0);
+    one_case(ctx, 3, 1, 4, 1, 5, 1, 1, 0, 0);        /* only the padding row */
+    one_case(ctx, 5, 2, 3, 7, 20, 1, 0, 0, 0);       /* k above the catalog */
+    one_case(ctx, 9, 1, 16, 700, 50, 1, 1, 0, 1);    /* 3 item chunks, 2 user chunks */
+    one_case(ctx, 20, 3, 8, 900, 1024, 1, 1, 1, 1);  /* k = 1024 across chunks, ties */
+    one_case(ctx, 12, 2, 64, 1500, 300, 0, 1, 0, 1); /* continuous values */
+    one_case(ctx, 30, 1, 33, 2000, 1, 1, 0, 1, 0);
     static const int dims[] = {1, 2, 5, 16, 64};
     for (int t = 0; t < (quick ? 6 : 60); t++) {
         int64_t U = 1 + below(quick ? 12 : 200);
         int V = 1 + below(4), D = dims[below(5)];
         int32_t N = 1 + below(quick ? 800 : (t % 4 == 0 ? 40000 : 3000));
         int k = t % 5 == 0 ? 1 + below(1024) : 1 + below(100);
-        one_case(U, V, D, N, k, t % 3 != 0, below(4) != 0, below(3) == 0, below(2));
+        one_case(ctx, U, V, D, N, k, t % 3 != 0, below(4) != 0, below(3) == 0, below(2));
     }
-    topk_gpu_release();
+    /* TF32 products: quantised values (multiples of 1/4 up to 1) are exact in TF32, so the
+     * lists must still equal the CPU's; then the handle must be back to FP32. */
+    setenv("TIMIREC_TOPK_TF32", "1", 1);
+    one_case(ctx, 9, 2, 16, 700, 50, 1, 1, 0, 1);
+    unsetenv("TIMIREC_TOPK_TF32");
+    fp32_after_tf32(ctx);
+    gpu_ctx_free(ctx);
     return tu_finish("test_gpu_topk");
 }
+#endif

@@ -14,7 +14,8 @@ extern "C" {
 int tmr_cuda_describe(char *out, size_t outlen);
 
 /* Parity probe: out[i * n_draws + d] = rng_u32(seed, purpose, epoch, index0 + i, d) computed on
- * the device. Returns 0, or -1 (no device / CUDA error, message in err). */
+ * the device. Returns 0 (at once, nothing written, when n or n_draws is 0), or -1 (no device /
+ * CUDA error / n < 0, message in err). */
 int tmr_cuda_rng_u32(uint64_t seed, uint32_t purpose, uint32_t epoch, uint64_t index0,
                      int64_t n, uint32_t n_draws, uint32_t *out, char *err, size_t errlen);
 

@@ -90,13 +90,22 @@ int topk_check(const topk_problem_t *p, int k, int max_k, char *err, size_t errl
  * items_out/scores_out (U, k) and counts (U) on the device. k <= TOPK_GPU_MAX_K.
  * Returns 0, or -1 with a message (CUDA/cuBLAS error, bad shape). Results equal topk_cpu's
  * when both compute the same float scores (exactly representable products; otherwise only
- * rounding-level ties can differ: cuBLAS sums in its own order). */
-int topk_gpu(const topk_problem_t *dev_problem, int k, int32_t *items_out, float *scores_out,
-             int32_t *counts, char *err, size_t errlen);
+ * rounding-level ties can differ: cuBLAS sums in its own order).
+ *
+ * ctx is the backend's context (gpu_ops.h: gpu_ctx_create / gpu_ctx_free): its cuBLAS handle
+ * does the products (TF32 only for these products when TIMIREC_TOPK_TF32=1; the handle's
+ * default math is restored after each), and it keeps the score and list scratch between
+ * calls; gpu_ctx_free releases them. A kernel launch failure is fatal, as for every backend
+ * kernel (common.cuh's KLAUNCH). */
+typedef struct gpu_ctx gpu_ctx_t;
+int topk_gpu(gpu_ctx_t *ctx, const topk_problem_t *dev_problem, int k, int32_t *items_out,
+             float *scores_out, int32_t *counts, char *err, size_t errlen);
 /* The baseline the benchmark compares with: cuBLAS product of a chunk of users against the
- * whole catalog, then a full segmented radix sort (CUB) of every row; same outputs. */
-int topk_gpu_baseline(const topk_problem_t *dev_problem, int k, int32_t *items_out,
-                      float *scores_out, int32_t *counts, char *err, size_t errlen);
+ * whole catalog, then a full segmented radix sort (CUB) of every row; same outputs. Its
+ * buffers are allocated and freed by each call. */
+int topk_gpu_baseline(gpu_ctx_t *ctx, const topk_problem_t *dev_problem, int k,
+                      int32_t *items_out, float *scores_out, int32_t *counts, char *err,
+                      size_t errlen);
 /* Device memory for callers written in C (tests, benchmarks): 0 or -1 with a message. */
 int topk_gpu_malloc(void **ptr, size_t bytes, char *err, size_t errlen);
 void topk_gpu_free(void *ptr);
@@ -106,8 +115,6 @@ int topk_gpu_sync(char *err, size_t errlen);
 double topk_gpu_fp32_peak_gflops(void);
 /* Number of visible CUDA devices (0 without a GPU or without CUDA), and a line describing it. */
 int topk_gpu_devices(char *desc, size_t desclen);
-/* Release the cuBLAS handle and scratch buffers topk_gpu keeps between calls. */
-void topk_gpu_release(void);
 
 #ifdef __cplusplus
 }
