@@ -5,7 +5,8 @@
 # is printed last. Without a GPU every GPU step says SKIP.
 # GPU_CHECK_PARTS (default "tests bench reference") picks the parts, so a session whose device
 # calls are limited to 10 minutes can run them as separate calls; each step's seconds are
-# printed so the next session can size its calls.
+# printed so the next session can size its calls. The compute-sanitizer parts (memcheck,
+# racecheck, synccheck, initcheck; "sanitize" for all four) run only when named.
 build=${1:-build}
 out=${OUT:-build/gpu-check}
 mkdir -p "$out"
@@ -48,19 +49,42 @@ if want tests && [ -x "${BIN:-bin}/timirec" ]; then
     else fail=$((fail + 1)); note "FAIL cli_gpu.sh (exit $rc)"; fi
 fi
 
-# Optional (GPU_CHECK_MEMCHECK=1): the backend's tests at small shapes under compute-sanitizer
-# (out-of-bounds and misaligned device accesses, the device-side twin of the ASan run of the
-# emulated backend in make asan).
-if want tests && [ "${GPU_CHECK_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
-    for name in test_gpu_extractor test_gpu_heads test_gpu_predictor test_gpu_model test_gpu_sampler test_gpu_epoch; do
-        TMR_SMALL_SHAPES=1 timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 \
-            "$build/tests/$name" > "$out/memcheck_$name.log" 2>&1
+# compute-sanitizer, each tool its own part (GPU_CHECK_PARTS="memcheck racecheck synccheck
+# initcheck", or "sanitize" for all four; GPU_CHECK_MEMCHECK=1 adds memcheck to the default
+# parts): the backend's tests at small shapes (TMR_SMALL_SHAPES=1), one step per (tool, test)
+# with its seconds. memcheck: out-of-bounds and misaligned accesses (the device twin of the
+# ASan run of the emulated backend); racecheck: shared-memory hazards between threads of a
+# block, which the emulation's serial threads cannot show; synccheck: barriers and warp
+# primitives used illegally (divergent __syncthreads, bad shuffle masks); initcheck: device
+# memory read before anything wrote it.
+[ "${GPU_CHECK_MEMCHECK:-0}" = 1 ] && parts="$parts memcheck"
+want sanitize && parts="$parts memcheck racecheck synccheck initcheck"
+sanitizer_tests="test_gpu_extractor test_gpu_predictor test_gpu_heads test_gpu_epoch"
+# on the PATH, beside nvcc, or in the toolkit's own folder
+sanitizer=$(command -v compute-sanitizer 2>/dev/null)
+nvcc_dir=$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
+for c in "$nvcc_dir/compute-sanitizer" "$nvcc_dir/../compute-sanitizer/compute-sanitizer"; do
+    [ -z "$sanitizer" ] && [ -x "$c" ] && sanitizer=$c
+done
+for tool in memcheck racecheck synccheck initcheck; do
+    want $tool || continue
+    if [ -z "$sanitizer" ]; then
+        note "SKIP $tool: compute-sanitizer not found (PATH, $nvcc_dir)"
+        continue
+    fi
+    names=$sanitizer_tests
+    [ $tool = memcheck ] && names="$names test_gpu_model test_gpu_sampler test_gpu_scatter test_gpu_graphs"
+    for name in $names; do
+        [ -x "$build/tests/$name" ] || continue
+        t0=$(date +%s)
+        TMR_SMALL_SHAPES=1 timeout 600 "$sanitizer" --tool $tool --error-exitcode 99 \
+            "$build/tests/$name" > "$out/${tool}_$name.log" 2>&1
         rc=$?
-        if [ $rc -eq 0 ]; then note "PASS memcheck $name"
-        elif [ $rc -eq 77 ]; then note "SKIP memcheck $name"
-        else fail=$((fail + 1)); note "FAIL memcheck $name (exit $rc)"; fi
+        if [ $rc -eq 0 ]; then note "PASS $tool $name $(elapsed $t0)"
+        elif [ $rc -eq 77 ]; then note "SKIP $tool $name"
+        else fail=$((fail + 1)); note "FAIL $tool $name (exit $rc) $(elapsed $t0)"; tail -20 "$out/${tool}_$name.log"; fi
     done
-fi
+done
 
 # 2. Ceilings and GPU benchmarks.
 want bench && for b in "$build"/bench/bench_device "$build"/bench/bench_gpu_* "$build"/bench/bench_topk; do

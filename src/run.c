@@ -603,7 +603,6 @@ int run_main(int argc, char **argv) {
         fprintf(L.json, ", \"config\": %s}\n", cfg_json);
         fflush(L.json);
     }
-    logline(&L, "Device: cpu (%d threads)", omp_get_max_threads());
 
     corpus_opts_t co = {.path = a.path, .dataset = a.dataset, .sep = a.sep[0]};
     logline(&L, "Reading data from \"%s\", dataset = \"%s\" ", a.path, a.dataset);
@@ -696,6 +695,7 @@ int run_main(int argc, char **argv) {
         rc = 2;
         goto out;
     }
+    logline(&L, "Device: %s", t.device);
     if (to.use_gpu) {
         logline(&L, "Backend: %s", t.backend);
         if (!t.gpu)

@@ -5,11 +5,14 @@
 #include "timirec/numcheck.h"
 #include "timirec/topk.h"
 #ifdef TIMIREC_CUDA
+#include <omp.h>
+
 #include "timirec/gpu.h"
 #include "timirec/gpu_data.h"
 #endif
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +78,11 @@ int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
                  "CPU (CUDA asked for, but this build has no CUDA backend: no nvcc at build time)");
 #endif
     }
+    snprintf(t->device, sizeof t->device, "cpu (%d threads)", omp_get_max_threads());
+#ifdef TIMIREC_CUDA
+    /* device 0 of the devices CUDA_VISIBLE_DEVICES lets the process see (--gpu) */
+    if (t->gpu) snprintf(t->device, sizeof t->device, "cuda:0, %s", gpu_model_device(t->gpu));
+#endif
     return 0;
 }
 

@@ -19,6 +19,7 @@ rm -rf "$tmp/model" "$tmp/log"
 "$bin" $common --stage pretrain > "$tmp/pre.out" 2>&1; rc=$?
 check "pretrain exits 0" "[ $rc -eq 0 ]"
 check "pretrain prints #params" "grep -q '^#params: ' $tmp/pre.out"
+check "the log names the device that does the work" "grep -Eq '^Device: cpu \([0-9]+ threads\)' $tmp/pre.out"
 check "epoch lines in the reference's shape" "grep -Eq '^Epoch 1 +loss=[0-9.]+ \[[0-9.]+ s\] +dev=\(HR@5:[0-9.]+,NDCG@5:[0-9.]+\) \[[0-9.]+ s\] \*' $tmp/pre.out"
 check "pretrain writes the extractor checkpoint" "[ -f $tmp/model/TiMiRec/Extractor__toy__0__emb_size=16__K=2__add_pos=1__add_trm=1.safetensors ]"
 check "test metrics at every topk" "grep -Eq '^Test After Training: \(HR@5:[0-9.]+,NDCG@5:[0-9.]+,HR@10:.*HR@50:[0-9.]+,NDCG@50:[0-9.]+\)' $tmp/pre.out"

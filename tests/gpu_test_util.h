@@ -187,6 +187,49 @@ static inline void gt_histories(int B, int L, int n_items, uint32_t tag, int wit
     }
 }
 
+/* The argmax interest kstar[b] = argmax_k V[b, k] . E[cand[b, 0]] (first max on ties) chosen by
+ * the GPU (gpu_ks, host copy) against the CPU's (cpu_ks). V: the GPU's interests (host copy;
+ * the CPU's own when both sides scored the same V). What is guaranteed: each side computes
+ * the K scores in float, in its own order (the GPU fuses multiply-adds), so a float score is
+ * within gamma = d 2^-24 sum_j |V_kj t_j| of the exact one; a row may therefore differ only
+ * where the GPU's choice is a near tie of the best in exact arithmetic: its exact score is
+ * within 2 (gamma_choice + gamma_best) of the exact maximum. Any other difference fails.
+ * Returns the number of rows that differ. */
+static inline int gt_kstar_check(const char *label, const int32_t *gpu_ks, const int32_t *cpu_ks,
+                                 const float *V, const float *E, const int32_t *cand, int B, int C,
+                                 int K, int d) {
+    int differ = 0, bad = 0, first_bad = -1;
+    for (int b = 0; b < B; b++) {
+        if (gpu_ks[b] == cpu_ks[b]) continue;
+        differ++;
+        const int g = gpu_ks[b];
+        if (g < 0 || g >= K) {
+            if (bad++ == 0) first_bad = b;
+            continue;
+        }
+        const float *t = E + (int64_t)cand[(int64_t)b * C] * d;
+        double best = -INFINITY, best_abs = 0, sg = 0, sg_abs = 0;
+        for (int k = 0; k < K; k++) {
+            const float *v = V + ((int64_t)b * K + k) * d;
+            double sk = 0, ak = 0;
+            for (int j = 0; j < d; j++) {
+                sk += (double)v[j] * t[j];
+                ak += fabs((double)v[j] * t[j]);
+            }
+            if (sk > best) best = sk, best_abs = ak;
+            if (k == g) sg = sk, sg_abs = ak;
+        }
+        const double gamma = (double)d * 0x1p-24;
+        if (!(sg >= best - 2.0 * gamma * (sg_abs + best_abs)) && bad++ == 0) first_bad = b;
+    }
+    printf("  %-58s n %9d  %d differ%s\n", label, B, differ,
+           differ ? (bad ? ", NOT near ties" : ", all near ties") : " (identical)");
+    CHECK(bad == 0, "%s: %d rows differ beyond a near tie (first: row %d, gpu %d, cpu %d)", label,
+          bad, first_bad, first_bad >= 0 ? gpu_ks[first_bad] : 0,
+          first_bad >= 0 ? cpu_ks[first_bad] : 0);
+    return differ;
+}
+
 /* Parameters (or Adam moments) of two training runs. exact: the runs are guaranteed to agree
  * bit for bit (the same kernels on the same stream with the same cuBLAS workspace, or any two
  * runs in the emulation, which has one code path for both): every element compared with

@@ -2,11 +2,15 @@
  * against the per-step GPU path (TIMIREC_GPU_EPOCH=0: host batches, one synchronisation per
  * step), for both stages on a small synthetic corpus:
  * - the epoch losses, the parameters and both Adam moments after two epochs are identical
- *   bit for bit (same batches, same kernels; the loss summed on the device in the host's
- *   order), and so are the dev ranks and metrics; pretrain with CUDA graphs (the default: one
- *   captured step per batch shape replayed, its batch index and Adam scalars read from the
- *   device; emulated: the same device-indexed step launched directly) and without
- *   (TIMIREC_GPU_GRAPHS=0) end with the same parameters;
+ *   bit for bit (same batches, same kernels on the same stream with the same cuBLAS
+ *   workspace, one Adam kernel; the loss summed on the device in the host's order), and so
+ *   are the dev ranks and metrics;
+ * - pretrain with CUDA graphs (one captured step per batch shape replayed, its batch index and
+ *   Adam scalars read from the device) and without (TIMIREC_GPU_GRAPHS=0) end with the same
+ *   parameters: identical in the emulation (replays run the same host code); on a GPU a
+ *   replay runs cuBLAS on another stream with another workspace, which cuBLAS does not promise
+ *   to reproduce bit for bit, so there they agree within Adam's step (gt_same_params), and
+ *   every other comparison of this test runs with graphs off on a GPU, where it is exact;
  * - host-built batches staged through pinned memory (TIMIREC_GPU_EPOCH=staged) give the same
  *   parameters and moments after two epochs;
  * - an epoch stopped after 3 batches (the stop flag) and resumed from its cursor ends with the
@@ -27,6 +31,14 @@ int main(void) {
 #include "gpu_test_util.h"
 #include "timirec/prepare.h"
 #include "timirec/trainer.h"
+
+/* Graphs for the device epochs of this test: on in the emulation (exact there), off on a GPU
+ * (see the header); the graphs block trains the other way. */
+static int graphs_default;
+static void use_graphs(int on) {
+    if (on) unsetenv("TIMIREC_GPU_GRAPHS");
+    else setenv("TIMIREC_GPU_GRAPHS", "0", 1);
+}
 
 static int same_floats(const char *what, const float *a, const float *b, int64_t n) {
     int64_t diff = 0, first = -1;
@@ -59,6 +71,8 @@ int main(void) {
     gpu_ctx_t *probe = gt_start("test_gpu_epoch");
     gpu_ctx_free(probe);
     gpu_debug_sync(0);
+    graphs_default = gpu_is_emulated();
+    use_graphs(graphs_default);
     const int emu = (gpu_is_emulated() && !getenv("TMR_EMU_FULL")) || getenv("TMR_SMALL_SHAPES");
     const char *dir = du_tempdir("gpu_epoch");
     char path[512], err[512];
@@ -153,19 +167,21 @@ int main(void) {
             same_floats("Adam m, staged vs device batches", stg.adam_m, dev.adam_m, total);
             trainer_free(&stg);
         }
-        if (stage == STAGE_PRETRAIN) { /* CUDA graphs off (on by default for pretrain) */
-            trainer_t nog;
-            CHECK(trainer_init(&nog, &c, &cfg, &o, err, sizeof err) == 0, "%s", err);
+        if (stage == STAGE_PRETRAIN) { /* CUDA graphs the other way from this test's default */
+            trainer_t other;
+            CHECK(trainer_init(&other, &c, &cfg, &o, err, sizeof err) == 0, "%s", err);
             use_device_epoch(1);
-            setenv("TIMIREC_GPU_GRAPHS", "0", 1);
+            use_graphs(!graphs_default);
             int64_t n3;
             double l3 = 0;
-            for (uint32_t e = 0; e < 2; e++) l3 = trainer_epoch(&nog, &c, e, &n3, err, sizeof err);
-            unsetenv("TIMIREC_GPU_GRAPHS");
-            printf("  graphs off: epoch 2 loss %.9f\n", l3);
-            same_floats("parameters, graphs off vs on", nog.params, dev.params, total);
-            same_floats("Adam v, graphs off vs on", nog.adam_v, dev.adam_v, total);
-            trainer_free(&nog);
+            for (uint32_t e = 0; e < 2; e++) l3 = trainer_epoch(&other, &c, e, &n3, err, sizeof err);
+            use_graphs(graphs_default);
+            printf("  graphs %s: epoch 2 loss %.9f\n", graphs_default ? "off" : "on", l3);
+            const int exact = gpu_is_emulated();
+            gt_same_params("parameters, graphs on vs off", other.params, dev.params, total, exact,
+                           o.lr, other.step);
+            if (exact) same_floats("Adam v, graphs on vs off", other.adam_v, dev.adam_v, total);
+            trainer_free(&other);
         }
 
         /* Stop after 3 batches and resume, against straight through (from the same state). */

@@ -4,7 +4,8 @@
  * on a near tie); the host copy of the parameters is the authoritative one between trainer
  * calls (parameters written on the host, as a checkpoint load does, are what the next
  * evaluation uses); the finetune intents of the last batch reach the CPU workspace (the
- * reference's check_epoch view). SKIP without CUDA or a GPU (test_emu_trainer: emulated). */
+ * reference's check_epoch view); the command line's --gpu 0 logs "Device: cuda:0, <device>".
+ * SKIP without CUDA or a GPU (test_emu_trainer: emulated). */
 #include "test_util.h"
 
 #ifndef TIMIREC_CUDA
@@ -16,6 +17,7 @@ int main(void) {
 #include "data_util.h"
 #include "gpu_test_util.h"
 #include "timirec/prepare.h"
+#include "timirec/run.h"
 #include "timirec/trainer.h"
 
 int main(void) {
@@ -111,6 +113,29 @@ int main(void) {
         trainer_free(&gpu);
     }
     free(pretrained);
+
+    { /* The command line with --gpu 0: the log names the device that does the work. */
+        char logdir[600], logpath[700], line[1024], device[1024] = "";
+        snprintf(logdir, sizeof logdir, "%s/run/", dir);
+        snprintf(logpath, sizeof logpath, "%s/run.txt", logdir);
+        char *argv[] = {"timirec", "--model_name", "TiMiRec", "--path", (char *)dir, "--dataset",
+                        "toy", "--stage", "pretrain", "--epoch", "1", "--emb_size", "16",
+                        "--history_max", "10", "--batch_size", "64", "--gpu", "0", "--model_dir",
+                        logdir, "--log_dir", logdir, "--log_file", logpath, NULL};
+        const int rc = run_main((int)(sizeof argv / sizeof *argv) - 1, argv);
+        FILE *f = fopen(logpath, "r");
+        while (f && fgets(line, sizeof line, f))
+            if (strncmp(line, "Device: ", 8) == 0) snprintf(device, sizeof device, "%s", line + 8);
+        if (f) fclose(f);
+        device[strcspn(device, "\n")] = '\0';
+        char desc[512];
+        gpu_device_count(desc, sizeof desc);
+        printf("  run_main --gpu 0: rc %d, Device: %s\n", rc, device);
+        CHECK(rc == 0 && strncmp(device, "cuda:0, ", 8) == 0 && strstr(device, desc),
+              "--gpu 0: rc %d, the log says \"Device: %s\", expected \"cuda:0, %s\"", rc, device,
+              desc);
+        unsetenv("CUDA_VISIBLE_DEVICES");
+    }
     corpus_free(&c);
     du_rm_rf(dir);
     return gt_finish("test_gpu_trainer");

@@ -62,6 +62,7 @@ typedef struct {
     struct gpu_data *gpu_data;
     const corpus_t *gpu_data_corpus;
     char backend[512];     /* "CPU", or "CUDA: <device>", or why use_gpu fell back to the CPU */
+    char device[320];      /* what does the work: "cuda:0, <device>" or "cpu (N threads)" */
     /* Robustness (see trainer_train_epoch). */
     const volatile sig_atomic_t *stop; /* non-zero: stop after the current batch */
     int detect_anomaly;    /* also check gradients and the workspace after every step */
