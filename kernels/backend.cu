@@ -97,7 +97,7 @@ struct gpu_model {
     struct step_graph *graphs;      /* (MAX_GRAPHS) */
     int n_graphs;
     int graphs_failed;              /* a capture failed once: direct launches for the run */
-    char graphs_why[512];
+    char graphs_why[600];
     int fail_next_capture;          /* test hook (gpu_model_test_capture_failure) */
     cudaStream_t stream;            /* graphs are captured on and replayed into this stream */
     void *blas_ws;                  /* cuBLAS's workspace inside captures (no allocation there) */

@@ -12,6 +12,35 @@
 #include <unistd.h>
 
 #include "timirec/corpus.h"
+#include "timirec/prepare.h"
+
+/* A synthetic dataset (synth: users x items, seq_len interactions each, clusters capped to fit
+ * the catalog) written as dir/name/{train,dev,test}.csv with n_neg negatives per dev/test row,
+ * then loaded into c. Exits with a FAIL line on any error. */
+static inline void du_synth_corpus(const char *dir, const char *name, int64_t users, int64_t items,
+                                   int64_t seq_len, int n_neg, uint64_t seed, corpus_t *c) {
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    synth_opts_t so;
+    synth_defaults(&so);
+    so.n_users = users;
+    so.n_items = items;
+    so.seq_len = seq_len;
+    so.seed = (int64_t)seed;
+    if (so.n_clusters > items / 2) so.n_clusters = items / 2;
+    if (so.interests > so.n_clusters) so.interests = so.n_clusters;
+    interactions_t x;
+    if (synth_generate(&so, &x, err, sizeof err) || prepare_write(&x, path, n_neg, seed, err, sizeof err)) {
+        printf("FAIL: synthetic corpus %s: %s\n", name, err);
+        exit(1);
+    }
+    interactions_free(&x);
+    corpus_opts_t co = {.path = dir, .dataset = name, .sep = '\t'};
+    if (corpus_load(&co, c, err, sizeof err)) {
+        printf("FAIL: %s\n", err);
+        exit(1);
+    }
+}
 
 /* mkdtemp under /tmp; returns a static path valid until the next call. */
 static inline const char *du_tempdir(const char *tag) {

@@ -38,31 +38,6 @@ int main(void) {
 static const char *tmpdir;
 static int emulated;
 
-static void load_synth(const char *name, int64_t users, int64_t items, int64_t seq_len,
-                       int n_neg, corpus_t *c) {
-    char path[512], err[512];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    synth_opts_t so;
-    synth_defaults(&so);
-    so.n_users = users;
-    so.n_items = items;
-    so.seq_len = seq_len;
-    so.seed = 11;
-    if (so.n_clusters > items / 2) so.n_clusters = items / 2;
-    if (so.interests > so.n_clusters) so.interests = so.n_clusters;
-    interactions_t x;
-    if (synth_generate(&so, &x, err, sizeof err) || prepare_write(&x, path, n_neg, 3, err, sizeof err)) {
-        printf("FAIL: synthetic corpus %s: %s\n", name, err);
-        exit(1);
-    }
-    interactions_free(&x);
-    corpus_opts_t co = {.path = tmpdir, .dataset = name, .sep = '\t'};
-    if (corpus_load(&co, c, err, sizeof err)) {
-        printf("FAIL: %s\n", err);
-        exit(1);
-    }
-}
-
 /* A pretrain model on the device and its optimiser, for corpus c. */
 typedef struct {
     model_layout_t lay;
@@ -313,7 +288,7 @@ int main(void) {
     tmpdir = du_tempdir("gpu_graphs");
 
     corpus_t small;
-    load_synth("small", 40, 60, 10, 5, &small);
+    du_synth_corpus(tmpdir, "small", 40, 60, 10, 5, 11, &small);
     graphs_follow_changes(&small, 16, 48, 1, 1, "small corpus");
     failed_capture(&small, 16, 48, GPU_CAPTURE_FAIL_SYNC, "capturing the");
     failed_capture(&small, 16, 48, GPU_CAPTURE_FAIL_GROW, "would grow");
@@ -322,7 +297,7 @@ int main(void) {
      * memory (over the 48 KiB default), the evaluation's 6 candidates a few hundred bytes.
      * Four users: 3 batches of 8 an epoch (direct, captured, replayed). */
     corpus_t wide;
-    load_synth("wide", 4, 16000, 8, 5, &wide);
+    du_synth_corpus(tmpdir, "wide", 4, 16000, 8, 5, 11, &wide);
     graphs_follow_changes(&wide, 16, 8, 13000, 0, "13,000 negatives");
 
     for (int which = 0; which < 3; which++) nosync_dies(which);

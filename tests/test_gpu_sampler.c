@@ -44,31 +44,6 @@ static int same_batch(const char *what, const batch_t *g, const batch_t *c) {
     return ok;
 }
 
-static void load_synth(const char *dir, const char *name, int64_t users, int64_t items,
-                       int64_t seq_len, uint64_t seed, corpus_t *c) {
-    char path[512], err[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    synth_opts_t so;
-    synth_defaults(&so);
-    so.n_users = users;
-    so.n_items = items;
-    so.seq_len = seq_len;
-    so.seed = (int64_t)seed;
-    if (so.n_clusters > items / 2) so.n_clusters = items / 2;
-    if (so.interests > so.n_clusters) so.interests = so.n_clusters;
-    interactions_t x;
-    if (synth_generate(&so, &x, err, sizeof err) || prepare_write(&x, path, 7, seed, err, sizeof err)) {
-        printf("FAIL: synthetic corpus %s: %s\n", name, err);
-        exit(1);
-    }
-    interactions_free(&x);
-    corpus_opts_t co = {.path = dir, .dataset = name, .sep = '\t'};
-    if (corpus_load(&co, c, err, sizeof err)) {
-        printf("FAIL: %s\n", err);
-        exit(1);
-    }
-}
-
 static void check_corpus(const char *name, const corpus_t *c, int history_max, int num_neg,
                          int batch_size) {
     char err[512];
@@ -153,14 +128,14 @@ int main(void) {
     const int emu = gpu_is_emulated() && !getenv("TMR_EMU_FULL");
     const char *dir = du_tempdir("gpu_sampler");
     corpus_t c;
-    load_synth(dir, "roomy", emu ? 200 : 2000, emu ? 300 : 3000, 12, 3, &c);
+    du_synth_corpus(dir, "roomy", emu ? 200 : 2000, emu ? 300 : 3000, 12, 7, 3, &c);
     check_corpus("roomy", &c, 20, 1, 64);
     check_corpus("roomy, 3 negatives, history_max 5", &c, 5, 3, 50);
     corpus_free(&c);
-    load_synth(dir, "crowded", emu ? 60 : 400, 14, 9, 4, &c);
+    du_synth_corpus(dir, "crowded", emu ? 60 : 400, 14, 9, 7, 4, &c);
     check_corpus("crowded (14 items)", &c, 20, 2, 37);
     corpus_free(&c);
-    load_synth(dir, "long", emu ? 40 : 300, emu ? 200 : 2000, emu ? 60 : 150, 5, &c);
+    du_synth_corpus(dir, "long", emu ? 40 : 300, emu ? 200 : 2000, emu ? 60 : 150, 7, 5, &c);
     check_corpus("long histories, whole (history_max 0)", &c, 0, 1, 33);
     check_corpus("long histories, history_max 16", &c, 16, 1, 33);
     corpus_free(&c);
