@@ -101,6 +101,7 @@ static void gru(gpu_ctx_t *ctx, int B, int L, int d, int lengths, uint32_t tag) 
     gt_compare("GRU backward db_ih (accumulated)", d_db_ih, db_ih, G, gt_tol_rows(TOL, T));
     gt_compare("GRU backward db_hh (accumulated)", d_db_hh, db_hh, G, gt_tol_rows(TOL, T));
     free(hist), free(pos), free(length), free(perm), free(batch_sizes), free(step_off);
+    gpu_free(d_step_off);
     free(w_ih), free(w_hh), free(b_ih), free(b_hh), free(x), free(gates), free(ghn), free(h);
     free(work), free(dh), free(dgi), free(dgh), free(dx), free(dw_ih), free(dw_hh), free(db_ih), free(db_hh);
     gpu_free(d_w_ih), gpu_free(d_w_hh), gpu_free(d_b_ih), gpu_free(d_b_hh), gpu_free(d_x);
