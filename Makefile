@@ -84,7 +84,7 @@ else
   EMU_LIB_OBJ := $(patsubst %.c,$(BUILD)/emu/%.o,$(LIB_SRC))
 endif
 
-.PHONY: all test asan bench run clean cuda-note gpu-check fuzz fuzz-build
+.PHONY: all test asan bench run clean cuda-note gpu-check fuzz fuzz-build FORCE
 all: cuda-note $(BIN)/timirec
 
 cuda-note:
@@ -241,6 +241,24 @@ valgrind:
 	$(MAKE) --no-print-directory BUILD=build-valgrind BIN=build-valgrind/bin ARCH= CUDA=0 OPENBLAS=0 \
 	    build-valgrind/bin/timirec
 	@sh tests/valgrind.sh build-valgrind/bin/timirec
+
+# compile_commands.json for editors and clangd (jump to definitions through the float/double
+# macro names of src/cpu/*.inc): every C file with the flags `make` builds it with, and the
+# CUDA sources as the emulation compiles them (g++ -x c++ -DTMR_EMULATE), so they resolve
+# without a CUDA-aware language server (the #ifndef TMR_EMULATE parts show as inactive).
+compile_commands.json: FORCE
+	@{ echo '['; sep=' '; \
+	  for f in $(LIB_SRC) src/main.c $(TEST_SRC) $(BENCH_SRC) $(wildcard fuzz/*.c); do \
+	    printf '%s{"directory": "%s", "file": "%s", "command": "%s -Itests -Ifuzz -c %s"}\n' \
+	      "$$sep" "$(CURDIR)" "$$f" "$(CC) $(BASE_CFLAGS) $(CFLAGS)" "$$f"; sep=','; \
+	  done; \
+	  for f in $(wildcard kernels/*.cu kernels/*.cpp tests/*.cu); do \
+	    printf '%s{"directory": "%s", "file": "%s", "command": "%s -c %s"}\n' \
+	      "$$sep" "$(CURDIR)" "$$f" "$(CXX) $(EMU_CXXFLAGS)" "$$f"; \
+	  done; echo ']'; } > $@
+	@echo "  GEN     $@ ($$(grep -c '"file"' $@) files)"
+
+FORCE:
 
 clean:
 	rm -rf build build-asan build-fuzz bin

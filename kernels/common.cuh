@@ -1,7 +1,7 @@
 /* Shared device helpers: checked CUDA/cuBLAS calls that report file:line and the failing call,
  * the launch macro every backend kernel goes through, and the context the op launchers share.
- * With TMR_EMULATE (build/emu, `make gpu-emu`) the same sources compile as host C++ against
- * kernels/emulate.h. */
+ * With TMR_EMULATE (build/emu: the test_emu_* programs of `make test`) the same sources
+ * compile as host C++ against kernels/emulate.h. */
 #ifndef TIMIREC_KERNELS_COMMON_CUH
 #define TIMIREC_KERNELS_COMMON_CUH
 
