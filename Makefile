@@ -1,7 +1,8 @@
 # timirec build. `make` builds bin/timirec (CPU always; CUDA part when nvcc is on the PATH),
-# `make test` runs every test program, `make asan` runs the suite under ASan+UBSan,
-# `make bench` runs the benchmarks, `make run` the README's main job, `make fuzz` the fuzzers
-# (clang + libFuzzer, FUZZ_SECONDS each), `make valgrind` a tiny end-to-end run under memcheck.
+# `make test` runs every test (`make test ONLY=test_golden`: one), `make asan` runs the suite
+# under ASan+UBSan, `make bench` runs the benchmarks, `make run` the README's main job,
+# `make fuzz` the fuzzers (clang + libFuzzer, FUZZ_SECONDS each), `make valgrind` a tiny
+# end-to-end run under memcheck.
 
 ifeq ($(origin CC),default)
   CC := gcc
@@ -84,7 +85,7 @@ else
   EMU_LIB_OBJ := $(patsubst %.c,$(BUILD)/emu/%.o,$(LIB_SRC))
 endif
 
-.PHONY: all test asan bench run clean cuda-note gpu-check fuzz fuzz-build FORCE
+.PHONY: all test test-names asan bench run clean cuda-note gpu-check fuzz fuzz-build FORCE
 all: cuda-note $(BIN)/timirec
 
 cuda-note:
@@ -184,8 +185,28 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libtimirec.a
 	@$(if $(V),:,echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
 
-test: all $(TEST_BIN) $(EMU_TEST_BIN)
-	@sh tests/run_tests.sh $(BUILD)/tests $(BIN)/timirec
+# The tests `make test` runs, by name: the programs it builds (test_fuzz_regress and
+# test_gpu_coop/test_emu_coop by their own rules above) and the shell tests. tests/run_tests.sh
+# runs exactly these (never a glob of $(BUILD)/tests, which may hold stale binaries);
+# `make test ONLY="test_golden cli_train.sh"` builds and runs only the tests named.
+CLI_TESTS := $(notdir $(wildcard tests/cli_*.sh))
+TEST_NAMES := $(sort $(notdir $(TEST_BIN) $(EMU_TEST_BIN))) $(sort $(CLI_TESTS))
+ONLY ?=
+ifneq ($(strip $(ONLY)),)
+  ifneq ($(filter-out $(TEST_NAMES),$(ONLY)),)
+    $(error ONLY: no such test: $(filter-out $(TEST_NAMES),$(ONLY)) (make test-names lists them))
+  endif
+  RUN_NAMES := $(ONLY)
+else
+  RUN_NAMES := $(TEST_NAMES)
+endif
+RUN_BIN := $(addprefix $(BUILD)/tests/,$(filter-out $(CLI_TESTS),$(RUN_NAMES)))
+
+test: all $(RUN_BIN)
+	@sh tests/run_tests.sh $(BUILD)/tests $(BIN)/timirec $(RUN_NAMES)
+
+test-names:
+	@echo $(TEST_NAMES)
 
 # Same suite, instrumented; CPU only (the CUDA runtime and ASan do not mix).
 asan:

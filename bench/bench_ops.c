@@ -88,15 +88,25 @@ static float *nan_f(size_t n) {
 static float *zeros_f(size_t n) { return tmr_calloc(n ? n : 1, sizeof(float)); }
 static double *zeros_d(size_t n) { return tmr_calloc(n ? n : 1, sizeof(double)); }
 
-/* max |f - d| / max |d| over n outputs; +inf when f has a NaN or Inf where d is finite. */
+/* max |f - d| / max |d| over n outputs; +inf when f or d has a NaN, or an Inf the other does
+ * not have. Never NaN: the errors are combined with fmax, which would drop a NaN (and keeps
+ * +inf). */
 static double rel_err(const float *f, const double *d, size_t n) {
     double md = 0, me = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!isfinite(f[i]) && isfinite(d[i])) return INFINITY;
+        if (!isfinite(f[i]) || !isfinite(d[i])) {
+            if ((double)f[i] == d[i]) continue; /* the same infinity */
+            return INFINITY;
+        }
         md = fmax(md, fabs(d[i]));
         me = fmax(me, fabs((double)f[i] - d[i]));
     }
     return md > 0 ? me / md : me;
+}
+
+/* |f - d| / |d| of two scalars (losses); +inf when either is not finite (never NaN). */
+static double rel_err1(double f, double d) {
+    return isfinite(f) && isfinite(d) ? fabs(f - d) / fmax(fabs(d), 1e-30) : INFINITY;
 }
 
 /* A batch: histories of random lengths 1..L (right-padded with 0), positions, C candidates. */
@@ -531,7 +541,7 @@ static void bench_distill(report_t *rp, const case_t *cs, const bmodel_t *m, con
     float lf = distill_loss_f(&m->lay, m->pf, V, b->cand, pred, B, b->C, 0.5, target, dpred);
     double ld = distill_loss_d(&m->lay, m->pd, Vd, b->cand, predd, B, b->C, 0.5, targetd, dpredd);
     double err = fmax(fmax(rel_err(target, targetd, bk), rel_err(dpred, dpredd, bk)),
-                      fabs(lf - ld) / fmax(fabs(ld), 1e-30));
+                      rel_err1(lf, ld));
     char shape[64];
     snprintf(shape, sizeof shape, "B=%d K=%d d=%d", B, K, d);
     distill_arg_t a = {m, b, V, pred, target, dpred};
@@ -598,7 +608,7 @@ static void bench_score(report_t *rp, const case_t *cs, const bmodel_t *m, const
         int same_k = finetune || memcmp(kstar, kstard, sizeof(int32_t) * (size_t)B) == 0;
         double err = fmax(fmax(rel_err(scores, scoresd, bc), rel_err(dscores, dscoresd, bc)),
                           fmax(rel_err(dV, dVd, bkd), rel_err(grads, gradsd, total)));
-        err = fmax(err, fabs(lf - ld) / fmax(fabs(ld), 1e-30));
+        err = fmax(err, rel_err1(lf, ld));
         if (finetune) err = fmax(err, rel_err(dpi, dpid, bk));
         if (!same_k) err = INFINITY;
         char shape[64];
@@ -641,7 +651,7 @@ static void bench_adam(report_t *rp, const case_t *cs, const bmodel_t *m) {
             double gp = (double)g[i] + (pt->decay ? l2 * (double)m->pf[i] : 0.0);
             double want = (double)m->pf[i] - lr * gp / (fabs(gp) + 1e-8);
             double e = fabs((double)p[i] - want) / lr;
-            err = isfinite(p[i]) ? fmax(err, e) : INFINITY;
+            err = isfinite(p[i]) && isfinite(e) ? fmax(err, e) : INFINITY;
         }
     }
     char shape[64];

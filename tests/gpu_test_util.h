@@ -95,10 +95,7 @@ static inline double gt_compare_host(const char *label, const float *gpu, const 
           (long long)bad, (long long)first_bad, bad ? (double)gpu[first_bad] : 0.0,
           bad ? (double)cpu[first_bad] : 0.0);
     CHECK(rel <= tol, "%s: normalised error %.3g above %.3g", label, rel, tol);
-    if (!(rel <= gt_worst)) {
-        gt_worst = rel;
-        snprintf(gt_worst_label, sizeof gt_worst_label, "%s", label);
-    }
+    if (tu_max_err(&gt_worst, rel)) snprintf(gt_worst_label, sizeof gt_worst_label, "%s", label);
     return rel;
 }
 

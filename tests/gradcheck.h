@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "test_util.h"
+
 typedef double (*gc_loss_fn)(void *ctx, const double *params);
 
 typedef struct {
@@ -58,8 +60,8 @@ static inline int gc_check(const char *name, gc_loss_fn loss, void *ctx, double 
             bad++;
         }
         double rel = scale > 0 ? diff / scale : diff;
-        if (!(rel <= worst)) worst = rel;
-        if (scale > max_abs) max_abs = scale;
+        tu_max_err(&worst, rel);
+        tu_max_err(&max_abs, scale);
     }
     printf("  %-58s max rel err %.2e over %lld elements (|grad| up to %.2e)%s\n", name, worst,
            (long long)n, max_abs, bad ? "  FAIL" : "");

@@ -1,11 +1,26 @@
 #!/bin/sh
-# Runs every test program in $1 (and the shell tests, which get the binary $2), prints
-# PASS/FAIL/SKIP per test and ends with "N passed, N failed, N skipped".
+# Usage: sh tests/run_tests.sh DIR BIN NAME...
+# Runs the named tests: a test program NAME is DIR/NAME, a shell test NAME (cli_*.sh) is
+# `sh tests/NAME BIN`. `make test` passes the list the Makefile builds (TEST_BIN, EMU_TEST_BIN
+# and tests/cli_*.sh): nothing is globbed from DIR, so a stale binary of a deleted test never
+# runs. One test: `make test ONLY=test_golden` (or ONLY="test_golden cli_train.sh"), or call
+# this script with those names. A named test that is missing FAILs.
+# Prints PASS/FAIL/SKIP per test and ends with "N passed, N failed, N skipped".
 # Exit code 77 from a test means SKIP. Non-zero exit if anything failed.
+if [ $# -lt 3 ]; then
+    echo "usage: sh tests/run_tests.sh DIR BIN NAME... (make test passes the names)" >&2
+    echo "0 passed, 1 failed, 0 skipped"
+    exit 2
+fi
 dir=$1
 bin=$2
+shift 2
 passed=0 failed=0 skipped=0
 failed_names=""
+fail() {
+    failed=$((failed + 1)); failed_names="$failed_names $1"
+    echo "FAIL  $1 ($2)"
+}
 run_one() {
     name=$1; shift
     log=$(mktemp)
@@ -18,19 +33,20 @@ run_one() {
     elif [ $rc -eq 77 ]; then
         skipped=$((skipped + 1)); echo "SKIP  $name: $(grep -m1 SKIP "$log" || tail -n1 "$log")"
     else
-        failed=$((failed + 1)); failed_names="$failed_names $name"
-        echo "FAIL  $name (exit $rc)"; sed 's/^/    | /' "$log" | tail -n 40
+        fail "$name" "exit $rc"; sed 's/^/    | /' "$log" | tail -n 40
     fi
     rm -f "$log"
 }
-for t in "$dir"/test_*; do
-    case "$t" in *.d|*.o) continue ;; esac
-    [ -x "$t" ] || continue
-    run_one "$(basename "$t")" "$t"
-done
-for t in tests/cli_*.sh; do
-    [ -f "$t" ] || continue
-    run_one "$(basename "$t")" sh "$t" "$bin"
+for name in "$@"; do
+    case "$name" in
+    */*) fail "$name" "a test name, not a path" ;;
+    *.sh)
+        if [ -f "tests/$name" ]; then run_one "$name" sh "tests/$name" "$bin"
+        else fail "$name" "tests/$name missing"; fi ;;
+    *)
+        if [ -f "$dir/$name" ] && [ -x "$dir/$name" ]; then run_one "$name" "$dir/$name"
+        else fail "$name" "$dir/$name missing: not built"; fi ;;
+    esac
 done
 [ -n "$failed_names" ] && echo "failed:$failed_names"
 echo "$passed passed, $failed failed, $skipped skipped"

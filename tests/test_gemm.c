@@ -46,7 +46,7 @@ static int check_case(int ta, int tb, int64_t M, int64_t N, int64_t K, float alp
             double got = C[i * ldc + j], diff = fabs(got - want[i * N + j]);
             double tol = 1e-5 * (1.0 + (double)K) * (fabs(alpha) + fabs(beta));
             if (!(diff <= tol)) bad++;
-            if (diff > worst || isnan(diff)) worst = diff;
+            tu_max_err(&worst, diff);
         }
     CHECK(bad == 0, "%s ta=%d tb=%d M=%lld N=%lld K=%lld: %d wrong, worst %.3g",
           tmr_gemm_name(tmr_gemm_current()), ta, tb, (long long)M, (long long)N, (long long)K, bad,

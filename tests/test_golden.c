@@ -41,23 +41,23 @@ static void compare(const char *what, const float *got, const float *want, int64
     double md = 0, mw = 0;
     for (int64_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - (double)want[i]);
-        if (!(d <= md)) md = d;
-        if (fabs(want[i]) > mw) mw = fabs(want[i]);
+        tu_max_err(&md, d);
+        tu_max_err(&mw, fabs(want[i]));
     }
     double rel = mw > 0 ? md / mw : md;
-    if (!(rel <= worst_overall)) worst_overall = rel;
+    tu_max_err(&worst_overall, rel);
     int ok = rel <= tol;
     printf("  %-64s rel err %.2e%s\n", what, rel, ok ? "" : "  FAIL");
     CHECK(ok, "%s: relative error %.3g above %.1g", what, rel, tol);
 }
 
-/* max |a - b| / max |b| (NaN: infinite). */
+/* max |a - b| / max |b| (NaN when any difference is NaN). */
 static double rel_err_fd(const float *a, const double *b, int64_t n) {
     double md = 0, mb = 0;
     for (int64_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - b[i]);
-        if (!(d <= md)) md = isnan(d) ? INFINITY : d;
-        if (fabs(b[i]) > mb) mb = fabs(b[i]);
+        tu_max_err(&md, d);
+        tu_max_err(&mb, fabs(b[i]));
     }
     return mb > 0 ? md / mb : md;
 }
@@ -69,12 +69,12 @@ static void compare_grad(const char *what, const float *got, const float *want,
     double md = 0, mw = 0;
     for (int64_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - (double)want[i]);
-        if (!(d <= md)) md = d;
-        if (fabs(want[i]) > mw) mw = fabs(want[i]);
+        tu_max_err(&md, d);
+        tu_max_err(&mw, fabs(want[i]));
     }
     double rel = mw > 0 ? md / mw : md;
     if (rel <= 1e-5) {
-        if (!(rel <= worst_overall)) worst_overall = rel;
+        tu_max_err(&worst_overall, rel);
         printf("  %-64s rel err %.2e\n", what, rel);
         CHECK(rel <= 1e-5, "%s", what);
         return;
@@ -83,7 +83,7 @@ static void compare_grad(const char *what, const float *got, const float *want,
     int ok = ours <= 1e-5 && ours <= torch && torch <= 1e-4;
     printf("  %-64s rel err %.2e; against double: ours %.2e, torch %.2e%s\n", what, rel, ours,
            torch, ok ? "" : "  FAIL");
-    if (!(ours <= worst_overall)) worst_overall = ours;
+    tu_max_err(&worst_overall, ours);
     CHECK(ok, "%s: relative error %.3g to torch; to the double model ours %.3g, torch %.3g", what,
           rel, ours, torch);
 }
@@ -182,7 +182,7 @@ static void run(const char *path, const char *model_file) {
             snprintf(name, sizeof name, "%sgrad/%s", pre, lay.t[t].name);
             const float *g = tensor(&f, name, lay.t[t].size);
             for (int64_t i = 0; g && i < lay.t[t].size; i++)
-                if (fabs(g[i]) > grad_scale) grad_scale = fabs(g[i]);
+                tu_max_err(&grad_scale, fabs(g[i]));
         }
         for (int t = 0; t < lay.n_tensors; t++) {
             snprintf(name, sizeof name, "%sgrad/%s", pre, lay.t[t].name);
@@ -191,8 +191,8 @@ static void run(const char *path, const char *model_file) {
                 /* Mathematically zero: ours exactly, PyTorch's rounding noise. */
                 double ours = 0, theirs = 0;
                 for (int64_t i = 0; g && i < lay.t[t].size; i++) {
-                    ours = fmax(ours, fabs(grads[lay.t[t].offset + i]));
-                    theirs = fmax(theirs, fabs(g[i]));
+                    tu_max_err(&ours, fabs(grads[lay.t[t].offset + i]));
+                    tu_max_err(&theirs, fabs(g[i]));
                 }
                 printf("  %-64s zero (ours %.1e, torch's noise %.1e)\n", name, ours, theirs);
                 CHECK(ours == 0 && theirs <= 1e-5 * grad_scale, "%s: ours %g torch %g", name,

@@ -142,7 +142,7 @@ static void check_softmax(int rows, int cols, int threads) {
         for (int c = 0; c < cols; c++) {
             const double want = exp(xr[c] - mx) / sum, got = out[(size_t)r * cols + c];
             const double err = fabs(got - want) / want;
-            if (!(err <= worst)) worst = isnan(err) ? INFINITY : err;
+            tu_max_err(&worst, err);
         }
     }
     /* float exp (the GPU's __expf: a few ulps) and float sums against double. */

@@ -64,7 +64,7 @@ static void compare_grads(const model_layout_t *lay, const float *gpu, const flo
         const param_t *p = &lay->t[t];
         double s = 0;
         for (int64_t i = p->offset; i < p->offset + p->size; i++) s += (double)cpu[i] * cpu[i];
-        global = fmax(global, sqrt(s));
+        tu_max_err(&global, sqrt(s));
     }
     double worst = 0;
     const char *worst_name = "";
@@ -87,16 +87,11 @@ static void compare_grads(const model_layout_t *lay, const float *gpu, const flo
         CHECK(bad == 0, "%s: %lld non-finite gradient values in %s", label, (long long)bad, p->name);
         CHECK(rel <= tol, "%s: gradient of %s differs by %.3g (normalised, tol %.3g)", label, p->name,
               rel, tol);
-        if (!(rel <= worst)) {
-            worst = rel;
-            worst_name = p->name;
-        }
+        if (tu_max_err(&worst, rel)) worst_name = p->name;
     }
     printf("  %-58s worst gradient err %.2e (%s)\n", label, worst, worst_name);
-    if (!(worst <= gt_worst)) {
-        gt_worst = worst;
+    if (tu_max_err(&gt_worst, worst))
         snprintf(gt_worst_label, sizeof gt_worst_label, "%s: gradient of %s", label, worst_name);
-    }
 }
 
 static void one_step(const char *label, model_config_t cfg, int B, int L, int C, float scale,
@@ -246,14 +241,12 @@ static float *trajectory(const char *stage_name, const corpus_t *corp, const mod
                    batch.L, lg, lc, rel);
             CHECK(isfinite(lg) && rel <= TOL_TRAJECTORY, "%s step %d: loss gpu %.9g cpu %.9g",
                   stage_name, step, lg, lc);
-            if (!(rel <= worst)) worst = rel;
+            tu_max_err(&worst, rel);
         }
     }
     printf("  %s: worst loss difference over %d steps %.2e\n", stage_name, n_steps, worst);
-    if (!(worst <= gt_worst)) {
-        gt_worst = worst;
+    if (tu_max_err(&gt_worst, worst))
         snprintf(gt_worst_label, sizeof gt_worst_label, "%s trajectory loss", stage_name);
-    }
     /* Where the parameters went (printed: Adam divides by sqrt(v), so elements with gradients
      * near rounding level move by up to lr on one side and not the other). */
     float *gp = fresh(cpu.lay.total);

@@ -95,7 +95,7 @@ static void check_long_runs(const char *label, const float *gpu, const float *ta
                 if (bad++ == 0) first = i;
                 continue;
             }
-            if (diff / bound > worst) worst = diff / bound;
+            tu_max_err(&worst, diff / bound);
         }
     }
     printf("  %-58s n %9lld  worst %.2f of the bound\n", label, (long long)checked, worst);

@@ -59,7 +59,7 @@ static double dot(const double *a, const double *b, int64_t n) {
 static double max_abs(const double *x, int64_t n) {
     double m = 0;
     for (int64_t i = 0; i < n; i++)
-        if (!(fabs(x[i]) <= m)) m = fabs(x[i]);
+        tu_max_err(&m, fabs(x[i]));
     return m;
 }
 
@@ -232,7 +232,7 @@ static int check_zero_grad(const char *name, gc_loss_fn loss, void *ctx, double 
         double down = loss(ctx, params);
         params[i] = keep;
         double num = fabs((up - down) / (2 * h));
-        if (!(num <= gn)) gn = num;
+        tu_max_err(&gn, num);
     }
     int bad = !(ga <= 1e-13 * gscale) || !(gn <= 1e-7);
     printf("  %-58s zero by softmax shift invariance: |analytic| %.1e, |numeric| %.1e%s\n", name,
@@ -290,7 +290,7 @@ static void run_extractor_case(int add_pos, int add_trm, int N, int d, int a, in
         spec_forward(&lay, params, bt.hist + b * L, bt.pos + b * L, L, Vs);
         for (int64_t i = 0; i < (int64_t)K * d; i++) {
             double diff = fabs(Vs[i] - ctx.V[(int64_t)b * K * d + i]);
-            if (!(diff <= worst)) worst = diff;
+            tu_max_err(&worst, diff);
         }
     }
     printf("  forward vs SPEC formulas: max abs diff %.2e (max |V| %.2e)\n", worst, scale);
@@ -539,7 +539,7 @@ static void run_float_vs_double(int add_pos, int add_trm) {
     double worst = 0, scale = max_abs(Vd, nV);
     for (int64_t i = 0; i < nV; i++) {
         double diff = fabs((double)Vf[i] - Vd[i]);
-        if (!(diff <= worst)) worst = diff;
+        tu_max_err(&worst, diff);
     }
     printf("float vs double add_pos=%d add_trm=%d (d=%d K=%d B=%d L=%d): V max rel diff %.2e\n",
            add_pos, add_trm, d, K, B, L, worst / scale);
@@ -550,7 +550,7 @@ static void run_float_vs_double(int add_pos, int add_trm) {
         double gw = 0, gs = max_abs(gd + p->offset, p->size);
         for (int64_t i = 0; i < p->size; i++) {
             double diff = fabs((double)gf[p->offset + i] - gd[p->offset + i]);
-            if (!(diff <= gw)) gw = diff;
+            tu_max_err(&gw, diff);
         }
         if (shift_invariant(&lay, t)) {
             /* Zero in exact arithmetic: float round-off only, relative to the largest gradient. */
@@ -628,8 +628,8 @@ static void run_padding(int add_pos, int add_trm) {
     extractor_forward_d(&lay, p, wide.hist, wide.pos, B, L + X, &c, V2);
     extractor_backward_d(&lay, p, wide.hist, wide.pos, B, L + X, &c, Rw, g2);
     double dv = 0, dg = 0;
-    for (int64_t i = 0; i < nV; i++) dv = fmax(dv, fabs(V[i] - V2[i]));
-    for (int64_t i = 0; i < lay.total; i++) dg = fmax(dg, fabs(g[i] - g2[i]));
+    for (int64_t i = 0; i < nV; i++) tu_max_err(&dv, fabs(V[i] - V2[i]));
+    for (int64_t i = 0; i < lay.total; i++) tu_max_err(&dg, fabs(g[i] - g2[i]));
     printf("padding add_pos=%d add_trm=%d: +%d padding columns change V by %.2e, grads by %.2e\n",
            add_pos, add_trm, X, dv, dg);
     CHECK(dv <= 1e-13 * (1 + max_abs(V, nV)), "extra padding changed V by %g", dv);

@@ -85,7 +85,7 @@ static int check_tensor(const char *name, gc_loss_fn f, void *ctx, double *all, 
     int bad = gc_check(name, f, ctx, all, off, size, grad, &o);
     CHECK(bad == 0, "%s: %d elements off", name, bad);
     double mx = 0;
-    for (int64_t i = 0; i < size; i++) mx = fmax(mx, fabs(grad[off + i]));
+    for (int64_t i = 0; i < size; i++) tu_max_err(&mx, fabs(grad[off + i]));
     CHECK(mx > 1e-3, "%s: gradients all tiny (%g)", name, mx);
     return bad;
 }

@@ -125,7 +125,7 @@ static void grad_case(int n_layers, int training, int input_path) {
     for (int id = P_GRU_W_IH; id <= P_GRU_B_HH; id++) {
         const param_t *p = &lay.t[lay.id[id]];
         double mx = 0;
-        for (int64_t i = 0; i < p->size; i++) mx = fmax(mx, fabs(grads[p->offset + i]));
+        for (int64_t i = 0; i < p->size; i++) tu_max_err(&mx, fabs(grads[p->offset + i]));
         CHECK(mx > 1e-3, "%s: gradients all tiny (%g)", p->name, mx);
     }
     predictor_cache_free_d(&cache);
@@ -303,7 +303,7 @@ static void float_double_case(void) {
         for (int e = 0; e < B * K; e++) {
             double diff = fabs((double)outf[e] - outd[e]);
             if (!(diff <= 1e-5 * (1 + fabs(outd[e])))) bad++;
-            if (!(diff <= worst)) worst = diff;
+            tu_max_err(&worst, diff);
         }
         printf("float vs double forward (%s): max abs diff %.2e\n", training ? "training" : "eval", worst);
         CHECK(bad == 0, "float and double differ on %d of %d outputs (worst %g)", bad, B * K, worst);
@@ -319,8 +319,8 @@ static void float_double_case(void) {
     double worst = 0, gmax = 0;
     for (int64_t i = 0; i < lay.total; i++) {
         double diff = fabs((double)gf[i] - gd[i]);
-        if (!(diff <= worst)) worst = diff;
-        gmax = fmax(gmax, fabs(gd[i]));
+        tu_max_err(&worst, diff);
+        tu_max_err(&gmax, fabs(gd[i]));
     }
     printf("float vs double backward: max abs diff %.2e (|grad| up to %.2e)\n", worst, gmax);
     CHECK(worst <= 1e-4 * (1 + gmax), "float backward differs by %g", worst);
@@ -377,8 +377,8 @@ static void float_double_case(void) {
         for (int64_t i = 0; i < lay.total; i++) {                                               \
             nonfinite += !isfinite((double)g[1][i]);                                            \
             double diff = fabs((double)g[0][i] - (double)g[1][i]);                              \
-            if (!(diff <= worst)) worst = diff;                                                 \
-            gmax = fmax(gmax, fabs((double)g[0][i]));                                           \
+            tu_max_err(&worst, diff);                                                           \
+            tu_max_err(&gmax, fabs((double)g[0][i]));                                           \
         }                                                                                       \
         printf(#REALT ", %d items: rows vs table path, same forward bits, gradients within "    \
                "%.2e (|grad| up to %.2e); AUTO %s\n", n_items, worst, gmax,                    \

@@ -112,7 +112,7 @@ static void test_init(void) {
         for (int64_t i = 0; i < pt->size; i++) {
             mean += x[i];
             sq += (double)x[i] * x[i];
-            if (fabs(x[i]) > mx) mx = fabs(x[i]);
+            tu_max_err(&mx, fabs(x[i]));
         }
         mean /= (double)pt->size;
         double sd = sqrt(sq / (double)pt->size - mean * mean);
@@ -176,7 +176,7 @@ static void test_adam(void) {
         }
         for (int64_t i = 0; i < n; i++) {
             double diff = fabs(p[i] - pd[i]);
-            if (!(diff <= worst)) worst = diff;
+            tu_max_err(&worst, diff);
         }
     }
     CHECK(opt.step == 5, "step count");

@@ -52,7 +52,7 @@ static void run(const char *label, model_config_t cfg, int B, int L, int C) {
     /* Relative to the tensor's largest gradient, floored at 1e-3 of the model's largest: a
      * tensor whose whole gradient is a cancellation residue is compared on the model's scale. */
     double global = 0;
-    for (size_t i = 0; i < n; i++) global = fmax(global, fabs(gd[i]));
+    for (size_t i = 0; i < n; i++) tu_max_err(&global, fabs(gd[i]));
     double worst = 0;
     const char *worst_name = "";
     for (int t = 0; t < lay.n_tensors; t++) {
@@ -60,14 +60,11 @@ static void run(const char *label, model_config_t cfg, int B, int L, int C) {
         double md = 0, mx = 0;
         for (int64_t i = p->offset; i < p->offset + p->size; i++) {
             double d = fabs((double)gf[i] - gd[i]);
-            if (!(d <= md)) md = d;
-            if (fabs(gd[i]) > mx) mx = fabs(gd[i]);
+            tu_max_err(&md, d);
+            tu_max_err(&mx, fabs(gd[i]));
         }
         double rel = md / fmax(mx, 1e-3 * global);
-        if (!(rel <= worst)) {
-            worst = rel;
-            worst_name = p->name;
-        }
+        if (tu_max_err(&worst, rel)) worst_name = p->name;
     }
     printf("  worst float-vs-double gradient: %.2e (%s)\n", worst, worst_name);
     CHECK(worst <= 2e-3, "%s: float and double gradients differ by %.3g in %s", label, worst,

@@ -24,11 +24,11 @@ static float at_exp, at_sig, at_tanh;
 static void check_one(float x) {
     double e = ulp_err(vm_expf(x), exp((double)x));
     /* exp's documented ranges: below -87.34 the smallest normal, above 88.376 +inf. */
-    if (x >= -87.33f && x <= 88.37f && !(e <= worst_exp)) worst_exp = e, at_exp = x;
+    if (x >= -87.33f && x <= 88.37f && tu_max_err(&worst_exp, e)) at_exp = x;
     double s = ulp_err(vm_sigmoidf(x), 1.0 / (1.0 + exp(-(double)x)));
-    if (x >= -87.0f && !(s <= worst_sig)) worst_sig = s, at_sig = x;
+    if (x >= -87.0f && tu_max_err(&worst_sig, s)) at_sig = x;
     double t = ulp_err(vm_tanhf(x), tanh((double)x));
-    if (!(t <= worst_tanh)) worst_tanh = t, at_tanh = x;
+    if (tu_max_err(&worst_tanh, t)) at_tanh = x;
     n_nan += (x >= -87.33f && x <= 88.37f && isnan(e)) + (x >= -87.0f && isnan(s)) + isnan(t);
 }
 
