@@ -1,5 +1,5 @@
 /* Raw interaction logs -> train/dev/test.csv by the reference framework's recipe
- * (prepare.h has the recipe; ../shared/data/README.md its source).
+ * (prepare.h has the recipe).
  *
  * Pipeline of prepare_write, every step O(n) or a radix sort:
  *   rank users and items (ascending original id) -> stable sort of row indices by (time, user)

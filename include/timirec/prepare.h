@@ -1,6 +1,6 @@
 /* Dataset tools: raw interactions -> the dataset format, and the synthetic generator.
  *
- * The recipe (../shared/data/README.md, the reference framework's MovieLens notebook):
+ * The recipe (the reference framework's MovieLens preparation notebook, ReChorus data/):
  * drop duplicate (user, item, time) rows keeping the first; sort stably by (time, user);
  * renumber users and items from 1 in ascending order of their original ids; per user the
  * first interaction stays in train, the last goes to test and the one before it to dev
