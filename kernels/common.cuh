@@ -62,7 +62,7 @@ void gpu_check_failed(const char *file, int line, const char *call, const char *
     } while (0)
 
 /* ---- graph capture (kernels/context.cu) ----
- * gpu_capture_begin(why) starts recording failures instead of dying on them; gpu_capturing()
+ * gpu_capture_begin() starts recording failures instead of dying on them; gpu_capturing()
  * says whether a capture is under way (scratch must not grow then: gpu_grow_refused);
  * gpu_capture_end() stops and returns the first failure's message (NULL: none). */
 void gpu_capture_begin(void);
@@ -124,7 +124,7 @@ int gpu_debug_sync_enabled(void);
  * the launch that caused it rather than at some later call. */
 void gpu_after_launch(const char *kernel, const char *file, int line);
 
-/* Scratch from the context: at least n ones / doubles / floats. */
+/* Scratch from the context: at least n ones / doubles. */
 const float *gpu_ctx_ones(gpu_ctx_t *ctx, int64_t n);
 double *gpu_ctx_rows(gpu_ctx_t *ctx, int64_t n);
 /* Grow the scratch buffers once for a model's largest step (gpu_model_create): column sums over

@@ -121,22 +121,20 @@ __global__ void segment_combine_kernel(int64_t n_threads, int64_t n, int d,
 
 int gpu_scatter_reserve(gpu_ctx_t *ctx, int64_t n, int d) {
     if (n > 2147483647LL) tmr_fatal("gpu_scatter_add_rows: %lld rows exceed CUB's int count", (long long)n);
-    if (n > ctx->sort_cap) {
+    if (n > ctx->sort_cap) { /* CUB's storage is sized with the buffers: no query per call */
         if (gpu_grow_refused("the scatter's sort buffers", n, ctx->sort_cap)) return -1;
         gpu_free(ctx->sort_buf);
         ctx->sort_buf = (int32_t *)gpu_malloc((size_t)(4 * n) * sizeof(int32_t));
         ctx->sort_cap = n;
-    }
-    size_t bytes = 0;
-    int32_t *b = ctx->sort_buf; /* CUB only reads the sizes in this query */
-    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(NULL, bytes, b, b, b, b, (int)n, 0,
-                                               (int)sizeof(int32_t) * 8, gpu_launch_stream));
-    if (bytes > ctx->sort_temp_cap) {
-        if (gpu_grow_refused("CUB's sort scratch", (int64_t)bytes, (int64_t)ctx->sort_temp_cap))
-            return -1;
-        gpu_free(ctx->sort_temp);
-        ctx->sort_temp = gpu_malloc(bytes);
-        ctx->sort_temp_cap = bytes;
+        size_t bytes = 0;
+        int32_t *b = ctx->sort_buf; /* CUB only reads the sizes in this query */
+        CUDA_CHECK(cub::DeviceRadixSort::SortPairs(NULL, bytes, b, b, b, b, (int)n, 0,
+                                                   (int)sizeof(int32_t) * 8, gpu_launch_stream));
+        if (bytes > ctx->sort_temp_cap) { /* the storage a radix sort needs grows with n */
+            gpu_free(ctx->sort_temp);
+            ctx->sort_temp = gpu_malloc(bytes);
+            ctx->sort_temp_cap = bytes;
+        }
     }
     /* the chunk sums: sized from (n, d) alone, not from the ids, so they never grow in a step */
     const int64_t partial = seg_slots(n) * d;

@@ -16,8 +16,6 @@ int main(void) {
 }
 #else
 #include <stdint.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "coop_kernels.h"
 #include "timirec/gpu_ops.h"
@@ -214,33 +212,14 @@ static void check_race_follows_order(int reverse) {
 
 /* Runs fn in a child process; it must not finish normally, and its stderr must name the
  * problem (both substrings). */
+static int call_coop(void *fn) { return ((int (*)(void))fn)() == 0 ? 0 : 3; }
 static void check_reported(const char *name, int (*fn)(void), const char *want1, const char *want2) {
-    int fds[2];
-    if (pipe(fds) != 0) {
-        perror("pipe");
-        exit(1);
-    }
-    fflush(stdout);
-    fflush(stderr);
-    const pid_t pid = fork();
-    if (pid < 0) {
+    char msg[8192];
+    const int status = tu_run_child(call_coop, (void *)fn, msg, sizeof msg);
+    if (status < 0) {
         perror("fork");
         exit(1);
     }
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], 2);
-        _exit(fn() == 0 ? 0 : 3);
-    }
-    close(fds[1]);
-    char msg[8192];
-    size_t len = 0;
-    ssize_t got;
-    while ((got = read(fds[0], msg + len, sizeof msg - 1 - len)) > 0) len += (size_t)got;
-    msg[len] = 0;
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
     const int finished = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     CHECK(!finished, "%s: the emulation ran it to the end without reporting it", name);
     CHECK(strstr(msg, want1) && strstr(msg, want2), "%s: the report does not name '%s' and '%s': %s",

@@ -27,9 +27,6 @@ int main(void) {
     return TU_SKIP;
 }
 #else
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include "data_util.h"
 #include "gpu_test_util.h"
 #include "timirec/gpu_data.h"
@@ -245,35 +242,19 @@ static void failed_capture(const corpus_t *c, int d, int bs, int how, const char
 }
 
 /* A synchronous helper inside a no-sync region ends the process with a message naming it. */
+static int sync_in_region(void *which_p) {
+    const int which = *(const int *)which_p;
+    float *dev = (float *)gpu_malloc(16), host[4] = {1, 2, 3, 4};
+    gpu_nosync_begin("the test's region");
+    if (which == 0) gpu_to_device(dev, host, sizeof host);
+    else if (which == 1) gpu_to_host(host, dev, sizeof host);
+    else gpu_sync();
+    return 0; /* not reached when the rule holds */
+}
 static void nosync_dies(int which) {
-    int fd[2];
-    if (pipe(fd) != 0) {
-        CHECK(0, "pipe failed");
-        return;
-    }
-    fflush(stdout);
-    fflush(stderr);
-    const pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd[1], 2);
-        close(fd[0]);
-        float *dev = (float *)gpu_malloc(16), host[4] = {1, 2, 3, 4};
-        gpu_nosync_begin("the test's region");
-        if (which == 0) gpu_to_device(dev, host, sizeof host);
-        else if (which == 1) gpu_to_host(host, dev, sizeof host);
-        else gpu_sync();
-        _exit(0); /* not reached when the rule holds */
-    }
-    close(fd[1]);
     char buf[2048];
-    ssize_t got = 0, r;
-    while (got < (ssize_t)sizeof buf - 1 && (r = read(fd[0], buf + got, sizeof buf - 1 - (size_t)got)) > 0)
-        got += r;
-    buf[got > 0 ? got : 0] = '\0';
-    close(fd[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    const int died = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    const int status = tu_run_child(sync_in_region, &which, buf, sizeof buf);
+    const int died = status != -1 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     printf("  no-sync region, call %d: %s (%.*s)\n", which, died ? "stopped" : "NOT stopped",
            (int)strcspn(buf, "\n"), buf);
     CHECK(died && strstr(buf, "the test's region"), "call %d inside a no-sync region: exit status %d, \"%s\"",

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int tu_failures = 0;
 static int tu_checks = 0;
@@ -56,6 +58,37 @@ static inline int tu_max_err(double *worst, double err) {
 
 /* 1 (failure, with a message) also when the test made no check at all: a test whose checks
  * were all skipped by a broken loop or an early return must not pass. */
+/* Runs fn(arg) in a child process, its stderr captured into err (NUL-terminated, errlen bytes
+ * at most; NULL: left alone); the child exits with fn's return value. Returns the child's wait
+ * status (0: it exited with 0), -1 if it could not be run. For tests of what must stop a run. */
+static inline int tu_run_child(int (*fn)(void *), void *arg, char *err, size_t errlen) {
+    int fds[2] = {-1, -1};
+    if (err && errlen && pipe(fds) != 0) return -1;
+    fflush(stdout);
+    fflush(stderr);
+    const pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        if (err && errlen) {
+            close(fds[0]);
+            dup2(fds[1], 2);
+        }
+        _exit(fn(arg));
+    }
+    if (err && errlen) {
+        close(fds[1]);
+        size_t len = 0;
+        ssize_t got;
+        while (len + 1 < errlen && (got = read(fds[0], err + len, errlen - 1 - len)) > 0)
+            len += (size_t)got;
+        err[len] = '\0';
+        close(fds[0]);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) return -1;
+    return status;
+}
+
 static inline int tu_finish(const char *name) {
     if (tu_checks == 0) {
         fprintf(stderr, "%s: FAIL: no check ran\n", name);

@@ -1,8 +1,6 @@
 /* The test helpers themselves (tests/test_util.h): tu_max_err keeps a NaN once seen (the
  * idiom `if (!(e <= worst)) worst = e;` it replaces loses it to the next finite error), so a
  * check `worst <= tol` fails; tu_finish fails a test that made no check. */
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "test_util.h"
 
@@ -30,22 +28,19 @@ static void expect(const char *what, const double *seq, int n, double want, int 
 }
 
 /* tu_finish in a child that made `checks` passing checks: its exit status. */
+static int finish_child(void *checks_p) {
+    const int checks = *(const int *)checks_p;
+    tu_checks = 0, tu_failures = 0;
+    for (int i = 0; i < checks; i++) CHECK(1, "never");
+    return tu_finish(checks ? "child with checks" : "child without checks");
+}
 static int finish_status(int checks) {
-    fflush(stdout);
-    fflush(stderr);
-    const pid_t pid = fork();
-    if (pid < 0) {
+    const int status = tu_run_child(finish_child, &checks, NULL, 0);
+    if (status < 0) {
         perror("fork");
         exit(1);
     }
-    if (pid == 0) {
-        tu_checks = 0, tu_failures = 0;
-        for (int i = 0; i < checks; i++) CHECK(1, "never");
-        _exit(tu_finish(checks ? "child with checks" : "child without checks"));
-    }
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
-    return WEXITSTATUS(status);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 int main(void) {
