@@ -43,7 +43,7 @@
 /* The backend's checks: a failing call is fatal (the step cannot go on), naming file:line,
  * the call and the runtime's message; except while a graph is being captured
  * (gpu_capture_begin), when the first failure is recorded instead, the capture is abandoned
- * and the step runs again by direct launches (kernels/backend.cu graph_step). */
+ * and the step runs again by direct launches (kernels/epoch.cu graph_step). */
 void gpu_check_failed(const char *file, int line, const char *call, const char *what);
 #define CUDA_CHECK(call)                                                                     \
     do {                                                                                     \
