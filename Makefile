@@ -69,12 +69,13 @@ else
   CUDA_NOTE := CUDA: skipped kernels/ ($(CUDA_OFF_WHY)); building the CPU backend only
 endif
 
-# ---- The CUDA backend emulated on the host (kernels/emulate.h): the backend's sources built
-# with g++ -DTMR_EMULATE, so its index arithmetic, buffer sizes, cuBLAS argument mapping and
-# orchestration run in `make test` (and under ASan in `make asan`) without a GPU or nvcc.
+# ---- The CUDA backend emulated on the host (emu/README.md): the backend's sources built with
+# g++ -DTMR_EMULATE against emu/emulate.h, so its index arithmetic, buffer sizes, cuBLAS
+# argument mapping and orchestration run in `make test` (and under ASan in `make asan`) without
+# a GPU or nvcc.
 # tests/test_gpu_X.c is built a second time as $(BUILD)/tests/test_emu_X against it.
 EMU_CU   := $(filter-out kernels/device.cu kernels/ceilings.cu,$(wildcard kernels/*.cu))
-EMU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/emu/kernels/%.o,$(EMU_CU)) $(BUILD)/emu/kernels/emulate.o
+EMU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/emu/kernels/%.o,$(EMU_CU)) $(BUILD)/emu/emu/emulate.o
 EMU_TEST_BIN := $(patsubst tests/test_gpu_%.c,$(BUILD)/tests/test_emu_%,$(filter-out tests/test_gpu_rng.c,$(wildcard tests/test_gpu_*.c)))
 EMU_CXXFLAGS := -x c++ -std=c++17 -DTMR_EMULATE $(OPT) -g -Wall -Wextra -Werror -Iinclude $(SANITIZE)
 # The host library with its CUDA paths compiled in (-DTIMIREC_CUDA): the CUDA build's objects
@@ -130,7 +131,7 @@ $(BUILD)/emu/kernels/%.o: kernels/%.cu $(FLAGS_STAMP)
 	@$(if $(V),:,echo "  CXX-EMU $<")
 	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/emu/kernels/%.o: kernels/%.cpp $(FLAGS_STAMP)
+$(BUILD)/emu/emu/%.o: emu/%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  CXX-EMU $<")
 	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
@@ -273,7 +274,7 @@ compile_commands.json: FORCE
 	    printf '%s{"directory": "%s", "file": "%s", "command": "%s -Itests -Ifuzz -c %s"}\n' \
 	      "$$sep" "$(CURDIR)" "$$f" "$(CC) $(BASE_CFLAGS) $(CFLAGS)" "$$f"; sep=','; \
 	  done; \
-	  for f in $(wildcard kernels/*.cu kernels/*.cpp tests/*.cu); do \
+	  for f in $(wildcard kernels/*.cu emu/*.cpp tests/*.cu); do \
 	    printf '%s{"directory": "%s", "file": "%s", "command": "%s -c %s"}\n' \
 	      "$$sep" "$(CURDIR)" "$$f" "$(CXX) $(EMU_CXXFLAGS)" "$$f"; \
 	  done; echo ']'; } > $@

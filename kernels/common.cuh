@@ -1,12 +1,12 @@
 /* Shared device helpers: checked CUDA/cuBLAS calls that report file:line and the failing call,
  * the launch macro every backend kernel goes through, and the context the op launchers share.
  * With TMR_EMULATE (build/emu: the test_emu_* programs of `make test`) the same sources
- * compile as host C++ against kernels/emulate.h. */
+ * compile as host C++ against emu/emulate.h. */
 #ifndef TIMIREC_KERNELS_COMMON_CUH
 #define TIMIREC_KERNELS_COMMON_CUH
 
 #ifdef TMR_EMULATE
-#include "emulate.h"
+#include "../emu/emulate.h"
 #else
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
@@ -43,7 +43,7 @@
 /* The backend's checks: a failing call is fatal (the step cannot go on), naming file:line,
  * the call and the runtime's message; except while a graph is being captured
  * (gpu_capture_begin), when the first failure is recorded instead, the capture is abandoned
- * and the step runs again by direct launches (kernels/backend.cu graph_step). */
+ * and the step runs again by direct launches (kernels/epoch.cu graph_step). */
 void gpu_check_failed(const char *file, int line, const char *call, const char *what);
 #define CUDA_CHECK(call)                                                                     \
     do {                                                                                     \
@@ -156,7 +156,7 @@ void gpu_gru_reserve_shared(int d);
  * Dynamic shared memory is declared TMR_DYNAMIC_SHARED(T, name) inside the kernel (the
  * emulation cannot take `extern __shared__`); a static __shared__ array is one copy per
  * function in the emulation, so a kernel writes it before reading it in every block (as CUDA
- * requires anyway). kernels/emulate.h says what the emulation checks. */
+ * requires anyway). emu/emulate.h says what the emulation checks. */
 #ifdef TMR_EMULATE
 #define KLAUNCH(kernel, grid, block, shared_bytes, ...)                                   \
     do {                                                                                  \

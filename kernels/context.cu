@@ -110,7 +110,7 @@ void gpu_after_launch(const char *kernel, const char *file, int line) {
 
 extern "C" int gpu_device_count(char *desc, size_t desclen) {
 #ifdef TMR_EMULATE
-    snprintf(desc, desclen, "emulated GPU (kernels run on the host, kernels/emulate.h)");
+    snprintf(desc, desclen, "emulated GPU (kernels run on the host, emu/emulate.h)");
     return 1;
 #else
     int n = 0;

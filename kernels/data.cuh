@@ -1,5 +1,5 @@
 /* The device-resident corpus (include/timirec/gpu_data.h), shared by kernels/sampler.cu (which
- * builds it and draws/assembles from it) and kernels/backend.cu (the epoch driver). */
+ * builds it and draws/assembles from it) and kernels/epoch.cu (the epoch driver). */
 #ifndef TIMIREC_KERNELS_DATA_CUH
 #define TIMIREC_KERNELS_DATA_CUH
 

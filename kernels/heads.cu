@@ -530,7 +530,7 @@ extern "C" void gpu_finetune_head_backward(gpu_ctx_t *ctx, const float *E, const
                   work, "gpu_finetune_head_backward");
 }
 
-/* ---- for the epoch driver (kernels/backend.cu; declared in kernels/data.cuh) ---------------
+/* ---- for the epoch driver (kernels/epoch.cu; declared in kernels/data.cuh) -----------------
  * The fused launchers with the per-row loss terms left in caller-owned device rows instead of
  * summed on the host: the driver sums them on the device (loss_accumulate_kernel) in the same
  * order, so nothing waits for the device between steps. */

@@ -13,7 +13,7 @@
  * epilogue: bias + ReLU after the first (forward), ReLU' after dr = df W2 (backward, db1 then
  * by cuBLAS's column sum). We chose plain cuBLAS + our own epilogue kernel over cuBLASLt's
  * RELU_BIAS / DRELU_BGRAD epilogues: the same one extra pass over (n, dff) at most, no second
- * GEMM path for the emulation (kernels/emulate.h) to model, and the CPU's rounding order of
+ * GEMM path for the emulation (emu/emulate.h) to model, and the CPU's rounding order of
  * the bias kept (added to the product, not inside it). */
 #include "common.cuh"
 

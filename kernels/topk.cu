@@ -15,7 +15,7 @@
  * without the scratch): the fused version has to reproduce a tuned FP32 GEMM's register
  * tiling to stay near the FLOP ceiling, and its selection state per (user, k <= 1024) does not
  * fit beside the tiles in shared memory. This design was written and checked without a GPU
- * (the host emulation, kernels/emulate.h, runs tests/test_gpu_topk.c as test_emu_topk); the bench
+ * (the host emulation, emu/emulate.h, runs tests/test_gpu_topk.c as test_emu_topk); the bench
  * (bench/bench_topk.c) times it next to cuBLAS product + a full segmented sort per row, which
  * is the comparison the README must quote once measured. A fused kernel is the next step if
  * the scratch traffic (8 bytes per score: written once, read once) shows as the limit.
@@ -326,7 +326,7 @@ extern "C" int topk_gpu_devices(char *desc, size_t desclen) {
         return 0;
     }
 #ifdef TMR_EMULATE
-    snprintf(desc, desclen, "host emulation of the CUDA kernels (kernels/emulate.h)");
+    snprintf(desc, desclen, "host emulation of the CUDA kernels (emu/emulate.h)");
 #else
     cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {

@@ -1,13 +1,13 @@
 /* Block-cooperative kernels in plain CUDA style (shared memory, barriers, warp shuffles and
  * votes, dynamic shared memory, atomics, 2-D grids, 3-D blocks) for test_gpu_coop.c: nvcc
- * builds them for a real GPU, g++ -DTMR_EMULATE for the host emulation (kernels/emulate.h), so
+ * builds them for a real GPU, g++ -DTMR_EMULATE for the host emulation (emu/emulate.h), so
  * one source checks that the emulation runs what the GPU runs. Declarations: coop_kernels.h. */
 #include "coop_kernels.h"
 
 #include <stdio.h>
 
 #ifdef TMR_EMULATE
-#include "../kernels/emulate.h"
+#include "../emu/emulate.h"
 #define KLAUNCH(kernel, grid, block, shared_bytes, ...) \
     TMR_EMU_LAUNCH(kernel, grid, block, shared_bytes, __VA_ARGS__)
 #else

@@ -1,7 +1,7 @@
 /* Block-cooperative test kernels (tests/coop_kernels.cu) behind host functions: each copies its
  * inputs to the device, launches, copies the outputs back, and returns 0 (or -1 after printing
  * the failing CUDA call). Built by nvcc for test_gpu_coop and by the host emulation
- * (kernels/emulate.h) for test_emu_coop. */
+ * (emu/emulate.h) for test_emu_coop. */
 #ifndef TIMIREC_TESTS_COOP_KERNELS_H
 #define TIMIREC_TESTS_COOP_KERNELS_H
 

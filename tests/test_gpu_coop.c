@@ -2,7 +2,7 @@
  * shuffles and votes, a tiled transpose on a 2-D grid, a __shfl_up_sync scan, dynamic shared
  * memory, 3-D blocks, atomics) against plain C loops on random inputs. On a GPU
  * (test_gpu_coop) it checks the kernels; in the host emulation (test_emu_coop) it checks the
- * emulation itself (kernels/emulate.h, emulate.cpp): the same kernels must give the same
+ * emulation itself (emu/emulate.h, emu/emulate.cpp): the same kernels must give the same
  * results, once in launch order and once more in a child process with TMR_EMU_REVERSE=1, a
  * deliberate race must change its result with the order, and misuse (a barrier some threads
  * skip, divergent barriers, a shuffle with an exited or missing lane, a deadlock) must abort

@@ -1,4 +1,4 @@
-/* CUDA graphs of the pretrain step and the no-sync rule of a training step (kernels/backend.cu,
+/* CUDA graphs of the pretrain step and the no-sync rule of a training step (kernels/epoch.cu,
  * gpu_ops.h), through gpu_train_epoch on small synthetic corpora; every case against a twin
  * model trained the same way with graphs off (TIMIREC_GPU_GRAPHS=0):
  * - a stale graph is captured again: after the resident corpus is freed and built again

@@ -5,7 +5,7 @@
  * so whatever order cuBLAS sums in, the lists must be identical item for item, ties included;
  * with continuous values only rounding-level near-ties may swap. The benchmark's baseline
  * (product + full segmented sort) is checked the same way. SKIP without a GPU; the Makefile
- * also builds it as test_emu_topk against the host emulation (kernels/emulate.h).
+ * also builds it as test_emu_topk against the host emulation (emu/emulate.h).
  * Top-K shares the backend's context (cuBLAS handle): a TF32 top-K call (TIMIREC_TOPK_TF32=1)
  * must leave the handle's default FP32 math for the next training product (checked on a GPU
  * through gpu_gemm's error; the emulation has one math mode). */
@@ -193,7 +193,7 @@ int main(void) {
         printf("SKIP: %s\n", err);
         return TU_SKIP;
     }
-    /* The host emulation (test_emu_topk, kernels/emulate.h): fewer and smaller problems. */
+    /* The host emulation (test_emu_topk, emu/emulate.h): fewer and smaller problems. */
     const int quick = strstr(desc, "emulation") != NULL;
     one_case(ctx, 3, 1, 4, 1, 5, 1, 1, 0, 0);        /* only the padding row */
     one_case(ctx, 5, 2, 3, 7, 20, 1, 0, 0, 0);       /* k above the catalog */

@@ -1,4 +1,4 @@
-/* The CUDA training backend as the host sees it (kernels/backend.cu): the model's parameters,
+/* The CUDA training backend as the host sees it (kernels/model.cu): the model's parameters,
  * gradients and Adam moments on the device in the one flat layout of model.h, and the same
  * training step, evaluation and Adam as the CPU reference (model_train_step_f,
  * model_eval_scores_f, adam_step), which defines what they compute. Only declared for CUDA

@@ -1,11 +1,12 @@
-/* The corpus resident on the device and the CUDA backend's epoch driver (kernels/sampler.cu,
- * kernels/backend.cu): the GPU twin of sampler.h. The training set's histories, targets and
- * sorted clicked lists (CSR), and dev/test's histories and candidates, are uploaded once;
- * each epoch's negatives are drawn on the device with the same Philox streams and the same
- * rejection rule as sampler_train_negatives, the shuffle is the same sort of the same Philox
- * keys as sampler_shuffle (CUB's stable radix sort), and batches are assembled on the device
- * exactly as batch_fill assembles them on the host (tests/test_gpu_sampler.c compares all
- * three bit for bit). Only declared for CUDA builds (TIMIREC_CUDA). */
+/* The corpus resident on the device and the CUDA backend's epoch drivers (kernels/sampler.cu,
+ * kernels/epoch.cu, kernels/epoch_staged.cu): the GPU twin of sampler.h. The training set's
+ * histories, targets and sorted clicked lists (CSR), and dev/test's histories and candidates,
+ * are uploaded once; each epoch's negatives are drawn on the device with the same Philox
+ * streams and the same rejection rule as sampler_train_negatives, the shuffle is the same sort
+ * of the same Philox keys as sampler_shuffle (CUB's stable radix sort), and batches are
+ * assembled on the device exactly as batch_fill assembles them on the host
+ * (tests/test_gpu_sampler.c compares all three bit for bit). Only declared for CUDA builds
+ * (TIMIREC_CUDA). */
 #ifndef TIMIREC_GPU_DATA_H
 #define TIMIREC_GPU_DATA_H
 
@@ -76,7 +77,7 @@ typedef struct {
      * (negatives, shuffle, order read back, batch plan and its upload), and queueing the
      * steps; the rest of the epoch the host waits for the device */
     double prepare_s, queue_s;
-    int64_t graph_replays;  /* steps launched as a CUDA graph (pretrain; see backend.cu) */
+    int64_t graph_replays;  /* steps launched as a CUDA graph (pretrain; see epoch.cu) */
     int64_t graph_captures; /* graphs captured this epoch (a shape's second batch, or again) */
     int64_t graph_stale;    /* of those, graphs captured again because they had gone stale */
 } gpu_epoch_t;

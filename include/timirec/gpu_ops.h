@@ -51,7 +51,7 @@ void gpu_ctx_free(gpu_ctx_t *ctx);
 
 /* 1: synchronise and check after every kernel launch (tests; slower). Process-wide. */
 void gpu_debug_sync(int on);
-/* 1 when this build runs the kernels on the host (kernels/emulate.h), not a GPU. */
+/* 1 when this build runs the kernels on the host (emu/emulate.h), not a GPU. */
 int gpu_is_emulated(void);
 
 /* Device memory (fatal on failure; gpu_malloc(0) returns a valid pointer). */

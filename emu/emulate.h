@@ -2,8 +2,8 @@
  * backend's own code (index arithmetic, buffer sizes, the row-major -> column-major cuBLAS
  * mapping, the host orchestration, block-cooperative kernels) can run and be tested on a machine
  * without a GPU: the Makefile compiles kernels/{context,linear,embedding,...}.cu and
- * kernels/emulate.cpp with g++ -DTMR_EMULATE and links the GPU parity tests against that
- * (build/emu/, tests build/tests/test_emu_*). Under ASan every kernel's indexing is
+ * emu/emulate.cpp with g++ -DTMR_EMULATE and links the GPU parity tests against that
+ * (build/emu/, tests build/tests/test_emu_*; emu/README.md). Under ASan every kernel's indexing is
  * bounds-checked (device buffers and dynamic shared memory are malloc'd).
  *
  * What it emulates:
@@ -14,7 +14,7 @@
  * - Threads of a block: run straight through, one after another, on the calling thread, as
  *   long as none calls a synchronising primitive; the first call of one (__syncthreads,
  *   __syncwarp, a shuffle, a vote) turns the rest of that block into cooperative fibers (own
- *   stacks, switched by hand at every barrier and warp rendezvous: kernels/emulate.cpp), so
+ *   stacks, switched by hand at every barrier and warp rendezvous: emu/emulate.cpp), so
  *   kernels that never synchronise cost what they did before. The thread that was running
  *   keeps running on the caller's stack as one of the fibers.
  * - __syncthreads() (and _count/_and/_or): every thread of the block waits until all have
@@ -57,8 +57,8 @@
  * the device's math library; launch errors abort instead of returning from
  * cudaGetLastError. Launches must come from one host thread at a time. Only the backend files
  * are built this way (not device.cu / ceilings.cu, which time real hardware). */
-#ifndef TIMIREC_KERNELS_EMULATE_H
-#define TIMIREC_KERNELS_EMULATE_H
+#ifndef TIMIREC_EMU_EMULATE_H
+#define TIMIREC_EMU_EMULATE_H
 
 #include <math.h>
 #include <stdint.h>
@@ -125,7 +125,7 @@ static inline const char *cudaGetErrorString(cudaError_t e) {
     return "invalid value";
 }
 
-/* ---- one queue, stream capture and the no-sync region (kernels/emulate.cpp) ----
+/* ---- one queue, stream capture and the no-sync region (emu/emulate.cpp) ----
  * Device work (launches, asynchronous copies and sets, cuBLAS products, CUB sorts, graph
  * launches) goes through emu_submit: it runs at once, except while a stream is being captured
  * (cudaStreamBeginCapture), when work on that stream is recorded instead, with its arguments
@@ -202,7 +202,7 @@ template <class K> static inline cudaError_t cudaFuncSetAttribute(K kernel, cuda
     return cudaSuccess;
 }
 
-/* ---- the launcher's state and the fiber scheduler (kernels/emulate.cpp) ---- */
+/* ---- the launcher's state and the fiber scheduler (emu/emulate.cpp) ---- */
 struct emu_state_t {
     int coop;              /* 1 while the running block's threads are fibers */
     unsigned fast_pos;     /* straight-through mode: position of the running thread in the order */
@@ -282,7 +282,7 @@ static inline void emu_launch_kernel(dim3 grid, dim3 block, size_t shared_bytes,
 /* Dynamic shared memory: see the header comment. */
 #define TMR_DYNAMIC_SHARED(T, name) T *const name = reinterpret_cast<T *>(emu_state.dynamic_shared)
 
-/* ---- barriers and warp primitives (fiber switches: kernels/emulate.cpp) ---- */
+/* ---- barriers and warp primitives (fiber switches: emu/emulate.cpp) ---- */
 enum { EMU_BAR_SYNC, EMU_BAR_COUNT, EMU_BAR_AND, EMU_BAR_OR };
 int emu_barrier(int kind, int predicate, const char *file, int line);
 #define __syncthreads() ((void)emu_barrier(EMU_BAR_SYNC, 1, __FILE__, __LINE__))

@@ -1,5 +1,5 @@
 /* The emulated launch's state and the fiber scheduler behind __syncthreads and the warp
- * primitives (what is emulated: kernels/emulate.h).
+ * primitives (what is emulated: emu/emulate.h).
  *
  * A block starts in straight-through mode: the launcher (emu_launch_grid) calls the kernel once
  * per thread on the caller's stack. The first barrier or warp primitive turns the rest of the
