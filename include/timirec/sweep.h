@@ -41,7 +41,9 @@ void sweep_grid_free(sweep_grid_t *g);
 void sweep_grid_point(const sweep_grid_t *g, int64_t p, int *idx);
 
 /* The command: argv[0] = "sweep". Returns the exit code: 0 every run ok, 1 some run failed
- * (the sweep still ran every point), 2 usage error, 130 interrupted (run again to resume). */
+ * (the sweep still ran every point), 2 usage error, 128 + the signal when interrupted by
+ * SIGINT or SIGTERM (130, 143: run the same command again to resume); 1 when sweep.csv cannot
+ * be written. */
 int sweep_main(int argc, char **argv);
 
 #ifdef __cplusplus
