@@ -74,8 +74,10 @@ static int grid_add_key(sweep_grid_t *g, text_span_t part, char *err, size_t err
     if (key.n >= 2 && key.s[0] == '-' && key.s[1] == '-') key.s += 2, key.n -= 2;
     int key_ok = key.n > 0;
     for (size_t i = 0; i < key.n; i++) key_ok &= isalnum((unsigned char)key.s[i]) || key.s[i] == '_';
-    if (!key_ok) return tmr_error(err, errlen, "--grid: \"%.*s\" is not a flag name", (int)key.n, key.s);
-    if (g->n_keys == SWEEP_MAX_KEYS) return tmr_error(err, errlen, "--grid: more than %d keys", SWEEP_MAX_KEYS);
+    if (!key_ok)
+        return tmr_error(err, errlen, "--grid: \"%.*s\" is not a flag name", (int)key.n, key.s);
+    if (g->n_keys == SWEEP_MAX_KEYS)
+        return tmr_error(err, errlen, "--grid: more than %d keys", SWEEP_MAX_KEYS);
     for (int k = 0; k < g->n_keys; k++)
         if (strlen(g->key[k]) == key.n && memcmp(g->key[k], key.s, key.n) == 0)
             return tmr_error(err, errlen, "--grid: key %.*s appears twice", (int)key.n, key.s);
@@ -912,8 +914,9 @@ static int check_seeds_and_table(sweep_t *w) {
     } else {
         w->seeds[w->n_seeds++] = tmr_strf("%lld", (long long)w->base.random_seed);
     }
-    w->plot_col = *o->plot_metric ? tmr_strf("test_%s", o->plot_metric)
-                                  : tmr_strf("test_%s@%d", metrics_kind_name(w->spec.kind[0]), w->spec.topk[0]);
+    w->plot_col = *o->plot_metric
+                      ? tmr_strf("test_%s", o->plot_metric)
+                      : tmr_strf("test_%s@%d", metrics_kind_name(w->spec.kind[0]), w->spec.topk[0]);
     results_init(&w->t, &w->g, &w->spec);
     if (csv_table_col(&w->t.csv, w->plot_col) < 0) {
         fprintf(stderr, "timirec sweep: --plot_metric: %s is not among the test metrics (--metric "
