@@ -50,6 +50,26 @@ double tmr_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+char *tmr_strndup(const char *s, size_t n) {
+    char *d = tmr_malloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+char *tmr_strf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) tmr_fatal("bad format \"%s\"", fmt);
+    char *s = tmr_malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 int tmr_error(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen) {
         va_list ap;

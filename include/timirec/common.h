@@ -49,6 +49,13 @@ __attribute__((format(printf, 3, 4)))
 #endif
 int tmr_error(char *err, size_t errlen, const char *fmt, ...);
 
+/* A malloc'd copy of s[0..n) ending in 0; a malloc'd printf result. Fatal when out of memory. */
+char *tmr_strndup(const char *s, size_t n);
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+char *tmr_strf(const char *fmt, ...);
+
 /* mkdir -p of the folder holding `path` (nothing when it has no folder part). 0 or -1. */
 int tmr_make_parent_dirs(const char *path, char *err, size_t errlen);
 
