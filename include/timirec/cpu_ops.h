@@ -48,6 +48,7 @@ extern "C" {
 
 #define REAL float
 #define R(name) name##_f
+#include "timirec/cpu/acts_decl.h"
 #include "timirec/cpu/layers_decl.h"
 #include "timirec/cpu/extractor_decl.h"
 #include "timirec/cpu/predictor_decl.h"
@@ -57,6 +58,7 @@ extern "C" {
 #undef R
 #define REAL double
 #define R(name) name##_d
+#include "timirec/cpu/acts_decl.h"
 #include "timirec/cpu/layers_decl.h"
 #include "timirec/cpu/extractor_decl.h"
 #include "timirec/cpu/predictor_decl.h"

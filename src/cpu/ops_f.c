@@ -10,6 +10,7 @@
 
 #define REAL float
 #define R(name) name##_f
+#include "acts.inc"
 #include "layers.inc"
 #include "extractor.inc"
 #include "predictor.inc"

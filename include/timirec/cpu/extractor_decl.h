@@ -90,11 +90,14 @@ typedef struct {
     REAL *gs;          /* (B, L, L) backward scratch */
     REAL *ge;          /* (B, L, K) backward scratch */
     REAL *gt;          /* (B, L, a) backward scratch */
-    REAL *block_;      /* the one allocation everything above lives in */
+    REAL *block_;      /* the one allocation everything above lives in (act_carve) */
 } R(extractor_cache_t);
 
+/* The fields come from the activation table (model.h, group ACT_EXTRACTOR), carved from one
+ * block; extractor_cache_slots binds each table entry to its field. */
 void R(extractor_cache_alloc)(R(extractor_cache_t) *c, const model_layout_t *lay, int max_B,
                               int max_L);
+void R(extractor_cache_slots)(R(extractor_cache_t) *c, R(act_slot_t) *slot);
 void R(extractor_cache_free)(R(extractor_cache_t) *c);
 
 /* V (B, K, d) = the interests of hist (B, L) (right-padded with 0) and pos (B, L) (position
