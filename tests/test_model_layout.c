@@ -219,14 +219,16 @@ static void test_acts(void) {
     model_acts_build(&lay, 5, 7, 3, &t);
     const int64_t d = c.emb_size;
     CHECK(t.present[A_Q] == c.add_trm && t.present[A_PRED_GATES], "finetune with the transformer");
-    CHECK(t.count[A_X0] == (uint64_t)(5 * 7 * d), "x0 count %llu", (unsigned long long)t.count[A_X0]);
+    CHECK(t.count[A_X0] == (uint64_t)(5 * 7 * d), "x0 count %llu",
+          (unsigned long long)t.count[A_X0]);
     CHECK(t.count[A_PRED_GATES] == (uint64_t)(5 * 7 * 3 * d), "gates (T, 3d) at capacity T = B L");
     CHECK(t.count[A_PRED_TAB] == (uint64_t)(5 * 7 * 3 * d), "tab (U, 3d), U = min(B L, N + 1)");
     CHECK(t.count[A_PRED_ACTS] == (uint64_t)((c.n_layers - 1) * 5 * d), "acts (n_layers-1, B, d)");
     CHECK(t.count[A_PRED_SLOT_OF] == (uint64_t)c.n_items + 1, "slot_of (N+1)");
     CHECK(t.count[A_SCORES] == 15 && t.count[A_KSTAR] == 5, "heads (B, C), (B)");
     model_acts_set_rows(&t, 11, 4);
-    CHECK(t.count[A_PRED_GATES] == (uint64_t)(11 * 3 * d) && t.count[A_PRED_XU] == (uint64_t)(4 * d),
+    CHECK(t.count[A_PRED_GATES] == (uint64_t)(11 * 3 * d) &&
+              t.count[A_PRED_XU] == (uint64_t)(4 * d),
           "T and U of a step");
     char sh[40];
     CHECK(strcmp(model_act_shape(A_PRED_ACTS, sh, sizeof sh), "(n_layers-1, B, d)") == 0, "%s", sh);

@@ -184,7 +184,7 @@ enum act_scan {
 };
 
 typedef struct {
-    const char *name;          /* what the anomaly scan prints, e.g. "extractor.t = tanh(x W1^T + b1)" */
+    const char *name;          /* what the anomaly scan prints, e.g. "extractor.e (interest scores)" */
     unsigned char dims[3];     /* enum act_dim; AD_NONE pads */
     unsigned char type;        /* enum act_type */
     unsigned char pass;        /* enum act_pass */
