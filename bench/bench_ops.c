@@ -238,11 +238,11 @@ typedef struct {
 } embed_arg_t;
 static void run_embed_fwd(void *p) {
     embed_arg_t *a = p;
-    ext_embed_forward_f(a->E, a->P, a->b->hist, a->b->pos, a->n, a->d, a->x0);
+    layer_embed_forward_f(a->E, a->P, a->b->hist, a->b->pos, a->n, a->d, a->x0);
 }
 static void run_embed_bwd(void *p) {
     embed_arg_t *a = p;
-    ext_embed_backward_f(a->b->hist, a->b->pos, a->n, a->d, a->x0, a->dE, a->dP);
+    layer_embed_backward_f(a->b->hist, a->b->pos, a->n, a->d, a->x0, a->dE, a->dP);
 }
 
 static void bench_embed(report_t *rp, const case_t *cs, const bmodel_t *m, const bbatch_t *b) {
@@ -253,8 +253,8 @@ static void bench_embed(report_t *rp, const case_t *cs, const bmodel_t *m, const
     size_t nd = (size_t)(n * d), rows_E = (size_t)cs->N * d, rows_P = (size_t)(cs->L + 1) * d;
     float *x0 = nan_f(nd);
     double *x0d = zeros_d(nd);
-    ext_embed_forward_f(E, P, b->hist, b->pos, n, d, x0);
-    ext_embed_forward_d(Ed, Pd, b->hist, b->pos, n, d, x0d);
+    layer_embed_forward_f(E, P, b->hist, b->pos, n, d, x0);
+    layer_embed_forward_d(Ed, Pd, b->hist, b->pos, n, d, x0d);
     char shape[64];
     snprintf(shape, sizeof shape, "B*L=%lld d=%d N=%d", (long long)n, d, cs->N);
     embed_arg_t a = {E, P, b, n, d, x0, NULL, NULL};
@@ -264,8 +264,8 @@ static void bench_embed(report_t *rp, const case_t *cs, const bmodel_t *m, const
      * positions collect thousands of rows: float sums that long drift by ~1e-6 of their size. */
     float *dx0 = rand_f(nd, 1), *dE = zeros_f(rows_E), *dP = zeros_f(rows_P);
     double *dx0d = to_d(dx0, nd), *dEd = zeros_d(rows_E), *dPd = zeros_d(rows_P);
-    ext_embed_backward_f(b->hist, b->pos, n, d, dx0, dE, dP);
-    ext_embed_backward_d(b->hist, b->pos, n, d, dx0d, dEd, dPd);
+    layer_embed_backward_f(b->hist, b->pos, n, d, dx0, dE, dP);
+    layer_embed_backward_d(b->hist, b->pos, n, d, dx0d, dEd, dPd);
     double err = fmax(rel_err(dE, dEd, rows_E), rel_err(dP, dPd, rows_P));
     a.x0 = dx0, a.dE = dE, a.dP = dP;
     report(rp, cs, "embedding scatter-add", shape, err, BWD_TOL, run_embed_bwd, &a,
@@ -326,11 +326,11 @@ typedef struct {
 } ln_arg_t;
 static void run_ln_fwd(void *p) {
     ln_arg_t *a = p;
-    ext_add_layernorm_forward_f(a->a, a->b, a->gamma, a->beta, a->mask, a->n, a->d, a->y, a->xhat, a->rstd);
+    layer_add_layernorm_forward_f(a->a, a->b, a->gamma, a->beta, a->mask, a->n, a->d, a->y, a->xhat, a->rstd);
 }
 static void run_ln_bwd(void *p) {
     ln_arg_t *a = p;
-    ext_add_layernorm_backward_f(a->dy, a->xhat, a->rstd, a->gamma, a->mask, a->n, a->d, a->dz,
+    layer_add_layernorm_backward_f(a->dy, a->xhat, a->rstd, a->gamma, a->mask, a->n, a->d, a->dz,
                                  a->dgamma, a->dbeta);
 }
 
@@ -344,8 +344,8 @@ static void bench_ln(report_t *rp, const case_t *cs, const bbatch_t *b) {
     double *gd = to_d(gamma, (size_t)d), *bd = to_d(beta, (size_t)d);
     float *y = nan_f(nd), *xhat = nan_f(nd), *rstd = nan_f((size_t)n);
     double *yd = zeros_d(nd), *xhatd = zeros_d(nd), *rstdd = zeros_d((size_t)n);
-    ext_add_layernorm_forward_f(x, r, gamma, beta, b->hist, n, d, y, xhat, rstd);
-    ext_add_layernorm_forward_d(xd, rd, gd, bd, b->hist, n, d, yd, xhatd, rstdd);
+    layer_add_layernorm_forward_f(x, r, gamma, beta, b->hist, n, d, y, xhat, rstd);
+    layer_add_layernorm_forward_d(xd, rd, gd, bd, b->hist, n, d, yd, xhatd, rstdd);
     char shape[64];
     snprintf(shape, sizeof shape, "B*L=%lld d=%d", (long long)n, d);
     ln_arg_t a = {x, r, gamma, beta, dy, b->hist, n, d, y, xhat, rstd, NULL, NULL, NULL};
@@ -353,9 +353,9 @@ static void bench_ln(report_t *rp, const case_t *cs, const bbatch_t *b) {
            FWD_TOL, run_ln_fwd, &a, 4.0 * (4.0 * (double)nd + (double)n), 1);
     float *dz = nan_f(nd), *dg = zeros_f((size_t)d), *db = zeros_f((size_t)d);
     double *dzd = zeros_d(nd), *dgd = zeros_d((size_t)d), *dbd = zeros_d((size_t)d);
-    ext_add_layernorm_backward_f(dy, xhat, rstd, gamma, b->hist, n, d, dz, dg, db);
+    layer_add_layernorm_backward_f(dy, xhat, rstd, gamma, b->hist, n, d, dz, dg, db);
     double *xhat_from_f = to_d(xhat, nd), *rstd_from_f = to_d(rstd, (size_t)n);
-    ext_add_layernorm_backward_d(dyd, xhat_from_f, rstd_from_f, gd, b->hist, n, d, dzd, dgd, dbd);
+    layer_add_layernorm_backward_d(dyd, xhat_from_f, rstd_from_f, gd, b->hist, n, d, dzd, dgd, dbd);
     free(xhat_from_f), free(rstd_from_f);
     double err = fmax(fmax(rel_err(dz, dzd, nd), rel_err(dg, dgd, (size_t)d)), rel_err(db, dbd, (size_t)d));
     a.dz = dz, a.dgamma = dg, a.dbeta = db;

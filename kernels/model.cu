@@ -11,6 +11,92 @@
  * kernels/model_internal.cuh. */
 #include "model_internal.cuh"
 
+/* Where each entry of the activation table (model.h) that the GPU has lives in gpu_model_t. */
+struct act_slot {
+    float **f;
+    int32_t **i;
+    int64_t **l;
+};
+static void model_slots(gpu_model_t *g, struct act_slot *s) {
+    s[A_X0].f = &g->x0;
+    s[A_Q].f = &g->q;
+    s[A_K].f = &g->k;
+    s[A_V].f = &g->v;
+    s[A_ATT_STATS].f = &g->att_stats;
+    s[A_ATT_D].f = &g->att_D;
+    s[A_LN1_XHAT].f = &g->ln1_xhat;
+    s[A_H1].f = &g->h1;
+    s[A_LN2_XHAT].f = &g->ln2_xhat;
+    s[A_X].f = &g->x;
+    s[A_TMP].f = &g->tmp;
+    s[A_LN1_RSTD].f = &g->ln1_rstd;
+    s[A_LN2_RSTD].f = &g->ln2_rstd;
+    s[A_FFN_R].f = &g->ffn_r;
+    s[A_T].f = &g->t;
+    s[A_GT].f = &g->gt;
+    s[A_E].f = &g->e;
+    s[A_GE].f = &g->ge;
+    s[A_ALPHA].f = &g->alpha;
+    s[A_G0].f = &g->g0;
+    s[A_G1].f = &g->g1;
+    s[A_G2].f = &g->g2;
+    s[A_G3].f = &g->g3;
+    s[A_INTERESTS].f = &g->V;
+    s[A_DV].f = &g->dV;
+    s[A_PRED_INTENT].f = &g->pred_intent;
+    s[A_D_PRED_INTENT].f = &g->d_pred_intent;
+    s[A_TARGET_INTENT].f = &g->target_intent;
+    s[A_W].f = &g->w;
+    s[A_U].f = &g->u;
+    s[A_DU].f = &g->du;
+    s[A_SCORES].f = &g->scores;
+    s[A_DSCORES].f = &g->dscores;
+    s[A_HEAD_WORK].f = &g->head_work;
+    s[A_KSTAR].i = &g->kstar;
+    s[A_PRED_IDS].i = &g->pk_ids;
+    s[A_PRED_FINAL_ROW].i = &g->final_row;
+    s[A_PRED_STEP_OFF].l = &g->step_off_d;
+    s[A_PRED_X].f = &g->px;
+    s[A_PRED_GHN].f = &g->ghn;
+    s[A_PRED_H].f = &g->ph;
+    s[A_PRED_DH].f = &g->pdh;
+    s[A_PRED_DX].f = &g->pdx;
+    s[A_PRED_GATES].f = &g->gates;
+    s[A_PRED_DGI].f = &g->pdgi;
+    s[A_PRED_DGH3].f = &g->pdgh;
+    s[A_PRED_G].f = &g->pg;
+    s[A_PRED_DG].f = &g->pdg;
+    s[A_PRED_ACTS].f = &g->acts;
+    s[A_PRED_PWORK].f = &g->ppwork;
+}
+
+/* The activations: one device allocation for every entry of the table the GPU has (all
+ * parts), each entry on a 256-byte boundary (cudaMalloc's alignment). */
+static void carve_acts(gpu_model_t *g, const model_layout_t *lay) {
+    act_table_t t;
+    model_acts_build(lay, g->max_B, g->max_L, g->max_C, &t);
+    g->dff = (int)t.sym[AD_DFF];
+    uint64_t off[A_COUNT];
+    const unsigned all = (1u << ACT_EXTRACTOR) | (1u << ACT_PREDICTOR) | (1u << ACT_HEADS);
+    const uint64_t bytes = model_acts_block(&t, ACT_GPU, all, sizeof(float), 256, off);
+    if (bytes > (uint64_t)SIZE_MAX / 2) tmr_fatal("gpu_model_create: activations too large");
+    char *block = (char *)take(g, bytes ? (size_t)bytes : 1);
+    struct act_slot slot[A_COUNT];
+    memset(slot, 0, sizeof slot);
+    model_slots(g, slot);
+    for (int id = 0; id < A_COUNT; id++) {
+        if (off[id] == UINT64_MAX) continue;
+        const struct act_slot *s = &slot[id];
+        const int type = model_acts[id].type;
+        if (!(type == ACT_F32 ? (void *)s->f : type == ACT_I32 ? (void *)s->i : (void *)s->l))
+            tmr_fatal("gpu_model_create: %s has no field", model_acts[id].name);
+        if (type == ACT_F32) *s->f = (float *)(block + off[id]);
+        else if (type == ACT_I32) *s->i = (int32_t *)(block + off[id]);
+        else *s->l = (int64_t *)(block + off[id]);
+    }
+    if (!g->add_trm) g->x = g->x0; /* the sequence output is x0 itself */
+}
+
 extern "C" gpu_model_t *gpu_model_create(const model_layout_t *lay, const float *params, int max_B,
                                          int max_L, int max_C, char *err, size_t errlen) {
     if (max_B < 1 || max_L < 1 || max_C < 1) {
@@ -33,11 +119,10 @@ extern "C" gpu_model_t *gpu_model_create(const model_layout_t *lay, const float 
     g->d = cfg->emb_size;
     g->a = cfg->attn_size;
     g->K = cfg->K;
-    g->dff = cfg->emb_size;
     g->add_pos = cfg->add_pos;
     g->add_trm = cfg->add_trm;
     g->finetune = cfg->stage == STAGE_FINETUNE;
-    const size_t B = (size_t)max_B, L = (size_t)max_L, d = (size_t)g->d, K = (size_t)g->K;
+    const size_t B = (size_t)max_B, L = (size_t)max_L;
     const size_t n = B * L, total = (size_t)lay->total;
 
     g->params = take_f(g, total);
@@ -65,70 +150,15 @@ extern "C" gpu_model_t *gpu_model_create(const model_layout_t *lay, const float 
     g->blas_ws = take(g, BLAS_WORKSPACE);
 #endif
 
-    g->x0 = take_f(g, n * d);
-    g->t = take_f(g, n * (size_t)g->a);
-    g->gt = take_f(g, n * (size_t)g->a);
-    g->e = take_f(g, n * K);
-    g->ge = take_f(g, n * K);
-    g->alpha = take_f(g, n * K);
-    g->g0 = take_f(g, n * d);
-    if (g->add_trm) {
-        g->q = take_f(g, n * d);
-        g->k = take_f(g, n * d);
-        g->v = take_f(g, n * d);
-        g->att_stats = take_f(g, 2 * n);
-        g->att_D = take_f(g, n);
-        g->ln1_xhat = take_f(g, n * d);
-        g->h1 = take_f(g, n * d);
-        g->ln2_xhat = take_f(g, n * d);
-        g->x = take_f(g, n * d);
-        g->tmp = take_f(g, n * d);
-        g->ln1_rstd = take_f(g, n);
-        g->ln2_rstd = take_f(g, n);
-        g->ffn_r = take_f(g, n * (size_t)g->dff);
-        g->g1 = take_f(g, n * d);
-        g->g2 = take_f(g, n * d);
-        g->g3 = take_f(g, n * d);
-    } else {
-        g->x = g->x0;
-    }
-
-    g->V = take_f(g, B * K * d);
-    g->dV = take_f(g, B * K * d);
-    g->pred_intent = take_f(g, B * K);
-    g->d_pred_intent = take_f(g, B * K);
-    g->target_intent = take_f(g, B * K);
-    g->w = take_f(g, B * K);
-    g->u = take_f(g, B * d);
-    g->du = take_f(g, B * d);
-    g->scores = take_f(g, B * (size_t)max_C);
-    g->dscores = take_f(g, B * (size_t)max_C);
-    g->head_work = take_f(g, tmr_mul_size(B * (size_t)max_C, d));
-    g->kstar = take_i(g, B);
-
+    if (g->finetune && (!model_has(lay, P_PRED_ITEM_EMB) || lay->n_proj < 1))
+        tmr_fatal("gpu_model_create: finetune layout without an interest predictor");
+    carve_acts(g, lay);
     if (g->finetune) {
-        if (!model_has(lay, P_PRED_ITEM_EMB) || lay->n_proj < 1)
-            tmr_fatal("gpu_model_create: finetune layout without an interest predictor");
-        g->pk_ids = take_i(g, n);
-        g->final_row = take_i(g, B);
-        g->px = take_f(g, n * d);
-        g->ghn = take_f(g, n * d);
-        g->ph = take_f(g, n * d);
-        g->pdh = take_f(g, n * d);
-        g->pdx = take_f(g, n * d);
-        g->gates = take_f(g, n * 3 * d);
-        g->pdgi = take_f(g, n * 3 * d);
-        g->pg = take_f(g, B * d);
-        g->pdg = take_f(g, B * d);
-        g->acts = take_f(g, (size_t)(lay->n_proj > 1 ? lay->n_proj - 1 : 1) * B * d);
-        g->pdgh = take_f(g, n * 3 * d);
-        g->ppwork = take_f(g, 2 * B * d);
         g->h_perm = (int32_t *)tmr_malloc(B * sizeof(int32_t));
         g->h_batch_sizes = (int32_t *)tmr_malloc(L * sizeof(int32_t));
         g->h_step_off = (int64_t *)tmr_malloc((L + 1) * sizeof(int64_t));
         g->h_ids = (int32_t *)tmr_malloc(n * sizeof(int32_t));
         g->h_final = (int32_t *)tmr_malloc(B * sizeof(int32_t));
-        g->step_off_d = (int64_t *)take(g, (L + 1) * sizeof(int64_t));
     }
     /* Everything a step uses is sized now: no step allocates (gpu_ops.h), and no kernel's
      * shared memory opt-in changes after this (a captured graph keeps launching). Column sums

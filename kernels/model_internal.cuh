@@ -32,7 +32,8 @@ struct gpu_model {
     int32_t *cand;        /* (B, C) */
     int32_t *length;      /* (B) device batches (epoch driver) */
 
-    /* extractor activations and scratch, as extractor_cache_t (n = B * L rows) */
+    /* The activations (model.h's table, carved by carve_acts from one allocation); the
+     * extractor's as extractor_cache_t (n = B * L rows) */
     float *x0, *q, *k, *v;          /* (n, d) */
     float *att_stats;               /* (B, L, 2) attention row max, 1 / sum */
     float *att_D;                   /* (B, L) attention backward scratch */

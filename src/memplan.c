@@ -1,6 +1,7 @@
-/* Memory estimate of a training run (memplan.h). The formulas restate the allocations of
- * trainer_init, model_ws_alloc_f (src/cpu/model_step.inc, extractor.inc, predictor.inc),
- * batch_alloc and corpus_load; tests/test_memplan.c holds them to the allocator's count. */
+/* Memory estimate of a training run (memplan.h). The model workspace comes from the activation
+ * table (model.h) as model_ws_alloc_f carves it; the other formulas restate the allocations of
+ * trainer_init, batch_alloc and corpus_load; tests/test_memplan.c holds them to the
+ * allocator's count. */
 #include "timirec/memplan.h"
 #include "timirec/topk.h"
 
@@ -26,36 +27,20 @@ static uint64_t bytes(int64_t n, uint64_t size) { return n > 0 ? memplan_mul((ui
 uint64_t memplan_model_ws_bytes(const model_layout_t *lay, int64_t max_B, int64_t max_L,
                                 int64_t max_C, int threads) {
     const model_config_t *cfg = &lay->cfg;
-    const uint64_t B = (uint64_t)max_B, L = (uint64_t)(max_L < 1 ? 1 : max_L), d = (uint64_t)cfg->emb_size;
-    const uint64_t a = (uint64_t)cfg->attn_size, K = (uint64_t)cfg->K, F = sizeof(float);
-    /* extractor_cache_alloc: one block of x0 t e alpha g0 ge gt (+ the transformer's arrays). */
-    const uint64_t n = MUL(B, L), nd = MUL(n, d), nL = MUL(n, L), na = MUL(n, a), nK = MUL(n, K);
-    uint64_t ext = ADD(ADD(MUL(2, nd), MUL(2, na)), MUL(3, nK));
-    if (cfg->add_trm) ext = ADD(ext, ADD(ADD(MUL(12, nd), MUL(2, nL)), MUL(2, n))); /* 11 nd + ffn_r (n x dff = d) */
-    uint64_t total = MUL(ext, F);
+    if (max_L < 1) max_L = 1;
+    /* model_ws_alloc_f: one block per part of the activation table (act_carve). */
+    act_table_t t;
+    model_acts_build(lay, max_B, max_L, max_C > 0 ? max_C : 0, &t);
+    uint64_t total = 0;
+    for (int g = ACT_EXTRACTOR; g <= ACT_HEADS; g++)
+        total = ADD(total, model_acts_block(&t, ACT_CPU, 1u << g, sizeof(float), ACT_ALIGN, NULL));
     /* ext_attn_forward / _backward: per thread (d x Lp) + (L x Lp), Lp = L rounded up to 16. */
     if (cfg->add_trm) {
-        const uint64_t Lp = (L + 15) / 16 * 16;
-        total = ADD(total, MUL(MUL((uint64_t)(threads < 1 ? 1 : threads), ADD(MUL(d, Lp), MUL(L, Lp))), F));
+        const uint64_t L = (uint64_t)max_L, d = (uint64_t)cfg->emb_size, Lp = (L + 15) / 16 * 16;
+        const uint64_t th = (uint64_t)(threads < 1 ? 1 : threads);
+        total = ADD(total, MUL(MUL(th, ADD(MUL(d, Lp), MUL(L, Lp))), sizeof(float)));
     }
-    /* predictor_cache_alloc (finetune). */
-    if (cfg->stage == STAGE_FINETUNE) {
-        const uint64_t rows = n, np = (uint64_t)(lay->n_proj > 1 ? lay->n_proj - 1 : 1);
-        uint64_t pf = ADD(MUL(rows, MUL(12, d)), MUL(B, d)); /* x, gates 3d, ghn, h, dh, dgi 3d, dgh, dx; g */
-        pf = ADD(pf, ADD(MUL(np, MUL(B, d)), MUL(B, MUL(6, d)))); /* acts; work 3d, dg d, pwork 2d */
-        /* the input-projection table: tab (R, 3d) and uniq (R) for R = min(rows, N + 1) E2 rows,
-         * slot_of (N + 1), row_slot (rows) */
-        const uint64_t n_rows = (uint64_t)cfg->n_items + 1, R = rows < n_rows ? rows : n_rows;
-        pf = ADD(pf, MUL(R, MUL(3, d)));
-        const uint64_t ints = ADD(ADD(R, n_rows), rows);
-        total = ADD(total, ADD(MUL(pf, F), ADD(MUL(B, 4), ADD(MUL(L, 4), MUL(L + 1, 8)))));
-        total = ADD(total, MUL(ints, 4));
-    }
-    /* model_ws_alloc: V dV (B K d), pred_intent d_pred_intent target_intent w (B K), u du (B d),
-     * scores dscores (B C), kstar (B int32). */
-    uint64_t wsf = ADD(ADD(MUL(2, MUL(B, MUL(K, d))), MUL(4, MUL(B, K))), MUL(2, MUL(B, d)));
-    wsf = ADD(wsf, MUL(2, MUL(B, (uint64_t)(max_C > 0 ? max_C : 0))));
-    return ADD(total, ADD(MUL(wsf, F), MUL(B, 4)));
+    return total;
 }
 
 uint64_t memplan_batch_bytes(int64_t max_B, int64_t max_L, int64_t max_C) {

@@ -45,91 +45,49 @@ int numcheck_tensors(const model_layout_t *lay, const float *buf, char *out, siz
     return 0;
 }
 
-typedef struct {
-    numcheck_array_t *a;
-    int n, max;
-} nc_list_t;
-
-static void nc_add(nc_list_t *l, const char *name, const char *shape, float *data, int64_t d0,
-                   int64_t d1, int64_t d2) {
-    if (!data || l->n >= l->max) return;
-    int64_t count = d0 * (d1 ? d1 : 1) * (d2 ? d2 : 1);
-    if (count <= 0) return;
-    l->a[l->n++] = (numcheck_array_t){name, shape, data, count, {d0, d1, d2}};
+/* Whether the last step wrote entry `scan` of the table in full (enum act_scan). */
+static int nc_written(int scan, const model_config_t *cfg, const model_ws_t_f *ws) {
+    const int ft = cfg->stage == STAGE_FINETUNE;
+    const predictor_cache_t_f *p = &ws->pred;
+    switch (scan) {
+    case SCAN_YES: return 1;
+    case SCAN_FINETUNE: return ft;
+    case SCAN_TARGET: return ft && !ws->freeze_target;
+    case SCAN_ROWS: return ft && p->U == 0;
+    case SCAN_TABLE: return ft && p->U > 0;
+    case SCAN_PROJ: return ft && p->n_proj > 1;
+    case SCAN_GRU_BWD: return ft && p->T > 0;
+    case SCAN_GRU_BWD_ROWS: return ft && p->T > 0 && p->U == 0;
+    case SCAN_GRU_BWD_TABLE: return ft && p->T > 0 && p->U > 0;
+    default: return 0;
+    }
 }
 
 int numcheck_workspace_arrays(const model_layout_t *lay, model_ws_t_f *ws, int C,
                               numcheck_array_t *out, int max_out) {
-    nc_list_t l = {out, 0, max_out};
-    const model_config_t *cfg = &lay->cfg;
-    extractor_cache_t_f *x = &ws->ext;
-    const int64_t B = x->B, L = x->L, d = x->d, a = x->a, K = x->K;
+    const int64_t B = ws->ext.B, L = ws->ext.L;
     if (B < 1 || L < 1) return 0; /* no forward yet */
-    const int finetune = cfg->stage == STAGE_FINETUNE;
-    /* Forward, in the order the model computes them. */
-    nc_add(&l, "extractor.x0 = E[hist] + P[pos]", "(B, L, d)", x->x0, B, L, d);
-    if (x->add_trm) {
-        nc_add(&l, "extractor.q", "(B, L, d)", x->q, B, L, d);
-        nc_add(&l, "extractor.k", "(B, L, d)", x->k, B, L, d);
-        nc_add(&l, "extractor.v", "(B, L, d)", x->v, B, L, d);
-        nc_add(&l, "extractor.att (attention weights)", "(B, L, L)", x->att, B, L, L);
-        nc_add(&l, "extractor.ln1_rstd", "(B, L)", x->ln1_rstd, B, L, 0);
-        nc_add(&l, "extractor.ln1_xhat", "(B, L, d)", x->ln1_xhat, B, L, d);
-        nc_add(&l, "extractor.h1 (LayerNorm 1 output)", "(B, L, d)", x->h1, B, L, d);
-        nc_add(&l, "extractor.ffn_r = relu(h1 W_ff1^T + b_ff1)", "(B, L, dff)", x->ffn_r, B, L,
-               x->dff);
-        nc_add(&l, "extractor.ln2_rstd", "(B, L)", x->ln2_rstd, B, L, 0);
-        nc_add(&l, "extractor.ln2_xhat", "(B, L, d)", x->ln2_xhat, B, L, d);
-        nc_add(&l, "extractor.x (transformer output)", "(B, L, d)", x->x, B, L, d);
+    /* The table at the last step's shape (its packed and distinct GRU rows too), and where
+     * each entry lives in this workspace. */
+    act_table_t t;
+    model_acts_build(lay, B, L, C, &t);
+    if (lay->cfg.stage == STAGE_FINETUNE) model_acts_set_rows(&t, ws->pred.T, ws->pred.U);
+    act_slot_t_f slot[A_COUNT] = {{0}};
+    model_ws_slots_f(ws, slot);
+    int n = 0;
+    for (int id = 0; id < A_COUNT && n < max_out; id++) {
+        const act_desc_t *a = &model_acts[id];
+        if (!t.present[id] || !(a->backends & ACT_CPU) || a->type != ACT_F32 ||
+            !nc_written(a->scan, &lay->cfg, ws) || t.count[id] == 0)
+            continue;
+        numcheck_array_t *e = &out[n++];
+        e->name = a->name;
+        model_act_shape(id, e->shape, sizeof e->shape);
+        e->data = *slot[a->alias >= 0 ? a->alias : id].f;
+        e->count = (int64_t)t.count[id];
+        for (int k = 0; k < 3; k++) e->dims[k] = a->dims[k] == AD_NONE ? 0 : t.sym[a->dims[k]];
     }
-    nc_add(&l, "extractor.t = tanh(x W1^T + b1)", "(B, L, a)", x->t, B, L, a);
-    nc_add(&l, "extractor.e (interest scores)", "(B, L, K)", x->e, B, L, K);
-    nc_add(&l, "extractor.alpha (interest attention)", "(B, K, L)", x->alpha, B, K, L);
-    nc_add(&l, "V (interests)", "(B, K, d)", ws->V, B, K, d);
-    if (finetune) {
-        predictor_cache_t_f *p = &ws->pred;
-        const int64_t T = p->T;
-        if (p->U > 0) /* the input projections ran over the batch's distinct E2 rows */
-            nc_add(&l, "predictor.x (distinct E2 rows)", "(U, d)", p->x, p->U, d, 0);
-        else
-            nc_add(&l, "predictor.x (packed GRU inputs)", "(T, d)", p->x, T, d, 0);
-        nc_add(&l, "predictor.gates (r, z, n)", "(T, 3d)", p->gates, T, 3 * d, 0);
-        nc_add(&l, "predictor.ghn", "(T, d)", p->ghn, T, d, 0);
-        nc_add(&l, "predictor.h (GRU states)", "(T, d)", p->h, T, d, 0);
-        nc_add(&l, "predictor.g (last GRU state)", "(B, d)", p->g, B, d, 0);
-        if (p->n_proj > 1)
-            nc_add(&l, "predictor.acts (projection hidden layers)", "(n_layers-1, B, d)",
-                   p->acts, p->n_proj - 1, B, d);
-        nc_add(&l, "pred_intent", "(B, K)", ws->pred_intent, B, K, 0);
-        nc_add(&l, "w = softmax(pred_intent)", "(B, K)", ws->w, B, K, 0);
-        nc_add(&l, "u (user vector)", "(B, d)", ws->u, B, d, 0);
-        if (!ws->freeze_target)
-            nc_add(&l, "target_intent", "(B, K)", ws->target_intent, B, K, 0);
-    }
-    nc_add(&l, "scores", "(B, C)", ws->scores, B, C, 0);
-    /* Backward: gradients with respect to the intermediates that the step writes in full. */
-    nc_add(&l, "dscores", "(B, C)", ws->dscores, B, C, 0);
-    if (finetune) {
-        predictor_cache_t_f *p = &ws->pred;
-        nc_add(&l, "du", "(B, d)", ws->du, B, d, 0);
-        nc_add(&l, "dV", "(B, K, d)", ws->dV, B, K, d);
-        nc_add(&l, "d_pred_intent", "(B, K)", ws->d_pred_intent, B, K, 0);
-        nc_add(&l, "predictor.dg", "(B, d)", p->dg, B, d, 0);
-        if (p->T > 0) { /* the GRU backward does not run on a batch without history */
-            nc_add(&l, "predictor.dgi", "(T, 3d)", p->dgi, p->T, 3 * d, 0);
-            nc_add(&l, "predictor.dgh (d_hn)", "(T, d)", p->dgh, p->T, d, 0);
-            if (p->U > 0) {
-                nc_add(&l, "predictor.tab (dgi summed per distinct E2 row)", "(U, 3d)", p->tab,
-                       p->U, 3 * d, 0);
-                nc_add(&l, "predictor.dx (distinct E2 rows)", "(U, d)", p->dx, p->U, d, 0);
-            } else {
-                nc_add(&l, "predictor.dx", "(T, d)", p->dx, p->T, d, 0);
-            }
-        }
-    } else {
-        nc_add(&l, "dV", "(B, K, d)", ws->dV, B, K, d);
-    }
-    return l.n;
+    return n;
 }
 
 int numcheck_workspace(const model_layout_t *lay, model_ws_t_f *ws, int C, char *out,

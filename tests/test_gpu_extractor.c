@@ -54,7 +54,7 @@ static void embed(gpu_ctx_t *ctx, shape_t s, uint32_t tag, const int32_t *hist, 
     float *dE = gt_up(E, nE), *dP = gt_up(P, nP);
     for (int with_p = 0; with_p <= 1; with_p++) {
         float *d_x0 = gt_poisoned(n * d);
-        ext_embed_forward_f(E, with_p ? P : NULL, hist, pos, n, d, x0);
+        layer_embed_forward_f(E, with_p ? P : NULL, hist, pos, n, d, x0);
         gpu_ext_embed_forward(ctx, dE, with_p ? dP : NULL, d_hist, d_pos, n, d, d_x0);
         gt_compare(LABEL("embed forward x0%s", with_p ? " (+ positions)" : ""), d_x0, x0, n * d, 0);
         gpu_free(d_x0);
@@ -63,7 +63,7 @@ static void embed(gpu_ctx_t *ctx, shape_t s, uint32_t tag, const int32_t *hist, 
     float *dx0 = gt_rand(n * d, tag + 3, -1, 1), *gE = gt_rand(nE, tag + 4, -1, 1);
     float *gP = gt_rand(nP, tag + 5, -1, 1);
     float *d_dx0 = gt_up(dx0, n * d), *d_gE = gt_up(gE, nE), *d_gP = gt_up(gP, nP);
-    ext_embed_backward_f(hist, pos, n, d, dx0, gE, gP);
+    layer_embed_backward_f(hist, pos, n, d, dx0, gE, gP);
     gpu_ext_embed_backward(ctx, d_hist, d_pos, n, d, d_dx0, d_gE, d_gP);
     gt_compare_scatter("embed backward dE", d_gE, gE, hist, n, N, d, TOL);
     gt_compare_scatter("embed backward dP", d_gP, gP, pos, n, L + 1, d, TOL);
@@ -78,7 +78,7 @@ static void linear(gpu_ctx_t *ctx, int64_t n, int in, int out, uint32_t tag) {
     float *d_x = gt_up(x, n * in), *d_W = gt_up(W, (int64_t)out * in), *d_b = gt_up(b, out);
     for (int with_b = 0; with_b <= 1; with_b++) {
         float *d_y = gt_poisoned(n * out);
-        ext_linear_forward_f(x, W, with_b ? b : NULL, n, in, out, y);
+        layer_linear_forward_f(x, W, with_b ? b : NULL, n, in, out, y);
         gpu_ext_linear_forward(ctx, d_x, d_W, with_b ? d_b : NULL, n, in, out, d_y);
         gt_compare(LABEL("linear %d -> %d forward y%s", in, out, with_b ? " (+ bias)" : ""), d_y,
                    y, n * out, TOL);
@@ -88,7 +88,7 @@ static void linear(gpu_ctx_t *ctx, int64_t n, int in, int out, uint32_t tag) {
     float *dW = gt_rand((int64_t)out * in, tag + 6, -1, 1), *db = gt_rand(out, tag + 7, -1, 1);
     float *d_dy = gt_up(dy, n * out), *d_dx = gt_up(dx, n * in), *d_dW = gt_up(dW, (int64_t)out * in);
     float *d_db = gt_up(db, out);
-    ext_linear_backward_f(x, W, dy, n, in, out, dx, dW, db);
+    layer_linear_backward_f(x, W, dy, n, in, out, dx, dW, db);
     gpu_ext_linear_backward(ctx, d_x, d_W, d_dy, n, in, out, d_dx, d_dW, d_db);
     gt_compare(LABEL("linear %d -> %d backward dx (accumulated)", in, out), d_dx, dx, n * in, TOL);
     gt_compare(LABEL("linear %d -> %d backward dW", in, out), d_dW, dW, (int64_t)out * in, TOLN(n));
@@ -164,7 +164,7 @@ static void layernorm(gpu_ctx_t *ctx, shape_t s, uint32_t tag, const int32_t *hi
     for (int masked = 0; masked <= 1; masked++) {
         const char *m = masked ? " (row mask)" : "";
         float *d_y = gt_poisoned(nd), *d_xhat = gt_poisoned(nd), *d_rstd = gt_poisoned(n);
-        ext_add_layernorm_forward_f(a, b, gamma, beta, masked ? hist : NULL, n, d, y, xhat, rstd);
+        layer_add_layernorm_forward_f(a, b, gamma, beta, masked ? hist : NULL, n, d, y, xhat, rstd);
         gpu_ext_add_layernorm_forward(ctx, d_a, d_b, d_gamma, d_beta, masked ? d_hist : NULL, n,
                                       d, d_y, d_xhat, d_rstd);
         gt_compare(LABEL("add+layernorm forward y%s", m), d_y, y, nd, TOL);
@@ -173,7 +173,7 @@ static void layernorm(gpu_ctx_t *ctx, shape_t s, uint32_t tag, const int32_t *hi
         float *dg = gt_rand(d, tag + 6, -1, 1), *dbt = gt_rand(d, tag + 7, -1, 1);
         float *d_dg = gt_up(dg, d), *d_dbt = gt_up(dbt, d), *d_dz = gt_poisoned(nd);
         float *d_work = gt_poisoned(nd);
-        ext_add_layernorm_backward_f(dy, xhat, rstd, gamma, masked ? hist : NULL, n, d, dz, dg, dbt);
+        layer_add_layernorm_backward_f(dy, xhat, rstd, gamma, masked ? hist : NULL, n, d, dz, dg, dbt);
         gpu_ext_add_layernorm_backward(ctx, d_dy, d_xhat, d_rstd, d_gamma, masked ? d_hist : NULL,
                                        n, d, d_dz, d_dg, d_dbt, d_work);
         gt_compare(LABEL("add+layernorm backward dz%s", m), d_dz, dz, nd, TOL);

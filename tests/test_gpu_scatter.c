@@ -6,7 +6,7 @@
  * between, long runs next to each other and at both ends of the sorted order; and one id
  * alone with 0..65 rows (the run is the whole array); d 64, 5, 1. Checked:
  * - table rows whose id occurs at most 32 times (untouched rows included): the CPU's scatter
- *   (ext_embed_backward_f, row after row in ascending r) bit for bit;
+ *   (layer_embed_backward_f, row after row in ascending r) bit for bit;
  * - rows with longer runs: within gt_tol_rows of the CPU (normalised), and every element
  *   within the first-order error bound of the chunked order of the sum in double:
  *   gamma_k sum |terms| with k = 32 + ceil(m / 32) additions on any term's path (m rows);
@@ -116,7 +116,7 @@ static void scatter_case(gpu_ctx_t *ctx, const char *name, const int *runs, int 
     const int64_t nt = (int64_t)rows * d;
     float *src = nonzero(n > 0 ? n * d : 1, tag + 1), *table0 = nonzero(nt, tag + 2);
     float *cpu = gt_copy(table0, nt);
-    ext_embed_backward_f(ids, NULL, n, d, src, cpu, NULL); /* the CPU's scatter */
+    layer_embed_backward_f(ids, NULL, n, d, src, cpu, NULL); /* the CPU's scatter */
     int32_t *d_ids = gt_upi(ids, n > 0 ? n : 1);
     float *d_src = gt_up(src, n > 0 ? n * d : 1), *d_table = gpu_malloc((size_t)nt * sizeof(float));
     float *out[3];

@@ -363,7 +363,7 @@ static void sub_forward(sub_ctx_t *x, const double *p) {
     case OP_ATTN: ext_attn_forward_d(t0, t1, t2, x->bt->hist, B, L, d, x->s[0], x->out); break;
     case OP_LN:
     case OP_LN_NOMASK:
-        ext_add_layernorm_forward_d(t0, t1, t2, p + x->off[3],
+        layer_add_layernorm_forward_d(t0, t1, t2, p + x->off[3],
                                     x->op == OP_LN ? x->bt->hist : NULL, n, d, x->out, x->s[0],
                                     x->s[1]);
         break;
@@ -374,8 +374,8 @@ static void sub_forward(sub_ctx_t *x, const double *p) {
         ext_interest_forward_d(t0, x->bt->hist, t1, t2, p + x->off[3], p + x->off[4], B, L, d,
                                x->a, x->K, x->s[0], x->s[1], x->s[2], x->out);
         break;
-    case OP_LINEAR: ext_linear_forward_d(t0, t1, t2, n, d, x->a, x->out); break;
-    case OP_EMBED: ext_embed_forward_d(t0, t1, x->bt->hist, x->bt->pos, n, d, x->out); break;
+    case OP_LINEAR: layer_linear_forward_d(t0, t1, t2, n, d, x->a, x->out); break;
+    case OP_EMBED: layer_embed_forward_d(t0, t1, x->bt->hist, x->bt->pos, n, d, x->out); break;
     }
 }
 
@@ -390,7 +390,7 @@ static void sub_backward(sub_ctx_t *x, const double *p, double *g) {
         break;
     case OP_LN:
     case OP_LN_NOMASK:
-        ext_add_layernorm_backward_d(x->Rw, x->s[0], x->s[1], p + x->off[2],
+        layer_add_layernorm_backward_d(x->Rw, x->s[0], x->s[1], p + x->off[2],
                                      x->op == OP_LN ? x->bt->hist : NULL, n, d, x->s[2], g2,
                                      g + x->off[3]);
         for (int64_t i = 0; i < n * d; i++) {
@@ -406,8 +406,8 @@ static void sub_backward(sub_ctx_t *x, const double *p, double *g) {
         ext_interest_backward_d(t0, x->s[0], x->s[2], t1, p + x->off[3], x->Rw, B, L, d, x->a,
                                 x->K, g0, g1, g2, g + x->off[3], g + x->off[4], x->s[3], x->s[4]);
         break;
-    case OP_LINEAR: ext_linear_backward_d(t0, t1, x->Rw, n, d, x->a, g0, g1, g2); break;
-    case OP_EMBED: ext_embed_backward_d(x->bt->hist, x->bt->pos, n, d, x->Rw, g0, g1); break;
+    case OP_LINEAR: layer_linear_backward_d(t0, t1, x->Rw, n, d, x->a, g0, g1, g2); break;
+    case OP_EMBED: layer_embed_backward_d(x->bt->hist, x->bt->pos, n, d, x->Rw, g0, g1); break;
     }
 }
 

@@ -209,8 +209,60 @@ static void test_adam(void) {
     free(vd);
 }
 
+/* The activation table: presence by configuration, sizes from the symbols, shapes as text,
+ * and the block layout (aligned, disjoint, in table order). */
+static void test_acts(void) {
+    model_config_t c = ml1m_finetune();
+    model_layout_t lay;
+    model_layout_build(&c, &lay);
+    act_table_t t;
+    model_acts_build(&lay, 5, 7, 3, &t);
+    const int64_t d = c.emb_size;
+    CHECK(t.present[A_Q] == c.add_trm && t.present[A_PRED_GATES], "finetune with the transformer");
+    CHECK(t.count[A_X0] == (uint64_t)(5 * 7 * d), "x0 count %llu",
+          (unsigned long long)t.count[A_X0]);
+    CHECK(t.count[A_PRED_GATES] == (uint64_t)(5 * 7 * 3 * d), "gates (T, 3d) at capacity T = B L");
+    CHECK(t.count[A_PRED_TAB] == (uint64_t)(5 * 7 * 3 * d), "tab (U, 3d), U = min(B L, N + 1)");
+    CHECK(t.count[A_PRED_ACTS] == (uint64_t)((c.n_layers - 1) * 5 * d), "acts (n_layers-1, B, d)");
+    CHECK(t.count[A_PRED_SLOT_OF] == (uint64_t)c.n_items + 1, "slot_of (N+1)");
+    CHECK(t.count[A_SCORES] == 15 && t.count[A_KSTAR] == 5, "heads (B, C), (B)");
+    model_acts_set_rows(&t, 11, 4);
+    CHECK(t.count[A_PRED_GATES] == (uint64_t)(11 * 3 * d) &&
+              t.count[A_PRED_XU] == (uint64_t)(4 * d),
+          "T and U of a step");
+    char sh[40];
+    CHECK(strcmp(model_act_shape(A_PRED_ACTS, sh, sizeof sh), "(n_layers-1, B, d)") == 0, "%s", sh);
+    CHECK(strcmp(model_act_shape(A_LN1_RSTD, sh, sizeof sh), "(B, L)") == 0, "%s", sh);
+    CHECK(strcmp(model_act_shape(A_KSTAR, sh, sizeof sh), "(B)") == 0, "%s", sh);
+    for (int backend = ACT_CPU; backend <= ACT_GPU; backend++)
+        for (int g = ACT_EXTRACTOR; g <= ACT_HEADS; g++) {
+            uint64_t off[A_COUNT], end = 0;
+            const uint64_t total = model_acts_block(&t, backend, 1u << g, 8, 256, off);
+            for (int id = 0; id < A_COUNT; id++) {
+                const act_desc_t *a = &model_acts[id];
+                const int in = t.present[id] && (a->backends & backend) && a->group == g &&
+                               a->alias < 0;
+                CHECK(in == (off[id] != UINT64_MAX), "%s: in block %d", a->name, in);
+                if (!in) continue;
+                CHECK(off[id] % 256 == 0 && off[id] >= end, "%s: offset %llu after %llu", a->name,
+                      (unsigned long long)off[id], (unsigned long long)end);
+                end = off[id] + t.count[id] * (a->type == ACT_I32 ? 4 : 8);
+            }
+            CHECK(total == end, "block of group %d: %llu bytes, entries end at %llu", g,
+                  (unsigned long long)total, (unsigned long long)end);
+        }
+    c.stage = STAGE_PRETRAIN;
+    c.add_trm = 0;
+    model_layout_build(&c, &lay);
+    model_acts_build(&lay, 5, 7, 3, &t);
+    CHECK(!t.present[A_Q] && !t.present[A_PRED_X] && t.count[A_PRED_X] == 0 && t.present[A_DV],
+          "pretrain without the transformer");
+    CHECK(model_acts_block(&t, ACT_CPU, 1u << ACT_PREDICTOR, 4, 64, NULL) == 0, "no predictor");
+}
+
 int main(void) {
     test_table();
+    test_acts();
     test_init();
     test_adam();
     return tu_finish("test_model_layout");

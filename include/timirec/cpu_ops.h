@@ -48,6 +48,8 @@ extern "C" {
 
 #define REAL float
 #define R(name) name##_f
+#include "timirec/cpu/acts_decl.h"
+#include "timirec/cpu/layers_decl.h"
 #include "timirec/cpu/extractor_decl.h"
 #include "timirec/cpu/predictor_decl.h"
 #include "timirec/cpu/heads_decl.h"
@@ -56,6 +58,8 @@ extern "C" {
 #undef R
 #define REAL double
 #define R(name) name##_d
+#include "timirec/cpu/acts_decl.h"
+#include "timirec/cpu/layers_decl.h"
 #include "timirec/cpu/extractor_decl.h"
 #include "timirec/cpu/predictor_decl.h"
 #include "timirec/cpu/heads_decl.h"

@@ -1,4 +1,5 @@
-/* The model's configuration and its one parameter table (SPEC.md sections 2-6).
+/* The model's configuration, its one parameter table (SPEC.md sections 2-6) and its one
+ * activation table (below).
  *
  * Every trainable tensor is an entry of model_layout_t: its reference state_dict name, shape,
  * offset in one flat buffer, and whether Adam applies weight decay to it (names without
@@ -103,6 +104,121 @@ typedef struct {
     const int32_t *length;  /* (B) */
     const int32_t *cand;    /* (B, C) target first */
 } model_batch_t;
+
+/* ---- The activation table ----------------------------------------------------------------
+ *
+ * Every intermediate tensor of a training step, both stages, both backends: its name, its
+ * shape as size symbols (the batch's B, L, C and the layout's sizes, with the derived ones
+ * such as dff and 3d decided here once), which pass needs it, which part of the model owns it
+ * and which backend has it. One table drives the CPU workspace allocation (src/cpu: one block
+ * per part, carved by act_carve), the CUDA model's buffers (one device allocation carved in
+ * gpu_model_create), the memory estimate (memplan.c) and the anomaly scan (numcheck.c, which
+ * scans the entries in table order: forward order, then backward).
+ *
+ * Adding a tensor: an id below (in the order numcheck should scan it), its row in
+ * model_acts[] (src/cpu/model.c), and a pointer field bound to the id by each backend that
+ * has it (extractor_cache_slots / predictor_cache_slots / model_ws_slots on the CPU,
+ * model_slots in kernels/backend.cu on the GPU); allocation, estimate and scan follow. Not in
+ * the table: the attention's per-thread scratch of the CPU (allocated inside the op; memplan
+ * adds it) and the host-side GRU packing of the GPU model. */
+
+/* Size symbols a shape is written in. */
+enum act_dim {
+    AD_NONE,  /* unused trailing dimension */
+    AD_B,     /* batch rows */
+    AD_L,     /* history length */
+    AD_C,     /* candidates per row */
+    AD_D,     /* d = emb_size */
+    AD_A,     /* a = attn_size */
+    AD_K,     /* interests */
+    AD_DFF,   /* the transformer's feed-forward width: d (the reference's d_ff = d) */
+    AD_3D,    /* the GRU's three gates: 3d */
+    AD_T,     /* packed GRU rows (sum of lengths): B L at capacity */
+    AD_U,     /* distinct E2 rows of a batch: min(B L, N + 1) at capacity */
+    AD_NP,    /* projection hidden layers: max(n_layers - 1, 1) */
+    AD_N1,    /* E2's rows: N + 1 */
+    AD_L1,    /* L + 1 step offsets */
+    AD_2,     /* 2 */
+    AD_COUNT
+};
+
+/* In numcheck's scan order: the extractor's forward, V, the predictor's forward, the heads,
+ * the gradients; then what is never scanned (scratch, integers, backend-specific buffers). */
+enum act_id {
+    A_X0, A_Q, A_K, A_V, A_ATT, A_LN1_RSTD, A_LN1_XHAT, A_H1, A_FFN_R, A_LN2_RSTD, A_LN2_XHAT,
+    A_X, A_T, A_E, A_ALPHA,
+    A_INTERESTS,
+    A_PRED_X, A_PRED_XU, A_PRED_GATES, A_PRED_GHN, A_PRED_H, A_PRED_G, A_PRED_ACTS,
+    A_PRED_INTENT, A_W, A_U, A_TARGET_INTENT, A_SCORES,
+    A_DSCORES, A_DU, A_DV, A_D_PRED_INTENT,
+    A_PRED_DG, A_PRED_DGI, A_PRED_DGH, A_PRED_TAB, A_PRED_DXU, A_PRED_DX,
+    /* not scanned */
+    A_TMP, A_G0, A_G1, A_G2, A_G3, A_GS, A_GE, A_GT, A_ATT_STATS, A_ATT_D,
+    A_KSTAR, A_HEAD_WORK,
+    A_PRED_DH, A_PRED_WORK, A_PRED_PWORK, A_PRED_DGH3, A_PRED_PERM, A_PRED_BATCH_SIZES,
+    A_PRED_STEP_OFF, A_PRED_ROW_SLOT, A_PRED_UNIQ, A_PRED_SLOT_OF, A_PRED_IDS, A_PRED_FINAL_ROW,
+    A_COUNT
+};
+
+enum act_type { ACT_F32, ACT_I32, ACT_I64 };   /* ACT_F32: REAL on the CPU (float or double) */
+enum act_pass {
+    ACT_FWD,      /* written and read by the forward only */
+    ACT_SAVED,    /* written by the forward, kept for the backward */
+    ACT_SCRATCH   /* gradients and temporaries of one pass */
+};
+enum act_group { ACT_EXTRACTOR, ACT_PREDICTOR, ACT_HEADS };  /* which part allocates it */
+enum { ACT_CPU = 1, ACT_GPU = 2 };                           /* act_desc_t.backends bits */
+enum act_need { ACT_ALWAYS, ACT_TRM, ACT_FINETUNE };         /* configurations that have it */
+/* When numcheck scans an entry (conditions on the workspace's last step; numcheck.c). */
+enum act_scan {
+    SCAN_NO,            /* not scanned (scratch, integers, not written in full) */
+    SCAN_YES,
+    SCAN_FINETUNE,      /* finetune stage only */
+    SCAN_TARGET,        /* finetune, unless the targets are frozen (gradient checks) */
+    SCAN_ROWS,          /* the GRU inputs went row by row (predictor U = 0) */
+    SCAN_TABLE,         /* ... through the distinct-row table (U > 0) */
+    SCAN_PROJ,          /* the projection has hidden layers */
+    SCAN_GRU_BWD,       /* the GRU backward ran (T > 0) */
+    SCAN_GRU_BWD_ROWS,  /* ... on the row path */
+    SCAN_GRU_BWD_TABLE  /* ... on the table path */
+};
+
+typedef struct {
+    const char *name;          /* what the anomaly scan prints, e.g. "extractor.e (interest scores)" */
+    unsigned char dims[3];     /* enum act_dim; AD_NONE pads */
+    unsigned char type;        /* enum act_type */
+    unsigned char pass;        /* enum act_pass */
+    unsigned char group;       /* enum act_group */
+    unsigned char backends;    /* ACT_CPU | ACT_GPU */
+    unsigned char need;        /* enum act_need */
+    unsigned char scan;        /* enum act_scan */
+    signed char alias;         /* the id whose storage this view shares (no storage of its own),
+                                  -1: none */
+} act_desc_t;
+
+extern const act_desc_t model_acts[A_COUNT];
+
+/* The table evaluated for one configuration and batch shape. Counts saturate at UINT64_MAX. */
+typedef struct {
+    int64_t sym[AD_COUNT];     /* each symbol's value */
+    int present[A_COUNT];      /* the configuration has the tensor */
+    uint64_t count[A_COUNT];   /* elements */
+} act_table_t;
+
+/* The table for lay at batch capacity B x L x C (T = B L, U = min(B L, N + 1)). */
+void model_acts_build(const model_layout_t *lay, int64_t B, int64_t L, int64_t C, act_table_t *t);
+/* Re-evaluate the counts for T packed rows and U distinct E2 rows (a step's actual values). */
+void model_acts_set_rows(act_table_t *t, int64_t T, int64_t U);
+/* "(B, L, d)": the shape of model_acts[id] in symbols, into out. Returns out. */
+const char *model_act_shape(int id, char *out, size_t outlen);
+/* One block holding the present entries of the groups in `groups` (bit mask of 1 << group)
+ * that `backend` (ACT_CPU or ACT_GPU) has and that are not aliases, each at an offset rounded
+ * up to `align` bytes, ACT_F32 elements of real_size bytes. Writes each entry's offset into
+ * off (may be NULL; UINT64_MAX: not in the block) and returns the block's bytes, or
+ * UINT64_MAX for a block of 2^62 bytes or more. */
+uint64_t model_acts_block(const act_table_t *t, int backend, unsigned groups, size_t real_size,
+                          size_t align, uint64_t *off);
+#define ACT_ALIGN 64  /* CPU blocks: entries start on cache lines */
 
 /* Check a configuration; returns 0 or -1 with a message naming the setting and its range. */
 int model_config_check(const model_config_t *cfg, char *err, size_t errlen);

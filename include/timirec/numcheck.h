@@ -1,9 +1,10 @@
 /* Finiteness checks for training (NaN / Inf): the parameter table, the gradients and the
  * intermediate outputs that one training step leaves in the CPU model workspace. The
- * workspace is walked from outside (src/cpu is not touched): only arrays that the forward or
- * backward of the last step wrote in full, over the region of that step's batch shape, so a
- * healthy step never reports stale or unwritten memory (tests/test_numcheck.c poisons the
- * whole workspace with NaN first and checks exactly that). */
+ * workspace is walked through the activation table (model.h): the entries the table marks as
+ * scanned whose condition (enum act_scan) says the last step wrote them in full, over the
+ * region of that step's batch shape, so a healthy step never reports stale or unwritten
+ * memory (tests/test_numcheck.c poisons the whole workspace with NaN first and checks exactly
+ * that). */
 #ifndef TIMIREC_NUMCHECK_H
 #define TIMIREC_NUMCHECK_H
 
@@ -27,8 +28,8 @@ int numcheck_tensors(const model_layout_t *lay, const float *buf, char *out, siz
 
 /* One intermediate array of the workspace. */
 typedef struct {
-    const char *name;   /* e.g. "extractor.t = tanh(x W1^T + b1)" */
-    const char *shape;  /* e.g. "(B, L, a)" */
+    const char *name;   /* the table's name, e.g. "extractor.t = tanh(x W1^T + b1)" */
+    char shape[40];     /* e.g. "(B, L, a)" */
     float *data;
     int64_t count;      /* elements the last step wrote */
     int64_t dims[3];    /* the shape's values, for naming an element (unused dims 0) */
@@ -36,8 +37,8 @@ typedef struct {
 
 #define NUMCHECK_MAX_ARRAYS 48
 
-/* The arrays one training step (model_train_step_f with gradients) writes, forward order then
- * backward: extractor (x0, q, k, v, att, LayerNorm statistics, h1, ffn_r, x, t, e, alpha), the
+/* The arrays one training step (model_train_step_f with gradients) writes, in the activation
+ * table's order (forward, then backward): extractor (x0, q, k, v, att, LayerNorm statistics, h1, ffn_r, x, t, e, alpha), the
  * interests V, the predictor (packed GRU inputs, gates, states, g, projection activations,
  * pred_intent), the user vector, target_intent, scores, then dscores, du, dV, d_pred_intent
  * and the predictor's input gradients. B, L come from the last forward (ws->ext.B, .L); C is

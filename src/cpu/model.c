@@ -194,3 +194,214 @@ void adam_step(adam_t *opt, const model_layout_t *lay, float *params, const floa
             x[i] = tmr_adam_elem(&s, decay, gt[i], x[i], &mt[i], &vt[i]);
     }
 }
+
+/* ---- the activation table (model.h) ------------------------------------------------------- */
+
+#define F ACT_F32
+#define I ACT_I32
+#define I64 ACT_I64
+#define EXT ACT_EXTRACTOR
+#define PRED ACT_PREDICTOR
+#define HEADS ACT_HEADS
+#define CPU ACT_CPU
+#define GPU ACT_GPU
+#define BOTH (ACT_CPU | ACT_GPU)
+#define FWD ACT_FWD
+#define SAVED ACT_SAVED
+#define SCR ACT_SCRATCH
+#define ALL ACT_ALWAYS
+#define TRM ACT_TRM
+#define FT ACT_FINETUNE
+/* name, shape, type, pass, group, backends, need, scan, alias */
+const act_desc_t model_acts[A_COUNT] = {
+    [A_X0] = {"extractor.x0 = E[hist] + P[pos]",
+        {AD_B, AD_L, AD_D}, F, SAVED, EXT, BOTH, ALL, SCAN_YES, -1},
+    [A_Q] = {"extractor.q", {AD_B, AD_L, AD_D}, F, SAVED, EXT, BOTH, TRM, SCAN_YES, -1},
+    [A_K] = {"extractor.k", {AD_B, AD_L, AD_D}, F, SAVED, EXT, BOTH, TRM, SCAN_YES, -1},
+    [A_V] = {"extractor.v", {AD_B, AD_L, AD_D}, F, SAVED, EXT, BOTH, TRM, SCAN_YES, -1},
+    [A_ATT] = {"extractor.att (attention weights)",
+        {AD_B, AD_L, AD_L}, F, SAVED, EXT, CPU, TRM, SCAN_YES, -1},
+    [A_LN1_RSTD] = {"extractor.ln1_rstd", {AD_B, AD_L}, F, SAVED, EXT, BOTH, TRM, SCAN_YES, -1},
+    [A_LN1_XHAT] = {"extractor.ln1_xhat",
+        {AD_B, AD_L, AD_D}, F, SAVED, EXT, BOTH, TRM, SCAN_YES, -1},
+    [A_H1] = {"extractor.h1 (LayerNorm 1 output)",
+        {AD_B, AD_L, AD_D}, F, SAVED, EXT, BOTH, TRM, SCAN_YES, -1},
+    [A_FFN_R] = {"extractor.ffn_r = relu(h1 W_ff1^T + b_ff1)",
+        {AD_B, AD_L, AD_DFF}, F, SAVED, EXT, BOTH, TRM, SCAN_YES, -1},
+    [A_LN2_RSTD] = {"extractor.ln2_rstd", {AD_B, AD_L}, F, SAVED, EXT, BOTH, TRM, SCAN_YES, -1},
+    [A_LN2_XHAT] = {"extractor.ln2_xhat",
+        {AD_B, AD_L, AD_D}, F, SAVED, EXT, BOTH, TRM, SCAN_YES, -1},
+    /* without the transformer the sequence output is x0 itself (the caches point x at x0) */
+    [A_X] = {"extractor.x (transformer output)",
+        {AD_B, AD_L, AD_D}, F, SAVED, EXT, BOTH, TRM, SCAN_YES, -1},
+    [A_T] = {"extractor.t = tanh(x W1^T + b1)",
+        {AD_B, AD_L, AD_A}, F, SAVED, EXT, BOTH, ALL, SCAN_YES, -1},
+    [A_E] = {"extractor.e (interest scores)",
+        {AD_B, AD_L, AD_K}, F, FWD, EXT, BOTH, ALL, SCAN_YES, -1},
+    [A_ALPHA] = {"extractor.alpha (interest attention)",
+        {AD_B, AD_K, AD_L}, F, SAVED, EXT, BOTH, ALL, SCAN_YES, -1},
+    [A_INTERESTS] = {"V (interests)", {AD_B, AD_K, AD_D}, F, SAVED, HEADS, BOTH, ALL, SCAN_YES, -1},
+    [A_PRED_X] = {"predictor.x (packed GRU inputs)",
+        {AD_T, AD_D}, F, SAVED, PRED, BOTH, FT, SCAN_ROWS, -1},
+    [A_PRED_XU] = {"predictor.x (distinct E2 rows)",
+        {AD_U, AD_D}, F, SAVED, PRED, CPU, FT, SCAN_TABLE, A_PRED_X},
+    [A_PRED_GATES] = {"predictor.gates (r, z, n)",
+        {AD_T, AD_3D}, F, SAVED, PRED, BOTH, FT, SCAN_YES, -1},
+    [A_PRED_GHN] = {"predictor.ghn", {AD_T, AD_D}, F, SAVED, PRED, BOTH, FT, SCAN_YES, -1},
+    [A_PRED_H] = {"predictor.h (GRU states)", {AD_T, AD_D}, F, SAVED, PRED, BOTH, FT, SCAN_YES, -1},
+    [A_PRED_G] = {"predictor.g (last GRU state)",
+        {AD_B, AD_D}, F, SAVED, PRED, BOTH, FT, SCAN_YES, -1},
+    [A_PRED_ACTS] = {"predictor.acts (projection hidden layers)",
+        {AD_NP, AD_B, AD_D}, F, SAVED, PRED, BOTH, FT, SCAN_PROJ, -1},
+    /* the heads' buffers exist in both stages (the pretrain step leaves the finetune ones be) */
+    [A_PRED_INTENT] = {"pred_intent", {AD_B, AD_K}, F, SAVED, HEADS, BOTH, ALL, SCAN_FINETUNE, -1},
+    [A_W] = {"w = softmax(pred_intent)",
+        {AD_B, AD_K}, F, SAVED, HEADS, BOTH, ALL, SCAN_FINETUNE, -1},
+    [A_U] = {"u (user vector)", {AD_B, AD_D}, F, SAVED, HEADS, BOTH, ALL, SCAN_FINETUNE, -1},
+    [A_TARGET_INTENT] = {"target_intent", {AD_B, AD_K}, F, FWD, HEADS, BOTH, ALL, SCAN_TARGET, -1},
+    [A_SCORES] = {"scores", {AD_B, AD_C}, F, FWD, HEADS, BOTH, ALL, SCAN_YES, -1},
+    [A_DSCORES] = {"dscores", {AD_B, AD_C}, F, SCR, HEADS, BOTH, ALL, SCAN_YES, -1},
+    [A_DU] = {"du", {AD_B, AD_D}, F, SCR, HEADS, BOTH, ALL, SCAN_FINETUNE, -1},
+    [A_DV] = {"dV", {AD_B, AD_K, AD_D}, F, SCR, HEADS, BOTH, ALL, SCAN_YES, -1},
+    [A_D_PRED_INTENT] = {"d_pred_intent",
+        {AD_B, AD_K}, F, SCR, HEADS, BOTH, ALL, SCAN_FINETUNE, -1},
+    [A_PRED_DG] = {"predictor.dg", {AD_B, AD_D}, F, SCR, PRED, BOTH, FT, SCAN_YES, -1},
+    [A_PRED_DGI] = {"predictor.dgi", {AD_T, AD_3D}, F, SCR, PRED, BOTH, FT, SCAN_GRU_BWD, -1},
+    /* the CPU keeps only d_hn (the r, z blocks equal dgi's); the GPU all three blocks */
+    [A_PRED_DGH] = {"predictor.dgh (d_hn)", {AD_T, AD_D}, F, SCR, PRED, CPU, FT, SCAN_GRU_BWD, -1},
+    /* W_ih x + b_ih per distinct row in the forward, then dgi summed per distinct row */
+    [A_PRED_TAB] = {"predictor.tab (dgi summed per distinct E2 row)",
+        {AD_U, AD_3D}, F, SAVED, PRED, CPU, FT, SCAN_GRU_BWD_TABLE, -1},
+    [A_PRED_DXU] = {"predictor.dx (distinct E2 rows)",
+        {AD_U, AD_D}, F, SCR, PRED, CPU, FT, SCAN_GRU_BWD_TABLE, A_PRED_DX},
+    [A_PRED_DX] = {"predictor.dx", {AD_T, AD_D}, F, SCR, PRED, BOTH, FT, SCAN_GRU_BWD_ROWS, -1},
+    [A_TMP] = {"extractor.tmp (ctx, then f)",
+        {AD_B, AD_L, AD_D}, F, FWD, EXT, BOTH, TRM, SCAN_NO, -1},
+    [A_G0] = {"extractor.g0", {AD_B, AD_L, AD_D}, F, SCR, EXT, BOTH, ALL, SCAN_NO, -1},
+    [A_G1] = {"extractor.g1", {AD_B, AD_L, AD_D}, F, SCR, EXT, BOTH, TRM, SCAN_NO, -1},
+    [A_G2] = {"extractor.g2", {AD_B, AD_L, AD_D}, F, SCR, EXT, BOTH, TRM, SCAN_NO, -1},
+    [A_G3] = {"extractor.g3", {AD_B, AD_L, AD_D}, F, SCR, EXT, BOTH, TRM, SCAN_NO, -1},
+    [A_GS] = {"extractor.gs (attention score gradients)",
+        {AD_B, AD_L, AD_L}, F, SCR, EXT, CPU, TRM, SCAN_NO, -1},
+    [A_GE] = {"extractor.ge (interest score gradients)",
+        {AD_B, AD_L, AD_K}, F, SCR, EXT, BOTH, ALL, SCAN_NO, -1},
+    [A_GT] = {"extractor.gt", {AD_B, AD_L, AD_A}, F, SCR, EXT, BOTH, ALL, SCAN_NO, -1},
+    /* the GPU's attention keeps each row's max and 1 / sum instead of the weights */
+    [A_ATT_STATS] = {"extractor.att_stats (row max, 1 / sum)",
+        {AD_B, AD_L, AD_2}, F, SAVED, EXT, GPU, TRM, SCAN_NO, -1},
+    [A_ATT_D] = {"extractor.att_D", {AD_B, AD_L}, F, SCR, EXT, GPU, TRM, SCAN_NO, -1},
+    [A_KSTAR] = {"kstar (chosen interest)", {AD_B}, I, SAVED, HEADS, BOTH, ALL, SCAN_NO, -1},
+    [A_HEAD_WORK] = {"head_work (candidate rows of E's gradient)",
+        {AD_B, AD_C, AD_D}, F, SCR, HEADS, GPU, ALL, SCAN_NO, -1},
+    [A_PRED_DH] = {"predictor.dh", {AD_T, AD_D}, F, SCR, PRED, BOTH, FT, SCAN_NO, -1},
+    [A_PRED_WORK] = {"predictor.work", {AD_B, AD_3D}, F, SCR, PRED, CPU, FT, SCAN_NO, -1},
+    [A_PRED_PWORK] = {"predictor.pwork", {AD_2, AD_B, AD_D}, F, SCR, PRED, BOTH, FT, SCAN_NO, -1},
+    [A_PRED_DGH3] = {"predictor.dgh", {AD_T, AD_3D}, F, SCR, PRED, GPU, FT, SCAN_NO, -1},
+    [A_PRED_PERM] = {"predictor.perm", {AD_B}, I, SAVED, PRED, CPU, FT, SCAN_NO, -1},
+    [A_PRED_BATCH_SIZES] = {"predictor.batch_sizes", {AD_L}, I, SAVED, PRED, CPU, FT, SCAN_NO, -1},
+    [A_PRED_STEP_OFF] = {"predictor.step_off", {AD_L1}, I64, SAVED, PRED, BOTH, FT, SCAN_NO, -1},
+    [A_PRED_ROW_SLOT] = {"predictor.row_slot", {AD_T}, I, SAVED, PRED, CPU, FT, SCAN_NO, -1},
+    [A_PRED_UNIQ] = {"predictor.uniq", {AD_U}, I, SAVED, PRED, CPU, FT, SCAN_NO, -1},
+    [A_PRED_SLOT_OF] = {"predictor.slot_of", {AD_N1}, I, SCR, PRED, CPU, FT, SCAN_NO, -1},
+    [A_PRED_IDS] = {"predictor.ids (E2 row of each packed row)",
+        {AD_T}, I, SAVED, PRED, GPU, FT, SCAN_NO, -1},
+    [A_PRED_FINAL_ROW] = {"predictor.final_row", {AD_B}, I, SAVED, PRED, GPU, FT, SCAN_NO, -1},
+};
+#undef F
+#undef I
+#undef I64
+#undef EXT
+#undef PRED
+#undef HEADS
+#undef CPU
+#undef GPU
+#undef BOTH
+#undef FWD
+#undef SAVED
+#undef SCR
+#undef ALL
+#undef TRM
+#undef FT
+
+static uint64_t act_mul(uint64_t a, uint64_t b) {
+    if (a == UINT64_MAX || b == UINT64_MAX || (a != 0 && b > UINT64_MAX / a)) return UINT64_MAX;
+    return a * b;
+}
+
+static void act_counts(act_table_t *t) {
+    for (int id = 0; id < A_COUNT; id++) {
+        uint64_t n = 1;
+        for (int k = 0; k < 3; k++)
+            if (model_acts[id].dims[k] != AD_NONE) {
+                int64_t v = t->sym[model_acts[id].dims[k]];
+                n = act_mul(n, v > 0 ? (uint64_t)v : 0);
+            }
+        t->count[id] = t->present[id] ? n : 0;
+    }
+}
+
+void model_acts_build(const model_layout_t *lay, int64_t B, int64_t L, int64_t C, act_table_t *t) {
+    const model_config_t *cfg = &lay->cfg;
+    memset(t, 0, sizeof *t);
+    const int64_t d = cfg->emb_size, n1 = (int64_t)cfg->n_items + 1;
+    const uint64_t bl = act_mul(B > 0 ? (uint64_t)B : 0, L > 0 ? (uint64_t)L : 0);
+    const int64_t T = bl > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)bl;
+    t->sym[AD_NONE] = 1;
+    t->sym[AD_B] = B;
+    t->sym[AD_L] = L;
+    t->sym[AD_C] = C;
+    t->sym[AD_D] = d;
+    t->sym[AD_A] = cfg->attn_size;
+    t->sym[AD_K] = cfg->K;
+    t->sym[AD_DFF] = d;
+    t->sym[AD_3D] = 3 * d;
+    t->sym[AD_NP] = lay->n_proj > 1 ? lay->n_proj - 1 : 1;
+    t->sym[AD_N1] = n1;
+    t->sym[AD_L1] = L + 1;
+    t->sym[AD_2] = 2;
+    const int finetune = cfg->stage == STAGE_FINETUNE;
+    for (int id = 0; id < A_COUNT; id++) {
+        const int need = model_acts[id].need;
+        t->present[id] = need == ACT_ALWAYS || (need == ACT_TRM && cfg->add_trm) ||
+                         (need == ACT_FINETUNE && finetune);
+    }
+    model_acts_set_rows(t, T, T < n1 ? T : n1);
+}
+
+void model_acts_set_rows(act_table_t *t, int64_t T, int64_t U) {
+    t->sym[AD_T] = T;
+    t->sym[AD_U] = U;
+    act_counts(t);
+}
+
+const char *model_act_shape(int id, char *out, size_t outlen) {
+    static const char *sym_name[AD_COUNT] = {
+        [AD_NONE] = "", [AD_B] = "B", [AD_L] = "L", [AD_C] = "C", [AD_D] = "d", [AD_A] = "a",
+        [AD_K] = "K", [AD_DFF] = "dff", [AD_3D] = "3d", [AD_T] = "T", [AD_U] = "U",
+        [AD_NP] = "n_layers-1", [AD_N1] = "N+1", [AD_L1] = "L+1", [AD_2] = "2"};
+    const unsigned char *dm = model_acts[id].dims;
+    if (dm[1] == AD_NONE) snprintf(out, outlen, "(%s)", sym_name[dm[0]]);
+    else if (dm[2] == AD_NONE) snprintf(out, outlen, "(%s, %s)", sym_name[dm[0]], sym_name[dm[1]]);
+    else snprintf(out, outlen, "(%s, %s, %s)", sym_name[dm[0]], sym_name[dm[1]], sym_name[dm[2]]);
+    return out;
+}
+
+uint64_t model_acts_block(const act_table_t *t, int backend, unsigned groups, size_t real_size,
+                          size_t align, uint64_t *off) {
+    uint64_t total = 0;
+    if (off)
+        for (int id = 0; id < A_COUNT; id++) off[id] = UINT64_MAX;
+    for (int id = 0; id < A_COUNT; id++) {
+        const act_desc_t *a = &model_acts[id];
+        if (!t->present[id] || !(a->backends & backend) || !(groups & (1u << a->group)) ||
+            a->alias >= 0)
+            continue;
+        const uint64_t elem = a->type == ACT_F32 ? real_size : a->type == ACT_I32 ? 4 : 8;
+        const uint64_t bytes = act_mul(t->count[id], elem);
+        if (bytes > UINT64_MAX / 4 || total > UINT64_MAX / 4) return UINT64_MAX; /* no wrap below */
+        const uint64_t start = (total + align - 1) / align * align;
+        if (off) off[id] = start;
+        total = start + bytes;
+    }
+    return total;
+}

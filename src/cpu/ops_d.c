@@ -10,6 +10,8 @@
 
 #define REAL double
 #define R(name) name##_d
+#include "acts.inc"
+#include "layers.inc"
 #include "extractor.inc"
 #include "predictor.inc"
 #include "heads.inc"

@@ -10,6 +10,8 @@
 
 #define REAL float
 #define R(name) name##_f
+#include "acts.inc"
+#include "layers.inc"
 #include "extractor.inc"
 #include "predictor.inc"
 #include "heads.inc"

@@ -4,45 +4,23 @@
  * The multi-interest extractor of SPEC.md section 2 (reference: TiMiRec.py
  * MultiInterestExtractor and layers.py TransformerLayer with n_heads 1, d_ff = d, dropout 0):
  *
- *   x0 = E[hist] + P[pos]                                   ext_embed      (add_pos; else E[hist])
- *   q,k,v = x0 Wq^T + bq, ...                               ext_linear     (add_trm)
+ *   x0 = E[hist] + P[pos]                                   layer_embed    (add_pos; else E[hist])
+ *   q,k,v = x0 Wq^T + bq, ...                               layer_linear   (add_trm)
  *   ctx = softmax_j(q k^T / sqrt(d), keys with hist = 0 masked) v        ext_attn
- *   h1 = LN1(ctx + x0)                                      ext_add_layernorm
+ *   h1 = LN1(ctx + x0)                                      layer_add_layernorm
  *   f = W_ff2 relu(W_ff1 h1 + b_ff1) + b_ff2                ext_ffn
- *   x = LN2(f + h1) * m                                     ext_add_layernorm (row mask)
+ *   x = LN2(f + h1) * m                                     layer_add_layernorm (row mask)
  *   e = W2 tanh(W1 x + b1) + b2; alpha = masked softmax over l; V = alpha x   ext_interest
  *
- * Every sub-op is one forward/backward pair on plain arrays: the single reference
- * implementation of that op (extractor_forward/backward compose them; the CUDA kernels are
- * tested against them). Shapes are in the comments; n = B * L rows. "Valid" row/key r means
- * hist[r] > 0. Unless a comment says otherwise, backward functions ADD into parameter
- * gradients (dW, db, dgamma, dbeta, dE, dP); input gradients are either overwritten or
- * accumulated as documented per function. Masked softmax rows with no valid entry give all
+ * The generic layers (layer_*) are declared in layers_decl.h. Every sub-op is one
+ * forward/backward pair on plain arrays: the single reference implementation of that op
+ * (extractor_forward/backward compose them; the CUDA kernels are tested against them).
+ * Shapes are in the comments; n = B * L rows. "Valid" row/key r means hist[r] > 0. Unless a
+ * comment says otherwise, backward functions ADD into parameter gradients (dW, db, dgamma,
+ * dbeta, dE, dP); input gradients are either overwritten or accumulated as documented per
+ * function. Masked softmax rows with no valid entry give all
  * zeros (never NaN). Results do not depend on the OpenMP thread count (every sum has a fixed
  * order; no atomics), given a deterministic gemm. */
-
-/* ---- embedding gather (+ position) -------------------------------------------------------- */
-
-/* x0[r,:] = E[hist[r],:] + (P ? P[pos[r],:] : 0) for r < n.
- * E (rows_E, d), P (rows_P, d) or NULL, hist (n), pos (n) (ignored when P is NULL), x0 (n, d).
- * Ids are not range-checked here (extractor_forward does). */
-void R(ext_embed_forward)(const REAL *E, const REAL *P, const int32_t *hist, const int32_t *pos,
-                          int64_t n, int d, REAL *x0);
-/* Scatter-add: dE[hist[r],:] += dx0[r,:], dP[pos[r],:] += dx0[r,:] (dP NULL: skipped), rows in
- * ascending r for every element (deterministic). dx0 (n, d). Padding rows are not skipped:
- * the reference's tables have no padding_idx (their dx0 is exactly zero in the extractor). */
-void R(ext_embed_backward)(const int32_t *hist, const int32_t *pos, int64_t n, int d,
-                           const REAL *dx0, REAL *dE, REAL *dP);
-
-/* ---- Linear (PyTorch layout: W [out, in]) ------------------------------------------------- */
-
-/* y = x W^T + b.  x (n, in), W (out, in), b (out) or NULL, y (n, out) overwritten. */
-void R(ext_linear_forward)(const REAL *x, const REAL *W, const REAL *b, int64_t n, int in,
-                           int out, REAL *y);
-/* dW += dy^T x; db += column sums of dy (rows in ascending order; db NULL: skipped);
- * dx += dy W (dx NULL: skipped). x (n, in), W (out, in), dy (n, out), dx (n, in). */
-void R(ext_linear_backward)(const REAL *x, const REAL *W, const REAL *dy, int64_t n, int in,
-                            int out, REAL *dx, REAL *dW, REAL *db);
 
 /* ---- masked single-head scaled dot-product attention -------------------------------------- */
 
@@ -57,22 +35,6 @@ void R(ext_attn_forward)(const REAL *q, const REAL *k, const REAL *v, const int3
 void R(ext_attn_backward)(const REAL *q, const REAL *k, const REAL *v, const REAL *att,
                           const REAL *dctx, int B, int L, int d, REAL *dq, REAL *dk, REAL *dv,
                           REAL *ds);
-
-/* ---- residual + LayerNorm (+ optional row mask) ------------------------------------------- */
-
-/* z = a + b (b NULL: z = a); xhat = (z - mean) * rstd, rstd = 1 / sqrt(biased var + 1e-5);
- * y = (gamma * xhat + beta) * (rowmask ? (rowmask[r] > 0) : 1).
- * a, b (n, d); gamma, beta (d); y, xhat (n, d) and rstd (n) overwritten (xhat, rstd saved
- * for the backward; statistics are computed for masked rows too). */
-void R(ext_add_layernorm_forward)(const REAL *a, const REAL *b, const REAL *gamma,
-                                  const REAL *beta, const int32_t *rowmask, int64_t n, int d,
-                                  REAL *y, REAL *xhat, REAL *rstd);
-/* dz (n, d) overwritten with dL/dz (the gradient of both residual inputs a and b); masked
- * rows get 0 and contribute nothing. dgamma += sum_r dy' xhat, dbeta += sum_r dy' (dy' = the
- * row-masked dy; rows in ascending order). */
-void R(ext_add_layernorm_backward)(const REAL *dy, const REAL *xhat, const REAL *rstd,
-                                   const REAL *gamma, const int32_t *rowmask, int64_t n, int d,
-                                   REAL *dz, REAL *dgamma, REAL *dbeta);
 
 /* ---- position-wise feed-forward ----------------------------------------------------------- */
 
@@ -128,11 +90,14 @@ typedef struct {
     REAL *gs;          /* (B, L, L) backward scratch */
     REAL *ge;          /* (B, L, K) backward scratch */
     REAL *gt;          /* (B, L, a) backward scratch */
-    REAL *block_;      /* the one allocation everything above lives in */
+    REAL *block_;      /* the one allocation everything above lives in (act_carve) */
 } R(extractor_cache_t);
 
+/* The fields come from the activation table (model.h, group ACT_EXTRACTOR), carved from one
+ * block; extractor_cache_slots binds each table entry to its field. */
 void R(extractor_cache_alloc)(R(extractor_cache_t) *c, const model_layout_t *lay, int max_B,
                               int max_L);
+void R(extractor_cache_slots)(R(extractor_cache_t) *c, R(act_slot_t) *slot);
 void R(extractor_cache_free)(R(extractor_cache_t) *c);
 
 /* V (B, K, d) = the interests of hist (B, L) (right-padded with 0) and pos (B, L) (position

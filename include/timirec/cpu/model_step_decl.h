@@ -15,7 +15,13 @@ typedef struct {
     REAL *scores, *dscores;      /* (B, C) */
     int32_t *kstar;              /* (B) chosen interest (pretrain training) */
     int freeze_target;           /* 1: keep target_intent as it is (gradient checks only) */
+    void *block_;                /* the one allocation of the arrays above (act_carve) */
 } R(model_ws_t);
+
+/* The caches' and the heads' arrays come from the activation table (model.h): each part
+ * carves its own block. model_ws_slots binds every CPU entry of the table to its field (the
+ * anomaly scan, numcheck.c, reads the workspace through it). */
+void R(model_ws_slots)(R(model_ws_t) *ws, R(act_slot_t) *slot);
 
 void R(model_ws_alloc)(R(model_ws_t) *ws, const model_layout_t *lay, int max_B, int max_L,
                        int max_C);

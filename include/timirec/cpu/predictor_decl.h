@@ -156,10 +156,14 @@ typedef struct {
     int32_t *slot_of;       /* (N + 1) table row of each E2 row; -1 outside predictor_forward */
     REAL *tab;              /* (R, 3d) W_ih x + b_ih per table row (forward), then the summed
                              * dL/d(W_ih x + b_ih) (backward) */
+    void *block_;           /* the one allocation everything above lives in (act_carve) */
 } R(predictor_cache_t);
 
+/* The arrays come from the activation table (model.h, group ACT_PREDICTOR), carved from one
+ * block; predictor_cache_slots binds each table entry to its field. */
 void R(predictor_cache_alloc)(R(predictor_cache_t) *c, const model_layout_t *lay, int max_B,
                               int max_L);
+void R(predictor_cache_slots)(R(predictor_cache_t) *c, R(act_slot_t) *slot);
 void R(predictor_cache_free)(R(predictor_cache_t) *c);
 
 /* hist (B, L) right-padded item ids (real items in 1..N; row N of E2 exists and is accepted),
