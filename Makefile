@@ -64,7 +64,8 @@ ifneq ($(NVCC),)
   BASE_CFLAGS += -DTIMIREC_CUDA=1
   CUDA_NOTE := CUDA: nvcc found at $(NVCC) ($(shell $(NVCC) --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')); building kernels/ for $(CUDA_ARCH) and linking the CUDA backend
 else
-  CU_OBJ :=
+  # No CUDA backend: src/nocuda/ says so where the CUDA one would answer (backend.h).
+  CU_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/nocuda/*.c))
   CUDA_LIBS :=
   CUDA_NOTE := CUDA: skipped kernels/ ($(CUDA_OFF_WHY)); building the CPU backend only
 endif

@@ -14,6 +14,7 @@
  * first element of parameter NAME just before step STEP (0-based). */
 #include "timirec/run.h"
 
+#include "timirec/backend.h"
 #include "timirec/checkpoint.h"
 #include "timirec/common.h"
 #include "timirec/corpus.h"
@@ -357,10 +358,13 @@ static void config_json(const opt_t *table, int n, char *out, size_t cap) {
 }
 
 /* Mean over the last training batch of softmax(x) over K: the reference's check_epoch view. */
-static void check_intents(logs_t *L, const trainer_t *t) {
-    int B = t->batch.B, K = t->lay.cfg.K;
+static void check_intents(logs_t *L, trainer_t *t) {
+    const int K = t->lay.cfg.K;
+    const size_t n = (size_t)t->opts.batch_size * (size_t)K;
+    float *buf = tmr_malloc(tmr_mul_size(2 * n, sizeof *buf)); /* (2, batch_size, K) */
+    const int B = trainer_last_intents(t, buf, buf + n);
     const char *names[2] = {"pred_intent", "target_intent"};
-    const float *src[2] = {t->ws.pred_intent, t->ws.target_intent};
+    const float *src[2] = {buf, buf + n};
     for (int w = 0; w < 2; w++) {
         double mean[64] = {0};
         for (int b = 0; b < B; b++) {
@@ -371,12 +375,13 @@ static void check_intents(logs_t *L, const trainer_t *t) {
             for (int k = 0; k < K; k++) mean[k] += exp(x[k] - mx) / sum / B;
         }
         char line[2048];
-        size_t n = (size_t)snprintf(line, sizeof line, "%s\t(%d, %d) mean softmax [", names[w], B, K);
-        for (int k = 0; k < K && n < sizeof line; k++)
-            n += (size_t)snprintf(line + n, sizeof line - n, k ? " %.4f" : "%.4f", mean[k]);
-        if (n < sizeof line) snprintf(line + n, sizeof line - n, "]");
+        size_t m = (size_t)snprintf(line, sizeof line, "%s\t(%d, %d) mean softmax [", names[w], B, K);
+        for (int k = 0; k < K && m < sizeof line; k++)
+            m += (size_t)snprintf(line + m, sizeof line - m, k ? " %.4f" : "%.4f", mean[k]);
+        if (m < sizeof line) snprintf(line + m, sizeof line - m, "]");
         logline(L, "%s", line);
     }
+    free(buf);
 }
 
 /* A progress bar with samples/s on a terminal (stderr), redrawn at most 10 times a second and
@@ -698,7 +703,7 @@ int run_main(int argc, char **argv) {
     logline(&L, "Device: %s", t.device);
     if (to.use_gpu) {
         logline(&L, "Backend: %s", t.backend);
-        if (!t.gpu)
+        if (t.be == &trainer_backend_cpu)
             fprintf(stderr, "timirec: warning: --gpu %s: training on the %s\n", a.gpu, t.backend);
     }
     t.detect_anomaly = (int)a.detect_anomaly;
@@ -855,7 +860,8 @@ int run_main(int argc, char **argv) {
             double train_s = tmr_now() - t0;
             if (!pretrain && a.check_epoch > 0 && e % a.check_epoch == 0) check_intents(&L, &t);
             t0 = tmr_now();
-            double dv[METRICS_MAX_KINDS * METRICS_MAX_TOPK];
+            /* Zeroed: the state keeps METRICS_MAX_KINDS values per epoch, whatever --metric fills. */
+            double dv[METRICS_MAX_KINDS * METRICS_MAX_TOPK] = {0};
             trainer_evaluate(&t, &c, PHASE_DEV, (int)a.test_all, &dev_spec, dv);
             dev_main[e] = dv[0];
             memcpy(dev_values[e], dv, sizeof dev_values[e]);
