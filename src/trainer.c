@@ -7,6 +7,8 @@
 #include "timirec/numcheck.h"
 #include "timirec/topk.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,7 +62,8 @@ int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
     for (int64_t i = 0; i < max_eval; i++) t->eval_index[i] = i;
     char why[320];
     t->be = &trainer_backend_cpu;
-    if (t->be->create(t, max_B, max_L, max_C, why, sizeof why)) return tmr_error(err, errlen, "%s", why);
+    if (t->be->create(t, max_B, max_L, max_C, why, sizeof why))
+        return tmr_error(err, errlen, "%s", why);
     if (opts->use_gpu) {
         const trainer_backend_t *cuda = trainer_backend_cuda(why, sizeof why);
         if (cuda && cuda->create(t, max_B, max_L, max_C, why, sizeof why) == 0) t->be = cuda;
