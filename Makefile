@@ -64,7 +64,8 @@ ifneq ($(NVCC),)
   BASE_CFLAGS += -DTIMIREC_CUDA=1
   CUDA_NOTE := CUDA: nvcc found at $(NVCC) ($(shell $(NVCC) --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')); building kernels/ for $(CUDA_ARCH) and linking the CUDA backend
 else
-  CU_OBJ :=
+  # No CUDA backend: src/nocuda/ says so where the CUDA one would answer (backend.h).
+  CU_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/nocuda/*.c))
   CUDA_LIBS :=
   CUDA_NOTE := CUDA: skipped kernels/ ($(CUDA_OFF_WHY)); building the CPU backend only
 endif
@@ -78,13 +79,9 @@ EMU_CU   := $(filter-out kernels/device.cu kernels/ceilings.cu,$(wildcard kernel
 EMU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/emu/kernels/%.o,$(EMU_CU)) $(BUILD)/emu/emu/emulate.o
 EMU_TEST_BIN := $(patsubst tests/test_gpu_%.c,$(BUILD)/tests/test_emu_%,$(filter-out tests/test_gpu_rng.c,$(wildcard tests/test_gpu_*.c)))
 EMU_CXXFLAGS := -x c++ -std=c++17 -DTMR_EMULATE $(OPT) -g -Wall -Wextra -Werror -Iinclude $(SANITIZE)
-# The host library with its CUDA paths compiled in (-DTIMIREC_CUDA): the CUDA build's objects
-# when nvcc is there, else a second compile of src/ (CUDA=0, sanitizer builds).
-ifneq ($(NVCC),)
-  EMU_LIB_OBJ := $(LIB_OBJ)
-else
-  EMU_LIB_OBJ := $(patsubst %.c,$(BUILD)/emu/%.o,$(LIB_SRC))
-endif
+# The host library: src/ has no #ifdef TIMIREC_CUDA (the backends are chosen at link time),
+# so the emulated library is its objects with the emulated kernels in place of src/nocuda/.
+EMU_LIB_OBJ := $(LIB_OBJ)
 
 .PHONY: all test test-names asan bench run clean cuda-note gpu-check fuzz fuzz-build FORCE
 all: cuda-note $(BIN)/timirec
@@ -135,11 +132,6 @@ $(BUILD)/emu/emu/%.o: emu/%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,echo "  CXX-EMU $<")
 	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
-
-$(BUILD)/emu/src/%.o: src/%.c $(FLAGS_STAMP)
-	@mkdir -p $(dir $@)
-	@$(if $(V),:,echo "  CC-EMU  $<")
-	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DTIMIREC_CUDA=1 -MMD -MP -c -o $@ $<
 
 $(BUILD)/emu/libtimirec_emu.a: $(EMU_LIB_OBJ) $(EMU_OBJ)
 	@rm -f $@

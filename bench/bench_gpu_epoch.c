@@ -56,6 +56,7 @@
 #include "timirec/prepare.h"
 #include "timirec/trainer.h"
 #ifdef TIMIREC_CUDA
+#include "timirec/backend.h"
 #include "timirec/gpu.h"
 #include "timirec/gpu_data.h"
 #include "timirec/gpu_ops.h"
@@ -248,14 +249,15 @@ int main(int argc, char **argv) {
             make_cfg(s, &cfg, &o);
             o.use_gpu = 1;
             trainer_t t;
-            if (trainer_init(&t, &c, &cfg, &o, err, sizeof err) || !t.gpu) {
+            if (trainer_init(&t, &c, &cfg, &o, err, sizeof err) || !trainer_gpu_model(&t)) {
                 printf("FAIL %s batch %d: %s\n", stage_name(s->stage), s->batch,
-                       t.gpu ? err : t.backend);
+                       trainer_gpu_model(&t) ? err : t.backend);
                 status = 1;
                 continue;
             }
+            gpu_model_t *g = trainer_gpu_model(&t);
             gpu_data_t *d = gpu_data_create(&c, o.history_max, o.num_neg);
-            gpu_model_upload_params(t.gpu, t.params);
+            gpu_model_upload_params(g, t.params);
             double times[100], prep[100], queue[100];
             int64_t replays = 0;
             int ok = 1;
@@ -268,7 +270,7 @@ int main(int argc, char **argv) {
                 e.step = t.step;
                 gpu_sync();
                 const double t0 = tmr_now();
-                if (gpu_train_epoch(t.gpu, d, &t.adam, &e, err, sizeof err)) {
+                if (gpu_train_epoch(g, d, &t.adam, &e, err, sizeof err)) {
                     printf("FAIL %s: %s\n", stage_name(s->stage), err);
                     ok = 0;
                     break;
@@ -302,7 +304,7 @@ int main(int argc, char **argv) {
             for (int r = 0; r < 6; r++) { /* 0: warm-up */
                 gpu_sync();
                 const double t0 = tmr_now();
-                gpu_eval_phase(t.gpu, d, PHASE_DEV, o.eval_batch_size, ranks);
+                gpu_eval_phase(g, d, PHASE_DEV, o.eval_batch_size, ranks);
                 if (r > 0) ev[r - 1] = tmr_now() - t0;
             }
             const double eval_ms = 1e3 * bench_median(ev, 5);
@@ -345,14 +347,14 @@ int main(int argc, char **argv) {
                         unsetenv("TIMIREC_GPU_EPOCH");
                     } else {
                         setenv("TIMIREC_GPU_GRAPHS", "0", 1);
-                        gpu_model_upload_params(t.gpu, t.params);
+                        gpu_model_upload_params(g, t.params);
                         gpu_epoch_t e;
                         memset(&e, 0, sizeof e);
                         e.seed = o.seed;
                         e.epoch = ep;
                         e.batch_size = o.batch_size;
                         e.step = t.step;
-                        failed = gpu_train_epoch(t.gpu, d, &t.adam, &e, err, sizeof err) != 0 ||
+                        failed = gpu_train_epoch(g, d, &t.adam, &e, err, sizeof err) != 0 ||
                                  e.bad_batch >= 0;
                         t.step = e.step;
                         unsetenv("TIMIREC_GPU_GRAPHS");

@@ -3,7 +3,8 @@
  * A user's history is the end of their whole sequence (train, dev and test rows); every item of
  * those rows is excluded; ties go to the lower item id. The model's shape is read from the
  * checkpoint's tensors, so a checkpoint exported from PyTorch works as well. The model runs in
- * batches of users; their vectors then go through the blocked top-K (topk.h) in chunks. */
+ * batches of users assembled as the trainer's (batch_fill_users, sampler.h); their vectors
+ * then go through the blocked top-K (topk.h) in chunks. */
 #include "timirec/checkpoint.h"
 #include "timirec/common.h"
 #include "timirec/corpus.h"
@@ -12,7 +13,9 @@
 #include "timirec/options.h"
 #include "timirec/run.h"
 #include "timirec/safetensors.h"
+#include "timirec/sampler.h"
 #include "timirec/topk.h"
+#include "timirec/trainer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,24 +82,29 @@ static void write_lists(FILE *out, const int32_t *users, int64_t n, int k, const
     }
 }
 
-int recommend_main(int argc, char **argv) {
-    const char *model_path = "", *path = "../data/", *dataset = "", *out_path = "recs.tsv",
-               *sep = "\t", *stage = "", *retrieval = "score";
-    int64_t topk = 50, batch_size = 256;
+typedef struct {
+    const char *model_path, *path, *dataset, *out_path, *sep, *stage, *retrieval;
+    int64_t topk, batch_size;
+    int per_interest; /* --retrieval interests */
+} rec_args_t;
+
+/* The command line. Returns 0, -1 after --help (exit 0), or 2 (refused, said on stderr). */
+static int rec_parse(rec_args_t *r, int argc, char **argv) {
+    *r = (rec_args_t){"", "../data/", "", "recs.tsv", "\t", "", "score", 50, 256, 0};
     opt_t table[] = {
-        {"model_path", OPT_STR, &model_path, 0, 0, "checkpoint (safetensors) of either stage"},
-        {"path", OPT_STR, &path, 0, 0, "input data dir"},
-        {"dataset", OPT_STR, &dataset, 0, 0, "dataset folder"},
-        {"sep", OPT_STR, &sep, 0, 0, "column separator of the csv files"},
-        {"stage", OPT_STR, &stage, 0, 0, "score as this stage: pretrain (max over the interests; "
-         "any checkpoint) or finetune (weighted user vector; finetune checkpoints); default: the "
-         "checkpoint's stage"},
-        {"retrieval", OPT_STR, &retrieval, 0, 0, "score: rank by the stage's score (the "
+        {"model_path", OPT_STR, &r->model_path, 0, 0, "checkpoint (safetensors) of either stage"},
+        {"path", OPT_STR, &r->path, 0, 0, "input data dir"},
+        {"dataset", OPT_STR, &r->dataset, 0, 0, "dataset folder"},
+        {"sep", OPT_STR, &r->sep, 0, 0, "column separator of the csv files"},
+        {"stage", OPT_STR, &r->stage, 0, 0, "score as this stage: pretrain (max over the "
+         "interests; any checkpoint) or finetune (weighted user vector; finetune checkpoints); "
+         "default: the checkpoint's stage"},
+        {"retrieval", OPT_STR, &r->retrieval, 0, 0, "score: rank by the stage's score (the "
          "reference's); interests: ComiRec's multi-interest retrieval, top-k of every interest "
          "vector alone, merged by best score (equals score for pretrain)"},
-        {"topk", OPT_INT, &topk, 1, TOPK_MAX_K, "items per user"},
-        {"out", OPT_STR, &out_path, 0, 0, "output TSV"},
-        {"eval_batch_size", OPT_INT, &batch_size, 1, 1 << 16, "users through the model together"},
+        {"topk", OPT_INT, &r->topk, 1, TOPK_MAX_K, "items per user"},
+        {"out", OPT_STR, &r->out_path, 0, 0, "output TSV"},
+        {"eval_batch_size", OPT_INT, &r->batch_size, 1, 1 << 16, "users through the model together"},
     };
     int n_opts = (int)(sizeof table / sizeof table[0]);
     char err[2048];
@@ -111,146 +119,178 @@ int recommend_main(int argc, char **argv) {
                       "excluded, as is the padding item 0. Order: higher score first, equal scores\n"
                       "to the lower item id. The whole catalog is scored in blocks on the CPU threads.",
                       table, n_opts, stdout);
-        return 0;
+        return -1;
     }
-    if (rc || !*model_path || !*dataset) {
+    if (rc || !*r->model_path || !*r->dataset) {
         fprintf(stderr, "timirec recommend: %s\n", rc ? err : "--model_path and --dataset are required");
         return 2;
     }
-    const int per_interest = strcmp(retrieval, "interests") == 0;
-    if (!per_interest && strcmp(retrieval, "score") != 0) {
-        fprintf(stderr, "timirec recommend: --retrieval '%s': expected score or interests\n", retrieval);
+    r->per_interest = strcmp(r->retrieval, "interests") == 0;
+    if (!r->per_interest && strcmp(r->retrieval, "score") != 0) {
+        fprintf(stderr, "timirec recommend: --retrieval '%s': expected score or interests\n", r->retrieval);
         return 2;
     }
-    if (*stage && strcmp(stage, "pretrain") != 0 && strcmp(stage, "finetune") != 0) {
-        fprintf(stderr, "timirec recommend: --stage '%s': expected pretrain or finetune\n", stage);
+    if (*r->stage && strcmp(r->stage, "pretrain") != 0 && strcmp(r->stage, "finetune") != 0) {
+        fprintf(stderr, "timirec recommend: --stage '%s': expected pretrain or finetune\n", r->stage);
         return 2;
     }
+    return 0;
+}
+
+/* The model of the checkpoint and the dataset it scores: *params allocated (lay.total).
+ * Returns 0, or 1 with the error on stderr (nothing left to free). */
+static int rec_load(const rec_args_t *r, corpus_t *c, model_layout_t *lay, float **params) {
+    char err[2048];
     model_config_t cfg;
-    if (config_from_checkpoint(model_path, &cfg, err, sizeof err)) {
+    if (config_from_checkpoint(r->model_path, &cfg, err, sizeof err)) {
         fprintf(stderr, "timirec: error: %s\n", err);
         return 1;
     }
-    if (strcmp(stage, "finetune") == 0 && cfg.stage != STAGE_FINETUNE) {
+    if (strcmp(r->stage, "finetune") == 0 && cfg.stage != STAGE_FINETUNE) {
         fprintf(stderr, "timirec: error: --stage finetune: %s is a pretrain checkpoint (no "
-                "interest predictor); use --stage pretrain\n", model_path);
+                "interest predictor); use --stage pretrain\n", r->model_path);
         return 1;
     }
-    const int score_pretrain = cfg.stage == STAGE_PRETRAIN || strcmp(stage, "pretrain") == 0;
-    corpus_t c;
-    corpus_opts_t co = {.path = path, .dataset = dataset, .sep = strcmp(sep, "\\t") == 0 ? '\t' : sep[0]};
-    if (corpus_load(&co, &c, err, sizeof err)) {
+    corpus_opts_t co = {.path = r->path, .dataset = r->dataset,
+                        .sep = strcmp(r->sep, "\\t") == 0 ? '\t' : r->sep[0]};
+    if (corpus_load(&co, c, err, sizeof err)) {
         fprintf(stderr, "timirec: error: %s\n", err);
         return 1;
     }
-    if (c.n_items != cfg.n_items) {
+    int rc = 0;
+    if (c->n_items != cfg.n_items) {
         fprintf(stderr, "timirec: error: %s has %d item rows but dataset %s has n_items %d\n",
-                model_path, cfg.n_items, dataset, c.n_items);
-        return 1;
+                r->model_path, cfg.n_items, r->dataset, c->n_items);
+        rc = 1;
+    } else if (model_config_check(&cfg, err, sizeof err)) {
+        fprintf(stderr, "timirec: error: %s: %s\n", r->model_path, err);
+        rc = 1;
+    } else {
+        model_layout_build(&cfg, lay);
+        *params = tmr_malloc(tmr_mul_size((size_t)lay->total, sizeof **params));
+        if (checkpoint_load(r->model_path, lay, *params, 1, NULL, err, sizeof err)) {
+            fprintf(stderr, "timirec: error: %s\n", err);
+            free(*params);
+            *params = NULL;
+            rc = 1;
+        }
     }
+    if (rc) corpus_free(c);
+    return rc;
+}
+
+/* The top-K pass's buffers for up to RECOMMEND_CHUNK users. */
+typedef struct {
+    int32_t *users;              /* (chunk) */
+    float *vecs;                 /* (chunk, V, d) the users' rows of the top-K problem */
+    int32_t *items, *counts;     /* (chunk, lists, k), (chunk, lists) */
+    float *scores;               /* (chunk, lists, k) */
+    int32_t *m_items, *m_counts; /* per-interest lists merged: (chunk, k), (chunk) */
+    float *m_scores;             /* (chunk, k) */
+} rec_bufs_t;
+
+/* The vectors of the next users with a history from *u0 on, at most RECOMMEND_CHUNK, through
+ * the model in batches assembled as the trainer's (batch_fill_users): their K interests
+ * (use_V) or their finetune user vector. Returns their number. */
+static int64_t rec_user_vectors(const corpus_t *c, const model_layout_t *lay, const float *params,
+                                batch_t *batch, model_ws_t_f *ws, int use_V, int32_t *u0,
+                                rec_bufs_t *bf) {
+    const int d = lay->cfg.emb_size, V = use_V ? lay->cfg.K : 1;
+    int64_t nc = 0;
+    while (*u0 < c->n_users && nc < RECOMMEND_CHUNK) {
+        int nb = 0;
+        int32_t *bu = bf->users + nc;
+        for (; *u0 < c->n_users && nb < batch->cap_B && nc + nb < RECOMMEND_CHUNK; (*u0)++)
+            if (c->seq_off[*u0 + 1] > c->seq_off[*u0]) bu[nb++] = *u0;
+        if (nb == 0) break;
+        batch_fill_users(batch, c, bu, nb, lay->cfg.history_max);
+        model_batch_t mb = trainer_model_batch(batch);
+        model_eval_scores_f(lay, params, &mb, ws);
+        const float *src = use_V ? ws->V : ws->u; /* (nb, K, d) or (nb, d) */
+        memcpy(bf->vecs + nc * V * d, src, sizeof *bf->vecs * (size_t)nb * V * d);
+        nc += nb;
+    }
+    return nc;
+}
+
+int recommend_main(int argc, char **argv) {
+    rec_args_t r;
+    int rc = rec_parse(&r, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
+    corpus_t c;
     model_layout_t lay;
-    if (model_config_check(&cfg, err, sizeof err)) {
-        fprintf(stderr, "timirec: error: %s: %s\n", model_path, err);
-        return 1;
-    }
-    model_layout_build(&cfg, &lay);
-    float *params = tmr_malloc(tmr_mul_size((size_t)lay.total, sizeof *params));
-    if (checkpoint_load(model_path, &lay, params, 1, NULL, err, sizeof err)) {
-        fprintf(stderr, "timirec: error: %s\n", err);
-        return 1;
-    }
-    const int B = (int)batch_size, L = cfg.history_max, k = (int)topk, K = cfg.K, d = cfg.emb_size;
+    float *params = NULL;
+    if (rec_load(&r, &c, &lay, &params)) return 1;
+    const model_config_t *cfg = &lay.cfg;
+    const int score_pretrain = cfg->stage == STAGE_PRETRAIN || strcmp(r.stage, "pretrain") == 0;
+    const int B = (int)r.batch_size, k = (int)r.topk, K = cfg->K, d = cfg->emb_size;
     /* Rows of the top-K problem: the K interests (pretrain score, or per-interest retrieval),
      * or the one finetune user vector. */
-    const int V = score_pretrain || per_interest ? K : 1;
+    const int use_V = score_pretrain || r.per_interest;
+    const int V = use_V ? K : 1;
     const int64_t chunk = RECOMMEND_CHUNK;
+    const int lists = r.per_interest ? K : 1;
     model_ws_t_f ws;
-    model_ws_alloc_f(&ws, &lay, B, L, 1);
-    int32_t *hist = tmr_malloc((size_t)B * L * sizeof *hist), *pos = tmr_malloc((size_t)B * L * sizeof *pos);
-    int32_t *length = tmr_malloc((size_t)B * sizeof *length), *cand = tmr_malloc((size_t)B * sizeof *cand);
-    int32_t *users = tmr_malloc((size_t)chunk * sizeof *users);
-    float *vecs = tmr_malloc(tmr_mul_size((size_t)chunk * V * d, sizeof *vecs));
-    const int lists = per_interest ? K : 1;
-    int32_t *items = tmr_malloc(tmr_mul_size((size_t)chunk * lists * k, sizeof *items));
-    float *scores = tmr_malloc(tmr_mul_size((size_t)chunk * lists * k, sizeof *scores));
-    int32_t *counts = tmr_malloc(tmr_mul_size((size_t)chunk * lists, sizeof *counts));
-    int32_t *m_items = per_interest ? tmr_malloc(tmr_mul_size((size_t)chunk * k, sizeof *m_items)) : NULL;
-    float *m_scores = per_interest ? tmr_malloc(tmr_mul_size((size_t)chunk * k, sizeof *m_scores)) : NULL;
-    int32_t *m_counts = per_interest ? tmr_malloc((size_t)chunk * sizeof *m_counts) : NULL;
-    for (int b = 0; b < B; b++) cand[b] = 1; /* one candidate: the forward pass wants one */
-    char tmp_path[4096];
-    snprintf(tmp_path, sizeof tmp_path, "%s.tmp", out_path);
-    FILE *out = fopen(tmp_path, "w");
-    if (!out) {
-        fprintf(stderr, "timirec: error: cannot write %s\n", out_path);
-        return 1;
+    model_ws_alloc_f(&ws, &lay, B, cfg->history_max, 1);
+    batch_t batch;
+    batch_alloc(&batch, B, cfg->history_max, 1);
+    rec_bufs_t bf = {0};
+    bf.users = tmr_malloc((size_t)chunk * sizeof *bf.users);
+    bf.vecs = tmr_malloc(tmr_mul_size((size_t)chunk * V * d, sizeof *bf.vecs));
+    bf.items = tmr_malloc(tmr_mul_size((size_t)chunk * lists * k, sizeof *bf.items));
+    bf.scores = tmr_malloc(tmr_mul_size((size_t)chunk * lists * k, sizeof *bf.scores));
+    bf.counts = tmr_malloc(tmr_mul_size((size_t)chunk * lists, sizeof *bf.counts));
+    if (r.per_interest) {
+        bf.m_items = tmr_malloc(tmr_mul_size((size_t)chunk * k, sizeof *bf.m_items));
+        bf.m_scores = tmr_malloc(tmr_mul_size((size_t)chunk * k, sizeof *bf.m_scores));
+        bf.m_counts = tmr_malloc((size_t)chunk * sizeof *bf.m_counts);
     }
-    fprintf(out, "user_id\trec_items\tscores\n");
+    char tmp_path[4096];
+    snprintf(tmp_path, sizeof tmp_path, "%s.tmp", r.out_path);
+    FILE *out = fopen(tmp_path, "w");
     int64_t written = 0;
     double t0 = tmr_now();
-    for (int32_t u0 = 1; u0 < c.n_users;) {
-        int64_t nc = 0; /* users in this chunk */
-        while (u0 < c.n_users && nc < chunk) {
-            /* One model batch: up to B users with a history. */
-            int nb = 0, Lb = 1;
-            int32_t *bu = users + nc;
-            for (; u0 < c.n_users && nb < B && nc + nb < chunk; u0++) {
-                int64_t n = c.seq_off[u0 + 1] - c.seq_off[u0];
-                if (n == 0) continue;
-                bu[nb++] = u0;
-                if (n > Lb) Lb = (int)(n < L ? n : L);
-            }
-            if (nb == 0) break;
-            for (int b = 0; b < nb; b++) {
-                int64_t n = c.seq_off[bu[b] + 1] - c.seq_off[bu[b]];
-                int len = (int)(n < Lb ? n : Lb);
-                const int32_t *hi = c.seq_item + c.seq_off[bu[b] + 1] - len;
-                length[b] = len;
-                for (int l = 0; l < Lb; l++) {
-                    hist[b * Lb + l] = l < len ? hi[l] : 0;
-                    pos[b * Lb + l] = l < len ? len - l : 0;
-                }
-            }
-            model_batch_t mb = {nb, Lb, 1, hist, pos, length, cand};
-            model_eval_scores_f(&lay, params, &mb, &ws);
-            const float *src = score_pretrain || per_interest ? ws.V : ws.u; /* (nb, K, d) or (nb, d) */
-            memcpy(vecs + nc * V * d, src, sizeof *vecs * (size_t)nb * V * d);
-            nc += nb;
-        }
+    if (out) fprintf(out, "user_id\trec_items\tscores\n");
+    for (int32_t u0 = 1; out && u0 < c.n_users;) {
+        int64_t nc = rec_user_vectors(&c, &lay, params, &batch, &ws, use_V, &u0, &bf);
         if (nc == 0) break;
-        topk_problem_t p = {nc, V, d, vecs, c.n_items, params + model_offset(&lay, P_EXT_ITEM_EMB),
-                            c.all_off, c.all_items, users, 1};
-        if (per_interest) {
-            topk_cpu_per_vec(&p, k, items, scores, counts);
-            topk_merge_lists(nc, K, k, items, scores, counts, k, m_items, m_scores, m_counts);
-            write_lists(out, users, nc, k, m_items, m_scores, m_counts);
+        topk_problem_t p = {nc, V, d, bf.vecs, c.n_items, params + model_offset(&lay, P_EXT_ITEM_EMB),
+                            c.all_off, c.all_items, bf.users, 1};
+        if (r.per_interest) {
+            topk_cpu_per_vec(&p, k, bf.items, bf.scores, bf.counts);
+            topk_merge_lists(nc, K, k, bf.items, bf.scores, bf.counts, k, bf.m_items,
+                             bf.m_scores, bf.m_counts);
+            write_lists(out, bf.users, nc, k, bf.m_items, bf.m_scores, bf.m_counts);
         } else {
-            topk_cpu(&p, k, items, scores, counts);
-            write_lists(out, users, nc, k, items, scores, counts);
+            topk_cpu(&p, k, bf.items, bf.scores, bf.counts);
+            write_lists(out, bf.users, nc, k, bf.items, bf.scores, bf.counts);
         }
         written += nc;
     }
-    if (fclose(out) != 0 || rename(tmp_path, out_path) != 0) {
-        fprintf(stderr, "timirec: error: writing %s failed\n", out_path);
-        return 1;
+    if (!out) {
+        fprintf(stderr, "timirec: error: cannot write %s\n", r.out_path);
+        rc = 1;
+    } else if (fclose(out) != 0 || rename(tmp_path, r.out_path) != 0) {
+        fprintf(stderr, "timirec: error: writing %s failed\n", r.out_path);
+        rc = 1;
+    } else {
+        printf("recommend: %lld users, top %d of %d items each (%s, %s), written to %s [%.2f s]\n",
+               (long long)written, k, c.n_items - 1,
+               score_pretrain ? "pretrain score" : "finetune score",
+               r.per_interest ? "per-interest lists merged" : "one list", r.out_path,
+               tmr_now() - t0);
     }
-    printf("recommend: %lld users, top %d of %d items each (%s, %s), written to %s [%.2f s]\n",
-           (long long)written, k, c.n_items - 1, score_pretrain ? "pretrain score" : "finetune score",
-           per_interest ? "per-interest lists merged" : "one list", out_path, tmr_now() - t0);
     model_ws_free_f(&ws);
-    free(hist);
-    free(pos);
-    free(length);
-    free(cand);
-    free(users);
-    free(vecs);
-    free(items);
-    free(scores);
-    free(counts);
-    free(m_items);
-    free(m_scores);
-    free(m_counts);
+    batch_free(&batch);
+    free(bf.users);
+    free(bf.vecs);
+    free(bf.items);
+    free(bf.scores);
+    free(bf.counts);
+    free(bf.m_items);
+    free(bf.m_scores);
+    free(bf.m_counts);
     free(params);
     corpus_free(&c);
-    return 0;
+    return rc;
 }

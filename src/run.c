@@ -14,6 +14,7 @@
  * first element of parameter NAME just before step STEP (0-based). */
 #include "timirec/run.h"
 
+#include "timirec/backend.h"
 #include "timirec/checkpoint.h"
 #include "timirec/common.h"
 #include "timirec/corpus.h"
@@ -314,8 +315,36 @@ static void now_string(char *out, size_t n) {
     strftime(out, n, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
+/* Which epoch is the best, as the reference's runner (ReChorus, helpers/BaseRunner.py)
+ * decides it; every use here goes through these two. It saves the model whenever the dev main
+ * metric is at least every earlier one (max(results) == results[-1]), so on a tie the
+ * checkpoint holds the LATER epoch: is_saved_best. It prints "Best Iter(dev)" at np.argmax,
+ * the FIRST epoch of the maximum, and its early stop counts the epochs since that first
+ * maximum: first_best. */
+static int is_saved_best(const double *dev_main, int e) {
+    for (int i = 0; i < e; i++)
+        if (!(dev_main[i] <= dev_main[e])) return 0;
+    return 1;
+}
+
+static int first_best(const double *dev_main, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (dev_main[i] > dev_main[best]) best = i;
+    return best;
+}
+
+/* The epoch whose parameters the best checkpoint holds (1-based; 0: none), as the run saved
+ * them. */
+static int saved_epoch_of(const double *dev_main, int n) {
+    int saved = 0;
+    for (int e = 0; e < n; e++)
+        if (is_saved_best(dev_main, e)) saved = e + 1;
+    return saved;
+}
+
 /* The reference's early stop: more than 20 epochs and the last `early_stop` dev values
- * non-increasing, or more than 20 epochs since the (first) best. */
+ * non-increasing, or more than 20 epochs since the first best. */
 static int should_stop(const double *main_metric, int n, int early_stop) {
     if (early_stop <= 0) return 0;
     if (n > 20) {
@@ -324,10 +353,7 @@ static int should_stop(const double *main_metric, int n, int early_stop) {
         for (int i = from + 1; i < n; i++) non_increasing &= main_metric[i - 1] >= main_metric[i];
         if (non_increasing) return 1;
     }
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (main_metric[i] > main_metric[best]) best = i;
-    return n - best > 20;
+    return n - first_best(main_metric, n) > 20;
 }
 
 /* The run's configuration as JSON (checkpoint metadata and the JSON log). Without --resume:
@@ -357,10 +383,13 @@ static void config_json(const opt_t *table, int n, char *out, size_t cap) {
 }
 
 /* Mean over the last training batch of softmax(x) over K: the reference's check_epoch view. */
-static void check_intents(logs_t *L, const trainer_t *t) {
-    int B = t->batch.B, K = t->lay.cfg.K;
+static void check_intents(logs_t *L, trainer_t *t) {
+    const int K = t->lay.cfg.K;
+    const size_t n = (size_t)t->opts.batch_size * (size_t)K;
+    float *buf = tmr_malloc(tmr_mul_size(2 * n, sizeof *buf)); /* (2, batch_size, K) */
+    const int B = trainer_last_intents(t, buf, buf + n);
     const char *names[2] = {"pred_intent", "target_intent"};
-    const float *src[2] = {t->ws.pred_intent, t->ws.target_intent};
+    const float *src[2] = {buf, buf + n};
     for (int w = 0; w < 2; w++) {
         double mean[64] = {0};
         for (int b = 0; b < B; b++) {
@@ -371,12 +400,13 @@ static void check_intents(logs_t *L, const trainer_t *t) {
             for (int k = 0; k < K; k++) mean[k] += exp(x[k] - mx) / sum / B;
         }
         char line[2048];
-        size_t n = (size_t)snprintf(line, sizeof line, "%s\t(%d, %d) mean softmax [", names[w], B, K);
-        for (int k = 0; k < K && n < sizeof line; k++)
-            n += (size_t)snprintf(line + n, sizeof line - n, k ? " %.4f" : "%.4f", mean[k]);
-        if (n < sizeof line) snprintf(line + n, sizeof line - n, "]");
+        size_t m = (size_t)snprintf(line, sizeof line, "%s\t(%d, %d) mean softmax [", names[w], B, K);
+        for (int k = 0; k < K && m < sizeof line; k++)
+            m += (size_t)snprintf(line + m, sizeof line - m, k ? " %.4f" : "%.4f", mean[k]);
+        if (m < sizeof line) snprintf(line + m, sizeof line - m, "]");
         logline(L, "%s", line);
     }
+    free(buf);
 }
 
 /* A progress bar with samples/s on a terminal (stderr), redrawn at most 10 times a second and
@@ -453,18 +483,6 @@ static int read_test_hooks(trainer_t *t, char *err, size_t errlen) {
     return 0;
 }
 
-/* The epoch whose parameters the best checkpoint holds (1-based; 0: none): the last one whose
- * dev value is at least every earlier one, as the run saves them. */
-static int saved_epoch_of(const double *dev_main, int n) {
-    int saved = 0;
-    for (int e = 0; e < n; e++) {
-        int best = 1;
-        for (int i = 0; i < e; i++) best &= dev_main[i] <= dev_main[e];
-        if (best) saved = e + 1;
-    }
-    return saved;
-}
-
 /* Write the resumable state: the run is at batch `batch` of epoch `epoch` (0-based) with
  * n_done epochs finished, their dev values dev (n_done, METRICS_MAX_KINDS). A failure is a
  * warning: training goes on, but says the run cannot be resumed from here. */
@@ -533,427 +551,487 @@ static void remove_stale_temps(logs_t *L, const char *path) {
 
 /* ---- the run ------------------------------------------------------------------------------- */
 
-int run_main(int argc, char **argv) {
+/* Everything one run holds: run_free releases it, whatever the exit path. */
+typedef struct {
     run_args_t a;
-    char err[4096];
-    int prc = run_args_parse(&a, argc, argv, err, sizeof err);
-    if (prc == 1) return 0;
-    if (prc == 0 && a.resume && !a.train)
-        prc = tmr_error(err, sizeof err, "--resume 1 continues training: it needs --train 1");
-    if (prc) {
-        fprintf(stderr, "timirec: error: %s\n", err);
-        return 2;
-    }
-    opt_t table[MAX_OPTS], state_opts[MAX_OPTS];
-    int n_opts = build_table(&a, table), n_state_opts = 0;
-    /* The state records every option but --resume (a resumed run's state is the same file). */
-    for (int i = 0; i < n_opts; i++)
-        if (strcmp(table[i].name, "resume") != 0) state_opts[n_state_opts++] = table[i];
-    if (a.threads > 0) omp_set_num_threads((int)a.threads);
-    int pretrain = strcmp(a.stage, "pretrain") == 0;
-
-    char name[1024], default_log[2048], default_model[2048], extractor[2048], json_path[2100];
-    run_name(&a, name, sizeof name);
-    snprintf(default_log, sizeof default_log, "%sTiMiRec/%s.txt", a.log_dir, name);
-    snprintf(default_model, sizeof default_model, "%sTiMiRec/%s.safetensors", a.model_dir, name);
-    extractor_path(&a, extractor, sizeof extractor);
-    const char *log_path = *a.log_file ? a.log_file : default_log;
-    /* The reference's pretrain stage always saves to the extractor path. */
-    const char *model_path = pretrain ? extractor : *a.model_path ? a.model_path : default_model;
+    opt_t table[MAX_OPTS], state_opts[MAX_OPTS]; /* state_opts: every option but --resume */
+    int n_opts, n_state_opts, pretrain;
+    char default_log[2048], default_model[2048], extractor[2048], json_path[2100];
     char state_path[2100];
-    snprintf(state_path, sizeof state_path, "%s.state", model_path);
-    if (*a.json_log) snprintf(json_path, sizeof json_path, "%s", a.json_log);
-    else {
-        snprintf(json_path, sizeof json_path, "%s", log_path);
-        char *dot = strrchr(json_path, '.');
-        char *slash = strrchr(json_path, '/');
-        if (dot && (!slash || dot > slash)) *dot = 0;
-        strncat(json_path, ".jsonl", sizeof json_path - strlen(json_path) - 1);
-    }
-
-    logs_t L = {0};
-    if (tmr_make_parent_dirs(log_path, err, sizeof err) ||
-        tmr_make_parent_dirs(json_path, err, sizeof err))
-        fprintf(stderr, "timirec: warning: %s\n", err);
-    L.log = fopen(log_path, "a");
-    if (!L.log) fprintf(stderr, "timirec: warning: cannot write the log %s: %s\n", log_path, strerror(errno));
-    L.json = fopen(json_path, "a");
-
-    /* Everything below is released at `out`, whatever the exit path. */
-    int rc = 0;
+    const char *log_path, *model_path;
+    logs_t L;
+    char *cfg_json;                /* the configuration as JSON (checkpoints, the JSON log) */
     corpus_t c;
+    metric_spec_t spec, dev_spec;  /* dev_spec: the first top-k only, as the reference */
+    model_config_t cfg;
+    train_opts_t to;
     trainer_t t;
-    memset(&c, 0, sizeof c);
-    memset(&t, 0, sizeof t);
-    train_progress_t prog;
-    memset(&prog, 0, sizeof prog);
-    double *dev_main = NULL;
-    double (*dev_values)[METRICS_MAX_KINDS] = NULL;
-    float *scratch = NULL;
+    train_progress_t prog;         /* the state resumed from */
+    int resumed;
+    double *dev_main;              /* (epochs) the dev main metric of every finished epoch */
+    double (*dev_values)[METRICS_MAX_KINDS]; /* (epochs, kinds) their dev values */
+    int n_done;                    /* epochs finished */
+    int saved_epoch;               /* the epoch the best checkpoint holds, 1-based (0: none) */
+    char err[4096];
+} run_t;
 
+/* The error in r->err on stderr; returns the exit code rc. */
+static int fail(run_t *r, int rc) {
+    fprintf(stderr, "timirec: error: %s\n", r->err);
+    return rc;
+}
+
+/* The command line, the option table and where files go. Returns 0, or the exit code: -1
+ * after --help (exit 0), 2 for a refused command line. */
+static int run_parse(run_t *r, int argc, char **argv) {
+    run_args_t *a = &r->a;
+    int prc = run_args_parse(a, argc, argv, r->err, sizeof r->err);
+    if (prc == 1) return -1;
+    if (prc == 0 && a->resume && !a->train)
+        prc = tmr_error(r->err, sizeof r->err, "--resume 1 continues training: it needs --train 1");
+    if (prc) return fail(r, 2);
+    r->n_opts = build_table(a, r->table);
+    for (int i = 0; i < r->n_opts; i++)
+        if (strcmp(r->table[i].name, "resume") != 0) r->state_opts[r->n_state_opts++] = r->table[i];
+    if (a->threads > 0) omp_set_num_threads((int)a->threads);
+    r->pretrain = strcmp(a->stage, "pretrain") == 0;
+
+    char name[1024];
+    run_name(a, name, sizeof name);
+    snprintf(r->default_log, sizeof r->default_log, "%sTiMiRec/%s.txt", a->log_dir, name);
+    snprintf(r->default_model, sizeof r->default_model, "%sTiMiRec/%s.safetensors", a->model_dir,
+             name);
+    extractor_path(a, r->extractor, sizeof r->extractor);
+    r->log_path = *a->log_file ? a->log_file : r->default_log;
+    /* The reference's pretrain stage always saves to the extractor path. */
+    r->model_path = r->pretrain ? r->extractor : *a->model_path ? a->model_path : r->default_model;
+    snprintf(r->state_path, sizeof r->state_path, "%s.state", r->model_path);
+    if (*a->json_log) snprintf(r->json_path, sizeof r->json_path, "%s", a->json_log);
+    else {
+        snprintf(r->json_path, sizeof r->json_path, "%s", r->log_path);
+        char *dot = strrchr(r->json_path, '.');
+        char *slash = strrchr(r->json_path, '/');
+        if (dot && (!slash || dot > slash)) *dot = 0;
+        strncat(r->json_path, ".jsonl", sizeof r->json_path - strlen(r->json_path) - 1);
+    }
+    return 0;
+}
+
+/* Open the log and the JSON log (a failure is a warning) and write the run's start. */
+static void run_open_logs(run_t *r) {
+    if (tmr_make_parent_dirs(r->log_path, r->err, sizeof r->err) ||
+        tmr_make_parent_dirs(r->json_path, r->err, sizeof r->err))
+        fprintf(stderr, "timirec: warning: %s\n", r->err);
+    r->L.log = fopen(r->log_path, "a");
+    if (!r->L.log)
+        fprintf(stderr, "timirec: warning: cannot write the log %s: %s\n", r->log_path,
+                strerror(errno));
+    r->L.json = fopen(r->json_path, "a");
     char when[64];
     now_string(when, sizeof when);
-    logline(&L, "--------------------------------------------- BEGIN: %s ---------------------------------------------", when);
-    arg_table(&L, table, n_opts);
-    char *cfg_json = tmr_malloc(16384);
-    config_json(table, n_opts, cfg_json, 16384);
-    if (L.json) {
-        fprintf(L.json, "{\"event\": \"start\", \"time\": ");
-        json_string(L.json, when);
-        fprintf(L.json, ", \"config\": %s}\n", cfg_json);
-        fflush(L.json);
+    logline(&r->L, "--------------------------------------------- BEGIN: %s ---------------------------------------------", when);
+    arg_table(&r->L, r->table, r->n_opts);
+    r->cfg_json = tmr_malloc(16384);
+    config_json(r->table, r->n_opts, r->cfg_json, 16384);
+    if (r->L.json) {
+        fprintf(r->L.json, "{\"event\": \"start\", \"time\": ");
+        json_string(r->L.json, when);
+        fprintf(r->L.json, ", \"config\": %s}\n", r->cfg_json);
+        fflush(r->L.json);
     }
+}
 
-    corpus_opts_t co = {.path = a.path, .dataset = a.dataset, .sep = a.sep[0]};
-    logline(&L, "Reading data from \"%s\", dataset = \"%s\" ", a.path, a.dataset);
+/* The dataset and the metrics. Returns 0 or the exit code. */
+static int run_load_data(run_t *r) {
+    const run_args_t *a = &r->a;
+    corpus_opts_t co = {.path = a->path, .dataset = a->dataset, .sep = a->sep[0]};
+    logline(&r->L, "Reading data from \"%s\", dataset = \"%s\" ", a->path, a->dataset);
     double t_read = tmr_now();
-    if (corpus_load(&co, &c, err, sizeof err)) {
-        fprintf(stderr, "timirec: error: %s\n", err);
-        rc = 1;
-        goto out;
-    }
-    int64_t entries = c.phase[0].n_rows + c.phase[1].n_rows + c.phase[2].n_rows;
-    logline(&L, "\"# user\": %d, \"# item\": %d, \"# entry\": %lld [%.2f s]", c.n_users - 1,
-            c.n_items - 1, (long long)entries, tmr_now() - t_read);
+    if (corpus_load(&co, &r->c, r->err, sizeof r->err)) return fail(r, 1);
+    const corpus_t *c = &r->c;
+    int64_t entries = c->phase[0].n_rows + c->phase[1].n_rows + c->phase[2].n_rows;
+    logline(&r->L, "\"# user\": %d, \"# item\": %d, \"# entry\": %lld [%.2f s]", c->n_users - 1,
+            c->n_items - 1, (long long)entries, tmr_now() - t_read);
     for (int p = PHASE_DEV; p <= PHASE_TEST; p++)
-        if (!a.test_all && !c.phase[p].has_neg) {
+        if (!a->test_all && !c->phase[p].has_neg) {
             fprintf(stderr, "timirec: error: %s/%s/%s.csv has no neg_items column (use --test_all 1)\n",
-                    a.path, a.dataset, corpus_phase_names[p]);
-            rc = 1;
-            goto out;
+                    a->path, a->dataset, corpus_phase_names[p]);
+            return 1;
         }
+    metrics_parse(a->metric, a->topk, &r->spec, r->err, sizeof r->err);
+    r->dev_spec = r->spec;
+    r->dev_spec.n_topk = 1;
+    return 0;
+}
 
-    metric_spec_t spec, dev_spec;
-    metrics_parse(a.metric, a.topk, &spec, err, sizeof err);
-    dev_spec = spec;
-    dev_spec.n_topk = 1;
-    char main_name[32];
-    metrics_main_name(&spec, main_name, sizeof main_name);
+/* The memory the run needs, estimated from the shapes before anything large is allocated:
+ * logged, or the run refused when the machine has less. Returns 0 or the exit code. */
+static int run_check_memory(run_t *r) {
+    const run_args_t *a = &r->a;
+    model_config_t full = r->cfg;
+    full.n_items = r->c.n_items;
+    full.history_max = r->to.history_max;
+    if (model_config_check(&full, r->err, sizeof r->err)) return fail(r, 2);
+    model_layout_t lay;
+    model_layout_build(&full, &lay);
+    mem_plan_t plan;
+    memplan_run(&lay, &r->c, &r->to, (int)a->test_all, omp_get_max_threads(), &plan);
+    uint64_t machine = memplan_machine_bytes();
+    char tot[32], par[32], ws[32], ev[32], bat[32], smp[32], cor[32], mach[32];
+    char all_line[96] = "";
+    memplan_format(plan.total, tot, sizeof tot);
+    memplan_format(plan.params, par, sizeof par);
+    memplan_format(plan.workspace, ws, sizeof ws);
+    memplan_format(plan.batches, bat, sizeof bat);
+    memplan_format(plan.sampler, smp, sizeof smp);
+    memplan_format(plan.corpus, cor, sizeof cor);
+    if (a->test_all)
+        snprintf(all_line, sizeof all_line, ", test_all evaluation %s",
+                 memplan_format(plan.eval_all, ev, sizeof ev));
+    if (machine) memplan_format(machine, mach, sizeof mach);
+    else snprintf(mach, sizeof mach, "unknown");
+    char parts[512];
+    snprintf(parts, sizeof parts, "parameters, gradients and Adam moments %s, model workspace "
+             "%s%s, batches %s, sampler %s, data %s", par, ws, all_line, bat, smp, cor);
+    if (machine && plan.total > machine) {
+        fprintf(stderr, "timirec: error: this run needs about %s of memory (%s), but this "
+                "machine has %s: lower --batch_size, --eval_batch_size, --history_max or "
+                "--emb_size%s\n", tot, parts, mach, a->test_all ? " (or --test_all 0)" : "");
+        return 2;
+    }
+    char line[1024];
+    snprintf(line, sizeof line, "about %s (%s); this machine has %s", tot, parts, mach);
+    logline(&r->L, "Memory: %s", line);
+    return 0;
+}
 
-    model_config_t cfg = {.stage = pretrain ? STAGE_PRETRAIN : STAGE_FINETUNE,
-                          .emb_size = (int)a.emb_size, .attn_size = (int)a.attn_size, .K = (int)a.K,
-                          .add_pos = (int)a.add_pos, .add_trm = (int)a.add_trm,
-                          .n_layers = (int)a.n_layers, .temp = a.temp,
-                          .dropout = 0.5 /* nn.Dropout(p=0.5) in the reference, whatever --dropout */};
-    train_opts_t to;
-    train_opts_default(&to);
-    to.batch_size = (int)a.batch_size;
-    to.eval_batch_size = (int)a.eval_batch_size;
-    to.history_max = (int)a.history_max;
-    to.num_neg = (int)a.num_neg;
-    to.lr = a.lr;
-    to.l2 = a.l2;
-    to.seed = (uint64_t)a.random_seed;
-    to.use_gpu = a.gpu[0] != '\0';
-    if (to.use_gpu) setenv("CUDA_VISIBLE_DEVICES", a.gpu, 1); /* as the reference does */
+/* The model's configuration and the trainer on its backend. Returns 0 or the exit code. */
+static int run_build_trainer(run_t *r) {
+    const run_args_t *a = &r->a;
+    r->cfg = (model_config_t){.stage = r->pretrain ? STAGE_PRETRAIN : STAGE_FINETUNE,
+                              .emb_size = (int)a->emb_size, .attn_size = (int)a->attn_size,
+                              .K = (int)a->K, .add_pos = (int)a->add_pos,
+                              .add_trm = (int)a->add_trm, .n_layers = (int)a->n_layers,
+                              .temp = a->temp,
+                              .dropout = 0.5 /* nn.Dropout(p=0.5) in the reference, whatever --dropout */};
+    train_opts_t *to = &r->to;
+    train_opts_default(to);
+    to->batch_size = (int)a->batch_size;
+    to->eval_batch_size = (int)a->eval_batch_size;
+    to->history_max = (int)a->history_max;
+    to->num_neg = (int)a->num_neg;
+    to->lr = a->lr;
+    to->l2 = a->l2;
+    to->seed = (uint64_t)a->random_seed;
+    to->use_gpu = a->gpu[0] != '\0';
+    if (to->use_gpu) setenv("CUDA_VISIBLE_DEVICES", a->gpu, 1); /* as the reference does */
+    int rc = run_check_memory(r);
+    if (rc) return rc;
+    trainer_t *t = &r->t;
+    if (trainer_init(t, &r->c, &r->cfg, to, r->err, sizeof r->err)) return fail(r, 2);
+    logline(&r->L, "Device: %s", t->device);
+    if (to->use_gpu) {
+        logline(&r->L, "Backend: %s", t->backend);
+        if (t->be == &trainer_backend_cpu)
+            fprintf(stderr, "timirec: warning: --gpu %s: training on the %s\n", a->gpu, t->backend);
+    }
+    t->detect_anomaly = (int)a->detect_anomaly;
+    if (read_test_hooks(t, r->err, sizeof r->err)) return fail(r, 2);
+    return 0;
+}
 
-    /* Memory: estimated from the shapes before anything large is allocated. */
-    {
-        model_config_t full = cfg;
-        full.n_items = c.n_items;
-        full.history_max = to.history_max;
-        if (model_config_check(&full, err, sizeof err)) {
-            fprintf(stderr, "timirec: error: %s\n", err);
-            rc = 2;
-            goto out;
-        }
-        model_layout_t lay;
-        model_layout_build(&full, &lay);
-        mem_plan_t plan;
-        memplan_run(&lay, &c, &to, (int)a.test_all, omp_get_max_threads(), &plan);
-        uint64_t machine = memplan_machine_bytes();
-        char tot[32], par[32], ws[32], ev[32], bat[32], smp[32], cor[32], mach[32];
-        char all_line[96] = "";
-        memplan_format(plan.total, tot, sizeof tot);
-        memplan_format(plan.params, par, sizeof par);
-        memplan_format(plan.workspace, ws, sizeof ws);
-        memplan_format(plan.batches, bat, sizeof bat);
-        memplan_format(plan.sampler, smp, sizeof smp);
-        memplan_format(plan.corpus, cor, sizeof cor);
-        if (a.test_all)
-            snprintf(all_line, sizeof all_line, ", test_all evaluation %s",
-                     memplan_format(plan.eval_all, ev, sizeof ev));
-        if (machine) memplan_format(machine, mach, sizeof mach);
-        else snprintf(mach, sizeof mach, "unknown");
-        char parts[512];
-        snprintf(parts, sizeof parts, "parameters, gradients and Adam moments %s, model workspace "
-                 "%s%s, batches %s, sampler %s, data %s", par, ws, all_line, bat, smp, cor);
-        if (machine && plan.total > machine) {
-            fprintf(stderr, "timirec: error: this run needs about %s of memory (%s), but this "
-                    "machine has %s: lower --batch_size, --eval_batch_size, --history_max or "
-                    "--emb_size%s\n", tot, parts, mach, a.test_all ? " (or --test_all 0)" : "");
-            rc = 2;
-            goto out;
-        }
-        char line[1024];
-        snprintf(line, sizeof line, "about %s (%s); this machine has %s", tot, parts, mach);
-        logline(&L, "Memory: %s", line);
+/* --resume 1: the state at state_path, when there is one, into the trainer and r->prog.
+ * Returns 0 or the exit code. */
+static int run_resume_state(run_t *r) {
+    trainer_t *t = &r->t;
+    if (access(r->state_path, F_OK) != 0) {
+        logline(&r->L, "No state to resume at %s: training from the start", r->state_path);
+        fprintf(stderr, "timirec: note: --resume 1 found no state at %s: training from the "
+                "start\n", r->state_path);
+        return 0;
     }
+    if (train_state_load(r->state_path, &t->lay, t->params, t->adam_m, t->adam_v, &r->prog,
+                         train_state_fingerprint(&r->c), r->state_opts, r->n_state_opts,
+                         resume_may_differ, r->err, sizeof r->err))
+        return fail(r, 2);
+    if (r->prog.n_values != METRICS_MAX_KINDS) {
+        fprintf(stderr, "timirec: error: %s holds %d dev values per epoch, this build "
+                "keeps %d\n", r->state_path, r->prog.n_values, METRICS_MAX_KINDS);
+        return 2;
+    }
+    r->resumed = 1;
+    t->step = r->prog.step;
+    t->adam.step = r->prog.adam_step;
+    return 0;
+}
 
-    if (trainer_init(&t, &c, &cfg, &to, err, sizeof err)) {
-        fprintf(stderr, "timirec: error: %s\n", err);
-        rc = 2;
-        goto out;
-    }
-    logline(&L, "Device: %s", t.device);
-    if (to.use_gpu) {
-        logline(&L, "Backend: %s", t.backend);
-        if (!t.gpu)
-            fprintf(stderr, "timirec: warning: --gpu %s: training on the %s\n", a.gpu, t.backend);
-    }
-    t.detect_anomaly = (int)a.detect_anomaly;
-    if (read_test_hooks(&t, err, sizeof err)) {
-        fprintf(stderr, "timirec: error: %s\n", err);
-        rc = 2;
-        goto out;
-    }
-
-    int resumed = 0;
-    if (a.resume) {
-        if (access(state_path, F_OK) == 0) {
-            if (train_state_load(state_path, &t.lay, t.params, t.adam_m, t.adam_v, &prog,
-                                 train_state_fingerprint(&c), state_opts, n_state_opts, resume_may_differ,
-                                 err, sizeof err)) {
-                fprintf(stderr, "timirec: error: %s\n", err);
-                rc = 2;
-                goto out;
-            }
-            if (prog.n_values != METRICS_MAX_KINDS) {
-                fprintf(stderr, "timirec: error: %s holds %d dev values per epoch, this build "
-                        "keeps %d\n", state_path, prog.n_values, METRICS_MAX_KINDS);
-                rc = 2;
-                goto out;
-            }
-            resumed = 1;
-            t.step = prog.step;
-            t.adam.step = prog.adam_step;
-        } else {
-            logline(&L, "No state to resume at %s: training from the start", state_path);
-            fprintf(stderr, "timirec: note: --resume 1 found no state at %s: training from the "
-                    "start\n", state_path);
-        }
-    } else if (a.train && access(state_path, F_OK) == 0) {
-        logline(&L, "Note: %s holds the state of an earlier run; this run starts afresh and "
-                "replaces it (--resume 1 continues it instead)", state_path);
-    }
-    if (!pretrain && !resumed) {
+/* The parameters the run starts from: a resumed state, the pretrained extractor (finetune),
+ * --load 1's checkpoint. Returns 0 or the exit code. */
+static int run_restore(run_t *r) {
+    const run_args_t *a = &r->a;
+    trainer_t *t = &r->t;
+    int rc = 0;
+    if (a->resume) rc = run_resume_state(r);
+    else if (a->train && access(r->state_path, F_OK) == 0)
+        logline(&r->L, "Note: %s holds the state of an earlier run; this run starts afresh and "
+                "replaces it (--resume 1 continues it instead)", r->state_path);
+    if (rc) return rc;
+    if (!r->pretrain && !r->resumed) {
         int n_loaded = 0;
-        if (access(extractor, R_OK) == 0) {
-            if (checkpoint_load(extractor, &t.lay, t.params, 0, &n_loaded, err, sizeof err)) {
-                fprintf(stderr, "timirec: error: %s\n", err);
-                rc = 1;
-                goto out;
-            }
-            logline(&L, "Load model from %s (%d tensors)", extractor, n_loaded);
+        if (access(r->extractor, R_OK) == 0) {
+            if (checkpoint_load(r->extractor, &t->lay, t->params, 0, &n_loaded, r->err,
+                                sizeof r->err))
+                return fail(r, 1);
+            logline(&r->L, "Load model from %s (%d tensors)", r->extractor, n_loaded);
         } else {
-            logline(&L, "Train from scratch!");
+            logline(&r->L, "Train from scratch!");
         }
     }
-    logline(&L, "#params: %lld", (long long)t.lay.total);
-    logline(&L, "Optimizer: Adam");
-    if (a.load && !resumed) {
-        if (checkpoint_load(model_path, &t.lay, t.params, 1, NULL, err, sizeof err)) {
-            fprintf(stderr, "timirec: error: %s\n", err);
-            rc = 1;
-            goto out;
-        }
-        logline(&L, "Load model from %s", model_path);
+    logline(&r->L, "#params: %lld", (long long)t->lay.total);
+    logline(&r->L, "Optimizer: Adam");
+    if (a->load && !r->resumed) {
+        if (checkpoint_load(r->model_path, &t->lay, t->params, 1, NULL, r->err, sizeof r->err))
+            return fail(r, 1);
+        logline(&r->L, "Load model from %s", r->model_path);
     }
+    return 0;
+}
 
+/* A non-finite value stopped training (err): say so, and what the best checkpoint holds.
+ * Returns the exit code 3. */
+static int report_nonfinite_stop(run_t *r) {
+    char ck[2400];
+    if (r->saved_epoch)
+        snprintf(ck, sizeof ck, "the best checkpoint %s (epoch %d) is left as it was",
+                 r->model_path, r->saved_epoch);
+    else snprintf(ck, sizeof ck, "no checkpoint was written yet");
+    logline(&r->L, "Training stopped: %s; %s", r->err, ck);
+    fprintf(stderr, "timirec: error: training stopped: %s; %s; the last saved state is %s\n",
+            r->err, ck, access(r->state_path, F_OK) == 0 ? r->state_path : "(none)");
+    if (r->L.json) {
+        fprintf(r->L.json, "{\"event\": \"nonfinite\", \"message\": ");
+        json_string(r->L.json, r->err);
+        fprintf(r->L.json, "}\n");
+        fflush(r->L.json);
+    }
+    return 3;
+}
+
+/* Train epoch e (0-based) from *cur. Returns 0 when it completed, else the exit code. */
+static int run_train_epoch(run_t *r, int e, epoch_cursor_t *cur, uint64_t fingerprint) {
+    trainer_t *t = &r->t;
+    progress_t bar = {e + 1, tmr_now(), 0};
+    if (isatty(2)) {
+        t->progress = progress_bar;
+        t->progress_ctx = &bar;
+    }
+    int st = trainer_train_epoch(t, &r->c, (uint32_t)e, cur, r->err, sizeof r->err);
+    t->progress = NULL;
+    t->progress_ctx = NULL;
+    if (st == TRAIN_ERROR) return fail(r, 1);
+    if (st == TRAIN_NONFINITE) return report_nonfinite_stop(r);
+    if (st == TRAIN_INTERRUPTED) {
+        int state_ok = save_state(r->state_path, t, r->state_opts, r->n_state_opts, e, cur->batch,
+                                  cur->loss_sum, r->n_done, r->dev_values[0], fingerprint) == 0;
+        return report_interrupt(&r->L, e + 1, cur->batch, cur->n_batches, state_ok, r->state_path);
+    }
+    return 0;
+}
+
+/* Epoch e's evaluation, its log line, the best checkpoint and the resumable state. Returns 0,
+ * or the exit code (an error, or a stop asked for during the evaluation). */
+static int run_end_epoch(run_t *r, int e, const epoch_cursor_t *cur, double train_s,
+                         uint64_t fingerprint) {
+    const run_args_t *a = &r->a;
+    trainer_t *t = &r->t;
+    const double loss = cur->n_batches ? cur->loss_sum / (double)cur->n_batches : 0.0;
     char line[4096], res[2048];
-    if (a.train) {
-        int64_t cap = (a.epoch > prog.n_dev ? a.epoch : prog.n_dev) + 1;
-        dev_main = tmr_calloc((size_t)cap, sizeof *dev_main);
-        dev_values = tmr_calloc((size_t)cap, sizeof *dev_values);
-        int n_done = 0;
-        if (resumed) {
-            n_done = (int)prog.n_dev;
-            for (int e = 0; e < n_done; e++) {
-                memcpy(dev_values[e], prog.dev + (size_t)e * METRICS_MAX_KINDS, sizeof dev_values[e]);
-                dev_main[e] = dev_values[e][0];
-            }
+    if (!r->pretrain && a->check_epoch > 0 && e % a->check_epoch == 0) check_intents(&r->L, t);
+    double t0 = tmr_now();
+    /* Zeroed: the state keeps METRICS_MAX_KINDS values per epoch, whatever --metric fills. */
+    double dv[METRICS_MAX_KINDS * METRICS_MAX_TOPK] = {0}, tv[METRICS_MAX_KINDS * METRICS_MAX_TOPK];
+    trainer_evaluate(t, &r->c, PHASE_DEV, (int)a->test_all, &r->dev_spec, dv);
+    r->dev_main[e] = dv[0];
+    memcpy(r->dev_values[e], dv, sizeof r->dev_values[e]);
+    r->n_done = e + 1;
+    metrics_format(&r->dev_spec, dv, res, sizeof res);
+    int n = snprintf(line, sizeof line, "Epoch %-5d loss=%.4f [%-3.1f s]    dev=(%s)", e + 1,
+                     loss, train_s, res);
+    int tested = a->test_epoch > 0 && e % a->test_epoch == 0;
+    if (tested) {
+        trainer_evaluate(t, &r->c, PHASE_TEST, (int)a->test_all, &r->dev_spec, tv);
+        metrics_format(&r->dev_spec, tv, res, sizeof res);
+        n += snprintf(line + n, sizeof line - (size_t)n, " test=(%s)", res);
+    }
+    double eval_s = tmr_now() - t0;
+    n += snprintf(line + n, sizeof line - (size_t)n, " [%.1f s]", eval_s);
+    const int best = is_saved_best(r->dev_main, e);
+    if (best) {
+        if (checkpoint_save(r->model_path, &t->lay, t->params, r->cfg_json, r->err, sizeof r->err))
+            return fail(r, 1);
+        r->saved_epoch = e + 1;
+        snprintf(line + n, sizeof line - (size_t)n, " *");
+    }
+    logline(&r->L, "%s", line);
+    if (r->L.json) {
+        fprintf(r->L.json, "{\"event\": \"epoch\", \"epoch\": %d, \"loss\": %.6f, \"train_s\": %.3f, "
+                "\"samples_per_s\": %.1f, \"eval_s\": %.3f, \"dev\": ", e + 1, loss, train_s,
+                (double)cur->samples / train_s, eval_s);
+        json_metrics(r->L.json, &r->dev_spec, dv);
+        if (tested) {
+            fprintf(r->L.json, ", \"test\": ");
+            json_metrics(r->L.json, &r->dev_spec, tv);
         }
-        int saved_epoch = saved_epoch_of(dev_main, n_done); /* the best checkpoint's epoch */
-        if (resumed) {
-            logline(&L, "Resume from %s: %d epochs done, epoch %lld from batch %lld (step %lld)",
-                    state_path, n_done, (long long)prog.epoch + 1, (long long)prog.batch + 1,
-                    (long long)prog.step);
-            /* The best checkpoint the state's history points to must be there and readable. */
-            if (saved_epoch > 0) {
-                scratch = tmr_malloc(tmr_mul_size((size_t)t.lay.total, sizeof *scratch));
-                if (checkpoint_load(model_path, &t.lay, scratch, 1, NULL, err, sizeof err)) {
-                    fprintf(stderr, "timirec: error: cannot resume: the best checkpoint of epoch "
-                            "%d is unreadable: %s\n", saved_epoch, err);
-                    rc = 1;
-                    goto out;
-                }
-                free(scratch);
-                scratch = NULL;
-            }
-            if (L.json) {
-                fprintf(L.json, "{\"event\": \"resume\", \"state\": ");
-                json_string(L.json, state_path);
-                fprintf(L.json, ", \"epoch\": %lld, \"batch\": %lld, \"step\": %lld}\n",
-                        (long long)prog.epoch + 1, (long long)prog.batch, (long long)prog.step);
-                fflush(L.json);
-            }
-        }
-        epoch_cursor_t start = {resumed ? prog.batch : 0, resumed ? prog.loss_sum : 0, 0, 0};
-        uint64_t fingerprint = train_state_fingerprint(&c);
-        int state_ok = 1;
-        logline(&L, "Resumable state: %s (every epoch end and on SIGINT/SIGTERM)", state_path);
-        remove_stale_temps(&L, model_path);
-        remove_stale_temps(&L, state_path);
-        double t_start = tmr_now();
-        t.stop = &stop_signal;
-        catch_stop_signals(1);
-        for (int e = n_done;; e++) {
-            if (e > 0 && should_stop(dev_main, e, (int)a.early_stop)) {
-                logline(&L, "Early stop at %d based on dev result.", e);
-                break;
-            }
-            if (e >= a.epoch) break;
-            double t0 = tmr_now();
-            progress_t bar = {e + 1, t0, 0};
-            if (isatty(2)) {
-                t.progress = progress_bar;
-                t.progress_ctx = &bar;
-            }
-            epoch_cursor_t cur = start;
-            start = (epoch_cursor_t){0, 0, 0, 0};
-            int st = trainer_train_epoch(&t, &c, (uint32_t)e, &cur, err, sizeof err);
-            if (st == TRAIN_ERROR) {
-                fprintf(stderr, "timirec: error: %s\n", err);
-                rc = 1;
-                goto out;
-            }
-            if (st == TRAIN_NONFINITE) {
-                char ck[2400];
-                if (saved_epoch) snprintf(ck, sizeof ck, "the best checkpoint %s (epoch %d) is left "
-                                          "as it was", model_path, saved_epoch);
-                else snprintf(ck, sizeof ck, "no checkpoint was written yet");
-                logline(&L, "Training stopped: %s; %s", err, ck);
-                fprintf(stderr, "timirec: error: training stopped: %s; %s; the last saved state "
-                        "is %s\n", err, ck, access(state_path, F_OK) == 0 ? state_path : "(none)");
-                if (L.json) {
-                    fprintf(L.json, "{\"event\": \"nonfinite\", \"message\": ");
-                    json_string(L.json, err);
-                    fprintf(L.json, "}\n");
-                    fflush(L.json);
-                }
-                rc = 3;
-                goto out;
-            }
-            if (st == TRAIN_INTERRUPTED) {
-                state_ok = save_state(state_path, &t, state_opts, n_state_opts, e, cur.batch, cur.loss_sum,
-                                      n_done, dev_values[0], fingerprint) == 0;
-                rc = report_interrupt(&L, e + 1, cur.batch, cur.n_batches, state_ok, state_path);
-                goto out;
-            }
-            double loss = cur.n_batches ? cur.loss_sum / (double)cur.n_batches : 0.0;
-            int64_t samples = cur.samples;
-            double train_s = tmr_now() - t0;
-            if (!pretrain && a.check_epoch > 0 && e % a.check_epoch == 0) check_intents(&L, &t);
-            t0 = tmr_now();
-            double dv[METRICS_MAX_KINDS * METRICS_MAX_TOPK];
-            trainer_evaluate(&t, &c, PHASE_DEV, (int)a.test_all, &dev_spec, dv);
-            dev_main[e] = dv[0];
-            memcpy(dev_values[e], dv, sizeof dev_values[e]);
-            n_done = e + 1;
-            metrics_format(&dev_spec, dv, res, sizeof res);
-            int n = snprintf(line, sizeof line, "Epoch %-5d loss=%.4f [%-3.1f s]    dev=(%s)", e + 1,
-                             loss, train_s, res);
-            double tv[METRICS_MAX_KINDS * METRICS_MAX_TOPK];
-            int tested = a.test_epoch > 0 && e % a.test_epoch == 0;
-            if (tested) {
-                trainer_evaluate(&t, &c, PHASE_TEST, (int)a.test_all, &dev_spec, tv);
-                metrics_format(&dev_spec, tv, res, sizeof res);
-                n += snprintf(line + n, sizeof line - (size_t)n, " test=(%s)", res);
-            }
-            double eval_s = tmr_now() - t0;
-            n += snprintf(line + n, sizeof line - (size_t)n, " [%.1f s]", eval_s);
-            int best = 1;
-            for (int i = 0; i < e; i++) best &= dev_main[i] <= dev_main[e];
-            if (best) {
-                if (checkpoint_save(model_path, &t.lay, t.params, cfg_json, err, sizeof err)) {
-                    fprintf(stderr, "timirec: error: %s\n", err);
-                    rc = 1;
-                    goto out;
-                }
-                saved_epoch = e + 1;
-                snprintf(line + n, sizeof line - (size_t)n, " *");
-            }
-            logline(&L, "%s", line);
-            if (L.json) {
-                fprintf(L.json, "{\"event\": \"epoch\", \"epoch\": %d, \"loss\": %.6f, \"train_s\": %.3f, "
-                        "\"samples_per_s\": %.1f, \"eval_s\": %.3f, \"dev\": ", e + 1, loss, train_s,
-                        (double)samples / train_s, eval_s);
-                json_metrics(L.json, &dev_spec, dv);
-                if (tested) {
-                    fprintf(L.json, ", \"test\": ");
-                    json_metrics(L.json, &dev_spec, tv);
-                }
-                fprintf(L.json, ", \"best\": %s}\n", best ? "true" : "false");
-                fflush(L.json);
-            }
-            /* After the checkpoint: a kill -9 from here on loses at most this epoch. */
-            state_ok = save_state(state_path, &t, state_opts, n_state_opts, e + 1, 0, 0.0, n_done,
-                                  dev_values[0], fingerprint) == 0;
-            if (stop_signal || (t.test_stop_after > 0 && t.batches_run >= t.test_stop_after)) {
-                rc = report_interrupt(&L, e + 2, 0, 0, state_ok, state_path);
-                goto out;
-            }
-        }
-        catch_stop_signals(0);
-        t.stop = NULL;
-        if (n_done > 0) {
-            int best = 0;
-            for (int i = 1; i < n_done; i++)
-                if (dev_main[i] > dev_main[best]) best = i;
-            metrics_format(&dev_spec, dev_values[best], res, sizeof res);
-            logline(&L, "\nBest Iter(dev)=%5d\t dev=(%s) [%.1f s] ", best + 1, res, tmr_now() - t_start);
-            if (checkpoint_load(model_path, &t.lay, t.params, 1, NULL, err, sizeof err)) {
-                fprintf(stderr, "timirec: error: %s\n", err);
-                rc = 1;
-                goto out;
-            }
-            logline(&L, "Load model from %s", model_path);
+        fprintf(r->L.json, ", \"best\": %s}\n", best ? "true" : "false");
+        fflush(r->L.json);
+    }
+    /* After the checkpoint: a kill -9 from here on loses at most this epoch. */
+    int state_ok = save_state(r->state_path, t, r->state_opts, r->n_state_opts, e + 1, 0, 0.0,
+                              r->n_done, r->dev_values[0], fingerprint) == 0;
+    if (stop_signal || (t->test_stop_after > 0 && t->batches_run >= t->test_stop_after))
+        return report_interrupt(&r->L, e + 2, 0, 0, state_ok, r->state_path);
+    return 0;
+}
+
+/* The dev history of a resumed run, its log lines, and a check that the best checkpoint it
+ * points to is there and readable. Returns 0 or the exit code. */
+static int run_resume_history(run_t *r) {
+    r->n_done = (int)r->prog.n_dev;
+    for (int e = 0; e < r->n_done; e++) {
+        memcpy(r->dev_values[e], r->prog.dev + (size_t)e * METRICS_MAX_KINDS,
+               sizeof r->dev_values[e]);
+        r->dev_main[e] = r->dev_values[e][0];
+    }
+    r->saved_epoch = saved_epoch_of(r->dev_main, r->n_done);
+    logline(&r->L, "Resume from %s: %d epochs done, epoch %lld from batch %lld (step %lld)",
+            r->state_path, r->n_done, (long long)r->prog.epoch + 1, (long long)r->prog.batch + 1,
+            (long long)r->prog.step);
+    if (r->saved_epoch > 0) {
+        float *scratch = tmr_malloc(tmr_mul_size((size_t)r->t.lay.total, sizeof *scratch));
+        int bad = checkpoint_load(r->model_path, &r->t.lay, scratch, 1, NULL, r->err,
+                                  sizeof r->err);
+        free(scratch);
+        if (bad) {
+            fprintf(stderr, "timirec: error: cannot resume: the best checkpoint of epoch %d is "
+                    "unreadable: %s\n", r->saved_epoch, r->err);
+            return 1;
         }
     }
+    if (r->L.json) {
+        fprintf(r->L.json, "{\"event\": \"resume\", \"state\": ");
+        json_string(r->L.json, r->state_path);
+        fprintf(r->L.json, ", \"epoch\": %lld, \"batch\": %lld, \"step\": %lld}\n",
+                (long long)r->prog.epoch + 1, (long long)r->prog.batch, (long long)r->prog.step);
+        fflush(r->L.json);
+    }
+    return 0;
+}
+
+/* The epochs (--train 1): each trained, evaluated on dev, the best checkpointed, the state
+ * saved; the reference's early stop; then the best checkpoint reloaded. Returns 0 or the
+ * exit code. */
+static int run_train(run_t *r) {
+    const run_args_t *a = &r->a;
+    trainer_t *t = &r->t;
+    int64_t cap = (a->epoch > r->prog.n_dev ? a->epoch : r->prog.n_dev) + 1;
+    r->dev_main = tmr_calloc((size_t)cap, sizeof *r->dev_main);
+    r->dev_values = tmr_calloc((size_t)cap, sizeof *r->dev_values);
+    if (r->resumed) {
+        int rc = run_resume_history(r);
+        if (rc) return rc;
+    }
+    epoch_cursor_t start = {r->resumed ? r->prog.batch : 0, r->resumed ? r->prog.loss_sum : 0, 0, 0};
+    uint64_t fingerprint = train_state_fingerprint(&r->c);
+    logline(&r->L, "Resumable state: %s (every epoch end and on SIGINT/SIGTERM)", r->state_path);
+    remove_stale_temps(&r->L, r->model_path);
+    remove_stale_temps(&r->L, r->state_path);
+    double t_start = tmr_now();
+    t->stop = &stop_signal;
+    catch_stop_signals(1);
+    for (int e = r->n_done;; e++) {
+        if (e > 0 && should_stop(r->dev_main, e, (int)a->early_stop)) {
+            logline(&r->L, "Early stop at %d based on dev result.", e);
+            break;
+        }
+        if (e >= a->epoch) break;
+        double t0 = tmr_now();
+        epoch_cursor_t cur = start;
+        start = (epoch_cursor_t){0, 0, 0, 0};
+        int rc = run_train_epoch(r, e, &cur, fingerprint);
+        if (!rc) rc = run_end_epoch(r, e, &cur, tmr_now() - t0, fingerprint);
+        if (rc) return rc;
+    }
+    catch_stop_signals(0);
+    t->stop = NULL;
+    if (r->n_done > 0) {
+        char res[2048];
+        int best = first_best(r->dev_main, r->n_done);
+        metrics_format(&r->dev_spec, r->dev_values[best], res, sizeof res);
+        logline(&r->L, "\nBest Iter(dev)=%5d\t dev=(%s) [%.1f s] ", best + 1, res, tmr_now() - t_start);
+        if (checkpoint_load(r->model_path, &t->lay, t->params, 1, NULL, r->err, sizeof r->err))
+            return fail(r, 1);
+        logline(&r->L, "Load model from %s", r->model_path);
+    }
+    return 0;
+}
+
+/* The final test with the loaded (or best) parameters, and --per_user_metrics. Returns 0 or
+ * the exit code. */
+static int run_final_test(run_t *r) {
+    const run_args_t *a = &r->a;
+    char res[2048], when[64];
     double tv[METRICS_MAX_KINDS * METRICS_MAX_TOPK];
-    trainer_evaluate(&t, &c, PHASE_TEST, (int)a.test_all, &spec, tv);
-    metrics_format(&spec, tv, res, sizeof res);
-    logline(&L, "\nTest After Training: (%s)", res);
-    if (L.json) {
-        fprintf(L.json, "{\"event\": \"test\", \"stage\": \"%s\", \"model_path\": ", a.stage);
-        json_string(L.json, model_path);
-        fprintf(L.json, ", \"metrics\": ");
-        json_metrics(L.json, &spec, tv);
-        fprintf(L.json, "}\n");
+    trainer_evaluate(&r->t, &r->c, PHASE_TEST, (int)a->test_all, &r->spec, tv);
+    metrics_format(&r->spec, tv, res, sizeof res);
+    logline(&r->L, "\nTest After Training: (%s)", res);
+    if (r->L.json) {
+        fprintf(r->L.json, "{\"event\": \"test\", \"stage\": \"%s\", \"model_path\": ", a->stage);
+        json_string(r->L.json, r->model_path);
+        fprintf(r->L.json, ", \"metrics\": ");
+        json_metrics(r->L.json, &r->spec, tv);
+        fprintf(r->L.json, "}\n");
     }
-    if (*a.per_user_metrics) {
-        const corpus_phase_t *ph = &c.phase[PHASE_TEST];
-        if (metrics_write_per_instance(a.per_user_metrics, &spec, ph->user, ph->item, ph->inst_row,
-                                       t.ranks, ph->n_inst, err, sizeof err)) {
-            fprintf(stderr, "timirec: error: %s\n", err);
-            rc = 1;
-            goto out;
-        }
-        logline(&L, "Per-user test metrics (%lld instances) written to %s", (long long)ph->n_inst,
-                a.per_user_metrics);
+    if (*a->per_user_metrics) {
+        const corpus_phase_t *ph = &r->c.phase[PHASE_TEST];
+        if (metrics_write_per_instance(a->per_user_metrics, &r->spec, ph->user, ph->item,
+                                       ph->inst_row, r->t.ranks, ph->n_inst, r->err,
+                                       sizeof r->err))
+            return fail(r, 1);
+        logline(&r->L, "Per-user test metrics (%lld instances) written to %s",
+                (long long)ph->n_inst, a->per_user_metrics);
     }
     now_string(when, sizeof when);
-    logline(&L, "\n--------------------------------------------- END: %s ---------------------------------------------", when);
-out:
+    logline(&r->L, "\n--------------------------------------------- END: %s ---------------------------------------------", when);
+    return 0;
+}
+
+/* The one way out of a run: everything it holds released. */
+static void run_free(run_t *r) {
     catch_stop_signals(0);
-    if (L.log) fclose(L.log);
-    if (L.json) fclose(L.json);
-    free(cfg_json);
-    free(dev_main);
-    free(dev_values);
-    free(scratch);
-    train_progress_free(&prog);
-    trainer_free(&t);
-    corpus_free(&c);
+    if (r->L.log) fclose(r->L.log);
+    if (r->L.json) fclose(r->L.json);
+    free(r->cfg_json);
+    free(r->dev_main);
+    free(r->dev_values);
+    train_progress_free(&r->prog);
+    trainer_free(&r->t);
+    corpus_free(&r->c);
+    free(r);
+}
+
+int run_main(int argc, char **argv) {
+    run_t *r = tmr_calloc(1, sizeof *r);
+    int rc = run_parse(r, argc, argv);
+    if (rc) {
+        free(r);
+        return rc < 0 ? 0 : rc;
+    }
+    run_open_logs(r);
+    rc = run_load_data(r);
+    if (!rc) rc = run_build_trainer(r);
+    if (!rc) rc = run_restore(r);
+    if (!rc && r->a.train) rc = run_train(r);
+    if (!rc) rc = run_final_test(r);
+    run_free(r);
     return rc;
 }

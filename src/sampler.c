@@ -126,6 +126,32 @@ void sampler_shuffle(int64_t n, uint64_t seed, uint32_t epoch, int64_t *perm) {
     free(tmp);
 }
 
+/* Set b's shape, fatal if it was allocated too small. */
+static void batch_shape(batch_t *b, int B, int L, int C) {
+    if (B > b->cap_B || L > b->cap_L || C > b->cap_C)
+        tmr_fatal("batch of %d x %d history x %d candidates exceeds its allocation %d x %d x %d",
+                  B, L, C, b->cap_B, b->cap_L, b->cap_C);
+    b->B = B;
+    b->L = L;
+    b->C = C;
+}
+
+/* Row i of b: the user and the history items[0 .. len), oldest first, padded to b->L. */
+static void fill_history(batch_t *b, int i, int32_t user, const int32_t *items, int32_t len) {
+    const int L = b->L;
+    b->user[i] = user;
+    b->length[i] = len;
+    int32_t *h = b->hist + (size_t)i * L;
+    int32_t *p = b->pos + (size_t)i * L;
+    float *m = b->mask + (size_t)i * L;
+    for (int l = 0; l < L; l++) {
+        int real = l < len;
+        h[l] = real ? items[l] : 0;
+        p[l] = real ? len - l : 0;
+        m[l] = real ? 1.0f : 0.0f;
+    }
+}
+
 void batch_fill(batch_t *b, const corpus_t *c, int phase, const int64_t *inst, int B,
                 int history_max, const int32_t *train_neg, int num_neg, int test_all) {
     const corpus_phase_t *ph = &c->phase[phase];
@@ -137,27 +163,12 @@ void batch_fill(batch_t *b, const corpus_t *c, int phase, const int64_t *inst, i
         int32_t len = corpus_history(c, ph->user[r], ph->position[r], history_max, &items);
         if (len > L) L = len;
     }
-    if (B > b->cap_B || L > b->cap_L || C > b->cap_C)
-        tmr_fatal("batch of %d x %d history x %d candidates exceeds its allocation %d x %d x %d",
-                  B, L, C, b->cap_B, b->cap_L, b->cap_C);
-    b->B = B;
-    b->L = L;
-    b->C = C;
+    batch_shape(b, B, L, C);
     for (int i = 0; i < B; i++) {
         int64_t r = ph->inst_row[inst[i]];
         const int32_t *items;
         int32_t len = corpus_history(c, ph->user[r], ph->position[r], history_max, &items);
-        b->user[i] = ph->user[r];
-        b->length[i] = len;
-        int32_t *h = b->hist + (size_t)i * L;
-        int32_t *p = b->pos + (size_t)i * L;
-        float *m = b->mask + (size_t)i * L;
-        for (int l = 0; l < L; l++) {
-            int real = l < len;
-            h[l] = real ? items[l] : 0;
-            p[l] = real ? len - l : 0;
-            m[l] = real ? 1.0f : 0.0f;
-        }
+        fill_history(b, i, ph->user[r], items, len);
         int32_t *cand = b->cand + (size_t)i * C;
         cand[0] = ph->item[r];
         if (phase == PHASE_TRAIN) {
@@ -167,5 +178,29 @@ void batch_fill(batch_t *b, const corpus_t *c, int phase, const int64_t *inst, i
         } else {
             memcpy(cand + 1, ph->neg + (size_t)r * ph->n_neg, (size_t)ph->n_neg * sizeof *cand);
         }
+    }
+}
+
+/* The end of a user's whole sequence: its position is the sequence's length. */
+static int32_t user_history(const corpus_t *c, int32_t user, int history_max,
+                            const int32_t **items) {
+    const int32_t n = (int32_t)(c->seq_off[user + 1] - c->seq_off[user]);
+    return corpus_history(c, user, n, history_max, items);
+}
+
+void batch_fill_users(batch_t *b, const corpus_t *c, const int32_t *users, int B,
+                      int history_max) {
+    int L = 0;
+    for (int i = 0; i < B; i++) {
+        const int32_t *items;
+        int32_t len = user_history(c, users[i], history_max, &items);
+        if (len > L) L = len;
+    }
+    batch_shape(b, B, L, 1);
+    for (int i = 0; i < B; i++) {
+        const int32_t *items;
+        int32_t len = user_history(c, users[i], history_max, &items);
+        fill_history(b, i, users[i], items, len);
+        b->cand[i] = 1; /* the forward pass wants a candidate; the user vectors ignore it */
     }
 }

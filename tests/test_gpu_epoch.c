@@ -29,6 +29,7 @@ int main(void) {
 #else
 #include "data_util.h"
 #include "gpu_test_util.h"
+#include "timirec/backend.h"
 #include "timirec/prepare.h"
 #include "timirec/trainer.h"
 
@@ -110,7 +111,8 @@ int main(void) {
         trainer_t dev, step;
         CHECK(trainer_init(&dev, &c, &cfg, &o, err, sizeof err) == 0, "%s", err);
         CHECK(trainer_init(&step, &c, &cfg, &o, err, sizeof err) == 0, "%s", err);
-        CHECK(dev.gpu && step.gpu, "%s: no GPU backend: %s", name, dev.backend);
+        CHECK(trainer_gpu_model(&dev) && trainer_gpu_model(&step), "%s: no GPU backend: %s", name,
+              dev.backend);
         const int64_t total = dev.lay.total;
         for (uint32_t e = 0; e < 2; e++) {
             int64_t n1, n2;
@@ -127,11 +129,16 @@ int main(void) {
             same_floats("parameters", dev.params, step.params, total);
             same_floats("Adam m", dev.adam_m, step.adam_m, total);
             same_floats("Adam v", dev.adam_v, step.adam_v, total);
-            CHECK(dev.batch.B == step.batch.B, "%s: last batch size %d vs %d", name, dev.batch.B,
-                  step.batch.B);
+            CHECK(dev.last_B == step.last_B, "%s: last batch size %d vs %d", name, dev.last_B,
+                  step.last_B);
             if (stage == STAGE_FINETUNE) {
-                const int64_t nK = (int64_t)step.batch.B * cfg.K;
-                same_floats("last batch's pred_intent", dev.ws.pred_intent, step.ws.pred_intent, nK);
+                const size_t n = (size_t)o.batch_size * cfg.K;
+                float *id = (float *)malloc(4 * n * sizeof(float)), *is = id + 2 * n;
+                const int Bd = trainer_last_intents(&dev, id, id + n);
+                const int Bs = trainer_last_intents(&step, is, is + n);
+                CHECK(Bd == Bs, "%s: last intents of %d vs %d instances", name, Bd, Bs);
+                same_floats("last batch's pred_intent", id, is, (int64_t)Bs * cfg.K);
+                free(id);
             }
             for (int p = PHASE_DEV; p <= PHASE_TEST; p++) {
                 double vd[2], vs[2];

@@ -56,6 +56,12 @@ void sampler_shuffle(int64_t n, uint64_t seed, uint32_t epoch, int64_t *perm);
 void batch_fill(batch_t *b, const corpus_t *c, int phase, const int64_t *inst, int B,
                 int history_max, const int32_t *train_neg, int num_neg, int test_all);
 
+/* Fill b with the histories at the end of the whole sequences (train, dev and test rows) of
+ * users[0 .. B), each with at least one row: what the model reads to recommend what comes
+ * next. One candidate per row, item 1 (the user vectors do not depend on it). */
+void batch_fill_users(batch_t *b, const corpus_t *c, const int32_t *users, int B,
+                      int history_max);
+
 /* Candidates per instance for a phase: 1 + num_neg (train), 1 + n_neg or n_items (eval). */
 int sampler_n_candidates(const corpus_t *c, int phase, int num_neg, int test_all);
 

@@ -1,5 +1,5 @@
 /* Training and evaluation over a corpus with the CPU reference backend, or the CUDA backend
- * when opts.use_gpu finds a GPU (SPEC.md section 7):
+ * when opts.use_gpu finds a GPU and the build links one (backend.h; SPEC.md section 7):
  * per epoch, Philox negatives and shuffle, every batch through forward, backward and Adam;
  * evaluation ranks each dev/test instance's candidates. The command line, checkpoints and
  * early stopping build on this. */
@@ -33,6 +33,8 @@ typedef struct {
 
 void train_opts_default(train_opts_t *o);
 
+typedef struct trainer_backend trainer_backend_t; /* backend.h */
+
 typedef struct {
     train_opts_t opts;
     model_layout_t lay;
@@ -49,18 +51,14 @@ typedef struct {
     /* Called after every training batch when set (a progress bar): done and total instances. */
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
-    /* The CUDA backend (gpu.h) when opts.use_gpu found a GPU, else NULL. It keeps its own
-     * copy of the parameters and the Adam moments; params above stay the authoritative copy
-     * between trainer calls (uploaded when an epoch or an evaluation starts, downloaded when
-     * an epoch ends), so checkpoints read and write them as with the CPU backend. */
-    struct gpu_model *gpu;
-    /* With gpu: the corpus resident on the device (gpu_data.h), made when first needed for
-     * gpu_data_corpus: dev/test evaluation runs on it (gpu_eval_phase), and so do training
-     * epochs with TIMIREC_GPU_EPOCH=device; by default epochs stage host-built batches through
-     * pinned memory into the backend's epoch driver (no per-step synchronisation either way);
-     * TIMIREC_GPU_EPOCH=0, detect_anomaly or a test hook: the per-step path (trainer.c). */
-    struct gpu_data *gpu_data;
-    const corpus_t *gpu_data_corpus;
+    /* The backend doing the work (backend.h) and its state: the CPU reference, or the CUDA
+     * backend when opts.use_gpu found a GPU. A backend that keeps its own copy of the
+     * parameters and Adam moments takes the host copies above when an epoch or an evaluation
+     * starts and gives them back when the epoch returns, so params stay authoritative between
+     * trainer calls (checkpoints read and write them). */
+    const trainer_backend_t *be;
+    void *be_state;
+    int last_B;            /* instances in the last training batch (trainer_last_intents) */
     char backend[512];     /* "CPU", or "CUDA: <device>", or why use_gpu fell back to the CPU */
     char device[320];      /* what does the work: "cuda:0, <device>" or "cpu (N threads)" */
     /* Robustness (see trainer_train_epoch). */
@@ -72,6 +70,12 @@ typedef struct {
     int test_nan_tensor;      /* table index, -1 none: write NaN into its first element ... */
     int64_t test_nan_step;    /* ... just before this step (0-based) */
 } trainer_t;
+
+/* The model's view of a sampler batch. */
+static inline model_batch_t trainer_model_batch(const batch_t *b) {
+    model_batch_t mb = {b->B, b->L, b->C, b->hist, b->pos, b->length, b->cand};
+    return mb;
+}
 
 /* Set up the model for the corpus: cfg's n_items and history_max are taken from the corpus
  * and opts; parameters initialised from opts.seed. Returns 0 or -1 with a message. */
@@ -118,6 +122,11 @@ double trainer_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, int64_t *s
  * each instance's rank. */
 void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
                       const metric_spec_t *spec, double *values);
+
+/* The finetune intents of the last training batch (the reference's check_epoch view): pred
+ * and target get (B, K) each, room for (opts.batch_size, K); returns B (0: no batch trained
+ * yet). Read it before trainer_evaluate, which reuses the model's buffers. */
+int trainer_last_intents(trainer_t *t, float *pred, float *target);
 
 #ifdef __cplusplus
 }

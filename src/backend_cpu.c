@@ -1,0 +1,62 @@
+/* The CPU reference backend of the trainer (backend.h): the model's float forward, backward
+ * and Adam (cpu_ops.h) on the trainer's own buffers, which are also the host copies, so there
+ * is nothing to copy and no state of its own. */
+#include "timirec/backend.h"
+
+#include "timirec/numcheck.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+static int cpu_create(trainer_t *t, int max_B, int max_L, int max_C, char *why, size_t whylen) {
+    (void)max_B, (void)max_L, (void)max_C, (void)why, (void)whylen;
+    snprintf(t->backend, sizeof t->backend, "CPU");
+    snprintf(t->device, sizeof t->device, "cpu (%d threads)", omp_get_max_threads());
+    return 0;
+}
+
+static void cpu_nothing(trainer_t *t) { (void)t; }
+
+static int cpu_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_cursor_t *cur,
+                           char *err, size_t errlen) {
+    (void)t, (void)c, (void)epoch, (void)cur, (void)err, (void)errlen;
+    return TRAIN_PER_STEP;
+}
+
+static int cpu_train_step(trainer_t *t, const model_batch_t *mb, dropout_key_t key,
+                          double *loss) {
+    memset(t->grads, 0, (size_t)t->lay.total * sizeof *t->grads);
+    *loss = model_train_step_f(&t->lay, t->params, mb, key, &t->ws, t->grads);
+    /* Checked before the update, so that a bad step leaves the parameters as they were. */
+    int bad = !isfinite(*loss);
+    if (!bad && t->detect_anomaly) {
+        char what[8];
+        bad = numcheck_workspace(&t->lay, &t->ws, mb->C, what, sizeof what) ||
+              numcheck_tensors(&t->lay, t->grads, what, sizeof what);
+    }
+    if (bad) return 1;
+    adam_step(&t->adam, &t->lay, t->params, t->grads, t->adam_m, t->adam_v);
+    return numcheck_first_nonfinite(t->params, t->lay.total) >= 0;
+}
+
+static void cpu_read_intents(trainer_t *t, float *pred, float *target) {
+    const size_t n = (size_t)t->last_B * (size_t)t->lay.cfg.K;
+    memcpy(pred, t->ws.pred_intent, n * sizeof *pred);
+    memcpy(target, t->ws.target_intent, n * sizeof *target);
+}
+
+static int cpu_eval_ranks(trainer_t *t, const corpus_t *c, int phase) {
+    (void)t, (void)c, (void)phase;
+    return 1;
+}
+
+static void cpu_eval_scores(trainer_t *t, const model_batch_t *mb) {
+    model_eval_scores_f(&t->lay, t->params, mb, &t->ws);
+}
+
+const trainer_backend_t trainer_backend_cpu = {
+    "cpu",          cpu_create,     cpu_nothing,      cpu_nothing,    cpu_nothing,
+    cpu_train_epoch, cpu_train_step, cpu_read_intents, cpu_eval_ranks, cpu_eval_scores,
+};
