@@ -513,12 +513,12 @@ int main(int argc, char **argv) {
            device, rp.threads, tmr_gemm_name(tmr_gemm_current()), quick ? " (quick)" : "");
     printf("each op checked against its double-precision version first (err = max |f - d| / max |d|), "
            "then median of repeats\n\n");
-    printf("%-26s %-13s %-30s %-4s %10s %9s %-7s %9s  %s\n", "op", "case", "shape", "dev", "ms",
-           "rate", "", "err", "status");
     double t0 = tmr_now();
     if (rp.csv) fflush(rp.csv); /* op_run_perf appends to the same file */
     rp.n_fail += op_run_perf(NULL, only, quick ? PERF_QUICK : PERF_FULL, rp.csv ? csv_path : NULL);
     printf("\n");
+    printf("%-26s %-13s %-30s %-4s %10s %9s %-7s %9s  %s\n", "op", "case", "shape", "dev", "ms",
+           "rate", "", "err", "status");
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         const case_t *cs = &cases[ci];
         if (quick && !cs->quick) continue;
