@@ -1,9 +1,8 @@
 /* Kernel benchmarks of every hot op of the model, at the default shapes (batch 256, history 20,
  * d 64, K 2) and at large ones (history 200 and 512, K 16 and 64, batch 8,192, a 100,000-item
- * catalog). First the op table's CPU perf mode (tests/op_table.h: the extractor's ops, each
- * checked float against double, then timed), then the ops still set up here (predictor,
- * distillation, scores, Adam, top-K). Each op is the CPU reference backend's own function
- * (declared in include/timirec/cpu/):
+ * catalog). First the op table's CPU perf mode (tests/op_table.h: the extractor's ops and the
+ * single heads), then the ops still set up here (predictor, the training heads' scores + loss,
+ * Adam, top-K). Each op is the CPU reference backend's own function (include/timirec/cpu/):
  * before it is timed, its float version is checked against its double version on the same
  * random inputs (float outputs poisoned with NaN first), as max |float - double| / max |double|
  * over every output. Then one warm-up and repeats (3 to 100, about --budget seconds), median time,
@@ -32,17 +31,17 @@
 /* ---- shapes --------------------------------------------------------------------------------- */
 
 /* The extractor's ops (embedding, Linear, attention, LayerNorm, feed-forward, interest
- * attention) are the op table's (tests/op_table.c), timed by op_run_perf at its perf shapes;
+ * attention) and the single heads (user vector, candidate scores, ranking loss, distillation)
+ * are the op table's (tests/op_table.c), timed by op_run_perf at its perf shapes;
  * the ops below are still set up here. */
 enum {
     OP_GRU = 1 << 0,      /* interest predictor: E2 gather, GRU, projection */
-    OP_DISTILL = 1 << 1,  /* cosine targets + KL */
-    OP_SCORE = 1 << 2,    /* scores of the training candidates + ranking loss, fwd + bwd */
-    OP_ADAM = 1 << 3,     /* Adam over the whole parameter table */
-    OP_TOPK = 1 << 4,     /* full-catalog scores + the target's rank among every item */
-    OP_ALL = (1 << 5) - 1,
+    OP_SCORE = 1 << 1,    /* scores of the training candidates + ranking loss, fwd + bwd */
+    OP_ADAM = 1 << 2,     /* Adam over the whole parameter table */
+    OP_TOPK = 1 << 3,     /* full-catalog scores + the target's rank among every item */
+    OP_ALL = (1 << 4) - 1,
     OP_SEQ = OP_GRU,
-    OP_K = OP_DISTILL | OP_SCORE,
+    OP_K = OP_SCORE,
 };
 
 typedef struct {
@@ -280,34 +279,6 @@ static void bench_gru(report_t *rp, const case_t *cs, const bmodel_t *m, const b
     free(pred), free(dpred), free(predd), free(dpredd), free(grads), free(gradsd);
 }
 
-typedef struct {
-    const bmodel_t *m;
-    const bbatch_t *b;
-    const float *V, *pred;
-    float *target, *dpred;
-} distill_arg_t;
-static void run_distill(void *p) {
-    distill_arg_t *a = p;
-    distill_loss_f(&a->m->lay, a->m->pf, a->V, a->b->cand, a->pred, a->b->B, a->b->C, 0.5, a->target, a->dpred);
-}
-
-static void bench_distill(report_t *rp, const case_t *cs, const bmodel_t *m, const bbatch_t *b) {
-    int B = b->B, K = cs->K, d = cs->d;
-    size_t bkd = (size_t)B * K * d, bk = (size_t)B * K;
-    float *V = rand_f(bkd, 0.1), *pred = rand_f(bk, 2), *target = nan_f(bk), *dpred = zeros_f(bk);
-    double *Vd = to_d(V, bkd), *predd = to_d(pred, bk), *targetd = zeros_d(bk), *dpredd = zeros_d(bk);
-    float lf = distill_loss_f(&m->lay, m->pf, V, b->cand, pred, B, b->C, 0.5, target, dpred);
-    double ld = distill_loss_d(&m->lay, m->pd, Vd, b->cand, predd, B, b->C, 0.5, targetd, dpredd);
-    double err = fmax(fmax(rel_err(target, targetd, bk), rel_err(dpred, dpredd, bk)),
-                      rel_err1(lf, ld));
-    char shape[64];
-    snprintf(shape, sizeof shape, "B=%d K=%d d=%d", B, K, d);
-    distill_arg_t a = {m, b, V, pred, target, dpred};
-    report(rp, cs, "distillation (cos + KL)", shape, err, FWD_TOL, run_distill, &a,
-           4.0 * ((double)bkd + (double)B * d + 3.0 * (double)bk), 1);
-    free(V), free(pred), free(target), free(dpred), free(Vd), free(predd), free(targetd), free(dpredd);
-}
-
 /* Training scores + ranking loss + their backward, both stages' heads. */
 typedef struct {
     const bmodel_t *m;
@@ -529,7 +500,6 @@ int main(int argc, char **argv) {
         batch_make(&b, cs->B, cs->L, 2, cs->N); /* target + 1 negative, as training */
 #define WANT(bit, name) ((cs->ops & (bit)) && (!*only || strstr(name, only)))
         if (WANT(OP_GRU, "GRU predictor")) bench_gru(&rp, cs, &m, &b);
-        if (WANT(OP_DISTILL, "distillation")) bench_distill(&rp, cs, &m, &b);
         if (WANT(OP_SCORE, "scores + loss")) bench_score(&rp, cs, &m, &b);
         if (WANT(OP_ADAM, "Adam step")) bench_adam(&rp, cs, &m);
         if (WANT(OP_TOPK, "full-catalog score + rank")) bench_topk(&rp, cs, &m, &b);

@@ -81,8 +81,15 @@ static int wanted(const char *only, const char *name) {
     return 0;
 }
 
+/* The shape's nonzero sizes. */
 static void shape_str(const op_shape_t *s, char *out, size_t n) {
-    snprintf(out, n, "B%d L%d d%d a%d K%d N%d f%d", s->B, s->L, s->d, s->a, s->K, s->N, s->f);
+    const char *name[] = {"B", "L", "d", "a", "K", "C", "N", "f"};
+    const int v[] = {s->B, s->L, s->d, s->a, s->K, s->C, s->N, s->f};
+    size_t len = 0;
+    out[0] = 0;
+    for (int i = 0; i < 8 && len < n; i++)
+        if (v[i]) len += (size_t)snprintf(out + len, n - len, "%s%s%d", len ? " " : "", name[i], v[i]);
+    if (s->temp > 0 && len < n) snprintf(out + len, n - len, " temp %.1f", s->temp);
 }
 
 /* Host inputs of one case, the same in every mode: float values (T_IN, T_GRAD_ADD start) and
@@ -99,7 +106,7 @@ static void inputs_make(const op_t *op, const op_shape_t *s, uint32_t tag, input
     int32_t *hist = tmr_malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
     int32_t *pos = tmr_malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
     int32_t *length = tmr_malloc((size_t)(s->B > 0 ? s->B : 1) * sizeof(int32_t));
-    gt_histories(s->B, s->L, s->N > 1 ? s->N : 2, tag, 1, hist, pos, length);
+    if (s->L > 0) gt_histories(s->B, s->L, s->N > 1 ? s->N : 2, tag, 1, hist, pos, length);
     for (int k = 0; k < op->nt; k++) {
         const op_tensor_t *t = &op->t[k];
         const int64_t m = in->sz[k] = op_numel(t->dims, s);
@@ -113,7 +120,13 @@ static void inputs_make(const op_t *op, const op_shape_t *s, uint32_t tag, input
             in->f[k] = gt_rand(m, tag + 1 + (uint32_t)k, lo, hi);
         } else if (t->kind == T_IDS) {
             in->i[k] = tmr_malloc((size_t)(m > 0 ? m : 1) * sizeof(int32_t));
-            if (m != n) tmr_fatal("op_table: %s %s: ids must be (B, L)", op->name, t->name);
+            if (t->fill == F_CAND) {
+                const uint32_t range = (uint32_t)(s->N < 40 ? s->N : 40);
+                for (int64_t j = 0; j < m; j++)
+                    in->i[k][j] = (int32_t)(rng_u32(3, RNG_TEST, tag + 1 + (uint32_t)k, (uint64_t)j, 0) % range);
+                continue;
+            }
+            if (m != n) tmr_fatal("op_table: %s %s: histories must be (B, L)", op->name, t->name);
             memcpy(in->i[k], t->fill == F_POS ? pos : hist, (size_t)n * sizeof(int32_t));
         }
     }
@@ -219,7 +232,7 @@ static void grad_case(const op_t *op, const op_shape_t *s, uint32_t tag) {
     op_case_t c = {.s = *s};
     host_case(op, &in, 1, &c);
     op->fwd_d(&c);
-    op->bwd_d(&c);
+    if (op->bwd_d) op->bwd_d(&c);
     check_empty_rows(op, &c, 1, sh);
     /* The analytic gradients: what the backward wrote, less the start of accumulated ones. */
     double *an[OP_MAX_TENSORS] = {0};
@@ -248,7 +261,7 @@ static void grad_case(const op_t *op, const op_shape_t *s, uint32_t tag) {
             bad += check_zero_grad(label, &x, c.t[k], in.sz[k], an[g], gscale);
             continue;
         }
-        CHECK(max_abs_d(an[g], in.sz[k]) > 1e-6, "%s: gradient all zero", label);
+        CHECK(max_abs_d(an[g], in.sz[k]) > 1e-3, "%s: gradient all tiny", label);
         bad += gc_check(label, grad_loss, &x, c.t[k], 0, in.sz[k], an[g], &o);
     }
     CHECK(bad == 0, "%s [%s]: %d gradient elements wrong", op->name, sh, bad);
@@ -291,9 +304,9 @@ static void parity_case(gpu_ctx_t *g, const op_t *op, const op_shape_t *s, uint3
             gpu_poison(dc.t[k], bytes);
     }
     op->fwd_f(&c);
-    op->bwd_f(&c);
+    if (op->bwd_f) op->bwd_f(&c);
     op->fwd_gpu(g, &dc);
-    op->bwd_gpu(g, &dc);
+    if (op->bwd_gpu) op->bwd_gpu(g, &dc);
     check_empty_rows(op, &c, 0, sh);
     for (int k = 0; k < op->nt; k++) {
         const op_tensor_t *t = &op->t[k];
@@ -303,12 +316,13 @@ static void parity_case(gpu_ctx_t *g, const op_t *op, const op_shape_t *s, uint3
             const int id = find_tensor(op, t->ids);
             const int64_t w = last_dim(t->dims, s);
             gt_compare_scatter(label, dc.t[k], c.t[k], c.t[id], in.sz[id], in.sz[k] / w, (int)w,
-                               op->tol);
+                               t->tol > 0 ? t->tol : op->tol);
             continue;
         }
+        const double base = t->tol > 0 ? t->tol : op->tol;
         const double tol = (t->flags & OPT_EXACT)  ? 0
-                           : (t->flags & OPT_ROWS) ? gt_tol_rows(op->tol, (int64_t)s->B * s->L)
-                                                   : op->tol;
+                           : (t->flags & OPT_ROWS) ? gt_tol_rows(base, (int64_t)s->B * s->L)
+                                                   : base;
         gt_compare(label, dc.t[k], c.t[k], in.sz[k], tol);
     }
     if (op->derive) {
@@ -399,8 +413,8 @@ static int float_vs_double(const op_t *op, const inputs_t *in, const op_shape_t 
         if (t->kind == T_OUT) bad += fd_compare(op, k, f, d, in->sz[k], 1e-5, sh);
         for (int64_t j = 0; j < in->sz[k]; j++) d[j] = f[j];
     }
-    op->bwd_f(&cf);
-    op->bwd_d(&cd);
+    if (op->bwd_f) op->bwd_f(&cf);
+    if (op->bwd_d) op->bwd_d(&cd);
     for (int k = 0; k < op->nt; k++) {
         const op_tensor_t *t = &op->t[k];
         if ((t->kind == T_OUT && !fwd_out[k]) || t->kind == T_GRAD_ADD)
@@ -509,7 +523,7 @@ int op_run_perf(gpu_ctx_t *g, const char *only, op_perf_t level, const char *csv
             }
 #endif
             /* The backward reads what its forward saved: the forward runs first. */
-            for (int bwd = 0; bwd <= 1; bwd++) {
+            for (int bwd = 0; bwd <= (op->bwd_f != NULL); bwd++) {
                 double flops = 0;
                 const double bytes = op->cost(s, bwd, &flops);
                 const double us = 1e3 * perf_time(g, op, run, bwd, smoke);

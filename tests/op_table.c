@@ -57,36 +57,36 @@
  * histories of random length, the last row of a batch of 3 or more empty. */
 static int ext_shapes(op_mode_t mode, op_shape_t *o) {
     static const op_shape_t grad[] = {
-        {4, 5, 8, 4, 3, 0, 9, 12},
-        {3, 7, 5, 3, 2, 0, 11, 6},
+        {4, 5, 8, 4, 3, 0, 9, 12, 0},
+        {3, 7, 5, 3, 2, 0, 11, 6, 0},
     };
     static const op_shape_t gpu[] = {
-        {1, 1, 16, 8, 1, 0, 60, 16},      /* the smallest: one item, one interest */
-        {3, 20, 64, 8, 2, 0, 60, 64},     /* the reference's per-row shape, small batch */
-        {256, 20, 64, 8, 2, 0, 60, 64},   /* the reference's batch */
-        {3, 200, 256, 32, 7, 0, 60, 256},
-        {3, 512, 64, 16, 64, 0, 60, 64},  /* longest history, most interests */
-        {1, 512, 256, 64, 64, 0, 60, 256},
-        {256, 200, 16, 8, 7, 0, 60, 16},
+        {1, 1, 16, 8, 1, 0, 60, 16, 0},      /* the smallest: one item, one interest */
+        {3, 20, 64, 8, 2, 0, 60, 64, 0},     /* the reference's per-row shape, small batch */
+        {256, 20, 64, 8, 2, 0, 60, 64, 0},   /* the reference's batch */
+        {3, 200, 256, 32, 7, 0, 60, 256, 0},
+        {3, 512, 64, 16, 64, 0, 60, 64, 0},  /* longest history, most interests */
+        {1, 512, 256, 64, 64, 0, 60, 256, 0},
+        {256, 200, 16, 8, 7, 0, 60, 16, 0},
     };
     static const op_shape_t emu[] = {
-        {1, 1, 16, 8, 1, 0, 60, 16},
-        {3, 20, 16, 8, 7, 0, 60, 16},
-        {5, 13, 64, 8, 2, 0, 60, 64},
-        {32, 20, 64, 8, 2, 0, 60, 64},
-        {3, 70, 32, 16, 64, 0, 60, 32},   /* L past two key tiles, not a multiple of 32 */
-        {3, 45, 256, 40, 3, 0, 60, 256},  /* the widest rows */
-        {3, 200, 32, 8, 16, 0, 60, 32},   /* L 200 */
-        {3, 512, 16, 8, 33, 0, 60, 16},   /* the longest history; K past one interest per lane */
+        {1, 1, 16, 8, 1, 0, 60, 16, 0},
+        {3, 20, 16, 8, 7, 0, 60, 16, 0},
+        {5, 13, 64, 8, 2, 0, 60, 64, 0},
+        {32, 20, 64, 8, 2, 0, 60, 64, 0},
+        {3, 70, 32, 16, 64, 0, 60, 32, 0},   /* L past two key tiles, not a multiple of 32 */
+        {3, 45, 256, 40, 3, 0, 60, 256, 0},  /* the widest rows */
+        {3, 200, 32, 8, 16, 0, 60, 32, 0},   /* L 200 */
+        {3, 512, 16, 8, 33, 0, 60, 16, 0},   /* the longest history; K past one interest per lane */
     };
     static const op_shape_t perf[] = {
-        {256, 20, 64, 8, 2, 0, 3707, 64},   /* the reference's shape */
-        {256, 200, 64, 8, 16, 0, 3707, 64}, /* long histories, K 16 */
-        {32, 512, 64, 8, 2, 0, 3707, 64},   /* the longest history */
-        {256, 50, 64, 8, 64, 0, 3707, 64},  /* K 64 */
-        {8192, 20, 64, 8, 2, 0, 3707, 64},  /* batch 8,192 */
+        {256, 20, 64, 8, 2, 0, 3707, 64, 0},   /* the reference's shape */
+        {256, 200, 64, 8, 16, 0, 3707, 64, 0}, /* long histories, K 16 */
+        {32, 512, 64, 8, 2, 0, 3707, 64, 0},   /* the longest history */
+        {256, 50, 64, 8, 64, 0, 3707, 64, 0},  /* K 64 */
+        {8192, 20, 64, 8, 2, 0, 3707, 64, 0},  /* batch 8,192 */
     };
-    static const op_shape_t smoke[] = {{8, 20, 64, 8, 2, 0, 3707, 64}};
+    static const op_shape_t smoke[] = {{8, 20, 64, 8, 2, 0, 3707, 64, 0}};
     const op_shape_t *src = grad;
     int k = NT(grad);
     switch (mode) {
@@ -359,10 +359,217 @@ static double interest_cost(const op_shape_t *s, int bwd, double *flops) {
     return 4 * (bwd ? 2 * nd + 2 * na + 2 * nK + nV : nd + n + na + 2 * nK + nV);
 }
 
+/* ---- heads: user vector, candidate scores, ranking loss, distillation ------------------------- */
+
+/* {B, L, d, a, K, C, N, f, temp}: batch, candidates C (column 0 the target), K interests, emb d,
+ * N = 300 items (candidate ids below 40: rows of E collect several gradients). Grad: small, one
+ * with odd sizes. Parity: batch 1 to 256, C 1 to 1,001 and 60,000 (more scores than shared
+ * memory holds), K 1 to 64, emb 16 to 256 (48: not a multiple of the warp). Perf: the
+ * reference's training (C 2) and evaluation (C 1,001) shapes, K 16. */
+static int heads_shapes(op_mode_t mode, op_shape_t *o) {
+#define H(B, C, K, d) {B, 0, d, 0, K, C, 300, 0, 0.5}
+    static const op_shape_t grad[] = {{5, 0, 8, 0, 3, 4, 15, 0, 1.0}, {2, 0, 12, 0, 2, 3, 7, 0, 0.5}};
+    static const op_shape_t gpu[] = {
+        H(1, 2, 1, 16), H(3, 5, 2, 64), H(256, 2, 2, 64), H(256, 101, 7, 256),
+        H(3, 1001, 64, 64), H(256, 2, 64, 16), H(2, 1, 3, 16), H(256, 1001, 2, 64),
+        H(256, 2, 16, 64), H(64, 1001, 16, 128), H(17, 33, 5, 48), H(2, 60000, 2, 16),
+    };
+    static const op_shape_t emu[] = {
+        H(1, 2, 1, 16), H(3, 5, 2, 64), H(64, 2, 2, 64), H(4, 101, 7, 32), H(3, 30, 64, 16),
+        H(2, 1, 3, 16), H(2, 1001, 2, 16), H(2, 7, 5, 256), H(5, 13, 3, 48), H(2, 60000, 2, 16),
+    };
+    static const op_shape_t perf[] = {H(256, 2, 2, 64), H(256, 1001, 2, 64), H(256, 2, 16, 64),
+                                      H(256, 2, 64, 64), H(8192, 2, 2, 64)};
+    static const op_shape_t smoke[] = {H(8, 2, 2, 64)};
+#undef H
+    const op_shape_t *src = grad;
+    int k = NT(grad);
+    switch (mode) {
+    case OPM_GRAD: break;
+    case OPM_PARITY_GPU: src = gpu, k = NT(gpu); break;
+    case OPM_PARITY_EMU: src = emu, k = NT(emu); break;
+    case OPM_PERF: src = perf, k = NT(perf); break;
+    case OPM_PERF_SMOKE: src = smoke, k = NT(smoke); break;
+    }
+    for (int i = 0; i < k; i++) o[i] = src[i];
+    return k;
+}
+
+/* The ranking loss needs a negative (C >= 2). */
+static int rank_shapes(op_mode_t mode, op_shape_t *o) {
+    op_shape_t h[OP_MAX_SHAPES];
+    const int k = heads_shapes(mode, h);
+    int m = 0;
+    for (int i = 0; i < k; i++)
+        if (h[i].C >= 2) o[m++] = h[i];
+    return m;
+}
+
+/* The distillation at two temperatures. */
+static int distill_shapes(op_mode_t mode, op_shape_t *o) {
+    op_shape_t h[OP_MAX_SHAPES];
+    const int k = heads_shapes(mode, h);
+    int m = 0;
+    for (int i = 0; i < k && m + 2 <= OP_MAX_SHAPES; i++) {
+        o[m] = h[i];
+        o[m + 1] = h[i];
+        o[m + 1].temp = 1.3;
+        m += 2;
+    }
+    return m;
+}
+
+/* The CPU heads read E and K, d through a layout: E is its first tensor (offset 0), so E
+ * itself serves as the parameter buffer (and dE as the gradient buffer). */
+static const model_layout_t *heads_layout(const op_shape_t *s) {
+    static model_layout_t lay;
+    static int N = -1, d = -1, K = -1;
+    if (s->N != N || s->d != d || s->K != K) {
+        model_config_t cfg = {.stage = STAGE_FINETUNE, .n_items = s->N, .emb_size = s->d,
+                              .attn_size = 4, .K = s->K, .history_max = 4, .n_layers = 1,
+                              .temp = 1, .dropout = 0.5};
+        char err[256];
+        if (model_config_check(&cfg, err, sizeof err)) tmr_fatal("op_table heads: %s", err);
+        model_layout_build(&cfg, &lay);
+        if (model_offset(&lay, P_EXT_ITEM_EMB) != 0) tmr_fatal("op_table heads: E is not first");
+        N = s->N, d = s->d, K = s->K;
+    }
+    return &lay;
+}
+
+/* The same call without the gradient: a parity check of the value alone. */
+static int distill_value_shapes(op_mode_t mode, op_shape_t *o) {
+    return mode == OPM_PARITY_GPU || mode == OPM_PARITY_EMU ? distill_shapes(mode, o) : 0;
+}
+
+/* A CPU call that needs the precision's type T (a returned loss). */
+#define CPU_WRAP_T(name, CALL)                                                               \
+    static void name##_f(op_case_t *c) {                                                     \
+        void *const *t = c->t;                                                               \
+        const op_shape_t *s = &c->s;                                                         \
+        CALL(_f, float);                                                                     \
+    }                                                                                        \
+    static void name##_d(op_case_t *c) {                                                     \
+        void *const *t = c->t;                                                               \
+        const op_shape_t *s = &c->s;                                                         \
+        CALL(_d, double);                                                                    \
+    }
+
+enum { UV_V, UV_PI, UV_W, UV_U, UV_DU, UV_DV, UV_DPI };
+static const op_tensor_t user_t[] = {
+    [UV_V] = {"V", "B,K,d", T_IN, -1, 1, .grad = "dV"},
+    [UV_PI] = {"pred_intent", "B,K", T_IN, -3, 3, .grad = "dpi"},
+    [UV_W] = {"w", "B,K", T_OUT, .flags = 0},
+    [UV_U] = {"u", "B,d", T_OUT, .grad = "du"},
+    [UV_DU] = {"du", "B,d", T_IN, -1, 1, .flags = 0},
+    [UV_DV] = {"dV", "B,K,d", T_GRAD_ADD, -1, 1, .flags = 0},
+    [UV_DPI] = {"dpi", "B,K", T_GRAD_ADD, -1, 1, .flags = 0},
+};
+#define UV_FWD(P) user_vector##P(t[UV_V], t[UV_PI], s->B, s->K, s->d, t[UV_W], t[UV_U])
+#define UV_BWD(P) user_vector_backward##P(t[UV_V], t[UV_W], t[UV_DU], s->B, s->K, s->d, t[UV_DV], t[UV_DPI])
+CPU_WRAP(user_fwd, UV_FWD)
+CPU_WRAP(user_bwd, UV_BWD)
+GPU_WRAP(user_fwd, gpu_user_vector(g, t[UV_V], t[UV_PI], s->B, s->K, s->d, t[UV_W], t[UV_U]))
+GPU_WRAP(user_bwd, gpu_user_vector_backward(g, t[UV_V], t[UV_W], t[UV_DU], s->B, s->K, s->d, t[UV_DV], t[UV_DPI]))
+
+static double user_cost(const op_shape_t *s, int bwd, double *flops) {
+    const double BK = (double)s->B * s->K, BKd = BK * s->d, Bd = (double)s->B * s->d;
+    *flops = (bwd ? 4 : 2) * BKd;
+    return 4 * (bwd ? 3 * BKd + Bd + 3 * BK : BKd + 2 * BK + Bd);
+}
+
+enum { CS_E, CS_U, CS_CAND, CS_S, CS_DS, CS_DU, CS_DE, CS_WORK };
+static const op_tensor_t cand_t[] = {
+    [CS_E] = {"E", "N,d", T_IN, -1, 1, .grad = "dE"},
+    [CS_U] = {"u", "B,d", T_IN, -1, 1, .grad = "du"},
+    [CS_CAND] = {"cand", "B,C", T_IDS, .fill = F_CAND},
+    [CS_S] = {"scores", "B,C", T_OUT, .grad = "dscores"},
+    [CS_DS] = {"dscores", "B,C", T_IN, -1, 1, .flags = 0},
+    [CS_DU] = {"du", "B,d", T_GRAD_ADD, -1, 1, .flags = 0},
+    [CS_DE] = {"dE", "N,d", T_GRAD_ADD, -1, 1, .flags = 0},
+    [CS_WORK] = {"work", "B,C,d", T_SCRATCH, .flags = 0},
+};
+#define CS_FWD(P) candidate_scores##P(heads_layout(s), t[CS_E], t[CS_U], t[CS_CAND], s->B, s->C, t[CS_S])
+#define CS_BWD(P) candidate_scores_backward##P(heads_layout(s), t[CS_E], t[CS_U], t[CS_CAND], s->B, s->C, t[CS_DS], t[CS_DU], t[CS_DE])
+CPU_WRAP(cand_fwd, CS_FWD)
+CPU_WRAP(cand_bwd, CS_BWD)
+GPU_WRAP(cand_fwd, gpu_candidate_scores(g, t[CS_E], t[CS_U], t[CS_CAND], s->B, s->C, s->d, t[CS_S]))
+GPU_WRAP(cand_bwd, gpu_candidate_scores_backward(g, t[CS_E], t[CS_U], t[CS_CAND], s->B, s->C, s->d, t[CS_DS], t[CS_DU], t[CS_DE], t[CS_WORK]))
+
+/* E rows gathered count once per candidate. */
+static double cand_cost(const op_shape_t *s, int bwd, double *flops) {
+    const double BC = (double)s->B * s->C, BCd = BC * s->d, Bd = (double)s->B * s->d;
+    *flops = (bwd ? 4 : 2) * BCd;
+    return 4 * (bwd ? 2 * BC + 3 * BCd + 3 * Bd : 2 * BC + BCd + Bd);
+}
+
+enum { RL_S, RL_LOSS, RL_DLOSS, RL_DS };
+static const op_tensor_t rank_t[] = {
+    [RL_S] = {"scores", "B,C", T_IN, -4, 4, .grad = "dscores"},
+    /* evaluated in double on both sides from the same float scores */
+    [RL_LOSS] = {"loss", "1", T_OUT, .grad = "dloss", .tol = 1e-6},
+    [RL_DLOSS] = {"dloss", "1", T_IN, 1, 1, .flags = 0},
+    [RL_DS] = {"dscores", "B,C", T_OUT, .flags = 0},
+};
+#define RL_FWD(P, T) *(T *)t[RL_LOSS] = ranking_loss##P(t[RL_S], s->B, s->C, t[RL_DS])
+CPU_WRAP_T(rank_fwd, RL_FWD)
+#ifdef TIMIREC_CUDA
+static void rank_fwd_gpu(gpu_ctx_t *g, op_case_t *c) {
+    const float loss = gpu_ranking_loss(g, c->t[RL_S], c->s.B, c->s.C, c->t[RL_DS]);
+    gpu_to_device(c->t[RL_LOSS], &loss, sizeof loss);
+}
+#endif
+
+static double rank_cost(const op_shape_t *s, int bwd, double *flops) {
+    (void)bwd;
+    *flops = 10.0 * s->B * s->C;
+    return 4 * 2.0 * s->B * s->C;
+}
+
+enum { DI_E, DI_V, DI_CAND, DI_PI, DI_TGT, DI_LOSS, DI_DLOSS, DI_DPI };
+static const op_tensor_t distill_t[] = {
+    [DI_E] = {"E", "N,d", T_IN, -1, 1, .flags = 0},
+    [DI_V] = {"V", "B,K,d", T_IN, -1, 1, .flags = 0},
+    [DI_CAND] = {"cand", "B,C", T_IDS, .fill = F_CAND},
+    /* the target is held constant: the gradient flows into pred_intent only */
+    [DI_PI] = {"pred_intent", "B,K", T_IN, -3, 3, .grad = "dpi"},
+    [DI_TGT] = {"target_intent", "B,K", T_OUT, .flags = 0},
+    [DI_LOSS] = {"loss", "1", T_OUT, .grad = "dloss", .tol = 1e-6},
+    [DI_DLOSS] = {"dloss", "1", T_IN, 1, 1, .flags = 0},
+    [DI_DPI] = {"dpi", "B,K", T_GRAD_ADD, -1, 1, .flags = 0},
+};
+#define DI_FWD(P, T, DPI) *(T *)t[DI_LOSS] = distill_loss##P(heads_layout(s), t[DI_E], t[DI_V], t[DI_CAND], t[DI_PI], s->B, s->C, s->temp, t[DI_TGT], DPI)
+#define DIG_FWD(P, T) DI_FWD(P, T, t[DI_DPI])
+#define DIV_FWD(P, T) DI_FWD(P, T, NULL)
+CPU_WRAP_T(distill_fwd, DIG_FWD)
+CPU_WRAP_T(distill_value_fwd, DIV_FWD)
+#ifdef TIMIREC_CUDA
+static void distill_gpu_(gpu_ctx_t *g, op_case_t *c, int with_grad) {
+    void *const *t = c->t;
+    const op_shape_t *s = &c->s;
+    const float loss = gpu_distill_loss(g, t[DI_E], t[DI_V], t[DI_CAND], t[DI_PI], s->B, s->C,
+                                        s->K, s->d, s->temp, t[DI_TGT],
+                                        with_grad ? t[DI_DPI] : NULL);
+    gpu_to_device(t[DI_LOSS], &loss, sizeof loss);
+}
+static void distill_fwd_gpu(gpu_ctx_t *g, op_case_t *c) { distill_gpu_(g, c, 1); }
+static void distill_value_fwd_gpu(gpu_ctx_t *g, op_case_t *c) { distill_gpu_(g, c, 0); }
+#endif
+
+/* V and the targets' E rows read, the targets and d pred_intent written. */
+static double distill_cost(const op_shape_t *s, int bwd, double *flops) {
+    (void)bwd;
+    const double BK = (double)s->B * s->K, BKd = BK * s->d;
+    *flops = 6 * BKd + 20 * BK;
+    return 4 * (BKd + (double)s->B * s->d + 4 * BK);
+}
+
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 #define CPU_FNS(w) .fwd_f = w##_fwd_f, .bwd_f = w##_bwd_f, .fwd_d = w##_fwd_d, .bwd_d = w##_bwd_d
 #define GPU_FNS(w) .fwd_gpu = GPU(w##_fwd), .bwd_gpu = GPU(w##_bwd)
+/* An op whose forward computes its gradient too (a loss): no separate backward. */
+#define FWD_ONLY(w) .fwd_f = w##_fwd_f, .fwd_d = w##_fwd_d, .fwd_gpu = GPU(w##_fwd)
 /* name, tensors (and how many), shapes, the wrappers' prefix, parity tolerance; then the
  * designated fields: .cost, and optionally .derive. */
 #define OP(nm, tensors, count, shapes_, w, tol_, ...)                                          \
@@ -380,5 +587,13 @@ const op_t op_table[] = {
     OP("add_layernorm_mask", ln_t, NT(ln_t), ext_shapes, lnm, 1e-5, .cost = ln_cost),
     OP("ffn", ffn_t, NT(ffn_t), ext_shapes, ffn, 1e-5, .cost = ffn_cost),
     OP("interest", interest_t, NT(interest_t), ext_shapes, interest, 1e-5, .cost = interest_cost),
+    OP("user_vector", user_t, NT(user_t), heads_shapes, user, 1e-5, .cost = user_cost),
+    OP("candidate_scores", cand_t, NT(cand_t), heads_shapes, cand, 1e-5, .cost = cand_cost),
+    {.name = "ranking_loss", .t = rank_t, .nt = NT(rank_t), .shapes = rank_shapes,
+     FWD_ONLY(rank), .tol = 1e-5, .cost = rank_cost},
+    {.name = "distill_loss", .t = distill_t, .nt = NT(distill_t), .shapes = distill_shapes,
+     FWD_ONLY(distill), .tol = 1e-5, .cost = distill_cost},
+    {.name = "distill_loss_value", .t = distill_t, .nt = DI_DPI, .shapes = distill_value_shapes,
+     FWD_ONLY(distill_value), .tol = 1e-5, .cost = distill_cost},
 };
 const int op_count = NT(op_table);

@@ -17,7 +17,8 @@
  *
  * Adding an op: one entry in op_table.c: an enum of its tensors, their op_tensor_t list, the
  * CPU call written once for both precisions (CPU_WRAP), the GPU call, the shapes (a
- * generator per mode) and the cost (bytes and flops) for perf. */
+ * generator per mode) and the cost (bytes and flops) for perf. A scalar result (a loss) is a
+ * tensor of dims "1" with an upstream gradient of constant 1 (lo = hi = 1). */
 #ifndef TIMIREC_TEST_OP_TABLE_H
 #define TIMIREC_TEST_OP_TABLE_H
 
@@ -29,6 +30,7 @@
  * B L d a K C N f, n = B * L, P = L + 1 (position rows); digits are literal factors. */
 typedef struct {
     int B, L, d, a, K, C, N, f;
+    double temp; /* the distillation's temperature */
 } op_shape_t;
 
 /* Which shapes a generator returns: grad checks (small), parity on a GPU, parity in the host
@@ -48,8 +50,9 @@ typedef enum {
 } op_kind_t;
 
 /* T_IDS fills: the histories of a batch (gt_histories: lengths 1..L, the last row of a batch
- * of 3 or more empty, items in 1..N-1, right-padded with 0) and their positions. */
-typedef enum { F_NONE, F_HIST, F_POS } op_fill_t;
+ * of 3 or more empty, items in 1..N-1, right-padded with 0) and their positions; candidate
+ * ids uniform in 0..min(N, 40)-1 (repeats: table rows that collect several gradients). */
+typedef enum { F_NONE, F_HIST, F_POS, F_CAND } op_fill_t;
 
 enum {
     OPT_ROWS = 1,      /* parity tolerance widened for a sum over n = B L rows (gt_tol_rows) */
@@ -72,6 +75,7 @@ typedef struct {
      * most 32 source rows exact, longer runs gt_tol_rows (gt_compare_scatter). */
     const char *ids;
     int flags;         /* OPT_* */
+    double tol;        /* parity: this tensor's tolerance (0: the op's) */
 } op_tensor_t;
 
 /* One instance: the shape and a buffer per tensor (host float or double, or device). */
@@ -88,7 +92,7 @@ typedef struct {
     const op_tensor_t *t;
     int nt;
     int (*shapes)(op_mode_t mode, op_shape_t *out); /* up to OP_MAX_SHAPES; returns the count */
-    op_cpu_fn fwd_f, bwd_f, fwd_d, bwd_d;
+    op_cpu_fn fwd_f, bwd_f, fwd_d, bwd_d;           /* bwd NULL: the forward does it all */
     op_gpu_fn fwd_gpu, bwd_gpu;                     /* NULL in a build without CUDA */
     double tol;                                     /* parity: normalised error */
     /* Compulsory traffic in bytes (each input read once, each output written once) of the
