@@ -287,7 +287,7 @@ valgrind:
 # without a CUDA-aware language server (the #ifndef TMR_EMULATE parts show as inactive).
 compile_commands.json: FORCE
 	@{ echo '['; sep=' '; \
-	  for f in $(LIB_SRC) src/main.c $(TEST_SRC) $(BENCH_SRC) $(wildcard fuzz/*.c); do \
+	  for f in $(LIB_SRC) src/main.c $(TEST_SRC) $(OPS_SRC) $(BENCH_SRC) $(wildcard fuzz/*.c); do \
 	    printf '%s{"directory": "%s", "file": "%s", "command": "%s -Itests -Ifuzz -c %s"}\n' \
 	      "$$sep" "$(CURDIR)" "$$f" "$(CC) $(BASE_CFLAGS) $(CFLAGS)" "$$f"; sep=','; \
 	  done; \

@@ -14,6 +14,7 @@
 #include "op_table.h"
 #include "test_util.h"
 #include "timirec/common.h"
+#include "timirec/cpu_ops.h"
 
 /* Absolute tolerance of the finite differences for a loss that sums n_terms products of size
  * ~1: round-off in one evaluation is ~1e-16 n_terms, and in (up - down) / 2h with h = 1e-6
@@ -34,6 +35,7 @@ static int64_t dim_size(const char *tok, size_t len, const op_shape_t *s) {
         case 'f': return s->f;
         case 'n': return (int64_t)s->B * s->L;
         case 'P': return (int64_t)s->L + 1;
+        case 'T': return s->T;
         default: break;
         }
     int64_t v = 0;
@@ -89,24 +91,53 @@ static void shape_str(const op_shape_t *s, char *out, size_t n) {
     out[0] = 0;
     for (int i = 0; i < 8 && len < n; i++)
         if (v[i]) len += (size_t)snprintf(out + len, n - len, "%s%s%d", len ? " " : "", name[i], v[i]);
+    if (s->T > 0 && len < n) len += (size_t)snprintf(out + len, n - len, " T%lld", (long long)s->T);
     if (s->temp > 0 && len < n) snprintf(out + len, n - len, " temp %.1f", s->temp);
 }
 
 /* Host inputs of one case, the same in every mode: float values (T_IN, T_GRAD_ADD start) and
  * ids. tag: distinct per op and shape. */
 typedef struct {
+    op_shape_t s;               /* the shape, with T */
     int64_t sz[OP_MAX_TENSORS];
     float *f[OP_MAX_TENSORS];   /* T_IN, T_GRAD_ADD: the values; else NULL */
     int32_t *i[OP_MAX_TENSORS]; /* T_IDS */
+    int n_steps;                /* the lengths' GRU packing */
+    int32_t *batch_sizes;       /* (L) */
+    int64_t *step_off;          /* (L + 1) */
 } inputs_t;
 
-static void inputs_make(const op_t *op, const op_shape_t *s, uint32_t tag, inputs_t *in) {
+/* The histories (B, L) and their lengths (B) as s->lens says; the packing of the lengths. */
+static void histories(inputs_t *in, uint32_t tag, int32_t *hist, int32_t *pos) {
+    op_shape_t *s = &in->s;
+    const int B = s->B, L = s->L;
+    int32_t *length = tmr_malloc((size_t)(B > 0 ? B : 1) * sizeof(int32_t));
+    int32_t *perm = tmr_malloc((size_t)(B > 0 ? B : 1) * sizeof(int32_t));
+    in->batch_sizes = tmr_calloc((size_t)L + 1, sizeof(int32_t));
+    in->step_off = tmr_calloc((size_t)L + 1, sizeof(int64_t));
+    gt_histories(B, L, s->N > 1 ? s->N : 2, tag, 1, hist, pos, length);
+    for (int b = 0; b < B; b++) {
+        if (s->lens == OP_LEN_MIXED) continue;
+        length[b] = s->lens == OP_LEN_EQUAL ? L : b == B / 2 ? L : 1 + b % (L < 3 ? L : 3);
+        for (int l = 0; l < L; l++) { /* the histories follow the lengths */
+            const int64_t r = (int64_t)b * L + l;
+            hist[r] = l < length[b] ? 1 + (int32_t)((r * 7919) % (s->N > 1 ? s->N - 1 : 1)) : 0;
+            pos[r] = l < length[b] ? length[b] - l : 0;
+        }
+    }
+    in->n_steps = gru_pack_f(length, B, L, perm, in->batch_sizes, in->step_off);
+    s->T = in->step_off[in->n_steps];
+    free(length), free(perm);
+}
+
+static void inputs_make(const op_t *op, const op_shape_t *shape, uint32_t tag, inputs_t *in) {
     memset(in, 0, sizeof *in);
+    in->s = *shape;
+    const op_shape_t *s = &in->s;
     const int64_t n = (int64_t)s->B * s->L;
     int32_t *hist = tmr_malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
     int32_t *pos = tmr_malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
-    int32_t *length = tmr_malloc((size_t)(s->B > 0 ? s->B : 1) * sizeof(int32_t));
-    if (s->L > 0) gt_histories(s->B, s->L, s->N > 1 ? s->N : 2, tag, 1, hist, pos, length);
+    if (s->L > 0) histories(in, tag, hist, pos);
     for (int k = 0; k < op->nt; k++) {
         const op_tensor_t *t = &op->t[k];
         const int64_t m = in->sz[k] = op_numel(t->dims, s);
@@ -130,15 +161,20 @@ static void inputs_make(const op_t *op, const op_shape_t *s, uint32_t tag, input
             memcpy(in->i[k], t->fill == F_POS ? pos : hist, (size_t)n * sizeof(int32_t));
         }
     }
-    free(hist), free(pos), free(length);
+    free(hist), free(pos);
 }
 
 static void inputs_free(const op_t *op, inputs_t *in) {
     for (int k = 0; k < op->nt; k++) free(in->f[k]), free(in->i[k]);
+    free(in->batch_sizes), free(in->step_off);
 }
 
 /* A host case in float or double from the inputs; outputs and scratch NaN. */
 static void host_case(const op_t *op, const inputs_t *in, int dbl, op_case_t *c) {
+    c->s = in->s;
+    c->n_steps = in->n_steps;
+    c->batch_sizes = in->batch_sizes;
+    c->step_off = in->step_off;
     for (int k = 0; k < op->nt; k++) {
         const int64_t m = in->sz[k] > 0 ? in->sz[k] : 1;
         if (op->t[k].kind == T_IDS) {
@@ -223,16 +259,21 @@ static void check_empty_rows(const op_t *op, const op_case_t *c, int dbl, const 
     }
 }
 
-static void grad_case(const op_t *op, const op_shape_t *s, uint32_t tag) {
+static void grad_case(const op_t *op, const op_shape_t *shape, uint32_t tag) {
     char sh[128], label[160];
+    inputs_t in;
+    inputs_make(op, shape, tag, &in);
+    const op_shape_t *s = &in.s;
     shape_str(s, sh, sizeof sh);
     printf("grad %s [%s]\n", op->name, sh);
-    inputs_t in;
-    inputs_make(op, s, tag, &in);
-    op_case_t c = {.s = *s};
+    op_case_t c;
     host_case(op, &in, 1, &c);
     op->fwd_d(&c);
     if (op->bwd_d) op->bwd_d(&c);
+    /* Inputs as they were (the GRU's backward uses dh as its running gradient). */
+    for (int k = 0; k < op->nt; k++)
+        if (op->t[k].kind == T_IN)
+            for (int64_t j = 0; j < in.sz[k]; j++) ((double *)c.t[k])[j] = in.f[k][j];
     check_empty_rows(op, &c, 1, sh);
     /* The analytic gradients: what the backward wrote, less the start of accumulated ones. */
     double *an[OP_MAX_TENSORS] = {0};
@@ -286,14 +327,26 @@ int op_run_grad(const char *only) {
 /* ---- parity mode ---------------------------------------------------------------------------- */
 
 #ifdef TIMIREC_CUDA
-static void parity_case(gpu_ctx_t *g, const op_t *op, const op_shape_t *s, uint32_t tag) {
+/* The step offsets of the packing on the device (the GRU launchers read them there). */
+static const int64_t *device_step_off(const inputs_t *in) {
+    if (!in->step_off) return NULL; /* no histories */
+    const size_t bytes = ((size_t)in->s.L + 1) * sizeof(int64_t);
+    int64_t *d = gpu_malloc(bytes);
+    gpu_to_device(d, in->step_off, bytes);
+    return d;
+}
+
+static void parity_case(gpu_ctx_t *g, const op_t *op, const op_shape_t *shape, uint32_t tag) {
     char sh[128], label[200];
+    inputs_t in;
+    inputs_make(op, shape, tag, &in);
+    const op_shape_t *s = &in.s;
     shape_str(s, sh, sizeof sh);
     printf("parity %s [%s]\n", op->name, sh);
-    inputs_t in;
-    inputs_make(op, s, tag, &in);
-    op_case_t c = {.s = *s}, dc = {.s = *s}, h = {.s = *s};
+    op_case_t c, h;
     host_case(op, &in, 0, &c);
+    op_case_t dc = c;
+    dc.step_off_dev = device_step_off(&in);
     for (int k = 0; k < op->nt; k++) {
         const op_tensor_t *t = &op->t[k];
         const size_t bytes = (size_t)in.sz[k] * (t->kind == T_IDS ? sizeof(int32_t) : sizeof(float));
@@ -320,33 +373,33 @@ static void parity_case(gpu_ctx_t *g, const op_t *op, const op_shape_t *s, uint3
             continue;
         }
         const double base = t->tol > 0 ? t->tol : op->tol;
-        const double tol = (t->flags & OPT_EXACT)  ? 0
-                           : (t->flags & OPT_ROWS) ? gt_tol_rows(base, (int64_t)s->B * s->L)
-                                                   : base;
+        const double tol = (t->flags & OPT_EXACT)    ? 0
+                           : (t->flags & OPT_ROWS)   ? gt_tol_rows(base, (int64_t)s->B * s->L)
+                           : (t->flags & OPT_ROWS_T) ? gt_tol_rows(base, s->T)
+                                                     : base;
         gt_compare(label, dc.t[k], c.t[k], in.sz[k], tol);
     }
     if (op->derive) {
-        /* The GPU's tensors on the host (inputs: the host's own), then the derived one. */
+        /* The GPU's tensors on the host (inputs: the host's own), then the derived pair. */
+        h = c;
         for (int k = 0; k < op->nt; k++) {
             const op_tensor_t *t = &op->t[k];
-            if (t->kind == T_IDS || t->kind == T_IN) {
-                h.t[k] = c.t[k];
-                continue;
-            }
+            if (t->kind == T_IDS || t->kind == T_IN) continue;
             h.t[k] = tmr_malloc((size_t)(in.sz[k] > 0 ? in.sz[k] : 1) * sizeof(float));
             gpu_to_host(h.t[k], dc.t[k], (size_t)in.sz[k] * sizeof(float));
         }
         const int k = find_tensor(op, op->derive_of);
-        float *out = tmr_malloc((size_t)(in.sz[k] > 0 ? in.sz[k] : 1) * sizeof(float));
-        op->derive(&h, out);
-        snprintf(label, sizeof label, "%s %s (derived from the GPU's tensors)", op->name,
-                 op->derive_of);
-        gt_compare_host(label, out, c.t[k], in.sz[k], op->tol);
-        free(out);
+        const size_t m = (size_t)(in.sz[k] > 0 ? in.sz[k] : 1);
+        float *got = tmr_malloc(m * sizeof(float)), *want = tmr_malloc(m * sizeof(float));
+        op->derive(&c, &h, got, want);
+        snprintf(label, sizeof label, "%s %s (derived)", op->name, op->derive_of);
+        gt_compare_host(label, got, want, in.sz[k], op->tol);
+        free(got), free(want);
         for (int j = 0; j < op->nt; j++)
             if (op->t[j].kind != T_IDS && op->t[j].kind != T_IN) free(h.t[j]);
     }
     for (int k = 0; k < op->nt; k++) gpu_free(dc.t[k]);
+    if (dc.step_off_dev) gpu_free((void *)dc.step_off_dev);
     case_free(op, &c);
     inputs_free(op, &in);
 }
@@ -396,8 +449,8 @@ static int fd_compare(const op_t *op, int k, const float *f, const double *d, in
     return 1;
 }
 
-static int float_vs_double(const op_t *op, const inputs_t *in, const op_shape_t *s, const char *sh) {
-    op_case_t cf = {.s = *s}, cd = {.s = *s};
+static int float_vs_double(const op_t *op, const inputs_t *in, const char *sh) {
+    op_case_t cf, cd;
     host_case(op, in, 0, &cf);
     host_case(op, in, 1, &cd);
     op->fwd_f(&cf);
@@ -501,18 +554,19 @@ int op_run_perf(gpu_ctx_t *g, const char *only, op_perf_t level, const char *csv
         int n_shapes = op->shapes(smoke ? OPM_PERF_SMOKE : OPM_PERF, shs);
         if (level == PERF_QUICK && n_shapes > 1) n_shapes = 1;
         for (int j = 0; j < n_shapes; j++) {
-            const op_shape_t *s = &shs[j];
             char sh[128];
-            shape_str(s, sh, sizeof sh);
             inputs_t in;
-            inputs_make(op, s, 1000u * (uint32_t)(i + 1) + 50u * (uint32_t)j, &in);
-            if (!g) n_bad += float_vs_double(op, &in, s, sh);
-            op_case_t c = {.s = *s};
+            inputs_make(op, &shs[j], 1000u * (uint32_t)(i + 1) + 50u * (uint32_t)j, &in);
+            const op_shape_t *s = &in.s;
+            shape_str(s, sh, sizeof sh);
+            if (!g) n_bad += float_vs_double(op, &in, sh);
+            op_case_t c;
             host_case(op, &in, 0, &c);
             op_case_t *run = &c;
 #ifdef TIMIREC_CUDA
-            op_case_t dc = {.s = *s};
+            op_case_t dc = c;
             if (g) {
+                dc.step_off_dev = device_step_off(&in);
                 for (int k = 0; k < op->nt; k++) {
                     const size_t bytes = (size_t)in.sz[k] *
                                          (op->t[k].kind == T_IDS ? sizeof(int32_t) : sizeof(float));
@@ -547,6 +601,7 @@ int op_run_perf(gpu_ctx_t *g, const char *only, op_perf_t level, const char *csv
 #ifdef TIMIREC_CUDA
             if (g) {
                 for (int k = 0; k < op->nt; k++) gpu_free(dc.t[k]);
+                if (dc.step_off_dev) gpu_free((void *)dc.step_off_dev);
             }
 #endif
             case_free(op, &c);

@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "timirec/cpu_ops.h"
 
@@ -56,37 +57,40 @@
  * shape (batch 256, history 20, emb 64, attn 8, K 2), long histories, K 64, batch 8,192. Every batch has
  * histories of random length, the last row of a batch of 3 or more empty. */
 static int ext_shapes(op_mode_t mode, op_shape_t *o) {
+#define EXT(b_, l_, d_, a_, k_, n_, f_)                                                         \
+    {.B = b_, .L = l_, .d = d_, .a = a_, .K = k_, .N = n_, .f = f_}
     static const op_shape_t grad[] = {
-        {4, 5, 8, 4, 3, 0, 9, 12, 0},
-        {3, 7, 5, 3, 2, 0, 11, 6, 0},
+        EXT(4, 5, 8, 4, 3, 9, 12),
+        EXT(3, 7, 5, 3, 2, 11, 6),
     };
     static const op_shape_t gpu[] = {
-        {1, 1, 16, 8, 1, 0, 60, 16, 0},      /* the smallest: one item, one interest */
-        {3, 20, 64, 8, 2, 0, 60, 64, 0},     /* the reference's per-row shape, small batch */
-        {256, 20, 64, 8, 2, 0, 60, 64, 0},   /* the reference's batch */
-        {3, 200, 256, 32, 7, 0, 60, 256, 0},
-        {3, 512, 64, 16, 64, 0, 60, 64, 0},  /* longest history, most interests */
-        {1, 512, 256, 64, 64, 0, 60, 256, 0},
-        {256, 200, 16, 8, 7, 0, 60, 16, 0},
+        EXT(1, 1, 16, 8, 1, 60, 16),      /* the smallest: one item, one interest */
+        EXT(3, 20, 64, 8, 2, 60, 64),     /* the reference's per-row shape, small batch */
+        EXT(256, 20, 64, 8, 2, 60, 64),   /* the reference's batch */
+        EXT(3, 200, 256, 32, 7, 60, 256),
+        EXT(3, 512, 64, 16, 64, 60, 64),  /* longest history, most interests */
+        EXT(1, 512, 256, 64, 64, 60, 256),
+        EXT(256, 200, 16, 8, 7, 60, 16),
     };
     static const op_shape_t emu[] = {
-        {1, 1, 16, 8, 1, 0, 60, 16, 0},
-        {3, 20, 16, 8, 7, 0, 60, 16, 0},
-        {5, 13, 64, 8, 2, 0, 60, 64, 0},
-        {32, 20, 64, 8, 2, 0, 60, 64, 0},
-        {3, 70, 32, 16, 64, 0, 60, 32, 0},   /* L past two key tiles, not a multiple of 32 */
-        {3, 45, 256, 40, 3, 0, 60, 256, 0},  /* the widest rows */
-        {3, 200, 32, 8, 16, 0, 60, 32, 0},   /* L 200 */
-        {3, 512, 16, 8, 33, 0, 60, 16, 0},   /* the longest history; K past one interest per lane */
+        EXT(1, 1, 16, 8, 1, 60, 16),
+        EXT(3, 20, 16, 8, 7, 60, 16),
+        EXT(5, 13, 64, 8, 2, 60, 64),
+        EXT(32, 20, 64, 8, 2, 60, 64),
+        EXT(3, 70, 32, 16, 64, 60, 32),   /* L past two key tiles, not a multiple of 32 */
+        EXT(3, 45, 256, 40, 3, 60, 256),  /* the widest rows */
+        EXT(3, 200, 32, 8, 16, 60, 32),   /* L 200 */
+        EXT(3, 512, 16, 8, 33, 60, 16),   /* the longest history; K past one interest per lane */
     };
     static const op_shape_t perf[] = {
-        {256, 20, 64, 8, 2, 0, 3707, 64, 0},   /* the reference's shape */
-        {256, 200, 64, 8, 16, 0, 3707, 64, 0}, /* long histories, K 16 */
-        {32, 512, 64, 8, 2, 0, 3707, 64, 0},   /* the longest history */
-        {256, 50, 64, 8, 64, 0, 3707, 64, 0},  /* K 64 */
-        {8192, 20, 64, 8, 2, 0, 3707, 64, 0},  /* batch 8,192 */
+        EXT(256, 20, 64, 8, 2, 3707, 64),   /* the reference's shape */
+        EXT(256, 200, 64, 8, 16, 3707, 64), /* long histories, K 16 */
+        EXT(32, 512, 64, 8, 2, 3707, 64),   /* the longest history */
+        EXT(256, 50, 64, 8, 64, 3707, 64),  /* K 64 */
+        EXT(8192, 20, 64, 8, 2, 3707, 64),  /* batch 8,192 */
     };
-    static const op_shape_t smoke[] = {{8, 20, 64, 8, 2, 0, 3707, 64, 0}};
+    static const op_shape_t smoke[] = {EXT(8, 20, 64, 8, 2, 3707, 64)};
+#undef EXT
     const op_shape_t *src = grad;
     int k = NT(grad);
     switch (mode) {
@@ -218,10 +222,12 @@ GPU_WRAP(attn_bwd, gpu_ext_attn_backward(g, t[AT_Q], t[AT_K], t[AT_V], t[AT_HIST
 
 /* The weights rebuilt from the GPU's row stats with the kernels' expression (raw scores in
  * float): they must match the CPU's att. */
-static void attn_weights_from_stats(const op_case_t *h, float *att) {
+static void attn_weights_from_stats(const op_case_t *cpu, const op_case_t *h, float *att,
+                                    float *want) {
     const float *q = h->t[AT_Q], *k = h->t[AT_K], *stats = h->t[AT_STATS];
     const int32_t *hist = h->t[AT_HIST];
     const int B = h->s.B, L = h->s.L, d = h->s.d;
+    memcpy(want, cpu->t[AT_ATT], (size_t)B * L * L * sizeof(float));
     const float sq = sqrtf((float)d);
     for (int b = 0; b < B; b++)
         for (int i = 0; i < L; i++) {
@@ -367,8 +373,9 @@ static double interest_cost(const op_shape_t *s, int bwd, double *flops) {
  * memory holds), K 1 to 64, emb 16 to 256 (48: not a multiple of the warp). Perf: the
  * reference's training (C 2) and evaluation (C 1,001) shapes, K 16. */
 static int heads_shapes(op_mode_t mode, op_shape_t *o) {
-#define H(B, C, K, d) {B, 0, d, 0, K, C, 300, 0, 0.5}
-    static const op_shape_t grad[] = {{5, 0, 8, 0, 3, 4, 15, 0, 1.0}, {2, 0, 12, 0, 2, 3, 7, 0, 0.5}};
+#define H(b_, c_, k_, d_) {.B = b_, .d = d_, .K = k_, .C = c_, .N = 300, .temp = 0.5}
+    static const op_shape_t grad[] = {{.B = 5, .d = 8, .K = 3, .C = 4, .N = 15, .temp = 1.0},
+                                      {.B = 2, .d = 12, .K = 2, .C = 3, .N = 7, .temp = 0.5}};
     static const op_shape_t gpu[] = {
         H(1, 2, 1, 16), H(3, 5, 2, 64), H(256, 2, 2, 64), H(256, 101, 7, 256),
         H(3, 1001, 64, 64), H(256, 2, 64, 16), H(2, 1, 3, 16), H(256, 1001, 2, 64),
@@ -564,6 +571,100 @@ static double distill_cost(const op_shape_t *s, int bwd, double *flops) {
     return 4 * (BKd + (double)s->B * s->d + 4 * BK);
 }
 
+/* ---- GRU on packed rows (predictor_decl.h "Packed order") ------------------------------------ */
+
+/* {B, L, d, lengths}; items below 50. Grad: small, mixed lengths and one long history.
+ * Parity: histories of one item to 512, emb 16 to 256 (48: not a multiple of 32; 128: W_hh
+ * resident in shared memory; 256: streamed in tiles), several blocks of slots, all lengths
+ * equal, one long history among short ones. Perf: the reference's batch, history 20 and
+ * 200. */
+static int gru_shapes(op_mode_t mode, op_shape_t *o) {
+#define G(b_, l_, d_, lens_) {.B = b_, .L = l_, .d = d_, .N = 50, .lens = OP_LEN_##lens_}
+    static const op_shape_t grad[] = {G(4, 5, 8, MIXED), G(5, 4, 6, ONE_LONG), G(2, 3, 4, EQUAL)};
+    static const op_shape_t gpu[] = {
+        G(1, 1, 16, MIXED),      G(3, 20, 64, MIXED),      G(256, 20, 64, MIXED),
+        G(256, 20, 64, EQUAL),   G(256, 512, 64, ONE_LONG), G(3, 200, 256, MIXED),
+        G(256, 200, 256, MIXED), G(3, 512, 16, MIXED),     G(256, 200, 64, MIXED),
+        G(100, 200, 128, EQUAL), G(77, 50, 48, MIXED),
+    };
+    static const op_shape_t emu[] = {
+        G(1, 1, 16, MIXED),     G(3, 20, 16, MIXED),      G(17, 9, 64, MIXED),
+        G(40, 20, 64, MIXED),   /* several blocks of slots */
+        G(12, 20, 32, EQUAL),   G(9, 200, 16, ONE_LONG),  G(3, 512, 16, ONE_LONG),
+        G(6, 30, 48, MIXED),    /* d not a multiple of 32 */
+        G(5, 12, 128, MIXED),   /* W_hh resident at 192 KiB */
+        G(5, 16, 256, MIXED),   /* W_hh streamed in tiles */
+    };
+    static const op_shape_t perf[] = {G(256, 20, 64, MIXED), G(256, 200, 64, MIXED)};
+    static const op_shape_t smoke[] = {G(8, 20, 64, MIXED)};
+#undef G
+    const op_shape_t *src = grad;
+    int k = NT(grad);
+    switch (mode) {
+    case OPM_GRAD: break;
+    case OPM_PARITY_GPU: src = gpu, k = NT(gpu); break;
+    case OPM_PARITY_EMU: src = emu, k = NT(emu); break;
+    case OPM_PERF: src = perf, k = NT(perf); break;
+    case OPM_PERF_SMOKE: src = smoke, k = NT(smoke); break;
+    }
+    for (int i = 0; i < k; i++) o[i] = src[i];
+    return k;
+}
+
+enum { GR_WIH, GR_WHH, GR_BIH, GR_BHH, GR_X, GR_GATES, GR_GHN, GR_H, GR_DH, GR_DGI, GR_DGH, GR_DX,
+       GR_DWIH, GR_DWHH, GR_DBIH, GR_DBHH, GR_WORK };
+static const op_tensor_t gru_t[] = {
+    [GR_WIH] = {"w_ih", "3,d,d", T_IN, -1, 1, .grad = "dw_ih", .flags = OPT_FANIN},
+    [GR_WHH] = {"w_hh", "3,d,d", T_IN, -1, 1, .grad = "dw_hh", .flags = OPT_FANIN},
+    [GR_BIH] = {"b_ih", "3,d", T_IN, -1, 1, .grad = "db_ih", .flags = OPT_FANIN},
+    [GR_BHH] = {"b_hh", "3,d", T_IN, -1, 1, .grad = "db_hh", .flags = OPT_FANIN},
+    [GR_X] = {"x", "T,d", T_IN, -1, 1, .grad = "dx"},
+    [GR_GATES] = {"gates", "T,3,d", T_OUT, .flags = 0},
+    [GR_GHN] = {"ghn", "T,d", T_OUT, .flags = 0},
+    [GR_H] = {"h", "T,d", T_OUT, .grad = "dh"},
+    /* a gradient on every packed row's output (the model sets the final rows only) */
+    [GR_DH] = {"dh", "T,d", T_IN, -1, 1, .flags = 0},
+    [GR_DGI] = {"dgi", "T,3,d", T_OUT, .flags = 0},
+    /* CPU: the n block (T, d); GPU: all three (T, 3d): compared through gru_dgh */
+    [GR_DGH] = {"dgh", "T,3,d", T_SCRATCH, .flags = 0},
+    [GR_DX] = {"dx", "T,d", T_OUT, .flags = 0},
+    [GR_DWIH] = {"dw_ih", "3,d,d", T_GRAD_ADD, -1, 1, .flags = OPT_ROWS_T},
+    [GR_DWHH] = {"dw_hh", "3,d,d", T_GRAD_ADD, -1, 1, .flags = OPT_ROWS_T},
+    [GR_DBIH] = {"db_ih", "3,d", T_GRAD_ADD, -1, 1, .flags = OPT_ROWS_T},
+    [GR_DBHH] = {"db_hh", "3,d", T_GRAD_ADD, -1, 1, .flags = OPT_ROWS_T},
+    [GR_WORK] = {"work", "B,3,d", T_SCRATCH, .flags = 0},
+};
+#define GRU_FWD(P) gru_forward##P(s->d, t[GR_WIH], t[GR_WHH], t[GR_BIH], t[GR_BHH], c->n_steps, c->batch_sizes, c->step_off, t[GR_X], t[GR_GATES], t[GR_GHN], t[GR_H], t[GR_WORK])
+#define GRU_BWD(P) gru_backward##P(s->d, t[GR_WIH], t[GR_WHH], c->n_steps, c->batch_sizes, c->step_off, t[GR_X], t[GR_GATES], t[GR_GHN], t[GR_H], t[GR_DH], t[GR_DGI], t[GR_DGH], t[GR_DX], t[GR_DWIH], t[GR_DWHH], t[GR_DBIH], t[GR_DBHH])
+CPU_WRAP(gru_fwd, GRU_FWD)
+CPU_WRAP(gru_bwd, GRU_BWD)
+/* the packing as the backend passes it: sizes on the host, step offsets on the device */
+#define GRU_PACK {c->n_steps, c->n_steps ? c->batch_sizes[0] : 0, s->T, c->step_off_dev}
+GPU_WRAP(gru_fwd, const gpu_gru_pack_t pk = GRU_PACK; gpu_gru_forward(g, s->d, t[GR_WIH], t[GR_WHH], t[GR_BIH], t[GR_BHH], &pk, t[GR_X], t[GR_GATES], t[GR_GHN], t[GR_H]))
+GPU_WRAP(gru_bwd, const gpu_gru_pack_t pk = GRU_PACK; gpu_gru_backward(g, s->d, t[GR_WIH], t[GR_WHH], &pk, t[GR_X], t[GR_GATES], t[GR_GHN], t[GR_H], t[GR_DH], t[GR_DGI], t[GR_DGH], t[GR_DX], t[GR_DWIH], t[GR_DWHH], t[GR_DBIH], t[GR_DBHH]))
+
+/* The GPU's (T, 3d) recurrent-gate gradients: blocks r, z as the CPU's dgi, n as its dgh. */
+static void gru_dgh(const op_case_t *cpu, const op_case_t *gpu, float *got, float *want) {
+    const int64_t T = cpu->s.T, d = cpu->s.d, G = 3 * d;
+    const float *dgi = cpu->t[GR_DGI], *dgh = cpu->t[GR_DGH];
+    memcpy(got, gpu->t[GR_DGH], (size_t)(T * G) * sizeof(float));
+    for (int64_t r = 0; r < T; r++)
+        for (int64_t j = 0; j < d; j++) {
+            want[r * G + j] = dgi[r * G + j];
+            want[r * G + d + j] = dgi[r * G + d + j];
+            want[r * G + 2 * d + j] = dgh[r * d + j];
+        }
+}
+
+/* Weights, inputs and what is saved read or written once; one (T, d) x (d, 3d) product is
+ * 6 T d^2 flops: two of them forward (input, recurrent), four backward. */
+static double gru_cost(const op_shape_t *s, int bwd, double *flops) {
+    const double T = (double)s->T, d = s->d, prod = 6.0 * T * d * d;
+    *flops = (bwd ? 4 : 2) * prod;
+    return 4 * (bwd ? 6 * d * d + 6 * d + T * d * 10 + 3 * 3 * T * d
+                    : 6 * d * d + 6 * d + T * d * 6);
+}
+
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 #define CPU_FNS(w) .fwd_f = w##_fwd_f, .bwd_f = w##_bwd_f, .fwd_d = w##_fwd_d, .bwd_d = w##_bwd_d
@@ -587,6 +688,8 @@ const op_t op_table[] = {
     OP("add_layernorm_mask", ln_t, NT(ln_t), ext_shapes, lnm, 1e-5, .cost = ln_cost),
     OP("ffn", ffn_t, NT(ffn_t), ext_shapes, ffn, 1e-5, .cost = ffn_cost),
     OP("interest", interest_t, NT(interest_t), ext_shapes, interest, 1e-5, .cost = interest_cost),
+    OP("gru", gru_t, NT(gru_t), gru_shapes, gru, 1e-5, .cost = gru_cost, .derive = gru_dgh,
+       .derive_of = "dgh"),
     OP("user_vector", user_t, NT(user_t), heads_shapes, user, 1e-5, .cost = user_cost),
     OP("candidate_scores", cand_t, NT(cand_t), heads_shapes, cand, 1e-5, .cost = cand_cost),
     {.name = "ranking_loss", .t = rank_t, .nt = NT(rank_t), .shapes = rank_shapes,

@@ -27,11 +27,17 @@
 #include "timirec/gpu_ops.h"
 
 /* One shape of an op. Tensor dims (op_tensor_t.dims) name these fields by letter:
- * B L d a K C N f, n = B * L, P = L + 1 (position rows); digits are literal factors. */
+ * B L d a K C N f T, n = B * L, P = L + 1 (position rows); digits are literal factors. */
 typedef struct {
     int B, L, d, a, K, C, N, f;
     double temp; /* the distillation's temperature */
+    int lens;    /* the histories' lengths (OP_LEN_*) */
+    int64_t T;   /* packed rows (the sum of the lengths): set by the harness */
 } op_shape_t;
+
+/* History lengths of a batch: random 1..L with the last row of 3 or more empty
+ * (gt_histories), all L, or one row of L among rows of 1..3. */
+enum { OP_LEN_MIXED, OP_LEN_EQUAL, OP_LEN_ONE_LONG };
 
 /* Which shapes a generator returns: grad checks (small), parity on a GPU, parity in the host
  * emulation (smaller), perf, and perf's smoke run (one small shape). */
@@ -59,7 +65,8 @@ enum {
     OPT_EXACT = 2,     /* parity: bit-identical */
     OPT_ZERO_GRAD = 4, /* grad: zero in exact arithmetic (softmax shift invariance) */
     OPT_EMPTY_ZERO = 8, /* the last batch row (an empty history) must come out exactly 0 */
-    OPT_FANIN = 16      /* T_IN range scaled by 1 / sqrt(last dim) (a weight's fan-in) */
+    OPT_FANIN = 16,     /* T_IN range scaled by 1 / sqrt(last dim) (a weight's fan-in) */
+    OPT_ROWS_T = 32     /* as OPT_ROWS, for a sum over the T packed rows */
 };
 
 typedef struct {
@@ -78,10 +85,16 @@ typedef struct {
     double tol;        /* parity: this tensor's tolerance (0: the op's) */
 } op_tensor_t;
 
-/* One instance: the shape and a buffer per tensor (host float or double, or device). */
+/* One instance: the shape and a buffer per tensor (host float or double, or device), and the
+ * batch's GRU packing of its history lengths (predictor_decl.h "Packed order"): host arrays,
+ * and step_off on the device for a GPU run. */
 typedef struct {
     op_shape_t s;
     void *t[OP_MAX_TENSORS];
+    int n_steps;
+    const int32_t *batch_sizes; /* (L) */
+    const int64_t *step_off;    /* (L + 1) */
+    const int64_t *step_off_dev;
 } op_case_t;
 
 typedef void (*op_cpu_fn)(op_case_t *c);
@@ -98,9 +111,11 @@ typedef struct {
     /* Compulsory traffic in bytes (each input read once, each output written once) of the
      * forward (bwd 0) or backward (bwd 1), and its useful flops in *flops. */
     double (*cost)(const op_shape_t *s, int bwd, double *flops);
-    /* Optional parity check of a GPU-only tensor: derive(h, out) computes from the GPU's
-     * tensors (host copies in h) the CPU tensor named derive_of into out. */
-    void (*derive)(const op_case_t *h, float *out);
+    /* Optional parity check of what the two sides keep in different forms: derive(cpu, gpu,
+     * got, want) fills got from the GPU's tensors (host copies in gpu) and want from the
+     * CPU's, compared as the tensor named derive_of (buffers of its size) with the op's
+     * tolerance. */
+    void (*derive)(const op_case_t *cpu, const op_case_t *gpu, float *got, float *want);
     const char *derive_of;
 } op_t;
 
