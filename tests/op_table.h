@@ -1,7 +1,13 @@
-/* The op table and its harness (in the spirit of ggml's test-backend-ops): every layer op of
- * the model is registered ONCE in op_table[] (tests/op_table.c) with its tensors, the shapes
- * it is checked and timed at, its CPU reference (float and double: cpu_ops.h) and its CUDA
- * launcher (gpu_ops.h; the host emulation in the emulated build). The harness
+/* The op table and its harness (in the spirit of ggml's test-backend-ops): each layer op of the
+ * model is registered ONCE in op_table[] (tests/op_table.c) with its tensors, the shapes it is
+ * checked and timed at, its CPU reference (float and double: cpu_ops.h) and its CUDA launcher
+ * (gpu_ops.h; the host emulation in the emulated build). Registered: the extractor's ops
+ * (embedding +/- positions, Linear +/- bias, attention, add + LayerNorm +/- row mask,
+ * feed-forward, interest attention), the GRU, and the single heads (user vector, candidate
+ * scores, ranking loss, distillation). Still checked by their own tests: the pretrain scores
+ * (an int argmax with a near-tie rule) and the fused heads (test_gpu_heads), the projection
+ * and its dropout mask (test_gpu_predictor), Adam (test_gpu_adam), the scatter's run-length
+ * cases (test_gpu_scatter), top-K (test_gpu_topk). The harness
  * (tests/op_harness.c) runs it in three modes:
  *  - grad:   the double CPU op's backward against central finite differences of the loss
  *            sum_o <out_o, dout_o> (every output with an upstream gradient), per input that
@@ -13,7 +19,8 @@
  *  - perf:   median time over repeats after a warm-up, GB/s and GFLOP/s, and on a GPU the
  *            fraction of the device's roofline (bench/results/device.csv, bench_device).
  * tests/test_gpu_ops.c runs grad and parity (`make test`: test_gpu_ops natively, where parity
- * SKIPs without a GPU, and test_emu_ops against the emulation); bench/bench_ops.c runs perf.
+ * SKIPs without a GPU, and test_emu_ops against the emulation); bench/bench_ops.c runs perf on
+ * the CPU (`make bench`), bench/bench_gpu_ops.c on the GPU (`make bench`, `make gpu-check`).
  *
  * Adding an op: one entry in op_table.c: an enum of its tensors, their op_tensor_t list, the
  * CPU call written once for both precisions (CPU_WRAP), the GPU call, the shapes (a
