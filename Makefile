@@ -148,6 +148,24 @@ $(BUILD)/tests/test_fuzz_regress: tests/test_fuzz_regress.c fuzz/targets.c fuzz/
 	@$(if $(V),:,echo "  CC      $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -Ifuzz -MMD -MP -o $@ $< fuzz/targets.c $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
 
+# The op table and its harness (tests/op_table.h): test_gpu_ops / test_emu_ops run its grad and
+# parity modes, bench_ops (CPU) and bench_gpu_ops (GPU) its perf mode.
+OPS_SRC := tests/op_table.c tests/op_harness.c
+$(BUILD)/tests/test_gpu_ops: tests/test_gpu_ops.c $(OPS_SRC) $(BUILD)/libtimirec.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(OPS_SRC) $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
+
+$(BUILD)/tests/test_emu_ops: tests/test_gpu_ops.c $(OPS_SRC) $(BUILD)/emu/libtimirec_emu.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC-EMU  $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -DTIMIREC_CUDA=1 -Itests -MMD -MP -o $@ $< $(OPS_SRC) $(BUILD)/emu/libtimirec_emu.a $(LDFLAGS) $(LDLIBS) -lstdc++
+
+$(BUILD)/bench/bench_ops $(BUILD)/bench/bench_gpu_ops: $(BUILD)/bench/%: bench/%.c $(OPS_SRC) $(BUILD)/libtimirec.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(OPS_SRC) $(BUILD)/libtimirec.a $(LDFLAGS) $(LDLIBS) $(CUDA_LIBS)
+
 # test_gpu_coop / test_emu_coop: tests/test_gpu_coop.c with its own kernels (tests/coop_kernels.cu),
 # built by nvcc for the GPU test (in a CUDA build; else the generic rule builds a SKIP) and by
 # g++ -DTMR_EMULATE for the emulated one.
@@ -262,7 +280,7 @@ valgrind:
 # without a CUDA-aware language server (the #ifndef TMR_EMULATE parts show as inactive).
 compile_commands.json: FORCE
 	@{ echo '['; sep=' '; \
-	  for f in $(LIB_SRC) src/main.c $(TEST_SRC) $(BENCH_SRC) $(wildcard fuzz/*.c); do \
+	  for f in $(LIB_SRC) src/main.c $(TEST_SRC) $(OPS_SRC) $(BENCH_SRC) $(wildcard fuzz/*.c); do \
 	    printf '%s{"directory": "%s", "file": "%s", "command": "%s -Itests -Ifuzz -c %s"}\n' \
 	      "$$sep" "$(CURDIR)" "$$f" "$(CC) $(BASE_CFLAGS) $(CFLAGS)" "$$f"; sep=','; \
 	  done; \

@@ -1,16 +1,15 @@
-/* Device time of the predictor, head and optimiser kernels (kernels/gru.cu, heads.cu,
- * adam.cu), each through its gpu_ops.h launcher, at the reference's shapes (batch 256,
- * history 20, emb 64, K 2, C 2 in training / 1,001 in evaluation) and at history 200 / K 16.
- * Histories: 9 rows in 10 full, the others 1..L (as bench_gpu_step). Median of TIMED runs
- * after a warm-up, CUDA events around the launcher (the losses' launchers include their
- * B-double copy back to the host; the table-gradient launchers include the sorted scatter).
+/* Device time of the head and optimiser kernels (kernels/heads.cu, adam.cu; the GRU and the
+ * single heads: the op table's perf mode, bench_gpu_ops), each through its gpu_ops.h
+ * launcher, at the reference's shapes (batch 256, history 20, emb 64, K 2, C 2 in training /
+ * 1,001 in evaluation) and at K 16. Median of TIMED runs after a warm-up, CUDA events around
+ * the launcher (the losses' launchers include their B-double copy back to the host; the
+ * table-gradient launchers include the sorted scatter).
  *
  * Printed next to the device's ceilings from bench/results/device.csv (the last row for this
- * GPU: d2d copy GB/s, FP32 SGEMM TFLOP/s): the GRU is reported in GFLOP/s against SGEMM
- * (its recurrence is latency-bound: the fraction says how far from a plain product it is),
- * the heads and Adam in GB/s of compulsory traffic (each input read once, each output written
- * once; E rows gathered count once per candidate) against the d2d copy rate. Appends rows to
- * bench/results/kernels.csv (header written only when the file is new). SKIP without a GPU. */
+ * GPU: d2d copy GB/s, FP32 SGEMM TFLOP/s): the heads and Adam in GB/s of compulsory traffic
+ * (each input read once, each output written once; E rows gathered count once per candidate)
+ * against the d2d copy rate. Appends rows to bench/results/kernels.csv (header written only
+ * when the file is new). SKIP without a GPU. */
 #include "bench_util.h"
 
 #include <math.h>
@@ -108,64 +107,6 @@ static void report(const char *kernel, const char *shape, op_fn op, void *arg, d
         if (frac > 0) fprintf(csv, "%.4f", frac);
         fprintf(csv, "\n");
     }
-}
-
-/* ---- GRU ---- */
-
-typedef struct {
-    int d;
-    gpu_gru_pack_t pack;            /* step offsets on the device, as the backend passes them */
-    int32_t *batch_sizes;
-    int64_t *step_off;              /* host copy */
-    float *w_ih, *w_hh, *b_ih, *b_hh, *x, *gates, *ghn, *h, *dh, *dgi, *dgh, *dx;
-    float *dw_ih, *dw_hh, *db_ih, *db_hh;
-} gru_arg_t;
-
-static void gru_fwd(void *p) {
-    gru_arg_t *a = (gru_arg_t *)p;
-    gpu_gru_forward(ctx, a->d, a->w_ih, a->w_hh, a->b_ih, a->b_hh, &a->pack, a->x, a->gates,
-                    a->ghn, a->h);
-}
-static void gru_bwd(void *p) {
-    gru_arg_t *a = (gru_arg_t *)p;
-    gpu_gru_backward(ctx, a->d, a->w_ih, a->w_hh, &a->pack, a->x, a->gates, a->ghn, a->h, a->dh,
-                     a->dgi, a->dgh, a->dx, a->dw_ih, a->dw_hh, a->db_ih, a->db_hh);
-}
-
-static void bench_gru(int L, int d) {
-    int32_t length[B], perm[B];
-    for (int b = 0; b < B; b++)
-        length[b] = b % 10 ? L : 1 + (int)(rng_u32(11, RNG_TEST, 5, (uint64_t)b, 0) % (uint32_t)L);
-    gru_arg_t a;
-    memset(&a, 0, sizeof a);
-    a.d = d;
-    a.batch_sizes = (int32_t *)malloc((size_t)L * sizeof(int32_t));
-    a.step_off = (int64_t *)malloc((size_t)(L + 1) * sizeof(int64_t));
-    const int n_steps = gru_pack_f(length, B, L, perm, a.batch_sizes, a.step_off);
-    const int64_t T = a.step_off[n_steps], G = 3 * (int64_t)d;
-    int64_t *d_off = (int64_t *)gpu_malloc((size_t)(n_steps + 1) * sizeof(int64_t));
-    gpu_to_device(d_off, a.step_off, (size_t)(n_steps + 1) * sizeof(int64_t));
-    a.pack = (gpu_gru_pack_t){n_steps, n_steps ? a.batch_sizes[0] : 0, T, d_off};
-    const float s = 1.0f / sqrtf((float)d);
-    a.w_ih = dev_rand(G * d, 1, -s, s), a.w_hh = dev_rand(G * d, 2, -s, s);
-    a.b_ih = dev_rand(G, 3, -s, s), a.b_hh = dev_rand(G, 4, -s, s);
-    a.x = dev_rand(T * d, 5, -1, 1), a.dh = dev_rand(T * d, 6, -1, 1);
-    a.gates = dev_rand(T * G, 7, 0, 1), a.dgi = dev_rand(T * G, 7, 0, 1);
-    a.dgh = dev_rand(T * G, 7, 0, 1);
-    a.ghn = dev_rand(T * d, 8, 0, 1), a.h = dev_rand(T * d, 8, 0, 1), a.dx = dev_rand(T * d, 8, 0, 1);
-    a.dw_ih = dev_rand(G * d, 9, 0, 0), a.dw_hh = dev_rand(G * d, 9, 0, 0);
-    a.db_ih = dev_rand(G, 9, 0, 0), a.db_hh = dev_rand(G, 9, 0, 0);
-    char shape[64];
-    snprintf(shape, sizeof shape, "B%d L%d d%d T%lld", B, L, d, (long long)T);
-    const double prod = 2.0 * (double)T * (double)G * d; /* one (T, d) x (d, 3d) product */
-    report("gru_forward", shape, gru_fwd, &a, 0, 2 * prod);  /* input + recurrent */
-    report("gru_backward", shape, gru_bwd, &a, 0, 4 * prod); /* recurrent, dW_hh, dW_ih, dx */
-    gpu_free(a.w_ih), gpu_free(a.w_hh), gpu_free(a.b_ih), gpu_free(a.b_hh), gpu_free(a.x);
-    gpu_free(a.dh), gpu_free(a.gates), gpu_free(a.dgi), gpu_free(a.dgh), gpu_free(a.ghn);
-    gpu_free(a.h), gpu_free(a.dx), gpu_free(a.dw_ih), gpu_free(a.dw_hh), gpu_free(a.db_ih);
-    gpu_free(a.db_hh);
-    gpu_free(d_off);
-    free(a.batch_sizes), free(a.step_off);
 }
 
 /* ---- heads ---- */
@@ -303,8 +244,6 @@ int main(void) {
         fprintf(csv, "device,date,commit,kernel,shape,us,gbps,gflops,fraction_of_ceiling\n");
     printf("%s; ceilings from bench/results/device.csv: d2d %.0f GB/s, SGEMM %.0f GFLOP/s%s\n",
            device, ceil_gbps, ceil_gflops, ceil_gbps > 0 ? "" : " (no row for this GPU)");
-    bench_gru(20, D);
-    bench_gru(200, D);
     bench_heads(2, 2, D, 1);
     bench_heads(1001, 2, D, 0);
     bench_heads(2, 16, D, 1);

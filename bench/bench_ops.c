@@ -1,11 +1,13 @@
 /* Kernel benchmarks of every hot op of the model, at the default shapes (batch 256, history 20,
  * d 64, K 2) and at large ones (history 200 and 512, K 16 and 64, batch 8,192, a 100,000-item
- * catalog). Each op is the CPU reference backend's own function (declared in include/timirec/cpu/):
+ * catalog). First the op table's CPU perf mode (tests/op_table.h: the extractor's ops and the
+ * single heads), then the ops still set up here (predictor, the training heads' scores + loss,
+ * Adam, top-K). Each op is the CPU reference backend's own function (include/timirec/cpu/):
  * before it is timed, its float version is checked against its double version on the same
  * random inputs (float outputs poisoned with NaN first), as max |float - double| / max |double|
  * over every output. Then one warm-up and repeats (3 to 100, about --budget seconds), median time,
  * and GB/s (the bytes the op must move at least) or GFLOP/s (its multiply-adds x 2).
- * The CUDA kernels have their own benchmarks (bench_gpu_extractor, bench_gpu_heads, timed with
+ * The CUDA kernels have their own benchmarks (bench_gpu_ops, bench_gpu_heads, timed with
  * CUDA events against the device's ceilings). Prints a table; appends rows to
  * bench/results/ops.csv (device, date, commit).
  *
@@ -18,6 +20,7 @@
 #include "timirec/options.h"
 #include "timirec/rng.h"
 #include "bench_util.h"
+#include "op_table.h"
 
 #include <math.h>
 #include <omp.h>
@@ -27,20 +30,18 @@
 
 /* ---- shapes --------------------------------------------------------------------------------- */
 
+/* The extractor's ops (embedding, Linear, attention, LayerNorm, feed-forward, interest
+ * attention) and the single heads (user vector, candidate scores, ranking loss, distillation)
+ * are the op table's (tests/op_table.c), timed by op_run_perf at its perf shapes;
+ * the ops below are still set up here. */
 enum {
-    OP_EMBED = 1 << 0,    /* embedding gather and scatter-add */
-    OP_ATTN = 1 << 1,     /* masked self-attention */
-    OP_LN = 1 << 2,       /* residual + LayerNorm */
-    OP_FFN = 1 << 3,      /* feed-forward */
-    OP_INTEREST = 1 << 4, /* interest attention + weighted sum */
-    OP_GRU = 1 << 5,      /* interest predictor: E2 gather, GRU, projection */
-    OP_DISTILL = 1 << 6,  /* cosine targets + KL */
-    OP_SCORE = 1 << 7,    /* scores of the training candidates + ranking loss, fwd + bwd */
-    OP_ADAM = 1 << 8,     /* Adam over the whole parameter table */
-    OP_TOPK = 1 << 9,     /* full-catalog scores + the target's rank among every item */
-    OP_ALL = (1 << 10) - 1,
-    OP_SEQ = OP_EMBED | OP_ATTN | OP_LN | OP_FFN | OP_INTEREST | OP_GRU,
-    OP_K = OP_INTEREST | OP_DISTILL | OP_SCORE,
+    OP_GRU = 1 << 0,      /* interest predictor: E2 gather, GRU, projection */
+    OP_SCORE = 1 << 1,    /* scores of the training candidates + ranking loss, fwd + bwd */
+    OP_ADAM = 1 << 2,     /* Adam over the whole parameter table */
+    OP_TOPK = 1 << 3,     /* full-catalog scores + the target's rank among every item */
+    OP_ALL = (1 << 4) - 1,
+    OP_SEQ = OP_GRU,
+    OP_K = OP_SCORE,
 };
 
 typedef struct {
@@ -230,250 +231,6 @@ static void model_free_(bmodel_t *m) {
 #define BWD_TOL 1e-4
 
 typedef struct {
-    const float *E, *P;
-    const bbatch_t *b;
-    int64_t n;
-    int d;
-    float *x0, *dE, *dP;
-} embed_arg_t;
-static void run_embed_fwd(void *p) {
-    embed_arg_t *a = p;
-    layer_embed_forward_f(a->E, a->P, a->b->hist, a->b->pos, a->n, a->d, a->x0);
-}
-static void run_embed_bwd(void *p) {
-    embed_arg_t *a = p;
-    layer_embed_backward_f(a->b->hist, a->b->pos, a->n, a->d, a->x0, a->dE, a->dP);
-}
-
-static void bench_embed(report_t *rp, const case_t *cs, const bmodel_t *m, const bbatch_t *b) {
-    int64_t n = (int64_t)b->B * b->L;
-    int d = cs->d;
-    const float *E = m->pf + model_offset(&m->lay, P_EXT_ITEM_EMB), *P = m->pf + model_offset(&m->lay, P_EXT_POS_EMB);
-    const double *Ed = m->pd + model_offset(&m->lay, P_EXT_ITEM_EMB), *Pd = m->pd + model_offset(&m->lay, P_EXT_POS_EMB);
-    size_t nd = (size_t)(n * d), rows_E = (size_t)cs->N * d, rows_P = (size_t)(cs->L + 1) * d;
-    float *x0 = nan_f(nd);
-    double *x0d = zeros_d(nd);
-    layer_embed_forward_f(E, P, b->hist, b->pos, n, d, x0);
-    layer_embed_forward_d(Ed, Pd, b->hist, b->pos, n, d, x0d);
-    char shape[64];
-    snprintf(shape, sizeof shape, "B*L=%lld d=%d N=%d", (long long)n, d, cs->N);
-    embed_arg_t a = {E, P, b, n, d, x0, NULL, NULL};
-    report(rp, cs, "embedding gather (+pos)", shape, rel_err(x0, x0d, nd), FWD_TOL, run_embed_fwd, &a,
-           4.0 * (double)nd * 3 + 8.0 * (double)n, 1);
-    /* Scatter-add of a random gradient along the batch's rows. Row 0 (padding) and the low
-     * positions collect thousands of rows: float sums that long drift by ~1e-6 of their size. */
-    float *dx0 = rand_f(nd, 1), *dE = zeros_f(rows_E), *dP = zeros_f(rows_P);
-    double *dx0d = to_d(dx0, nd), *dEd = zeros_d(rows_E), *dPd = zeros_d(rows_P);
-    layer_embed_backward_f(b->hist, b->pos, n, d, dx0, dE, dP);
-    layer_embed_backward_d(b->hist, b->pos, n, d, dx0d, dEd, dPd);
-    double err = fmax(rel_err(dE, dEd, rows_E), rel_err(dP, dPd, rows_P));
-    a.x0 = dx0, a.dE = dE, a.dP = dP;
-    report(rp, cs, "embedding scatter-add", shape, err, BWD_TOL, run_embed_bwd, &a,
-           4.0 * (double)nd * 5 + 8.0 * (double)n, 1);
-    free(x0), free(x0d), free(dx0), free(dx0d), free(dE), free(dP), free(dEd), free(dPd);
-}
-
-typedef struct {
-    const float *q, *k, *v, *dctx;
-    const int32_t *hist;
-    int B, L, d;
-    float *att, *ctx, *dq, *dk, *dv, *ds;
-} attn_arg_t;
-static void run_attn_fwd(void *p) {
-    attn_arg_t *a = p;
-    ext_attn_forward_f(a->q, a->k, a->v, a->hist, a->B, a->L, a->d, a->att, a->ctx);
-}
-static void run_attn_bwd(void *p) {
-    attn_arg_t *a = p;
-    ext_attn_backward_f(a->q, a->k, a->v, a->att, a->dctx, a->B, a->L, a->d, a->dq, a->dk, a->dv, a->ds);
-}
-
-static void bench_attn(report_t *rp, const case_t *cs, const bbatch_t *b) {
-    int B = b->B, L = b->L, d = cs->d;
-    size_t nd = (size_t)B * L * d, nll = (size_t)B * L * L;
-    float *q = rand_f(nd, 1), *k = rand_f(nd, 1), *v = rand_f(nd, 1), *dctx = rand_f(nd, 1);
-    double *qd = to_d(q, nd), *kd = to_d(k, nd), *vd = to_d(v, nd), *dctxd = to_d(dctx, nd);
-    float *att = nan_f(nll), *ctx = nan_f(nd);
-    double *attd = zeros_d(nll), *ctxd = zeros_d(nd);
-    ext_attn_forward_f(q, k, v, b->hist, B, L, d, att, ctx);
-    ext_attn_forward_d(qd, kd, vd, b->hist, B, L, d, attd, ctxd);
-    char shape[64];
-    snprintf(shape, sizeof shape, "B=%d L=%d d=%d", B, L, d);
-    attn_arg_t a = {q, k, v, dctx, b->hist, B, L, d, att, ctx, NULL, NULL, NULL, NULL};
-    double flops = 4.0 * (double)nll * d;
-    report(rp, cs, "attention forward", shape, fmax(rel_err(ctx, ctxd, nd), rel_err(att, attd, nll)),
-           FWD_TOL, run_attn_fwd, &a, flops, 0);
-    float *dq = nan_f(nd), *dk = nan_f(nd), *dv = nan_f(nd), *ds = nan_f(nll);
-    double *dqd = zeros_d(nd), *dkd = zeros_d(nd), *dvd = zeros_d(nd), *dsd = zeros_d(nll);
-    ext_attn_backward_f(q, k, v, att, dctx, B, L, d, dq, dk, dv, ds);
-    double *att_from_f = to_d(att, nll);
-    ext_attn_backward_d(qd, kd, vd, att_from_f, dctxd, B, L, d, dqd, dkd, dvd, dsd);
-    free(att_from_f);
-    double err = fmax(fmax(rel_err(dq, dqd, nd), rel_err(dk, dkd, nd)), rel_err(dv, dvd, nd));
-    a.dq = dq, a.dk = dk, a.dv = dv, a.ds = ds;
-    report(rp, cs, "attention backward", shape, err, BWD_TOL, run_attn_bwd, &a, 2 * flops, 0);
-    free(q), free(k), free(v), free(dctx), free(qd), free(kd), free(vd), free(dctxd);
-    free(att), free(ctx), free(attd), free(ctxd);
-    free(dq), free(dk), free(dv), free(ds), free(dqd), free(dkd), free(dvd), free(dsd);
-}
-
-typedef struct {
-    const float *a, *b, *gamma, *beta, *dy;
-    const int32_t *mask;
-    int64_t n;
-    int d;
-    float *y, *xhat, *rstd, *dz, *dgamma, *dbeta;
-} ln_arg_t;
-static void run_ln_fwd(void *p) {
-    ln_arg_t *a = p;
-    layer_add_layernorm_forward_f(a->a, a->b, a->gamma, a->beta, a->mask, a->n, a->d, a->y, a->xhat, a->rstd);
-}
-static void run_ln_bwd(void *p) {
-    ln_arg_t *a = p;
-    layer_add_layernorm_backward_f(a->dy, a->xhat, a->rstd, a->gamma, a->mask, a->n, a->d, a->dz,
-                                 a->dgamma, a->dbeta);
-}
-
-static void bench_ln(report_t *rp, const case_t *cs, const bbatch_t *b) {
-    int64_t n = (int64_t)b->B * b->L;
-    int d = cs->d;
-    size_t nd = (size_t)(n * d);
-    float *x = rand_f(nd, 1), *r = rand_f(nd, 1), *dy = rand_f(nd, 1);
-    float *gamma = rand_f((size_t)d, 1), *beta = rand_f((size_t)d, 1);
-    double *xd = to_d(x, nd), *rd = to_d(r, nd), *dyd = to_d(dy, nd);
-    double *gd = to_d(gamma, (size_t)d), *bd = to_d(beta, (size_t)d);
-    float *y = nan_f(nd), *xhat = nan_f(nd), *rstd = nan_f((size_t)n);
-    double *yd = zeros_d(nd), *xhatd = zeros_d(nd), *rstdd = zeros_d((size_t)n);
-    layer_add_layernorm_forward_f(x, r, gamma, beta, b->hist, n, d, y, xhat, rstd);
-    layer_add_layernorm_forward_d(xd, rd, gd, bd, b->hist, n, d, yd, xhatd, rstdd);
-    char shape[64];
-    snprintf(shape, sizeof shape, "B*L=%lld d=%d", (long long)n, d);
-    ln_arg_t a = {x, r, gamma, beta, dy, b->hist, n, d, y, xhat, rstd, NULL, NULL, NULL};
-    report(rp, cs, "residual + LayerNorm fwd", shape, fmax(rel_err(y, yd, nd), rel_err(xhat, xhatd, nd)),
-           FWD_TOL, run_ln_fwd, &a, 4.0 * (4.0 * (double)nd + (double)n), 1);
-    float *dz = nan_f(nd), *dg = zeros_f((size_t)d), *db = zeros_f((size_t)d);
-    double *dzd = zeros_d(nd), *dgd = zeros_d((size_t)d), *dbd = zeros_d((size_t)d);
-    layer_add_layernorm_backward_f(dy, xhat, rstd, gamma, b->hist, n, d, dz, dg, db);
-    double *xhat_from_f = to_d(xhat, nd), *rstd_from_f = to_d(rstd, (size_t)n);
-    layer_add_layernorm_backward_d(dyd, xhat_from_f, rstd_from_f, gd, b->hist, n, d, dzd, dgd, dbd);
-    free(xhat_from_f), free(rstd_from_f);
-    double err = fmax(fmax(rel_err(dz, dzd, nd), rel_err(dg, dgd, (size_t)d)), rel_err(db, dbd, (size_t)d));
-    a.dz = dz, a.dgamma = dg, a.dbeta = db;
-    report(rp, cs, "residual + LayerNorm bwd", shape, err, BWD_TOL, run_ln_bwd, &a,
-           4.0 * (3.0 * (double)nd + (double)n), 1);
-    free(x), free(r), free(dy), free(gamma), free(beta), free(xd), free(rd), free(dyd), free(gd), free(bd);
-    free(y), free(xhat), free(rstd), free(yd), free(xhatd), free(rstdd);
-    free(dz), free(dg), free(db), free(dzd), free(dgd), free(dbd);
-}
-
-typedef struct {
-    const float *h, *W1, *b1, *W2, *b2, *df;
-    int64_t n;
-    int d;
-    float *r, *f, *dh, *dW1, *db1, *dW2, *db2, *dr;
-} ffn_arg_t;
-static void run_ffn_fwd(void *p) {
-    ffn_arg_t *a = p;
-    ext_ffn_forward_f(a->h, a->W1, a->b1, a->W2, a->b2, a->n, a->d, a->d, a->r, a->f);
-}
-static void run_ffn_bwd(void *p) {
-    ffn_arg_t *a = p;
-    ext_ffn_backward_f(a->h, a->r, a->W1, a->W2, a->df, a->n, a->d, a->d, a->dh, a->dW1, a->db1,
-                       a->dW2, a->db2, a->dr);
-}
-
-static void bench_ffn(report_t *rp, const case_t *cs, const bbatch_t *b) {
-    int64_t n = (int64_t)b->B * b->L;
-    int d = cs->d;
-    size_t nd = (size_t)(n * d), dd = (size_t)d * d;
-    float *h = rand_f(nd, 1), *df = rand_f(nd, 1), *W1 = rand_f(dd, 0.2), *W2 = rand_f(dd, 0.2);
-    float *b1 = rand_f((size_t)d, 0.1), *b2 = rand_f((size_t)d, 0.1);
-    double *hd = to_d(h, nd), *dfd = to_d(df, nd), *W1d = to_d(W1, dd), *W2d = to_d(W2, dd);
-    double *b1d = to_d(b1, (size_t)d), *b2d = to_d(b2, (size_t)d);
-    float *r = nan_f(nd), *f = nan_f(nd);
-    double *rd = zeros_d(nd), *fd = zeros_d(nd);
-    ext_ffn_forward_f(h, W1, b1, W2, b2, n, d, d, r, f);
-    ext_ffn_forward_d(hd, W1d, b1d, W2d, b2d, n, d, d, rd, fd);
-    char shape[64];
-    snprintf(shape, sizeof shape, "B*L=%lld d=dff=%d", (long long)n, d);
-    ffn_arg_t a = {h, W1, b1, W2, b2, df, n, d, r, f, NULL, NULL, NULL, NULL, NULL, NULL};
-    double flops = 4.0 * (double)n * d * d;
-    report(rp, cs, "feed-forward fwd", shape, fmax(rel_err(r, rd, nd), rel_err(f, fd, nd)), FWD_TOL,
-           run_ffn_fwd, &a, flops, 0);
-    float *dh = zeros_f(nd), *dW1 = zeros_f(dd), *dW2 = zeros_f(dd), *db1 = zeros_f((size_t)d),
-          *db2 = zeros_f((size_t)d), *dr = nan_f(nd);
-    double *dhd = zeros_d(nd), *dW1d = zeros_d(dd), *dW2d = zeros_d(dd), *db1d = zeros_d((size_t)d),
-           *db2d = zeros_d((size_t)d), *drd = zeros_d(nd);
-    ext_ffn_backward_f(h, r, W1, W2, df, n, d, d, dh, dW1, db1, dW2, db2, dr);
-    double *r_from_f = to_d(r, nd);
-    ext_ffn_backward_d(hd, r_from_f, W1d, W2d, dfd, n, d, d, dhd, dW1d, db1d, dW2d, db2d, drd);
-    free(r_from_f);
-    double err = fmax(fmax(rel_err(dh, dhd, nd), rel_err(dW1, dW1d, dd)),
-                      fmax(rel_err(dW2, dW2d, dd), fmax(rel_err(db1, db1d, (size_t)d), rel_err(db2, db2d, (size_t)d))));
-    a.dh = dh, a.dW1 = dW1, a.db1 = db1, a.dW2 = dW2, a.db2 = db2, a.dr = dr;
-    report(rp, cs, "feed-forward bwd", shape, err, BWD_TOL, run_ffn_bwd, &a, 2 * flops, 0);
-    free(h), free(df), free(W1), free(W2), free(b1), free(b2), free(hd), free(dfd), free(W1d), free(W2d);
-    free(b1d), free(b2d), free(r), free(f), free(rd), free(fd);
-    free(dh), free(dW1), free(dW2), free(db1), free(db2), free(dr);
-    free(dhd), free(dW1d), free(dW2d), free(db1d), free(db2d), free(drd);
-}
-
-typedef struct {
-    const float *x, *W1, *b1, *W2, *b2, *dV;
-    const int32_t *hist;
-    int B, L, d, a, K;
-    float *t, *e, *alpha, *V, *dx, *dW1, *db1, *dW2, *db2, *de, *dt;
-} int_arg_t;
-static void run_int_fwd(void *p) {
-    int_arg_t *a = p;
-    ext_interest_forward_f(a->x, a->hist, a->W1, a->b1, a->W2, a->b2, a->B, a->L, a->d, a->a, a->K,
-                           a->t, a->e, a->alpha, a->V);
-}
-static void run_int_bwd(void *p) {
-    int_arg_t *a = p;
-    ext_interest_backward_f(a->x, a->t, a->alpha, a->W1, a->W2, a->dV, a->B, a->L, a->d, a->a, a->K,
-                            a->dx, a->dW1, a->db1, a->dW2, a->db2, a->de, a->dt);
-}
-
-static void bench_interest(report_t *rp, const case_t *cs, const bbatch_t *b) {
-    int B = b->B, L = b->L, d = cs->d, A = 8, K = cs->K;
-    size_t n = (size_t)B * L, nd = n * d, bkd = (size_t)B * K * d;
-    float *x = rand_f(nd, 1), *dV = rand_f(bkd, 1), *W1 = rand_f((size_t)A * d, 0.3),
-          *W2 = rand_f((size_t)K * A, 0.5), *b1 = rand_f((size_t)A, 0.1), *b2 = rand_f((size_t)K, 0.1);
-    double *xd = to_d(x, nd), *dVd = to_d(dV, bkd), *W1d = to_d(W1, (size_t)A * d),
-           *W2d = to_d(W2, (size_t)K * A), *b1d = to_d(b1, (size_t)A), *b2d = to_d(b2, (size_t)K);
-    float *t = nan_f(n * A), *e = nan_f(n * K), *alpha = nan_f(n * K), *V = nan_f(bkd);
-    double *td = zeros_d(n * A), *ed = zeros_d(n * K), *alphad = zeros_d(n * K), *Vd = zeros_d(bkd);
-    ext_interest_forward_f(x, b->hist, W1, b1, W2, b2, B, L, d, A, K, t, e, alpha, V);
-    ext_interest_forward_d(xd, b->hist, W1d, b1d, W2d, b2d, B, L, d, A, K, td, ed, alphad, Vd);
-    char shape[64];
-    snprintf(shape, sizeof shape, "B=%d L=%d d=%d a=%d K=%d", B, L, d, A, K);
-    int_arg_t a = {x, W1, b1, W2, b2, dV, b->hist, B, L, d, A, K, t, e, alpha, V,
-                   NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    double flops = 2.0 * (double)n * d * A + 2.0 * (double)n * A * K + 2.0 * (double)bkd * L;
-    report(rp, cs, "interest extraction fwd", shape, fmax(rel_err(V, Vd, bkd), rel_err(alpha, alphad, n * K)),
-           FWD_TOL, run_int_fwd, &a, flops, 0);
-    float *dx = nan_f(nd), *dW1 = zeros_f((size_t)A * d), *db1 = zeros_f((size_t)A),
-          *dW2 = zeros_f((size_t)K * A), *db2 = zeros_f((size_t)K), *de = nan_f(n * K), *dt = nan_f(n * A);
-    double *dxd = zeros_d(nd), *dW1d = zeros_d((size_t)A * d), *db1d = zeros_d((size_t)A),
-           *dW2d = zeros_d((size_t)K * A), *db2d = zeros_d((size_t)K), *ded = zeros_d(n * K),
-           *dtd = zeros_d(n * A);
-    ext_interest_backward_f(x, t, alpha, W1, W2, dV, B, L, d, A, K, dx, dW1, db1, dW2, db2, de, dt);
-    double *t_from_f = to_d(t, n * A), *alpha_from_f = to_d(alpha, n * K);
-    ext_interest_backward_d(xd, t_from_f, alpha_from_f, W1d, W2d, dVd, B, L, d, A, K, dxd, dW1d, db1d,
-                            dW2d, db2d, ded, dtd);
-    free(t_from_f), free(alpha_from_f);
-    double err = fmax(fmax(rel_err(dx, dxd, nd), rel_err(dW1, dW1d, (size_t)A * d)),
-                      fmax(rel_err(dW2, dW2d, (size_t)K * A), rel_err(db1, db1d, (size_t)A)));
-    a.dx = dx, a.dW1 = dW1, a.db1 = db1, a.dW2 = dW2, a.db2 = db2, a.de = de, a.dt = dt;
-    report(rp, cs, "interest extraction bwd", shape, err, BWD_TOL, run_int_bwd, &a, 2 * flops, 0);
-    free(x), free(dV), free(W1), free(W2), free(b1), free(b2), free(xd), free(dVd), free(W1d), free(W2d);
-    free(b1d), free(b2d), free(t), free(e), free(alpha), free(V), free(td), free(ed), free(alphad), free(Vd);
-    free(dx), free(dW1), free(db1), free(dW2), free(db2), free(de), free(dt);
-    free(dxd), free(dW1d), free(db1d), free(dW2d), free(db2d), free(ded), free(dtd);
-}
-
-typedef struct {
     const bmodel_t *m;
     const bbatch_t *b;
     predictor_cache_t_f *c;
@@ -520,34 +277,6 @@ static void bench_gru(report_t *rp, const case_t *cs, const bmodel_t *m, const b
     predictor_cache_free_f(&cf);
     predictor_cache_free_d(&cd);
     free(pred), free(dpred), free(predd), free(dpredd), free(grads), free(gradsd);
-}
-
-typedef struct {
-    const bmodel_t *m;
-    const bbatch_t *b;
-    const float *V, *pred;
-    float *target, *dpred;
-} distill_arg_t;
-static void run_distill(void *p) {
-    distill_arg_t *a = p;
-    distill_loss_f(&a->m->lay, a->m->pf, a->V, a->b->cand, a->pred, a->b->B, a->b->C, 0.5, a->target, a->dpred);
-}
-
-static void bench_distill(report_t *rp, const case_t *cs, const bmodel_t *m, const bbatch_t *b) {
-    int B = b->B, K = cs->K, d = cs->d;
-    size_t bkd = (size_t)B * K * d, bk = (size_t)B * K;
-    float *V = rand_f(bkd, 0.1), *pred = rand_f(bk, 2), *target = nan_f(bk), *dpred = zeros_f(bk);
-    double *Vd = to_d(V, bkd), *predd = to_d(pred, bk), *targetd = zeros_d(bk), *dpredd = zeros_d(bk);
-    float lf = distill_loss_f(&m->lay, m->pf, V, b->cand, pred, B, b->C, 0.5, target, dpred);
-    double ld = distill_loss_d(&m->lay, m->pd, Vd, b->cand, predd, B, b->C, 0.5, targetd, dpredd);
-    double err = fmax(fmax(rel_err(target, targetd, bk), rel_err(dpred, dpredd, bk)),
-                      rel_err1(lf, ld));
-    char shape[64];
-    snprintf(shape, sizeof shape, "B=%d K=%d d=%d", B, K, d);
-    distill_arg_t a = {m, b, V, pred, target, dpred};
-    report(rp, cs, "distillation (cos + KL)", shape, err, FWD_TOL, run_distill, &a,
-           4.0 * ((double)bkd + (double)B * d + 3.0 * (double)bk), 1);
-    free(V), free(pred), free(target), free(dpred), free(Vd), free(predd), free(targetd), free(dpredd);
 }
 
 /* Training scores + ranking loss + their backward, both stages' heads. */
@@ -755,9 +484,12 @@ int main(int argc, char **argv) {
            device, rp.threads, tmr_gemm_name(tmr_gemm_current()), quick ? " (quick)" : "");
     printf("each op checked against its double-precision version first (err = max |f - d| / max |d|), "
            "then median of repeats\n\n");
+    double t0 = tmr_now();
+    if (rp.csv) fflush(rp.csv); /* op_run_perf appends to the same file */
+    rp.n_fail += op_run_perf(NULL, only, quick ? PERF_QUICK : PERF_FULL, rp.csv ? csv_path : NULL);
+    printf("\n");
     printf("%-26s %-13s %-30s %-4s %10s %9s %-7s %9s  %s\n", "op", "case", "shape", "dev", "ms",
            "rate", "", "err", "status");
-    double t0 = tmr_now();
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         const case_t *cs = &cases[ci];
         if (quick && !cs->quick) continue;
@@ -767,13 +499,7 @@ int main(int argc, char **argv) {
         bbatch_t b;
         batch_make(&b, cs->B, cs->L, 2, cs->N); /* target + 1 negative, as training */
 #define WANT(bit, name) ((cs->ops & (bit)) && (!*only || strstr(name, only)))
-        if (WANT(OP_EMBED, "embedding")) bench_embed(&rp, cs, &m, &b);
-        if (WANT(OP_ATTN, "attention")) bench_attn(&rp, cs, &b);
-        if (WANT(OP_LN, "LayerNorm")) bench_ln(&rp, cs, &b);
-        if (WANT(OP_FFN, "feed-forward")) bench_ffn(&rp, cs, &b);
-        if (WANT(OP_INTEREST, "interest extraction")) bench_interest(&rp, cs, &b);
         if (WANT(OP_GRU, "GRU predictor")) bench_gru(&rp, cs, &m, &b);
-        if (WANT(OP_DISTILL, "distillation")) bench_distill(&rp, cs, &m, &b);
         if (WANT(OP_SCORE, "scores + loss")) bench_score(&rp, cs, &m, &b);
         if (WANT(OP_ADAM, "Adam step")) bench_adam(&rp, cs, &m);
         if (WANT(OP_TOPK, "full-catalog score + rank")) bench_topk(&rp, cs, &m, &b);

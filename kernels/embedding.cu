@@ -22,7 +22,7 @@ __global__ void embed_forward_kernel(int64_t n, const float *__restrict__ E,
     x0[i] = P ? e + P[(int64_t)pos[r] * d + c] : e;
 }
 
-extern "C" void gpu_ext_embed_forward(gpu_ctx_t *ctx, const float *E, const float *P,
+extern "C" void gpu_layer_embed_forward(gpu_ctx_t *ctx, const float *E, const float *P,
                                       const int32_t *hist, const int32_t *pos, int64_t n, int d,
                                       float *x0) {
     (void)ctx;
@@ -163,7 +163,7 @@ extern "C" void gpu_scatter_add_rows(gpu_ctx_t *ctx, const int32_t *ids, int64_t
     LAUNCH(segment_combine_kernel, n * d, n, d, keys_out, partial, table);
 }
 
-extern "C" void gpu_ext_embed_backward(gpu_ctx_t *ctx, const int32_t *hist, const int32_t *pos,
+extern "C" void gpu_layer_embed_backward(gpu_ctx_t *ctx, const int32_t *hist, const int32_t *pos,
                                        int64_t n, int d, const float *dx0, float *dE, float *dP) {
     gpu_scatter_add_rows(ctx, hist, n, d, dx0, dE);
     if (dP) gpu_scatter_add_rows(ctx, pos, n, d, dx0, dP);

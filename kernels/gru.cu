@@ -227,7 +227,7 @@ extern "C" void gpu_gru_forward(gpu_ctx_t *ctx, int d, const float *w_ih, const 
     if (T == 0) return;
     gru_check_d(d, "gpu_gru_forward");
     /* Input projections of every packed row at once: gates = x W_ih^T + b_ih. */
-    gpu_ext_linear_forward(ctx, x, w_ih, b_ih, T, d, (int)G, gates);
+    gpu_layer_linear_forward(ctx, x, w_ih, b_ih, T, d, (int)G, gates);
     const int sy = gru_block_y(d), S = sy * GRU_SLOTS_PER_THREAD;
     int kt;
     const size_t shared = gru_fwd_shared(d, &kt);

@@ -227,6 +227,6 @@ extern "C" void gpu_ext_interest_backward(gpu_ctx_t *ctx, const float *x, const 
     KLAUNCH(interest_backward_kernel, (unsigned)B, INT_WARPS * 32, bytes, L, d, a, K, x, t, alpha,
             W2, dV, dx, de, dt);
     /* Score path's parameters, and dx += dt W1. */
-    gpu_ext_linear_backward(ctx, t, W2, de, n, a, K, NULL, dW2, db2);
-    gpu_ext_linear_backward(ctx, x, W1, dt, n, d, a, dx, dW1, db1);
+    gpu_layer_linear_backward(ctx, t, W2, de, n, a, K, NULL, dW2, db2);
+    gpu_layer_linear_backward(ctx, x, W1, dt, n, d, a, dx, dW1, db1);
 }

@@ -1,5 +1,5 @@
 /* Residual + LayerNorm (+ row mask) and the position-wise feed-forward (cpu/extractor_decl.h
- * ext_add_layernorm_*, ext_ffn_*).
+ * layer_add_layernorm_*, ext_ffn_*).
  *
  * LayerNorm: one warp per row, each lane holding d / 32 of its values in registers; the mean
  * and the (biased) variance of the centred values by shuffles, eps 1e-5, rstd = 1 / sqrt, as
@@ -161,24 +161,24 @@ static void ln_check(int64_t n, int d, const char *who) {
     if ((n + LN_WARPS - 1) / LN_WARPS > 2147483647LL) tmr_fatal("%s: %lld rows exceed the grid", who, (long long)n);
 }
 
-extern "C" void gpu_ext_add_layernorm_forward(gpu_ctx_t *ctx, const float *a, const float *b,
+extern "C" void gpu_layer_add_layernorm_forward(gpu_ctx_t *ctx, const float *a, const float *b,
                                               const float *gamma, const float *beta,
                                               const int32_t *rowmask, int64_t n, int d, float *y,
                                               float *xhat, float *rstd) {
     (void)ctx;
-    ln_check(n, d, "gpu_ext_add_layernorm_forward");
+    ln_check(n, d, "gpu_layer_add_layernorm_forward");
     if (n <= 0) return;
     KLAUNCH(add_layernorm_forward_kernel, (unsigned)((n + LN_WARPS - 1) / LN_WARPS),
             LN_WARPS * 32, 0, n, d, a, b, gamma, beta, rowmask, y, xhat, rstd);
 }
 
-extern "C" void gpu_ext_add_layernorm_backward(gpu_ctx_t *ctx, const float *dy, const float *xhat,
+extern "C" void gpu_layer_add_layernorm_backward(gpu_ctx_t *ctx, const float *dy, const float *xhat,
                                                const float *rstd, const float *gamma,
                                                const int32_t *rowmask, int64_t n, int d,
                                                float *dz, float *dgamma, float *dbeta,
                                                float *work) {
     (void)ctx;
-    ln_check(n, d, "gpu_ext_add_layernorm_backward");
+    ln_check(n, d, "gpu_layer_add_layernorm_backward");
     if (n <= 0) return;
     const int64_t blocks = (n + LN_ROWS - 1) / LN_ROWS;
     /* More than one block: (blocks, 2, d) partials in work, which holds n * d >= 2 * blocks * d
@@ -213,7 +213,7 @@ extern "C" void gpu_ext_ffn_forward(gpu_ctx_t *ctx, const float *h, const float 
     if (n <= 0) return;
     gpu_gemm(ctx, 0, 1, n, dff, d, 1.0f, h, d, W1, d, 0.0f, r, dff); /* r = h W1^T */
     LAUNCH(bias_relu_kernel, n * dff, dff, b1, r);
-    gpu_ext_linear_forward(ctx, r, W2, b2, n, dff, d, f);
+    gpu_layer_linear_forward(ctx, r, W2, b2, n, dff, d, f);
 }
 
 extern "C" void gpu_ext_ffn_backward(gpu_ctx_t *ctx, const float *h, const float *r,
@@ -221,8 +221,8 @@ extern "C" void gpu_ext_ffn_backward(gpu_ctx_t *ctx, const float *h, const float
                                      int64_t n, int d, int dff, float *dh, float *dW1, float *db1,
                                      float *dW2, float *db2, float *dr) {
     if (n <= 0) return;
-    gpu_ext_linear_backward(ctx, r, W2, df, n, dff, d, NULL, dW2, db2);
+    gpu_layer_linear_backward(ctx, r, W2, df, n, dff, d, NULL, dW2, db2);
     gpu_gemm(ctx, 0, 0, n, dff, d, 1.0f, df, d, W2, dff, 0.0f, dr, dff); /* dr = df W2 */
     LAUNCH(relu_backward_kernel, n * dff, r, dr);
-    gpu_ext_linear_backward(ctx, h, W1, dr, n, d, dff, dh, dW1, db1);
+    gpu_layer_linear_backward(ctx, h, W1, dr, n, d, dff, dh, dW1, db1);
 }

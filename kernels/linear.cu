@@ -51,7 +51,7 @@ __global__ void broadcast_rows_kernel(int64_t n, const float *__restrict__ b, in
     y[i] = b[i % out];
 }
 
-extern "C" void gpu_ext_linear_forward(gpu_ctx_t *ctx, const float *x, const float *W,
+extern "C" void gpu_layer_linear_forward(gpu_ctx_t *ctx, const float *x, const float *W,
                                        const float *b, int64_t n, int in, int out, float *y) {
     if (n <= 0) return;
     /* As the CPU: y = b first, then y += x W^T (beta 1); without a bias y = x W^T. */
@@ -59,7 +59,7 @@ extern "C" void gpu_ext_linear_forward(gpu_ctx_t *ctx, const float *x, const flo
     gpu_gemm(ctx, 0, 1, n, out, in, 1.0f, x, in, W, in, b ? 1.0f : 0.0f, y, out);
 }
 
-extern "C" void gpu_ext_linear_backward(gpu_ctx_t *ctx, const float *x, const float *W,
+extern "C" void gpu_layer_linear_backward(gpu_ctx_t *ctx, const float *x, const float *W,
                                         const float *dy, int64_t n, int in, int out, float *dx,
                                         float *dW, float *db) {
     if (n <= 0) return;

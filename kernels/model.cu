@@ -315,18 +315,18 @@ void gm_extractor_forward(gpu_model_t *g) {
     gpu_ctx_t *ctx = g->ctx;
     const int B = g->B, L = g->L, d = g->d, a = g->a, K = g->K, dff = g->dff;
     const int64_t n = (int64_t)B * L;
-    gpu_ext_embed_forward(ctx, PRM(P_EXT_ITEM_EMB), g->add_pos ? PRM(P_EXT_POS_EMB) : NULL,
+    gpu_layer_embed_forward(ctx, PRM(P_EXT_ITEM_EMB), g->add_pos ? PRM(P_EXT_POS_EMB) : NULL,
                           g->hist, g->pos, n, d, g->x0);
     if (g->add_trm) {
-        gpu_ext_linear_forward(ctx, g->x0, PRM(P_TRM_WQ), PRM(P_TRM_BQ), n, d, d, g->q);
-        gpu_ext_linear_forward(ctx, g->x0, PRM(P_TRM_WK), PRM(P_TRM_BK), n, d, d, g->k);
-        gpu_ext_linear_forward(ctx, g->x0, PRM(P_TRM_WV), PRM(P_TRM_BV), n, d, d, g->v);
+        gpu_layer_linear_forward(ctx, g->x0, PRM(P_TRM_WQ), PRM(P_TRM_BQ), n, d, d, g->q);
+        gpu_layer_linear_forward(ctx, g->x0, PRM(P_TRM_WK), PRM(P_TRM_BK), n, d, d, g->k);
+        gpu_layer_linear_forward(ctx, g->x0, PRM(P_TRM_WV), PRM(P_TRM_BV), n, d, d, g->v);
         gpu_ext_attn_forward(ctx, g->q, g->k, g->v, g->hist, B, L, d, g->att_stats, g->tmp);
-        gpu_ext_add_layernorm_forward(ctx, g->tmp, g->x0, PRM(P_TRM_LN1_G), PRM(P_TRM_LN1_B),
+        gpu_layer_add_layernorm_forward(ctx, g->tmp, g->x0, PRM(P_TRM_LN1_G), PRM(P_TRM_LN1_B),
                                       NULL, n, d, g->h1, g->ln1_xhat, g->ln1_rstd);
         gpu_ext_ffn_forward(ctx, g->h1, PRM(P_TRM_FF1_W), PRM(P_TRM_FF1_B), PRM(P_TRM_FF2_W),
                             PRM(P_TRM_FF2_B), n, d, dff, g->ffn_r, g->tmp);
-        gpu_ext_add_layernorm_forward(ctx, g->tmp, g->h1, PRM(P_TRM_LN2_G), PRM(P_TRM_LN2_B),
+        gpu_layer_add_layernorm_forward(ctx, g->tmp, g->h1, PRM(P_TRM_LN2_G), PRM(P_TRM_LN2_B),
                                       g->hist, n, d, g->x, g->ln2_xhat, g->ln2_rstd);
     }
     gpu_ext_interest_forward(ctx, g->x, g->hist, PRM(P_EXT_W1), PRM(P_EXT_B1), PRM(P_EXT_W2),
@@ -346,7 +346,7 @@ static void extractor_backward(gpu_model_t *g) {
     if (g->add_trm) {
         /* g0 = dx -> (LN2, row mask) -> g1 = dz2 = df and the residual's share of dh1
          * (g2 is free until the copy below: LN2's row-sum scratch) */
-        gpu_ext_add_layernorm_backward(ctx, g->g0, g->ln2_xhat, g->ln2_rstd, PRM(P_TRM_LN2_G),
+        gpu_layer_add_layernorm_backward(ctx, g->g0, g->ln2_xhat, g->ln2_rstd, PRM(P_TRM_LN2_G),
                                        g->hist, n, d, g->g1, GRD(P_TRM_LN2_G), GRD(P_TRM_LN2_B),
                                        g->g2);
         gpu_copy(g->g2, g->g1, (size_t)(n * d) * sizeof(float));
@@ -355,20 +355,20 @@ static void extractor_backward(gpu_model_t *g) {
                              GRD(P_TRM_FF2_B), g->g0);
         /* g2 = dh1 -> (LN1) -> g1 = dz1 = dctx and the residual's share of dx0 (g3 free: the
          * row-sum scratch) */
-        gpu_ext_add_layernorm_backward(ctx, g->g2, g->ln1_xhat, g->ln1_rstd, PRM(P_TRM_LN1_G),
+        gpu_layer_add_layernorm_backward(ctx, g->g2, g->ln1_xhat, g->ln1_rstd, PRM(P_TRM_LN1_G),
                                        NULL, n, d, g->g1, GRD(P_TRM_LN1_G), GRD(P_TRM_LN1_B),
                                        g->g3);
         gpu_ext_attn_backward(ctx, g->q, g->k, g->v, g->hist, g->att_stats, g->g1, B, L, d, g->g0,
                               g->g2, g->g3, g->att_D);
-        gpu_ext_linear_backward(ctx, g->x0, PRM(P_TRM_WQ), g->g0, n, d, d, g->g1, GRD(P_TRM_WQ),
+        gpu_layer_linear_backward(ctx, g->x0, PRM(P_TRM_WQ), g->g0, n, d, d, g->g1, GRD(P_TRM_WQ),
                                 GRD(P_TRM_BQ));
-        gpu_ext_linear_backward(ctx, g->x0, PRM(P_TRM_WK), g->g2, n, d, d, g->g1, GRD(P_TRM_WK),
+        gpu_layer_linear_backward(ctx, g->x0, PRM(P_TRM_WK), g->g2, n, d, d, g->g1, GRD(P_TRM_WK),
                                 NULL);
-        gpu_ext_linear_backward(ctx, g->x0, PRM(P_TRM_WV), g->g3, n, d, d, g->g1, GRD(P_TRM_WV),
+        gpu_layer_linear_backward(ctx, g->x0, PRM(P_TRM_WV), g->g3, n, d, d, g->g1, GRD(P_TRM_WV),
                                 GRD(P_TRM_BV));
         dx0 = g->g1;
     }
-    gpu_ext_embed_backward(ctx, g->hist, g->pos, n, d, dx0, GRD(P_EXT_ITEM_EMB),
+    gpu_layer_embed_backward(ctx, g->hist, g->pos, n, d, dx0, GRD(P_EXT_ITEM_EMB),
                            g->add_pos ? GRD(P_EXT_POS_EMB) : NULL);
 }
 
@@ -400,7 +400,7 @@ void gm_predictor_forward(gpu_model_t *g, int training, dropout_key_t key) {
     const int B = g->B, d = g->d;
     g->training = training;
     /* The packed inputs from E2 (ids were checked against the extractor's smaller range). */
-    gpu_ext_embed_forward(ctx, PRM(P_PRED_ITEM_EMB), NULL, g->pk_ids, NULL, g->pack.T, d, g->px);
+    gpu_layer_embed_forward(ctx, PRM(P_PRED_ITEM_EMB), NULL, g->pk_ids, NULL, g->pack.T, d, g->px);
     gpu_gru_forward(ctx, d, PRM(P_GRU_W_IH), PRM(P_GRU_W_HH), PRM(P_GRU_B_IH), PRM(P_GRU_B_HH),
                     &g->pack, g->px, g->gates, g->ghn, g->ph);
     LAUNCH(gather_final_kernel, (int64_t)B * d, d, g->cur_final, g->ph, g->pg);

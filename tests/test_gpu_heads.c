@@ -1,11 +1,10 @@
 /* GPU-vs-CPU parity of the heads (include/timirec/cpu/heads_decl.h against gpu_ops.h):
  * pretrain scores (training: argmax interest, exact but for near ties, gt_kstar_check;
- * evaluation: max over interests) and
- * their backward, the finetune user vector and candidate scores with backward, the ranking
- * loss and the distillation loss (values and gradients), and the fused training heads
+ * evaluation: max over interests) and their backward, and the fused training heads
  * (pretrain / candidate scores with the ranking loss, user vector with the distillation, the
- * finetune head backward) against the CPU ops they stand for, at batch 1 to 256, candidates
- * 1 to 1001 and 60,000 (more scores than shared memory holds), K 1 to 64, emb 16 to 256 (48:
+ * finetune head backward) against the CPU ops they stand for (the single ops user vector,
+ * candidate scores, ranking loss and distillation: the op table, test_gpu_ops), at batch 1
+ * to 256, candidates 1 to 1001 and 60,000 (more scores than shared memory holds), K 1 to 64, emb 16 to 256 (48:
  * not a multiple of the warp). Device outputs poisoned with NaN first; accumulated
  * gradients start from the same random values. Tolerances: 1e-5 normalised for tensors
  * (float32 summation order and fused multiply-adds on the device); the losses are evaluated
@@ -29,8 +28,6 @@ typedef struct {
     int B, C, K, d;
 } shape_t;
 
-static char lab[200];
-#define LABEL(...) (snprintf(lab, sizeof lab, __VA_ARGS__), lab)
 
 static float *fresh(int64_t n) {
     float *x = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
@@ -137,64 +134,11 @@ static void run(gpu_ctx_t *ctx, shape_t s, uint32_t tag) {
     gpu_pretrain_scores(ctx, d_E, d_V, d_cand, B, C, K, d, 0, NULL, d_scores);
     gt_compare("pretrain evaluation scores (max over interests)", d_scores, scores, nS, TOL);
 
-    /* finetune user vector */
+    /* The user vector (the CPU's: the single ops user_vector, candidate_scores, ranking_loss and
+     * distill_loss are the op table's, test_gpu_ops) for the fused heads below. */
     float *pi = gt_rand(nK, tag + 7, -3, 3), *w = fresh(nK), *u = fresh((int64_t)B * d);
-    float *d_pi = gt_up(pi, nK), *d_w = gt_poisoned(nK), *d_u = gt_poisoned((int64_t)B * d);
     user_vector_f(V, pi, B, K, d, w, u);
-    gpu_user_vector(ctx, d_V, d_pi, B, K, d, d_w, d_u);
-    gt_compare("user vector weights softmax(pred_intent)", d_w, w, nK, TOL);
-    gt_compare("user vector u", d_u, u, (int64_t)B * d, TOL);
-    float *du = gt_rand((int64_t)B * d, tag + 8, -1, 1), *dV2 = gt_rand(nV, tag + 9, -1, 1);
-    float *dpi = gt_rand(nK, tag + 10, -1, 1);
-    float *d_du = gt_up(du, (int64_t)B * d), *d_dV2 = gt_up(dV2, nV), *d_dpi = gt_up(dpi, nK);
-    user_vector_backward_f(V, w, du, B, K, d, dV2, dpi);
-    gpu_user_vector_backward(ctx, d_V, d_w, d_du, B, K, d, d_dV2, d_dpi);
-    gt_compare("user vector backward dV (accumulated)", d_dV2, dV2, nV, TOL);
-    gt_compare("user vector backward d pred_intent (accumulated)", d_dpi, dpi, nK, TOL);
-
-    /* finetune candidate scores */
-    gpu_poison(d_scores, (size_t)nS * sizeof(float));
-    candidate_scores_f(&lay, params, u, cand, B, C, scores);
-    gpu_candidate_scores(ctx, d_E, d_u, d_cand, B, C, d, d_scores);
-    gt_compare("candidate scores u . E[c]", d_scores, scores, nS, TOL);
-    float *du2 = gt_rand((int64_t)B * d, tag + 11, -1, 1);
-    float *d_du2 = gt_up(du2, (int64_t)B * d);
-    gpu_to_device(d_dE, grads + offE, (size_t)nE * sizeof(float));
-    candidate_scores_backward_f(&lay, params, u, cand, B, C, dsc, du2, grads);
-    gpu_candidate_scores_backward(ctx, d_E, d_u, d_cand, B, C, d, d_dsc, d_du2, d_dE, work);
-    gt_compare("candidate scores backward du (accumulated)", d_du2, du2, (int64_t)B * d, TOL);
-    gt_compare("candidate scores backward dE (accumulated)", d_dE, grads + offE, nE, TOL);
-
-    /* ranking loss (C >= 2) */
-    if (C >= 2) {
-        float *sc = gt_rand(nS, tag + 12, -4, 4), *ds = fresh(nS);
-        float *d_sc = gt_up(sc, nS), *d_ds = gt_poisoned(nS);
-        float lc = ranking_loss_f(sc, B, C, ds);
-        float lg = gpu_ranking_loss(ctx, d_sc, B, C, d_ds);
-        check_loss("ranking loss value", lg, lc);
-        gt_compare("ranking loss d scores", d_ds, ds, nS, TOL);
-        free(sc), free(ds);
-        gpu_free(d_sc), gpu_free(d_ds);
-    }
-
-    /* distillation, two temperatures, with and without the gradient */
-    for (int ti = 0; ti < 2; ti++) {
-        const double temp = ti ? 1.3 : 0.5;
-        float *tgt = fresh(nK), *d_tgt = gt_poisoned(nK);
-        float *dpi2 = gt_rand(nK, tag + 13, -1, 1), *d_dpi2 = gt_up(dpi2, nK);
-        float lc = distill_loss_f(&lay, params, V, cand, pi, B, C, temp, tgt, dpi2);
-        float lg = gpu_distill_loss(ctx, d_E, d_V, d_cand, d_pi, B, C, K, d, temp, d_tgt, d_dpi2);
-        check_loss(LABEL("distillation loss value (temp %.1f)", temp), lg, lc);
-        gt_compare(LABEL("distillation target_intent (cosines, temp %.1f)", temp), d_tgt, tgt, nK,
-                   TOL);
-        gt_compare(LABEL("distillation d pred_intent (accumulated, temp %.1f)", temp), d_dpi2, dpi2,
-                   nK, TOL);
-        lc = distill_loss_f(&lay, params, V, cand, pi, B, C, temp, tgt, NULL);
-        lg = gpu_distill_loss(ctx, d_E, d_V, d_cand, d_pi, B, C, K, d, temp, d_tgt, NULL);
-        check_loss(LABEL("distillation loss value without gradient (temp %.1f)", temp), lg, lc);
-        free(tgt), free(dpi2);
-        gpu_free(d_tgt), gpu_free(d_dpi2);
-    }
+    float *d_pi = gt_up(pi, nK), *d_u = gt_up(u, (int64_t)B * d);
 
     /* The fused training heads against the CPU ops they stand for. */
     if (C >= 2) {
@@ -253,10 +197,9 @@ static void run(gpu_ctx_t *ctx, shape_t s, uint32_t tag) {
     }
 
     free(params), free(cand), free(V), free(scores), free(kstar), free(dsc), free(dV), free(grads);
-    free(pi), free(w), free(u), free(du), free(dV2), free(dpi), free(du2);
+    free(pi), free(w), free(u);
     gpu_free(d_E), gpu_free(d_V), gpu_free(d_cand), gpu_free(d_scores), gpu_free(d_kstar);
-    gpu_free(work), gpu_free(d_dsc), gpu_free(d_dV), gpu_free(d_dE), gpu_free(d_pi), gpu_free(d_w);
-    gpu_free(d_u), gpu_free(d_du), gpu_free(d_dV2), gpu_free(d_dpi), gpu_free(d_du2);
+    gpu_free(work), gpu_free(d_dsc), gpu_free(d_dV), gpu_free(d_dE), gpu_free(d_pi), gpu_free(d_u);
 }
 
 int main(void) {

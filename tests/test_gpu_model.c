@@ -11,7 +11,7 @@
  *    gpu_adam_step against the CPU step + adam_step from the same initial weights (finetune
  *    from the pretrained extractor): the losses must agree within 1e-4 relative step by step.
  *
- * Tolerances: the single ops hold 1e-5 (test_gpu_extractor, _heads, _predictor); a whole step
+ * Tolerances: the single ops hold 1e-5 (test_gpu_ops, test_gpu_heads, _predictor); a whole step
  * chains a dozen of them, so its per-tensor gradients are held to 1e-4 normalised, measured
  * against the larger of the tensor's own norm and 1e-3 of the largest tensor norm (a tensor
  * whose whole gradient is a cancellation residue is judged on the model's scale, as in

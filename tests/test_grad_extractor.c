@@ -1,9 +1,8 @@
 /* The interest extractor (SPEC.md section 2) on the CPU: gradient checks in double precision of
  * every extractor tensor against central finite differences (all four add_pos/add_trm
- * combinations, K = 1 and 3, and one larger sampled shape), gradient checks of the sub-ops on
- * their own (attention, residual+LayerNorm with and without the row mask, FFN, interest
- * attention, Linear, embedding), the forward against the SPEC's formulas written out per
- * element, float against double (forward and backward), identical bits with 1 and all threads,
+ * combinations, K = 1 and 3, and one larger sampled shape), the forward against the SPEC's
+ * formulas written out per element (the sub-ops on their own: the op table's grad mode,
+ * test_gpu_ops), float against double (forward and backward), identical bits with 1 and all threads,
  * a length-1 history (alpha = 1, V = x), an empty history (V = 0, never NaN), and extra
  * padding columns changing nothing. Random inputs only (Philox, RNG_TEST). */
 #include "gradcheck.h"
@@ -332,183 +331,6 @@ static void run_extractor_case(int add_pos, int add_trm, int N, int d, int a, in
     free(grads);
 }
 
-/* ---- sub-op gradient checks --------------------------------------------------------------- */
-
-enum { OP_ATTN, OP_LN, OP_LN_NOMASK, OP_FFN, OP_INTEREST, OP_LINEAR, OP_EMBED };
-
-typedef struct {
-    int op, B, L, d, dff, a, K, N, Np;
-    const batch_t *bt;
-    int nt;
-    const char *name[6];
-    int64_t off[6], sz[6], total;
-    double *out, *Rw; /* output and the loss weights */
-    int64_t nout;
-    double *s[5];     /* scratch */
-} sub_ctx_t;
-
-static void sub_add(sub_ctx_t *x, const char *name, int64_t size) {
-    x->name[x->nt] = name;
-    x->off[x->nt] = x->total;
-    x->sz[x->nt] = size;
-    x->total += size;
-    x->nt++;
-}
-
-static void sub_forward(sub_ctx_t *x, const double *p) {
-    const int B = x->B, L = x->L, d = x->d;
-    const int64_t n = (int64_t)B * L;
-    const double *t0 = p + x->off[0], *t1 = p + x->off[1], *t2 = p + x->off[2];
-    switch (x->op) {
-    case OP_ATTN: ext_attn_forward_d(t0, t1, t2, x->bt->hist, B, L, d, x->s[0], x->out); break;
-    case OP_LN:
-    case OP_LN_NOMASK:
-        layer_add_layernorm_forward_d(t0, t1, t2, p + x->off[3],
-                                    x->op == OP_LN ? x->bt->hist : NULL, n, d, x->out, x->s[0],
-                                    x->s[1]);
-        break;
-    case OP_FFN:
-        ext_ffn_forward_d(t0, t1, t2, p + x->off[3], p + x->off[4], n, d, x->dff, x->s[0], x->out);
-        break;
-    case OP_INTEREST:
-        ext_interest_forward_d(t0, x->bt->hist, t1, t2, p + x->off[3], p + x->off[4], B, L, d,
-                               x->a, x->K, x->s[0], x->s[1], x->s[2], x->out);
-        break;
-    case OP_LINEAR: layer_linear_forward_d(t0, t1, t2, n, d, x->a, x->out); break;
-    case OP_EMBED: layer_embed_forward_d(t0, t1, x->bt->hist, x->bt->pos, n, d, x->out); break;
-    }
-}
-
-static void sub_backward(sub_ctx_t *x, const double *p, double *g) {
-    const int B = x->B, L = x->L, d = x->d;
-    const int64_t n = (int64_t)B * L;
-    const double *t0 = p + x->off[0], *t1 = p + x->off[1];
-    double *g0 = g + x->off[0], *g1 = g + x->off[1], *g2 = g + x->off[2];
-    switch (x->op) {
-    case OP_ATTN:
-        ext_attn_backward_d(t0, t1, p + x->off[2], x->s[0], x->Rw, B, L, d, g0, g1, g2, x->s[1]);
-        break;
-    case OP_LN:
-    case OP_LN_NOMASK:
-        layer_add_layernorm_backward_d(x->Rw, x->s[0], x->s[1], p + x->off[2],
-                                     x->op == OP_LN ? x->bt->hist : NULL, n, d, x->s[2], g2,
-                                     g + x->off[3]);
-        for (int64_t i = 0; i < n * d; i++) {
-            g0[i] += x->s[2][i];
-            g1[i] += x->s[2][i];
-        }
-        break;
-    case OP_FFN:
-        ext_ffn_backward_d(t0, x->s[0], t1, p + x->off[3], x->Rw, n, d, x->dff, g0, g1, g2,
-                           g + x->off[3], g + x->off[4], x->s[1]);
-        break;
-    case OP_INTEREST:
-        ext_interest_backward_d(t0, x->s[0], x->s[2], t1, p + x->off[3], x->Rw, B, L, d, x->a,
-                                x->K, g0, g1, g2, g + x->off[3], g + x->off[4], x->s[3], x->s[4]);
-        break;
-    case OP_LINEAR: layer_linear_backward_d(t0, t1, x->Rw, n, d, x->a, g0, g1, g2); break;
-    case OP_EMBED: layer_embed_backward_d(x->bt->hist, x->bt->pos, n, d, x->Rw, g0, g1); break;
-    }
-}
-
-static double sub_loss(void *vctx, const double *params) {
-    sub_ctx_t *x = vctx;
-    sub_forward(x, params);
-    return dot(x->out, x->Rw, x->nout);
-}
-
-static void run_subop(int op, const char *title) {
-    const int B = 4, L = 5, d = 8, dff = 12, a = 4, K = 3, N = 9, Np = L + 1;
-    const int64_t n = (int64_t)B * L;
-    batch_t bt;
-    make_batch(&bt, B, L, N, 1); /* the last row is empty: everything masked */
-    sub_ctx_t x;
-    memset(&x, 0, sizeof x);
-    x.op = op;
-    x.B = B, x.L = L, x.d = d, x.dff = dff, x.a = a, x.K = K, x.N = N, x.Np = Np;
-    x.bt = &bt;
-    switch (op) {
-    case OP_ATTN:
-        sub_add(&x, "attn q (B,L,d)", n * d);
-        sub_add(&x, "attn k (B,L,d)", n * d);
-        sub_add(&x, "attn v (B,L,d)", n * d);
-        x.nout = n * d;
-        break;
-    case OP_LN:
-    case OP_LN_NOMASK:
-        sub_add(&x, op == OP_LN ? "ln+mask a (n,d)" : "ln a (n,d)", n * d);
-        sub_add(&x, op == OP_LN ? "ln+mask b (n,d)" : "ln b (n,d)", n * d);
-        sub_add(&x, op == OP_LN ? "ln+mask gamma (d)" : "ln gamma (d)", d);
-        sub_add(&x, op == OP_LN ? "ln+mask beta (d)" : "ln beta (d)", d);
-        x.nout = n * d;
-        break;
-    case OP_FFN:
-        sub_add(&x, "ffn h (n,d)", n * d);
-        sub_add(&x, "ffn W1 (dff,d)", (int64_t)dff * d);
-        sub_add(&x, "ffn b1 (dff)", dff);
-        sub_add(&x, "ffn W2 (d,dff)", (int64_t)d * dff);
-        sub_add(&x, "ffn b2 (d)", d);
-        x.nout = n * d;
-        break;
-    case OP_INTEREST:
-        sub_add(&x, "interest x (B,L,d)", n * d);
-        sub_add(&x, "interest W1 (a,d)", (int64_t)a * d);
-        sub_add(&x, "interest b1 (a)", a);
-        sub_add(&x, "interest W2 (K,a)", (int64_t)K * a);
-        sub_add(&x, "interest b2 (K)", K);
-        x.nout = (int64_t)B * K * d;
-        break;
-    case OP_LINEAR:
-        sub_add(&x, "linear x (n,d)", n * d);
-        sub_add(&x, "linear W (a,d)", (int64_t)a * d);
-        sub_add(&x, "linear b (a)", a);
-        x.nout = n * a;
-        break;
-    case OP_EMBED:
-        sub_add(&x, "embed E (N,d)", (int64_t)N * d);
-        sub_add(&x, "embed P (L+1,d)", (int64_t)Np * d);
-        x.nout = n * d;
-        break;
-    }
-    printf("sub-op %s\n", title);
-    double *p = dalloc(x.total), *g = dalloc(x.total);
-    fill_normal(p, x.total, 0.0, 0.7);
-    if (op == OP_LN || op == OP_LN_NOMASK) fill_normal(p + x.off[2], d, 1.0, 0.2);
-    x.out = dalloc(x.nout);
-    x.Rw = dalloc(x.nout);
-    fill_normal(x.Rw, x.nout, 0.0, 1.0);
-    for (int i = 0; i < 5; i++) x.s[i] = dalloc(n * (L + d + dff + a + K));
-    sub_forward(&x, p);
-    int finite = 1;
-    for (int64_t i = 0; i < x.nout; i++) finite &= isfinite(x.out[i]);
-    CHECK(finite, "%s: non-finite output", title);
-    /* The empty last row: attention/interest outputs of that batch row are exactly 0. */
-    if (op == OP_ATTN || op == OP_INTEREST) {
-        int64_t per = x.nout / B;
-        CHECK(max_abs(x.out + (B - 1) * per, per) == 0, "%s: empty history gives non-zero output", title);
-    }
-    sub_backward(&x, p, g);
-    gc_opts_t o = gc_default_opts();
-    o.atol = GC_ATOL(x.nout);
-    int bad = 0;
-    for (int t = 0; t < x.nt; t++) {
-        if (op == OP_INTEREST && t == 4) { /* b2: zero by softmax shift invariance */
-            bad += check_zero_grad(x.name[t], sub_loss, &x, p, x.off[t], x.sz[t], g,
-                                   max_abs(g, x.total));
-            continue;
-        }
-        CHECK(max_abs(g + x.off[t], x.sz[t]) > 1e-6, "%s: gradient all zero", x.name[t]);
-        bad += gc_check(x.name[t], sub_loss, &x, p, x.off[t], x.sz[t], g, &o);
-    }
-    CHECK(bad == 0, "%s: %d gradient elements wrong", title, bad);
-    free(p);
-    free(g);
-    free(x.out);
-    free(x.Rw);
-    for (int i = 0; i < 5; i++) free(x.s[i]);
-    free_batch(&bt);
-}
-
 /* ---- float vs double, threads, padding ---------------------------------------------------- */
 
 static void run_float_vs_double(int add_pos, int add_trm) {
@@ -682,14 +504,6 @@ static void run_empty_row(void) {
 
 int main(void) {
     double t0 = tmr_now();
-    run_subop(OP_ATTN, "masked attention");
-    run_subop(OP_LN, "residual + LayerNorm with row mask");
-    run_subop(OP_LN_NOMASK, "residual + LayerNorm");
-    run_subop(OP_FFN, "feed-forward (dff 12)");
-    run_subop(OP_INTEREST, "interest attention + weighted sum");
-    run_subop(OP_LINEAR, "Linear");
-    run_subop(OP_EMBED, "embedding + position");
-
     for (int add_trm = 0; add_trm < 2; add_trm++)
         for (int add_pos = 0; add_pos < 2; add_pos++)
             for (int K = 1; K <= 3; K += 2) run_extractor_case(add_pos, add_trm, 12, 8, 4, K, 6, 4, 0);

@@ -96,7 +96,7 @@ void gpu_colsum_add(gpu_ctx_t *ctx, const float *y, int64_t n, int cols, float *
 /* table[ids[r], :] += src[r, :] for r < n, rows of d. A stable radix sort of the ids puts each
  * table row's source rows in ascending r; then, per column:
  * - a table row with at most 32 source rows (SEG_CHUNK, kernels/embedding.cu): one thread
- *   sums the table's value, then the rows in ascending r: the CPU's order (ext_scatter_add),
+ *   sums the table's value, then the rows in ascending r: the CPU's order (layer_scatter_add),
  *   so the result is the CPU's bit for bit;
  * - a longer one (the padding item 0, the position table): chunks of 32 consecutive rows in
  *   ascending r, chunk 0 starting from the table's value, the others from 0, then the chunk
@@ -108,13 +108,13 @@ void gpu_scatter_add_rows(gpu_ctx_t *ctx, const int32_t *ids, int64_t n, int d, 
 
 /* ---- extractor (cpu/extractor_decl.h) ---- */
 
-void gpu_ext_embed_forward(gpu_ctx_t *ctx, const float *E, const float *P, const int32_t *hist,
+void gpu_layer_embed_forward(gpu_ctx_t *ctx, const float *E, const float *P, const int32_t *hist,
                            const int32_t *pos, int64_t n, int d, float *x0);
-void gpu_ext_embed_backward(gpu_ctx_t *ctx, const int32_t *hist, const int32_t *pos, int64_t n,
+void gpu_layer_embed_backward(gpu_ctx_t *ctx, const int32_t *hist, const int32_t *pos, int64_t n,
                             int d, const float *dx0, float *dE, float *dP);
-void gpu_ext_linear_forward(gpu_ctx_t *ctx, const float *x, const float *W, const float *b,
+void gpu_layer_linear_forward(gpu_ctx_t *ctx, const float *x, const float *W, const float *b,
                             int64_t n, int in, int out, float *y);
-void gpu_ext_linear_backward(gpu_ctx_t *ctx, const float *x, const float *W, const float *dy,
+void gpu_layer_linear_backward(gpu_ctx_t *ctx, const float *x, const float *W, const float *dy,
                              int64_t n, int in, int out, float *dx, float *dW, float *db);
 /* Fused attention (kernels/attention.cu): ctx as ext_attn_forward, but instead of the (B, L, L)
  * weights it saves stats (B, L, 2): per query row the max of its valid scaled scores and
@@ -127,13 +127,13 @@ void gpu_ext_attn_forward(gpu_ctx_t *ctx, const float *q, const float *k, const 
 void gpu_ext_attn_backward(gpu_ctx_t *ctx, const float *q, const float *k, const float *v,
                            const int32_t *hist, const float *stats, const float *dctx, int B,
                            int L, int d, float *dq, float *dk, float *dv, float *D);
-void gpu_ext_add_layernorm_forward(gpu_ctx_t *ctx, const float *a, const float *b,
+void gpu_layer_add_layernorm_forward(gpu_ctx_t *ctx, const float *a, const float *b,
                                    const float *gamma, const float *beta,
                                    const int32_t *rowmask, int64_t n, int d, float *y,
                                    float *xhat, float *rstd);
 /* work: (n, d) scratch (per-block partial sums of dgamma and dbeta, added up in a second pass:
  * deterministic, no atomics). d <= 256. */
-void gpu_ext_add_layernorm_backward(gpu_ctx_t *ctx, const float *dy, const float *xhat,
+void gpu_layer_add_layernorm_backward(gpu_ctx_t *ctx, const float *dy, const float *xhat,
                                     const float *rstd, const float *gamma,
                                     const int32_t *rowmask, int64_t n, int d, float *dz,
                                     float *dgamma, float *dbeta, float *work);
