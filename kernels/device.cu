@@ -3,6 +3,8 @@
 #include "timirec/cuda.h"
 #include "timirec/rng.h"
 
+extern "C" int tmr_cuda_built(void) { return 1; }
+
 /* A failed query is also recorded as the runtime's last error: clear it, or the next launch
  * check (cudaGetLastError) would report it against an innocent kernel. */
 extern "C" int tmr_cuda_describe(char *out, size_t outlen) {

@@ -1,4 +1,4 @@
-/* Dataset reader and indexer (SPEC.md section 1).
+/* Dataset reader and indexer (docs/MODEL.md, "The corpus").
  *
  * Each file is read whole into memory and parsed by hand (no strtol per field in the hot loop):
  * a MovieLens-1M-sized dataset, whose dev/test files carry 6 million negatives each, parses in

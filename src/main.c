@@ -17,9 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef TIMIREC_CUDA
 #include "timirec/cuda.h"
-#endif
 
 #define TIMIREC_VERSION "0.1.0"
 
@@ -38,23 +36,15 @@ static void usage(FILE *out) {
             "--path DIR\n  --stage pretrain|finetune [...]   (timirec --model_name TiMiRec --help "
             "lists them)\n",
             TIMIREC_VERSION,
-#ifdef TIMIREC_CUDA
-            "CPU backend; CUDA backend built in: --gpu 0"
-#else
-            "CPU backend; built without CUDA"
-#endif
-    );
+            tmr_cuda_built() ? "CPU backend; CUDA backend built in: --gpu 0"
+                             : "CPU backend; built without CUDA");
 }
 
 static int cmd_info(void) {
     printf("timirec %s\n", TIMIREC_VERSION);
-#ifdef TIMIREC_CUDA
     char desc[512];
     tmr_cuda_describe(desc, sizeof desc);
-    printf("CUDA: built in; %s\n", desc);
-#else
-    printf("CUDA: not built (no nvcc at build time)\n");
-#endif
+    printf("CUDA: %s%s\n", tmr_cuda_built() ? "built in; " : "", desc);
     return 0;
 }
 

@@ -1,4 +1,4 @@
-/* The reference's command line and training run (SPEC.md sections 7 and 8): argument table,
+/* The reference's command line and training run (docs/MODEL.md, "Training loop"; README, "Training: the reference's command line"): argument table,
  * data, model, epochs with dev evaluation, best-dev checkpoints, the reference's early stop,
  * reload of the best model and the final test; logs in the reference's shape plus JSON lines.
  *
@@ -143,7 +143,7 @@ static const char *usage_text =
     "[options]\n"
     "Trains TiMiRec as the reference framework does (python main.py ...): pretrain the interest\n"
     "extractor, then finetune with the interest predictor and distillation. Other commands:\n"
-    "timirec data|prepare|synth|info (timirec COMMAND --help).\n"
+    "timirec recommend|data|prepare|synth|sweep|info (timirec COMMAND --help).\n"
     "Exit status: 0 done; 1 error; 2 refused (options, memory, a state of other options);\n"
     "3 NaN/Inf stopped training; 130/143 SIGINT/SIGTERM: state saved, --resume 1 continues.";
 

@@ -1,5 +1,5 @@
 /* Parity with PyTorch: tests/reference/golden_{pretrain,finetune}.safetensors hold a model
- * written from the SPEC in PyTorch (tests/reference/timirec_golden.py), its initial weights,
+ * written from docs/MODEL.md in PyTorch (tests/reference/timirec_golden.py), its initial weights,
  * three training batches and, per Adam step, the loss, scores, interests, intents, every
  * gradient and every parameter after the step, plus one evaluation batch. The C reference
  * backend (float) must match each within 1e-5 relative to the tensor's largest magnitude.

@@ -1,6 +1,6 @@
-/* The interest extractor (SPEC.md section 2) on the CPU: gradient checks in double precision of
+/* The interest extractor (docs/MODEL.md, "Interest extractor") on the CPU: gradient checks in double precision of
  * every extractor tensor against central finite differences (all four add_pos/add_trm
- * combinations, K = 1 and 3, and one larger sampled shape), the forward against the SPEC's
+ * combinations, K = 1 and 3, and one larger sampled shape), the forward against docs/MODEL.md's
  * formulas written out per element (the sub-ops on their own: the op table's grad mode,
  * test_gpu_ops), float against double (forward and backward), identical bits with 1 and all threads,
  * a length-1 history (alpha = 1, V = x), an empty history (V = 0, never NaN), and extra
@@ -118,7 +118,7 @@ static void fill_params(const model_layout_t *lay, double *params, double emb_sd
     }
 }
 
-/* ---- the SPEC's formulas per element (an independent check of the forward) ---------------- */
+/* ---- docs/MODEL.md's formulas per element (an independent check of the forward) ---------------- */
 
 static void spec_ln(const double *z, const double *g, const double *be, int d, double *y) {
     double mu = 0, var = 0;
@@ -280,7 +280,7 @@ static void run_extractor_case(int add_pos, int add_trm, int N, int d, int a, in
     for (int64_t i = 0; i < lay.total; i++) grads[i] -= base[i];
     free(base);
 
-    /* Forward: finite, against the SPEC per element, length-1 row has V = x row 0. */
+    /* Forward: finite, against docs/MODEL.md per element, length-1 row has V = x row 0. */
     int finite = 1;
     for (int64_t i = 0; i < ctx.nV; i++) finite &= isfinite(ctx.V[i]);
     CHECK(finite, "V has a non-finite element");
@@ -292,8 +292,8 @@ static void run_extractor_case(int add_pos, int add_trm, int N, int d, int a, in
             tu_max_err(&worst, diff);
         }
     }
-    printf("  forward vs SPEC formulas: max abs diff %.2e (max |V| %.2e)\n", worst, scale);
-    CHECK(worst <= 1e-12 * (1 + scale), "forward differs from the SPEC formulas by %g", worst);
+    printf("  forward vs docs/MODEL.md formulas: max abs diff %.2e (max |V| %.2e)\n", worst, scale);
+    CHECK(worst <= 1e-12 * (1 + scale), "forward differs from docs/MODEL.md formulas by %g", worst);
     free(Vs);
     int len1_ok = 1;
     for (int k = 0; k < K; k++) {

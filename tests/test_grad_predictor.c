@@ -1,8 +1,8 @@
-/* The interest predictor (E2 -> packed GRU -> projection MLP, SPEC.md section 4):
+/* The interest predictor (E2 -> packed GRU -> projection MLP, docs/MODEL.md "Interest predictor"):
  *  - double-precision gradient checks of every predictor tensor (E2, the four GRU tensors,
  *    every projection layer) for n_layers 1, 2, 3, dropout off (eval) and on (training, fixed
  *    key: the mask is a constant), lengths 1 .. L, loss = sum(pred_intent * R);
- *  - a forward value computed independently (numpy, the SPEC's gate equations) for a tiny case;
+ *  - a forward value computed independently (numpy, docs/MODEL.md's gate equations) for a tiny case;
  *  - padding never matters (extra padded columns, or junk ids past length: identical bits);
  *  - the dropout mask is exactly the documented Philox mapping and keeps ~1-p;
  *  - float and double forwards agree;
@@ -133,7 +133,7 @@ static void grad_case(int n_layers, int training, int input_path) {
     free(grads);
 }
 
-/* A forward value computed independently with numpy from the SPEC's equations: N 5, d 4,
+/* A forward value computed independently with numpy from docs/MODEL.md's equations: N 5, d 4,
  * attn 2, K 2, no pos/trm, n_layers 2, every parameter (flat index i of the whole buffer)
  * = 0.5 sin(0.37 i + 0.11); hist [[1,3,2],[4,0,0]], length [3,1]; eval. */
 static void golden_case(void) {
@@ -154,7 +154,7 @@ static void golden_case(void) {
     dropout_key_t key = {1, 1};
     predictor_forward_d(&lay, params, hist, length, 2, 3, 0, key, &cache, pred);
     for (int e = 0; e < 4; e++) CHECK_CLOSE(pred[e], want[e], 1e-12);
-    printf("golden forward (numpy, SPEC gate equations): %.15g %.15g %.15g %.15g\n", pred[0],
+    printf("golden forward (numpy, MODEL.md gate equations): %.15g %.15g %.15g %.15g\n", pred[0],
            pred[1], pred[2], pred[3]);
     predictor_cache_free_d(&cache);
     free(params);

@@ -1,4 +1,4 @@
-/* The parameter table (names, shapes, order, decay flags, the SPEC's parameter count), the
+/* The parameter table (names, shapes, order, decay flags, the reference's parameter count), the
  * initialisation statistics and Adam against the PyTorch formula computed in double. */
 #include "test_util.h"
 #include "timirec/model.h"
@@ -19,7 +19,7 @@ static void test_table(void) {
     CHECK(model_config_check(&c, err, sizeof err) == 0, "%s", err);
     model_layout_t lay;
     model_layout_build(&c, &lay);
-    CHECK(lay.total == 526748, "#params %lld, SPEC says 526,748", (long long)lay.total);
+    CHECK(lay.total == 526748, "#params %lld, the reference has 526,748", (long long)lay.total);
     /* The reference's state_dict order. */
     const char *want[] = {
         "interest_extractor.i_embeddings.weight",

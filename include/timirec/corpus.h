@@ -1,4 +1,4 @@
-/* The dataset in memory (SPEC.md section 1): the three files, every user's sequence, each
+/* The dataset in memory (docs/MODEL.md, "The corpus"): the three files, every user's sequence, each
  * row's position in it, the instances (rows with position > 0) and the clicked sets.
  *
  * Format: <path>/<dataset>/{train,dev,test}.csv, separator (default tab), one header line

@@ -1,5 +1,6 @@
-/* The CUDA side as the host sees it (extern "C" launchers in kernels/). Only declared when the
- * build found nvcc (TIMIREC_CUDA); callers guard with #ifdef TIMIREC_CUDA. */
+/* The CUDA side as the host sees it (extern "C" launchers in kernels/). tmr_cuda_built and
+ * tmr_cuda_describe exist in every build (src/nocuda/device.c answers without nvcc); the rest
+ * only when the build found nvcc (TIMIREC_CUDA), so their callers guard with #ifdef. */
 #ifndef TIMIREC_CUDA_H
 #define TIMIREC_CUDA_H
 
@@ -10,7 +11,11 @@
 extern "C" {
 #endif
 
-/* Number of visible GPUs (0 when none or no driver); a line describing them into out. */
+/* 1 when this binary has the CUDA backend (built with nvcc), else 0. */
+int tmr_cuda_built(void);
+
+/* Number of visible GPUs (0 when none, no driver or no CUDA in the build); a line describing
+ * them, or why there are none, into out. */
 int tmr_cuda_describe(char *out, size_t outlen);
 
 /* Parity probe: out[i * n_draws + d] = rng_u32(seed, purpose, epoch, index0 + i, d) computed on

@@ -39,7 +39,7 @@ void gpu_model_upload_adam(gpu_model_t *g, const float *m, const float *v);
 void gpu_model_download_adam(gpu_model_t *g, float *m, float *v);
 
 /* One training batch (host arrays, copied to the device): zero the device gradients, forward,
- * loss (SPEC sections 3-5), backward into the device gradients. Returns the loss, as
+ * loss (docs/MODEL.md, "Ranking loss", "Distillation loss"), backward into the device gradients. Returns the loss, as
  * model_train_step_f with a gradient buffer. */
 float gpu_train_step(gpu_model_t *g, const model_batch_t *b, dropout_key_t key);
 

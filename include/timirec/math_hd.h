@@ -16,7 +16,7 @@
 #include "timirec/common.h"
 
 /* log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)) and sigmoid(x), finite for any finite x
- * (the ranking loss, SPEC section 5, evaluates them in double). */
+ * (the ranking loss, docs/MODEL.md "Ranking loss", evaluates them in double). */
 TMR_HD double tmr_log_sigmoid(double x) { return fmin(x, 0.0) - log1p(exp(-fabs(x))); }
 TMR_HD double tmr_sigmoid(double x) {
     if (x >= 0) return 1.0 / (1.0 + exp(-x));

@@ -1,4 +1,4 @@
-/* Ranking metrics (SPEC.md section 7). The rank of the target is 1 + the number of other
+/* Ranking metrics (docs/MODEL.md, "Evaluation and metrics"). The rank of the target is 1 + the number of other
  * candidates whose score is >= the target's: a tie counts against the target (the
  * pessimistic convention of later ReChorus versions; the reference's argsort broke ties in
  * an unspecified order, so a model that scores everything equal gets the worst rank, not a

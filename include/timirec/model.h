@@ -1,4 +1,4 @@
-/* The model's configuration, its one parameter table (SPEC.md sections 2-6) and its one
+/* The model's configuration, its one parameter table (docs/MODEL.md, "Parameters") and its one
  * activation table (below).
  *
  * Every trainable tensor is an entry of model_layout_t: its reference state_dict name, shape,
@@ -118,7 +118,7 @@ typedef struct {
  * Adding a tensor: an id below (in the order numcheck should scan it), its row in
  * model_acts[] (src/cpu/model.c), and a pointer field bound to the id by each backend that
  * has it (extractor_cache_slots / predictor_cache_slots / model_ws_slots on the CPU,
- * model_slots in kernels/backend.cu on the GPU); allocation, estimate and scan follow. Not in
+ * model_slots in kernels/model.cu on the GPU); allocation, estimate and scan follow. Not in
  * the table: the attention's per-thread scratch of the CPU (allocated inside the op; memplan
  * adds it) and the host-side GRU packing of the GPU model. */
 
@@ -231,7 +231,7 @@ int64_t model_offset(const model_layout_t *lay, enum param_id id);
 /* Whether the configuration has it. */
 static inline int model_has(const model_layout_t *lay, enum param_id id) { return lay->id[id] >= 0; }
 
-/* Initialise params (layout.total floats) per SPEC section 6 from Philox (RNG_INIT, epoch =
+/* Initialise params (layout.total floats) per docs/MODEL.md "Initialisation" from Philox (RNG_INIT, epoch =
  * tensor index in the table, index = element): Normal(0, 0.01) for Linear weights and biases
  * and embedding tables (Box-Muller on two 24-bit uniforms), LayerNorm gamma 1 / beta 0, GRU
  * Uniform(-1/sqrt(d), 1/sqrt(d)). */

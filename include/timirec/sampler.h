@@ -1,4 +1,4 @@
-/* Training negatives, epoch shuffles and batches (SPEC.md section 1).
+/* Training negatives, epoch shuffles and batches (docs/MODEL.md, "Batches").
  *
  * Every random choice is a pure function of (seed, purpose, epoch, index) through rng.h, so a
  * CUDA sampler given the same seed draws the same negatives and the same order. */

@@ -1,5 +1,5 @@
 /* Training and evaluation over a corpus with the CPU reference backend, or the CUDA backend
- * when opts.use_gpu finds a GPU and the build links one (backend.h; SPEC.md section 7):
+ * when opts.use_gpu finds a GPU and the build links one (backend.h; docs/MODEL.md "Training loop"):
  * per epoch, Philox negatives and shuffle, every batch through forward, backward and Adam;
  * evaluation ranks each dev/test instance's candidates. The command line, checkpoints and
  * early stopping build on this. */

@@ -1,4 +1,4 @@
-/* The parameter table, initialisation and Adam (SPEC.md section 6). */
+/* The parameter table, initialisation and Adam (docs/MODEL.md, "Parameters", "Initialisation", "Optimiser"). */
 #include "timirec/model.h"
 
 #include "timirec/common.h"

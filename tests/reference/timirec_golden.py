@@ -1,4 +1,4 @@
-"""PyTorch model of TiMiRec written from ../shared/SPEC.md (sections 2-6), used to make the golden
+"""PyTorch model of TiMiRec written from the model's specification (docs/MODEL.md, "Parameters" to "Distillation loss"), used to make the golden
 files that tests/test_golden.c compares the C reference backend against.
 
 For each stage it builds the model with the reference's parameter names, sets random initial
@@ -71,7 +71,7 @@ def dropout_mask(seed, step, layer, B, d, p):
     return torch.from_numpy(m)
 
 
-# ---- the model, from the SPEC ----------------------------------------------------------------
+# ---- the model, from docs/MODEL.md ----------------------------------------------------------------
 class Attention(nn.Module):
     def __init__(self, d):
         super().__init__()

@@ -1,7 +1,7 @@
 /* extractor: declarations for one precision (no include guard: cpu_ops.h includes this file once
  * per precision with REAL and R(name) defined).
  *
- * The multi-interest extractor of SPEC.md section 2 (reference: TiMiRec.py
+ * The multi-interest extractor of docs/MODEL.md, "Interest extractor" (reference: TiMiRec.py
  * MultiInterestExtractor and layers.py TransformerLayer with n_heads 1, d_ff = d, dropout 0):
  *
  *   x0 = E[hist] + P[pos]                                   layer_embed    (add_pos; else E[hist])

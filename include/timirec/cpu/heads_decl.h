@@ -1,7 +1,7 @@
 /* heads: declarations for one precision (no include guard: cpu_ops.h includes this file once
  * per precision with REAL and R(name) defined).
  *
- * Scores and losses (SPEC.md sections 3-5). E = interest_extractor.i_embeddings.weight [N, d]
+ * Scores and losses (docs/MODEL.md, "Pretrain head" to "Distillation loss"). E = interest_extractor.i_embeddings.weight [N, d]
  * gives the candidate vectors; V (B, K, d) are the extractor's interests; cand (B, C) int32
  * item ids in 0..N-1 (fatal otherwise), column 0 the target. K and d come from lay->cfg.
  * Backward functions ADD into their outputs. */
@@ -30,13 +30,13 @@ void R(candidate_scores_backward)(const model_layout_t *lay, const REAL *params,
                                   const int32_t *cand, int B, int C, const REAL *dscores,
                                   REAL *du, REAL *grads);
 
-/* Ranking loss (SPEC section 5; BaseModel.loss): pos = scores[:,0], neg = scores[:,1:] (C >= 2),
+/* Ranking loss (docs/MODEL.md, "Ranking loss"; BaseModel.loss): pos = scores[:,0], neg = scores[:,1:] (C >= 2),
  * w = softmax(neg) per row (not detached); loss = -mean_b log(sum_j w_j sigmoid(pos - neg_j)).
  * Evaluated in double as LSE_j(neg_j) - LSE_j(neg_j + log sigmoid(pos - neg_j)), finite for
  * any finite scores. Returns the loss; writes dscores (B, C) = d loss / d scores (overwrites). */
 REAL R(ranking_loss)(const REAL *scores, int B, int C, REAL *dscores);
 
-/* Distillation (SPEC section 4): cand (B, C) as above (only column 0, the target, is read).
+/* Distillation (docs/MODEL.md, "Distillation loss"): cand (B, C) as above (only column 0, the target, is read).
  * target_intent[b,k] = cos(V[b,k], E[cand[b,0]]), each vector
  * divided by max(norm, 1e-12), written out (B, K) and treated as a constant;
  * p = softmax(target_intent / temp), log q = log_softmax(pred_intent / temp); returns

@@ -1,7 +1,7 @@
 /* predictor: declarations for one precision (no include guard: cpu_ops.h includes this file once
  * per precision with REAL and R(name) defined).
  *
- * The finetune stage's interest predictor (SPEC.md section 4): item table E2 =
+ * The finetune stage's interest predictor (docs/MODEL.md, "Interest predictor"): item table E2 =
  * interest_predictor.i_embeddings.weight [N+1, d], a one-layer GRU (PyTorch layout and gate
  * order r, z, n) over each history's REAL items only, h0 = 0, g = the hidden state after the
  * last real item; then the projection MLP, pred_intent = proj(g) (B, K) logits.
