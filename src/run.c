@@ -1,6 +1,7 @@
-/* The reference's command line and training run (docs/MODEL.md, "Training loop"; README, "Training: the reference's command line"): argument table,
- * data, model, epochs with dev evaluation, best-dev checkpoints, the reference's early stop,
- * reload of the best model and the final test; logs in the reference's shape plus JSON lines.
+/* The reference's command line and training run (docs/MODEL.md, "Training loop"; README, "Training:
+ * the reference's command line"): argument table, data, model, epochs with dev evaluation, best-dev
+ * checkpoints, the reference's early stop, reload of the best model and the final test; logs in the
+ * reference's shape plus JSON lines.
  *
  * Robustness: a memory estimate before anything large is allocated (a run that cannot fit is
  * refused); a resumable state (<model_path>.state, train_state.h) written at the end of every

@@ -1,6 +1,6 @@
 /* Test helpers for datasets: temp folders, writing files, and an independent brute-force model
- * of docs/MODEL.md "The corpus" (global stable sort on (time, user_id) over train ++ dev ++ test) that the
- * corpus and sampler are checked against. */
+ * of docs/MODEL.md "The corpus" (global stable sort on (time, user_id) over train ++ dev ++ test)
+ * that the corpus and sampler are checked against. */
 #ifndef TIMIREC_TEST_DATA_UTIL_H
 #define TIMIREC_TEST_DATA_UTIL_H
 

@@ -1,5 +1,5 @@
-/* The dataset reader: docs/MODEL.md "The corpus" on hand-made and random datasets (checked against an
- * independent brute-force sort), ml-100k, and every kind of bad input the issue lists. */
+/* The dataset reader: docs/MODEL.md "The corpus" on hand-made and random datasets (checked against
+ * an independent brute-force sort), ml-100k, and every kind of bad input the issue lists. */
 #include "test_util.h"
 #include "data_util.h"
 #include "timirec/corpus.h"

@@ -1,9 +1,9 @@
-/* The interest extractor (docs/MODEL.md, "Interest extractor") on the CPU: gradient checks in double precision of
- * every extractor tensor against central finite differences (all four add_pos/add_trm
- * combinations, K = 1 and 3, and one larger sampled shape), the forward against docs/MODEL.md's
- * formulas written out per element (the sub-ops on their own: the op table's grad mode,
- * test_gpu_ops), float against double (forward and backward), identical bits with 1 and all threads,
- * a length-1 history (alpha = 1, V = x), an empty history (V = 0, never NaN), and extra
+/* The interest extractor (docs/MODEL.md, "Interest extractor") on the CPU: gradient checks in
+ * double precision of every extractor tensor against central finite differences (all four
+ * add_pos/add_trm combinations, K = 1 and 3, and one larger sampled shape), the forward against
+ * docs/MODEL.md's formulas written out per element (the sub-ops on their own: the op table's grad
+ * mode, test_gpu_ops), float against double (forward and backward), identical bits with 1 and all
+ * threads, a length-1 history (alpha = 1, V = x), an empty history (V = 0, never NaN), and extra
  * padding columns changing nothing. Random inputs only (Philox, RNG_TEST). */
 #include "gradcheck.h"
 #include "test_util.h"

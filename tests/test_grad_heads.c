@@ -1,4 +1,5 @@
-/* Scores and losses (docs/MODEL.md, "Pretrain head" to "Distillation loss"), double-precision gradient checks and values:
+/* Scores and losses (docs/MODEL.md, "Pretrain head" to "Distillation loss"), double-precision
+ * gradient checks and values:
  *  - pretrain training scores (gradient wrt V and E, the argmax fixed), first-max tie rule,
  *    eval scores = brute-force max over k;
  *  - user_vector's weights sum to 1 (its and candidate_scores' gradients: the op table,

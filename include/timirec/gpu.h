@@ -39,8 +39,8 @@ void gpu_model_upload_adam(gpu_model_t *g, const float *m, const float *v);
 void gpu_model_download_adam(gpu_model_t *g, float *m, float *v);
 
 /* One training batch (host arrays, copied to the device): zero the device gradients, forward,
- * loss (docs/MODEL.md, "Ranking loss", "Distillation loss"), backward into the device gradients. Returns the loss, as
- * model_train_step_f with a gradient buffer. */
+ * loss (docs/MODEL.md, "Ranking loss", "Distillation loss"), backward into the device gradients.
+ * Returns the loss, as model_train_step_f with a gradient buffer. */
 float gpu_train_step(gpu_model_t *g, const model_batch_t *b, dropout_key_t key);
 
 /* Evaluation scores (B, C) into scores (host), as model_eval_scores_f: pretrain max over

@@ -1,8 +1,8 @@
-/* Ranking metrics (docs/MODEL.md, "Evaluation and metrics"). The rank of the target is 1 + the number of other
- * candidates whose score is >= the target's: a tie counts against the target (the
- * pessimistic convention of later ReChorus versions; the reference's argsort broke ties in
- * an unspecified order, so a model that scores everything equal gets the worst rank, not a
- * lucky one). Edge cases, all by the same rule:
+/* Ranking metrics (docs/MODEL.md, "Evaluation and metrics"). The rank of the target is 1 + the
+ * number of other candidates whose score is >= the target's: a tie counts against the target (the
+ * pessimistic convention of later ReChorus versions; the reference's argsort broke ties in an
+ * unspecified order, so a model that scores everything equal gets the worst rank, not a lucky one).
+ * Edge cases, all by the same rule:
  *   - a NaN target score gets the worst rank (the number of candidates ranked);
  *   - a NaN among the other candidates is never counted (NaN >= x is false): it sits below
  *     every non-NaN target;

@@ -1,4 +1,5 @@
-/* The reference's command line (README, "Training: the reference's command line") and its training run (docs/MODEL.md, "Training loop"):
+/* The reference's command line (README, "Training: the reference's command line") and its training
+ * run (docs/MODEL.md, "Training loop"):
  *   bin/timirec --model_name TiMiRec --dataset ml-1m --lr 1e-4 --l2 1e-6 --history_max 20 \
  *       --K 2 --add_pos 1 --add_trm 1 --stage pretrain
  * One table of options drives parsing, --help, config files (--config FILE.ini; flags given

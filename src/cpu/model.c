@@ -1,4 +1,5 @@
-/* The parameter table, initialisation and Adam (docs/MODEL.md, "Parameters", "Initialisation", "Optimiser"). */
+/* The parameter table, initialisation and Adam (docs/MODEL.md, "Parameters", "Initialisation",
+ * "Optimiser"). */
 #include "timirec/model.h"
 
 #include "timirec/common.h"

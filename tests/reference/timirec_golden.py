@@ -1,4 +1,5 @@
-"""PyTorch model of TiMiRec written from the model's specification (docs/MODEL.md, "Parameters" to "Distillation loss"), used to make the golden
+"""PyTorch model of TiMiRec written from the model's specification (docs/MODEL.md, "Parameters"
+to "Distillation loss"), used to make the golden
 files that tests/test_golden.c compares the C reference backend against.
 
 For each stage it builds the model with the reference's parameter names, sets random initial

@@ -1,10 +1,10 @@
 /* heads: declarations for one precision (no include guard: cpu_ops.h includes this file once
  * per precision with REAL and R(name) defined).
  *
- * Scores and losses (docs/MODEL.md, "Pretrain head" to "Distillation loss"). E = interest_extractor.i_embeddings.weight [N, d]
- * gives the candidate vectors; V (B, K, d) are the extractor's interests; cand (B, C) int32
- * item ids in 0..N-1 (fatal otherwise), column 0 the target. K and d come from lay->cfg.
- * Backward functions ADD into their outputs. */
+ * Scores and losses (docs/MODEL.md, "Pretrain head" to "Distillation loss"). E =
+ * interest_extractor.i_embeddings.weight [N, d] gives the candidate vectors; V (B, K, d) are the
+ * extractor's interests; cand (B, C) int32 item ids in 0..N-1 (fatal otherwise), column 0 the
+ * target. K and d come from lay->cfg. Backward functions ADD into their outputs. */
 
 /* Pretrain. training: kstar[b] = argmax_k V[b,k]·E[cand[b,0]] (first max on ties),
  * scores[b,c] = V[b,kstar[b]]·E[cand[b,c]]; eval: scores[b,c] = max_k V[b,k]·E[cand[b,c]]
@@ -30,19 +30,19 @@ void R(candidate_scores_backward)(const model_layout_t *lay, const REAL *params,
                                   const int32_t *cand, int B, int C, const REAL *dscores,
                                   REAL *du, REAL *grads);
 
-/* Ranking loss (docs/MODEL.md, "Ranking loss"; BaseModel.loss): pos = scores[:,0], neg = scores[:,1:] (C >= 2),
- * w = softmax(neg) per row (not detached); loss = -mean_b log(sum_j w_j sigmoid(pos - neg_j)).
- * Evaluated in double as LSE_j(neg_j) - LSE_j(neg_j + log sigmoid(pos - neg_j)), finite for
- * any finite scores. Returns the loss; writes dscores (B, C) = d loss / d scores (overwrites). */
+/* Ranking loss (docs/MODEL.md, "Ranking loss"; BaseModel.loss): pos = scores[:,0], neg =
+ * scores[:,1:] (C >= 2), w = softmax(neg) per row (not detached); loss = -mean_b log(sum_j w_j
+ * sigmoid(pos - neg_j)). Evaluated in double as LSE_j(neg_j) - LSE_j(neg_j + log sigmoid(pos -
+ * neg_j)), finite for any finite scores. Returns the loss; writes dscores (B, C) = d loss / d
+ * scores (overwrites). */
 REAL R(ranking_loss)(const REAL *scores, int B, int C, REAL *dscores);
 
-/* Distillation (docs/MODEL.md, "Distillation loss"): cand (B, C) as above (only column 0, the target, is read).
- * target_intent[b,k] = cos(V[b,k], E[cand[b,0]]), each vector
- * divided by max(norm, 1e-12), written out (B, K) and treated as a constant;
- * p = softmax(target_intent / temp), log q = log_softmax(pred_intent / temp); returns
- * temp^2 * (1/B) sum_b sum_k p (log p - log q) (p log p = 0 where p = 0) and ADDS
- * d/d pred_intent = temp / B * (q - p) into d_pred_intent (B, K) (may be NULL: value only).
- * No gradient flows into V or E. */
+/* Distillation (docs/MODEL.md, "Distillation loss"): cand (B, C) as above (only column 0, the
+ * target, is read). target_intent[b,k] = cos(V[b,k], E[cand[b,0]]), each vector divided by
+ * max(norm, 1e-12), written out (B, K) and treated as a constant; p = softmax(target_intent /
+ * temp), log q = log_softmax(pred_intent / temp); returns temp^2 * (1/B) sum_b sum_k p (log p - log
+ * q) (p log p = 0 where p = 0) and ADDS d/d pred_intent = temp / B * (q - p) into d_pred_intent (B,
+ * K) (may be NULL: value only). No gradient flows into V or E. */
 REAL R(distill_loss)(const model_layout_t *lay, const REAL *params, const REAL *V,
                      const int32_t *cand, const REAL *pred_intent, int B, int C, double temp,
                      REAL *target_intent, REAL *d_pred_intent);

@@ -27,9 +27,10 @@ void R(model_ws_alloc)(R(model_ws_t) *ws, const model_layout_t *lay, int max_B, 
                        int max_C);
 void R(model_ws_free)(R(model_ws_t) *ws);
 
-/* One training batch: forward, loss (docs/MODEL.md, "Pretrain head" to "Distillation loss"), and backward ADDING d loss / d params
- * into grads (the caller zeroes grads; NULL: forward and loss only). ws->scores, V,
- * pred_intent and target_intent hold the forward values afterwards. Returns the loss. */
+/* One training batch: forward, loss (docs/MODEL.md, "Pretrain head" to "Distillation loss"), and
+ * backward ADDING d loss / d params into grads (the caller zeroes grads; NULL: forward and loss
+ * only). ws->scores, V, pred_intent and target_intent hold the forward values afterwards. Returns
+ * the loss. */
 REAL R(model_train_step)(const model_layout_t *lay, const REAL *params, const model_batch_t *b,
                          dropout_key_t key, R(model_ws_t) *ws, REAL *grads);
 
