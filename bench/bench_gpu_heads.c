@@ -1,12 +1,13 @@
-/* Device time of the head and optimiser kernels (kernels/heads.cu, adam.cu; the GRU and the
- * single heads: the op table's perf mode, bench_gpu_ops), each through its gpu_ops.h
- * launcher, at the reference's shapes (batch 256, history 20, emb 64, K 2, C 2 in training /
- * 1,001 in evaluation) and at K 16. Median of TIMED runs after a warm-up, CUDA events around
+/* Device time of the fused training heads (kernels/heads.cu; the single heads, the pretrain
+ * and candidate evaluation scores, the GRU and Adam: the op table's perf mode,
+ * bench_gpu_ops), each through its gpu_ops.h launcher, at the reference's training shapes
+ * (batch 256, history 20, emb 64, K 2, C 2) and at K 16. Median of TIMED runs after a
+ * warm-up, CUDA events around
  * the launcher (the losses' launchers include their B-double copy back to the host; the
  * table-gradient launchers include the sorted scatter).
  *
  * Printed next to the device's ceilings from bench/results/device.csv (the last row for this
- * GPU: d2d copy GB/s, FP32 SGEMM TFLOP/s): the heads and Adam in GB/s of compulsory traffic
+ * GPU: d2d copy GB/s, FP32 SGEMM TFLOP/s): the heads in GB/s of compulsory traffic
  * (each input read once, each output written once; E rows gathered count once per candidate)
  * against the d2d copy rate. Appends rows to bench/results/kernels.csv (header written only
  * when the file is new). SKIP without a GPU. */
@@ -122,10 +123,6 @@ static void op_pretrain_rank(void *p) {
     gpu_pretrain_rank(ctx, a->E, a->V, a->cand, B, a->C, a->K, a->d, a->kstar, a->scores,
                       a->dscores);
 }
-static void op_pretrain_eval(void *p) {
-    head_arg_t *a = (head_arg_t *)p;
-    gpu_pretrain_scores(ctx, a->E, a->V, a->cand, B, a->C, a->K, a->d, 0, NULL, a->scores);
-}
 static void op_pretrain_backward(void *p) {
     head_arg_t *a = (head_arg_t *)p;
     gpu_pretrain_scores_backward(ctx, a->E, a->V, a->cand, B, a->C, a->K, a->d, a->kstar,
@@ -140,17 +137,13 @@ static void op_candidate_rank(void *p) {
     head_arg_t *a = (head_arg_t *)p;
     gpu_candidate_rank(ctx, a->E, a->u, a->cand, B, a->C, a->d, a->scores, a->dscores);
 }
-static void op_candidate_eval(void *p) {
-    head_arg_t *a = (head_arg_t *)p;
-    gpu_candidate_scores(ctx, a->E, a->u, a->cand, B, a->C, a->d, a->scores);
-}
 static void op_finetune_backward(void *p) {
     head_arg_t *a = (head_arg_t *)p;
     gpu_finetune_head_backward(ctx, a->E, a->V, a->u, a->w, a->cand, B, a->C, a->K, a->d,
                                a->dscores, a->du, a->dV, a->dpi, a->dE, a->work);
 }
 
-static void bench_heads(int C, int K, int d, int training) {
+static void bench_heads(int C, int K, int d) {
     head_arg_t a;
     a.C = C, a.K = K, a.d = d;
     const int64_t nE = (int64_t)N_ITEMS * d, nV = (int64_t)B * K * d, nS = (int64_t)B * C;
@@ -164,57 +157,21 @@ static void bench_heads(int C, int K, int d, int training) {
     char shape[64];
     snprintf(shape, sizeof shape, "B%d C%d K%d d%d", B, C, K, d);
     const double f = 4.0, rows = (double)nS * d * f; /* the gathered candidate rows */
-    if (training) {
-        report("pretrain_rank", shape, op_pretrain_rank, &a,
-               rows + (double)nV * f + (double)nS * (4 + 2 * f), 2.0 * nS * d + 2.0 * B * K * d);
-        report("pretrain_scores_backward", shape, op_pretrain_backward, &a,
-               2 * rows + (double)B * d * f * 3 + (double)nS * (4 + f) + rows * 2 /* scatter */, 0);
-        report("user_vector_distill", shape, op_user_distill, &a,
-               (double)nV * f + (double)B * d * f * 2 + (double)B * K * f * 5, 4.0 * nV);
-        report("candidate_rank", shape, op_candidate_rank, &a,
-               rows + (double)B * d * f + (double)nS * (4 + 2 * f), 2.0 * nS * d);
-        report("finetune_head_backward", shape, op_finetune_backward, &a,
-               2 * rows + (double)nV * f * 3 + (double)B * d * f * 3 + (double)nS * (4 + f) +
-                   rows * 2,
-               0);
-    } else {
-        report("pretrain_scores_eval", shape, op_pretrain_eval, &a,
-               rows + (double)nV * f + (double)nS * (4 + f), 2.0 * nS * K * d);
-        report("candidate_scores_eval", shape, op_candidate_eval, &a,
-               rows + (double)B * d * f + (double)nS * (4 + f), 2.0 * nS * d);
-    }
+    report("pretrain_rank", shape, op_pretrain_rank, &a,
+           rows + (double)nV * f + (double)nS * (4 + 2 * f), 2.0 * nS * d + 2.0 * B * K * d);
+    report("pretrain_scores_backward", shape, op_pretrain_backward, &a,
+           2 * rows + (double)B * d * f * 3 + (double)nS * (4 + f) + rows * 2 /* scatter */, 0);
+    report("user_vector_distill", shape, op_user_distill, &a,
+           (double)nV * f + (double)B * d * f * 2 + (double)B * K * f * 5, 4.0 * nV);
+    report("candidate_rank", shape, op_candidate_rank, &a,
+           rows + (double)B * d * f + (double)nS * (4 + 2 * f), 2.0 * nS * d);
+    report("finetune_head_backward", shape, op_finetune_backward, &a,
+           2 * rows + (double)nV * f * 3 + (double)B * d * f * 3 + (double)nS * (4 + f) +
+               rows * 2,
+           0);
     gpu_free(a.E), gpu_free(a.V), gpu_free(a.u), gpu_free(a.w), gpu_free(a.pi), gpu_free(a.tgt);
     gpu_free(a.dpi), gpu_free(a.scores), gpu_free(a.dscores), gpu_free(a.du), gpu_free(a.dV);
     gpu_free(a.dE), gpu_free(a.work), gpu_free(a.cand), gpu_free(a.kstar);
-}
-
-/* ---- Adam over a finetune model's flat buffer (ML-1M's catalogue) ---- */
-
-typedef struct {
-    model_layout_t lay;
-    adam_t opt;
-    float *p, *g, *m, *v;
-} adam_arg_t;
-
-static void op_adam(void *p) {
-    adam_arg_t *a = (adam_arg_t *)p;
-    gpu_adam_update(ctx, &a->opt, &a->lay, a->p, a->g, a->m, a->v);
-}
-
-static void bench_adam(int K) {
-    adam_arg_t a;
-    model_config_t cfg = {.stage = STAGE_FINETUNE, .n_items = N_ITEMS, .emb_size = D,
-                          .attn_size = 8, .K = K, .history_max = 20, .add_pos = 1, .add_trm = 1,
-                          .n_layers = 2, .temp = 0.5, .dropout = 0.5};
-    model_layout_build(&cfg, &a.lay);
-    adam_init(&a.opt, 1e-3, 1e-6);
-    const int64_t n = a.lay.total;
-    a.p = dev_rand(n, 40, -1, 1), a.g = dev_rand(n, 41, -1, 1), a.m = dev_rand(n, 42, 0, 0);
-    a.v = dev_rand(n, 42, 0, 0);
-    char shape[64];
-    snprintf(shape, sizeof shape, "finetune N%d d%d K%d n%lld", N_ITEMS, D, K, (long long)n);
-    report("adam", shape, op_adam, &a, 28.0 * (double)n, 0);
-    gpu_free(a.p), gpu_free(a.g), gpu_free(a.m), gpu_free(a.v);
 }
 
 int main(void) {
@@ -244,12 +201,8 @@ int main(void) {
         fprintf(csv, "device,date,commit,kernel,shape,us,gbps,gflops,fraction_of_ceiling\n");
     printf("%s; ceilings from bench/results/device.csv: d2d %.0f GB/s, SGEMM %.0f GFLOP/s%s\n",
            device, ceil_gbps, ceil_gflops, ceil_gbps > 0 ? "" : " (no row for this GPU)");
-    bench_heads(2, 2, D, 1);
-    bench_heads(1001, 2, D, 0);
-    bench_heads(2, 16, D, 1);
-    bench_heads(1001, 16, D, 0);
-    bench_adam(2);
-    bench_adam(16);
+    bench_heads(2, 2, D);
+    bench_heads(2, 16, D);
     if (csv) fclose(csv);
     gpu_timer_free(timer);
     gpu_ctx_free(ctx);

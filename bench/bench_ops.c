@@ -1,8 +1,8 @@
 /* Kernel benchmarks of every hot op of the model, at the default shapes (batch 256, history 20,
  * d 64, K 2) and at large ones (history 200 and 512, K 16 and 64, batch 8,192, a 100,000-item
- * catalog). First the op table's CPU perf mode (tests/op_table.h: the extractor's ops and the
- * single heads), then the ops still set up here (predictor, the training heads' scores + loss,
- * Adam, top-K). Each op is the CPU reference backend's own function (include/timirec/cpu/):
+ * catalog). First the op table's CPU perf mode (tests/op_table.h: the extractor's ops, the
+ * GRU, the projection, the single heads, Adam), then the compositions still set up here
+ * (the whole predictor, the training heads' scores + loss, full-catalog scoring + rank). Each op is the CPU reference backend's own function (include/timirec/cpu/):
  * before it is timed, its float version is checked against its double version on the same
  * random inputs (float outputs poisoned with NaN first), as max |float - double| / max |double|
  * over every output. Then one warm-up and repeats (3 to 100, about --budget seconds), median time,
@@ -30,16 +30,14 @@
 
 /* ---- shapes --------------------------------------------------------------------------------- */
 
-/* The extractor's ops (embedding, Linear, attention, LayerNorm, feed-forward, interest
- * attention) and the single heads (user vector, candidate scores, ranking loss, distillation)
- * are the op table's (tests/op_table.c), timed by op_run_perf at its perf shapes;
- * the ops below are still set up here. */
+/* The single ops (tests/op_table.c: the extractor's, the GRU, the projection, the heads,
+ * Adam) are timed by op_run_perf at the table's perf shapes; the compositions below are
+ * still set up here. */
 enum {
     OP_GRU = 1 << 0,      /* interest predictor: E2 gather, GRU, projection */
     OP_SCORE = 1 << 1,    /* scores of the training candidates + ranking loss, fwd + bwd */
-    OP_ADAM = 1 << 2,     /* Adam over the whole parameter table */
-    OP_TOPK = 1 << 3,     /* full-catalog scores + the target's rank among every item */
-    OP_ALL = (1 << 4) - 1,
+    OP_TOPK = 1 << 2,     /* full-catalog scores + the target's rank among every item */
+    OP_ALL = (1 << 3) - 1,
     OP_SEQ = OP_GRU,
     OP_K = OP_SCORE,
 };
@@ -57,8 +55,8 @@ static const case_t cases[] = {
     {"history 512", 32, 512, 2, 64, 3707, OP_SEQ, 0},
     {"K 16", 256, 50, 16, 64, 3707, OP_K, 0},
     {"K 64", 256, 50, 64, 64, 3707, OP_K, 0},
-    {"batch 8192", 8192, 20, 2, 64, 3707, OP_ALL & ~(OP_ADAM | OP_TOPK), 0},
-    {"catalog 100k", 256, 20, 2, 64, 100000, OP_ADAM | OP_TOPK, 0},
+    {"batch 8192", 8192, 20, 2, 64, 3707, OP_ALL & ~OP_TOPK, 0},
+    {"catalog 100k", 256, 20, 2, 64, 100000, OP_TOPK, 0},
 };
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -353,42 +351,6 @@ static void bench_score(report_t *rp, const case_t *cs, const bmodel_t *m, const
     free(V), free(pi), free(Vd), free(pid), free(kstar), free(kstard);
 }
 
-typedef struct {
-    adam_t opt;
-    const model_layout_t *lay;
-    float *p, *g, *m, *v;
-} adam_arg_t;
-static void run_adam(void *p) {
-    adam_arg_t *a = p;
-    adam_step(&a->opt, a->lay, a->p, a->g, a->m, a->v);
-}
-
-/* Adam exists in float only: its first step is checked against what the formula gives at t = 1,
- * m = v = 0: theta -= lr * g' / (|g'| + eps), g' = grad + l2 * theta (decay tensors). */
-static void bench_adam(report_t *rp, const case_t *cs, const bmodel_t *m) {
-    size_t total = (size_t)m->lay.total;
-    const double lr = 1e-3, l2 = 1e-4;
-    float *p = tmr_malloc(total * sizeof *p), *g = rand_f(total, 1), *mm = zeros_f(total), *v = zeros_f(total);
-    memcpy(p, m->pf, total * sizeof *p);
-    adam_arg_t a = {.lay = &m->lay, .p = p, .g = g, .m = mm, .v = v};
-    adam_init(&a.opt, lr, l2);
-    adam_step(&a.opt, &m->lay, p, g, mm, v);
-    double err = 0;
-    for (int t = 0; t < m->lay.n_tensors; t++) {
-        const param_t *pt = &m->lay.t[t];
-        for (int64_t i = pt->offset; i < pt->offset + pt->size; i++) {
-            double gp = (double)g[i] + (pt->decay ? l2 * (double)m->pf[i] : 0.0);
-            double want = (double)m->pf[i] - lr * gp / (fabs(gp) + 1e-8);
-            double e = fabs((double)p[i] - want) / lr;
-            err = isfinite(p[i]) && isfinite(e) ? fmax(err, e) : INFINITY;
-        }
-    }
-    char shape[64];
-    snprintf(shape, sizeof shape, "%lld parameters", (long long)total);
-    report(rp, cs, "Adam step", shape, err, 1e-3, run_adam, &a, 28.0 * (double)total, 1);
-    free(p), free(g), free(mm), free(v);
-}
-
 /* Full-catalog scoring (finetune user vector against every item) and each row's rank among all
  * items but the user's history, as test_all evaluation does. */
 typedef struct {
@@ -501,7 +463,6 @@ int main(int argc, char **argv) {
 #define WANT(bit, name) ((cs->ops & (bit)) && (!*only || strstr(name, only)))
         if (WANT(OP_GRU, "GRU predictor")) bench_gru(&rp, cs, &m, &b);
         if (WANT(OP_SCORE, "scores + loss")) bench_score(&rp, cs, &m, &b);
-        if (WANT(OP_ADAM, "Adam step")) bench_adam(&rp, cs, &m);
         if (WANT(OP_TOPK, "full-catalog score + rank")) bench_topk(&rp, cs, &m, &b);
 #undef WANT
         batch_free_(&b);

@@ -36,8 +36,13 @@ static int64_t dim_size(const char *tok, size_t len, const op_shape_t *s) {
         case 'n': return (int64_t)s->B * s->L;
         case 'P': return (int64_t)s->L + 1;
         case 'T': return s->T;
+        case 'W': return s->W;
         default: break;
         }
+    if (len == 6 && strncmp(tok, "layers", 6) == 0) return s->layers;
+    if (len == 6 && strncmp(tok, "hidden", 6) == 0) return s->layers > 1 ? s->layers - 1 : 0;
+    if (len == 5 && strncmp(tok, "steps", 5) == 0) return s->steps;
+    if (len == 2 && strncmp(tok, "W4", 2) == 0) return (s->W + 3) / 4 * 4; /* float4 stride */
     int64_t v = 0;
     for (size_t i = 0; i < len; i++) {
         if (tok[i] < '0' || tok[i] > '9') tmr_fatal("op_table: bad dim '%.*s'", (int)len, tok);
@@ -92,7 +97,12 @@ static void shape_str(const op_shape_t *s, char *out, size_t n) {
     for (int i = 0; i < 8 && len < n; i++)
         if (v[i]) len += (size_t)snprintf(out + len, n - len, "%s%s%d", len ? " " : "", name[i], v[i]);
     if (s->T > 0 && len < n) len += (size_t)snprintf(out + len, n - len, " T%lld", (long long)s->T);
-    if (s->temp > 0 && len < n) snprintf(out + len, n - len, " temp %.1f", s->temp);
+    if (s->temp > 0 && len < n) len += (size_t)snprintf(out + len, n - len, " temp %.1f", s->temp);
+    if (s->layers > 0 && len < n) len += (size_t)snprintf(out + len, n - len, " layers %d", s->layers);
+    if (s->p > 0 && len < n) len += (size_t)snprintf(out + len, n - len, " p %.2f", s->p);
+    if (s->train && len < n) len += (size_t)snprintf(out + len, n - len, " training");
+    if (s->steps > 0 && len < n) len += (size_t)snprintf(out + len, n - len, " steps %d", s->steps);
+    if (s->runs > 0 && len < n) snprintf(out + len, n - len, " one id");
 }
 
 /* Host inputs of one case, the same in every mode: float values (T_IN, T_GRAD_ADD start) and
@@ -133,6 +143,7 @@ static void histories(inputs_t *in, uint32_t tag, int32_t *hist, int32_t *pos) {
 static void inputs_make(const op_t *op, const op_shape_t *shape, uint32_t tag, inputs_t *in) {
     memset(in, 0, sizeof *in);
     in->s = *shape;
+    if (op->layout) in->s.W = op->layout(&in->s)->total;
     const op_shape_t *s = &in->s;
     const int64_t n = (int64_t)s->B * s->L;
     int32_t *hist = tmr_malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
@@ -148,6 +159,10 @@ static void inputs_make(const op_t *op, const op_shape_t *shape, uint32_t tag, i
                 const float sc = 1.0f / sqrtf((float)last_dim(t->dims, s));
                 lo *= sc, hi *= sc;
             }
+            if (t->flags & OPT_INV_SQRT_D) {
+                const float sc = 1.0f / sqrtf((float)s->d);
+                lo *= sc, hi *= sc;
+            }
             in->f[k] = gt_rand(m, tag + 1 + (uint32_t)k, lo, hi);
         } else if (t->kind == T_IDS) {
             in->i[k] = tmr_malloc((size_t)(m > 0 ? m : 1) * sizeof(int32_t));
@@ -155,6 +170,10 @@ static void inputs_make(const op_t *op, const op_shape_t *shape, uint32_t tag, i
                 const uint32_t range = (uint32_t)(s->N < 40 ? s->N : 40);
                 for (int64_t j = 0; j < m; j++)
                     in->i[k][j] = (int32_t)(rng_u32(3, RNG_TEST, tag + 1 + (uint32_t)k, (uint64_t)j, 0) % range);
+                continue;
+            }
+            if (t->fill == F_OP) {
+                op->fill_ids(s, tag + 1 + (uint32_t)k, in->i[k]);
                 continue;
             }
             if (m != n) tmr_fatal("op_table: %s %s: histories must be (B, L)", op->name, t->name);
@@ -315,7 +334,7 @@ int op_run_grad(const char *only) {
     const int before = tu_failures, checks = tu_checks;
     for (int i = 0; i < op_count; i++) {
         const op_t *op = &op_table[i];
-        if (!wanted(only, op->name)) continue;
+        if (!wanted(only, op->name) || !op->fwd_d) continue;
         op_shape_t sh[OP_MAX_SHAPES];
         const int k = op->shapes(OPM_GRAD, sh);
         for (int j = 0; j < k; j++) grad_case(op, &sh[j], 1000u * (uint32_t)(i + 1) + 50u * (uint32_t)j);
@@ -334,6 +353,21 @@ static const int64_t *device_step_off(const inputs_t *in) {
     int64_t *d = gpu_malloc(bytes);
     gpu_to_device(d, in->step_off, bytes);
     return d;
+}
+
+/* A flat parameter buffer, tensor by tensor (a wrong flag or offset stands out in one). */
+static void compare_per_param(const op_t *op, const op_shape_t *s, const char *what,
+                              const float *dev, const float *cpu, double tol) {
+    const model_layout_t *lay = op->layout(s);
+    float *h = tmr_malloc((size_t)(lay->total > 0 ? lay->total : 1) * sizeof(float));
+    gpu_to_host(h, dev, (size_t)lay->total * sizeof(float));
+    char label[240];
+    for (int t = 0; t < lay->n_tensors; t++) {
+        const param_t *pt = &lay->t[t];
+        snprintf(label, sizeof label, "%.100s: %.100s%s", what, pt->name, pt->decay ? " (decay)" : "");
+        gt_compare_host(label, h + pt->offset, cpu + pt->offset, pt->size, tol);
+    }
+    free(h);
 }
 
 static void parity_case(gpu_ctx_t *g, const op_t *op, const op_shape_t *shape, uint32_t tag) {
@@ -377,7 +411,11 @@ static void parity_case(gpu_ctx_t *g, const op_t *op, const op_shape_t *shape, u
                            : (t->flags & OPT_ROWS)   ? gt_tol_rows(base, (int64_t)s->B * s->L)
                            : (t->flags & OPT_ROWS_T) ? gt_tol_rows(base, s->T)
                                                      : base;
-        gt_compare(label, dc.t[k], c.t[k], in.sz[k], tol);
+        if (t->flags & OPT_INT32)
+            gt_compare_int(label, dc.t[k], c.t[k], in.sz[k]);
+        else
+            gt_compare(label, dc.t[k], c.t[k], in.sz[k], tol);
+        if (t->flags & OPT_PER_PARAM) compare_per_param(op, s, label, dc.t[k], c.t[k], tol);
     }
     if (op->derive) {
         /* The GPU's tensors on the host (inputs: the host's own), then the derived pair. */
@@ -559,7 +597,7 @@ int op_run_perf(gpu_ctx_t *g, const char *only, op_perf_t level, const char *csv
             inputs_make(op, &shs[j], 1000u * (uint32_t)(i + 1) + 50u * (uint32_t)j, &in);
             const op_shape_t *s = &in.s;
             shape_str(s, sh, sizeof sh);
-            if (!g) n_bad += float_vs_double(op, &in, sh);
+            if (!g && op->fwd_d) n_bad += float_vs_double(op, &in, sh);
             op_case_t c;
             host_case(op, &in, 0, &c);
             op_case_t *run = &c;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "timirec/cpu_ops.h"
+#include "timirec/rng.h"
 
 #define NT(list) ((int)(sizeof(list) / sizeof *(list)))
 
@@ -371,11 +372,14 @@ static double interest_cost(const op_shape_t *s, int bwd, double *flops) {
  * N = 300 items (candidate ids below 40: rows of E collect several gradients). Grad: small, one
  * with odd sizes. Parity: batch 1 to 256, C 1 to 1,001 and 60,000 (more scores than shared
  * memory holds), K 1 to 64, emb 16 to 256 (48: not a multiple of the warp). Perf: the
- * reference's training (C 2) and evaluation (C 1,001) shapes, K 16. */
+ * reference's training (C 2) and evaluation (C 1,001) shapes, at K 2 and 16. */
 static int heads_shapes(op_mode_t mode, op_shape_t *o) {
 #define H(b_, c_, k_, d_) {.B = b_, .d = d_, .K = k_, .C = c_, .N = 300, .temp = 0.5}
+    /* C 31 and C 2 (BPR) for the ranking loss, temperatures 1 and 0.5 for the distillation */
     static const op_shape_t grad[] = {{.B = 5, .d = 8, .K = 3, .C = 4, .N = 15, .temp = 1.0},
-                                      {.B = 2, .d = 12, .K = 2, .C = 3, .N = 7, .temp = 0.5}};
+                                      {.B = 2, .d = 12, .K = 2, .C = 3, .N = 7, .temp = 0.5},
+                                      {.B = 2, .d = 4, .K = 2, .C = 31, .N = 40, .temp = 1.0},
+                                      {.B = 3, .d = 8, .K = 3, .C = 2, .N = 9, .temp = 0.5}};
     static const op_shape_t gpu[] = {
         H(1, 2, 1, 16), H(3, 5, 2, 64), H(256, 2, 2, 64), H(256, 101, 7, 256),
         H(3, 1001, 64, 64), H(256, 2, 64, 16), H(2, 1, 3, 16), H(256, 1001, 2, 64),
@@ -385,8 +389,8 @@ static int heads_shapes(op_mode_t mode, op_shape_t *o) {
         H(1, 2, 1, 16), H(3, 5, 2, 64), H(64, 2, 2, 64), H(4, 101, 7, 32), H(3, 30, 64, 16),
         H(2, 1, 3, 16), H(2, 1001, 2, 16), H(2, 7, 5, 256), H(5, 13, 3, 48), H(2, 60000, 2, 16),
     };
-    static const op_shape_t perf[] = {H(256, 2, 2, 64), H(256, 1001, 2, 64), H(256, 2, 16, 64),
-                                      H(256, 2, 64, 64), H(8192, 2, 2, 64)};
+    static const op_shape_t perf[] = {H(256, 2, 2, 64),  H(256, 1001, 2, 64), H(256, 2, 16, 64),
+                                      H(256, 1001, 16, 64), H(256, 2, 64, 64), H(8192, 2, 2, 64)};
     static const op_shape_t smoke[] = {H(8, 2, 2, 64)};
 #undef H
     const op_shape_t *src = grad;
@@ -571,6 +575,104 @@ static double distill_cost(const op_shape_t *s, int bwd, double *flops) {
     return 4 * (BKd + (double)s->B * s->d + 4 * BK);
 }
 
+/* ---- pretrain evaluation scores: the max over interests (no backward: training uses the
+ * argmax interest, test_gpu_heads) ---------------------------------------------------------- */
+
+static int pretrain_eval_shapes(op_mode_t mode, op_shape_t *o) {
+    return mode == OPM_GRAD ? 0 : heads_shapes(mode, o);
+}
+
+enum { PE_E, PE_V, PE_CAND, PE_S };
+static const op_tensor_t pretrain_eval_t[] = {
+    [PE_E] = {"E", "N,d", T_IN, -1, 1, .flags = 0},
+    [PE_V] = {"V", "B,K,d", T_IN, -1, 1, .flags = 0},
+    [PE_CAND] = {"cand", "B,C", T_IDS, .fill = F_CAND},
+    [PE_S] = {"scores", "B,C", T_OUT, .flags = 0},
+};
+#define PE_FWD(P) pretrain_scores##P(heads_layout(s), t[PE_E], t[PE_V], t[PE_CAND], s->B, s->C, 0, NULL, t[PE_S])
+CPU_WRAP(pretrain_eval_fwd, PE_FWD)
+GPU_WRAP(pretrain_eval_fwd, gpu_pretrain_scores(g, t[PE_E], t[PE_V], t[PE_CAND], s->B, s->C, s->K, s->d, 0, NULL, t[PE_S]))
+
+/* E rows gathered once per candidate, V read, scores written. */
+static double pretrain_eval_cost(const op_shape_t *s, int bwd, double *flops) {
+    (void)bwd;
+    const double BC = (double)s->B * s->C;
+    *flops = 2 * BC * s->K * s->d;
+    return 4 * (2 * BC + BC * s->d + (double)s->B * s->K * s->d);
+}
+
+/* ---- embedding scatter: run lengths around the chunk of 32 ----------------------------------- */
+
+/* gpu_scatter_add_rows against layer_scatter_add: a stable sort of the ids, then each id's
+ * run summed in chunks of 32 (the CPU's order, bit for bit, for runs of at most 32 rows:
+ * gt_compare_scatter). Pattern 0: run lengths 1, 31, 32, 33, 64, 65, 97, 5,000 (the padding
+ * item of a 256 x 20 batch, first in sorted order), 400 short runs (0..5 rows) in between, two
+ * long runs side by side, a long run last in sorted order; pattern 1 + i: one id alone with
+ * scatter_alone[i] rows (the run is the whole array). The error bound of the long runs' sums
+ * and the determinism across calls and emulation orders: test_gpu_scatter. */
+enum { SC_SHORT = -1, SC_FIXED = 24, SC_KEYS = SC_FIXED + 400 + 1 };
+static const int scatter_fixed[SC_FIXED] = {5000, SC_SHORT, 1, SC_SHORT, 31, SC_SHORT, SC_SHORT,
+                                            32, 33, SC_SHORT, 64, SC_SHORT, 97, SC_SHORT, 2,
+                                            SC_SHORT, 33, 65, SC_SHORT, 34, 1, SC_SHORT, SC_SHORT,
+                                            3};
+static const int scatter_alone[] = {0, 1, 31, 32, 33, 64, 65};
+
+/* Rows of key k in pattern r (short runs: a fixed draw of 0..5, the same in every shape). */
+static int scatter_run(int r, int k) {
+    if (r > 0) return scatter_alone[r - 1];
+    const int v = k < SC_FIXED ? scatter_fixed[k] : k == SC_KEYS - 1 ? 65 : SC_SHORT;
+    return v == SC_SHORT ? (int)(rng_u32(9, RNG_TEST, 77, (uint64_t)k, 2) % 6u) : v;
+}
+
+/* The ids of pattern s->runs (s->T of them) in random order (Fisher-Yates on Philox draws). */
+static void scatter_ids(const op_shape_t *s, uint32_t tag, int32_t *ids) {
+    const int keys = s->runs ? 1 : SC_KEYS;
+    int64_t r = 0;
+    for (int k = 0; k < keys; k++)
+        for (int j = scatter_run(s->runs, k); j > 0; j--) ids[r++] = k;
+    for (int64_t i = r - 1; i > 0; i--) {
+        const int64_t j = (int64_t)(rng_u32(9, RNG_TEST, tag, (uint64_t)i, 3) % (uint64_t)(i + 1));
+        const int32_t x = ids[i];
+        ids[i] = ids[j];
+        ids[j] = x;
+    }
+}
+
+/* Pattern 0 at d 64, 5, 1; each one-id pattern at d 3. Table rows: the keys and 3 untouched.
+ * No grad mode (the scatter is the embedding's backward: embed, embed_items). */
+static int scatter_shapes(op_mode_t mode, op_shape_t *o) {
+    static const int widths[] = {64, 5, 1};
+    int m = 0;
+    if (mode == OPM_GRAD) return 0;
+    for (int i = 0; i < 3 && (i == 0 || mode == OPM_PARITY_GPU || mode == OPM_PARITY_EMU); i++)
+        o[m++] = (op_shape_t){.d = widths[i], .runs = 0};
+    if (mode == OPM_PARITY_GPU || mode == OPM_PARITY_EMU)
+        for (int i = 0; i < NT(scatter_alone); i++) o[m++] = (op_shape_t){.d = 3, .runs = 1 + i};
+    for (int i = 0; i < m; i++) {
+        const int keys = o[i].runs ? 1 : SC_KEYS;
+        o[i].N = keys + 3;
+        for (int k = 0; k < keys; k++) o[i].T += scatter_run(o[i].runs, k);
+    }
+    return m;
+}
+
+enum { SC_IDS, SC_SRC, SC_TABLE };
+static const op_tensor_t scatter_t[] = {
+    [SC_IDS] = {"ids", "T", T_IDS, .fill = F_OP},
+    [SC_SRC] = {"src", "T,d", T_IN, -1.5f, 1.5f, .flags = 0},
+    [SC_TABLE] = {"table", "N,d", T_GRAD_ADD, -1.5f, 1.5f, .ids = "ids"},
+};
+#define SC_FWD(P) layer_scatter_add##P(t[SC_IDS], s->T, s->d, t[SC_SRC], t[SC_TABLE])
+CPU_WRAP(scatter_fwd, SC_FWD)
+GPU_WRAP(scatter_fwd, gpu_scatter_add_rows(g, t[SC_IDS], s->T, s->d, t[SC_SRC], t[SC_TABLE]))
+
+/* ids and rows read, each touched table row read and written. */
+static double scatter_cost(const op_shape_t *s, int bwd, double *flops) {
+    (void)bwd;
+    *flops = (double)s->T * s->d;
+    return 4 * ((double)s->T * (1 + s->d) + 2.0 * s->N * s->d);
+}
+
 /* ---- GRU on packed rows (predictor_decl.h "Packed order") ------------------------------------ */
 
 /* {B, L, d, lengths}; items below 50. Grad: small, mixed lengths and one long history.
@@ -665,6 +767,213 @@ static double gru_cost(const op_shape_t *s, int bwd, double *flops) {
                     : 6 * d * d + 6 * d + T * d * 6);
 }
 
+/* ---- projection MLP (n_layers Linear layers on the GRU's final state; Philox dropout) -------- */
+
+/* A finetune layout of emb d, K interests, s->layers projection layers, dropout s->p: the
+ * projection reads its weights from the flat buffer (model.h proj_w / proj_b). */
+static const model_layout_t *proj_layout(const op_shape_t *s) {
+    static model_layout_t lay;
+    static op_shape_t last;
+    static int built;
+    if (!built || s->d != last.d || s->K != last.K || s->layers != last.layers ||
+        s->p != last.p) {
+        model_config_t cfg = {.stage = STAGE_FINETUNE, .n_items = 20, .emb_size = s->d,
+                              .attn_size = 8, .K = s->K, .history_max = 20, .add_pos = 1,
+                              .n_layers = s->layers, .temp = 1, .dropout = s->p};
+        char err[256];
+        if (model_config_check(&cfg, err, sizeof err)) tmr_fatal("op_table proj: %s", err);
+        model_layout_build(&cfg, &lay);
+        last = *s, built = 1;
+    }
+    return &lay;
+}
+
+/* The dropout key of a shape (the mask is a constant of the key: grad mode holds it fixed). */
+static dropout_key_t proj_key(const op_shape_t *s) {
+    return (dropout_key_t){0xfedcba9876543210ull ^ ((uint64_t)s->B << 20) ^ (uint64_t)s->d,
+                           123456u + (uint32_t)s->layers};
+}
+
+/* {B, d, K, layers, train, p}. Grad: 1 to 4 layers, training and evaluation. Parity: batch 1 to
+ * 256, emb 16 to 256, K 1 to 64, dropout 0, 0.2, 0.5; in the emulation smaller. Perf: the
+ * reference's batch 256, emb 64, K 2, 2 layers, and K 64 with 4 layers. */
+static int proj_shapes(op_mode_t mode, op_shape_t *o) {
+#define PJ(b_, d_, k_, l_, p_) {.B = b_, .d = d_, .K = k_, .layers = l_, .p = p_}
+    static const op_shape_t grad[] = {PJ(3, 8, 2, 1, 0.5), PJ(4, 8, 3, 2, 0.5), PJ(3, 8, 2, 3, 0.5),
+                                      PJ(2, 8, 3, 4, 0.2)};
+    static const op_shape_t gpu[] = {PJ(1, 16, 1, 1, 0.5), PJ(3, 64, 2, 2, 0.5),
+                                     PJ(256, 64, 2, 2, 0.5), PJ(256, 256, 64, 4, 0.2),
+                                     PJ(3, 16, 7, 3, 0.0)};
+    static const op_shape_t emu[] = {PJ(1, 16, 1, 1, 0.5), PJ(5, 16, 2, 2, 0.5),
+                                     PJ(9, 32, 7, 4, 0.2)};
+    static const op_shape_t perf[] = {PJ(256, 64, 2, 2, 0.5), PJ(256, 64, 64, 4, 0.5)};
+    static const op_shape_t smoke[] = {PJ(8, 64, 2, 2, 0.5)};
+#undef PJ
+    const op_shape_t *src = grad;
+    int k = NT(grad);
+    switch (mode) {
+    case OPM_GRAD: break;
+    case OPM_PARITY_GPU: src = gpu, k = NT(gpu); break;
+    case OPM_PARITY_EMU: src = emu, k = NT(emu); break;
+    case OPM_PERF: src = perf, k = NT(perf); break;
+    case OPM_PERF_SMOKE: src = smoke, k = NT(smoke); break;
+    }
+    int m = 0; /* each shape in evaluation and in training mode (perf: training only) */
+    for (int i = 0; i < k; i++)
+        for (int train = mode == OPM_PERF || mode == OPM_PERF_SMOKE; train <= 1; train++) {
+            o[m] = src[i];
+            o[m++].train = train;
+        }
+    return m;
+}
+
+enum { PJ_PARAMS, PJ_G, PJ_ACTS, PJ_OUT, PJ_DOUT, PJ_DG, PJ_WORK, PJ_GRADS };
+static const op_tensor_t proj_t[] = {
+    /* weights of scale 2 / sqrt(d), the rest of the buffer too (unread) */
+    [PJ_PARAMS] = {"params", "W", T_IN, -2, 2, .grad = "grads", .flags = OPT_INV_SQRT_D},
+    [PJ_G] = {"g", "B,d", T_IN, -1, 1, .grad = "dg"},
+    [PJ_ACTS] = {"acts", "hidden,B,d", T_OUT, .flags = 0}, /* the hidden layers' outputs */
+    [PJ_OUT] = {"pred_intent", "B,K", T_OUT, .grad = "dout"},
+    [PJ_DOUT] = {"dout", "B,K", T_IN, -1, 1, .flags = 0},
+    [PJ_DG] = {"dg", "B,d", T_OUT, .flags = 0},
+    [PJ_WORK] = {"work", "2,B,d", T_SCRATCH, .flags = 0},
+    /* ADDS the projection's weight and bias gradients; the rest of the buffer untouched */
+    [PJ_GRADS] = {"grads", "W", T_GRAD_ADD, -1, 1, .flags = OPT_PER_PARAM},
+};
+#define PJ_FWD(P) proj_forward##P(proj_layout(s), t[PJ_PARAMS], t[PJ_G], s->B, s->train, proj_key(s), t[PJ_ACTS], t[PJ_OUT])
+#define PJ_BWD(P) proj_backward##P(proj_layout(s), t[PJ_PARAMS], t[PJ_G], t[PJ_ACTS], s->B, s->train, t[PJ_DOUT], t[PJ_DG], t[PJ_WORK], t[PJ_GRADS])
+CPU_WRAP(proj_fwd, PJ_FWD)
+CPU_WRAP(proj_bwd, PJ_BWD)
+GPU_WRAP(proj_fwd, gpu_proj_forward(g, proj_layout(s), t[PJ_PARAMS], t[PJ_G], s->B, s->train, proj_key(s), t[PJ_ACTS], t[PJ_OUT]))
+GPU_WRAP(proj_bwd, gpu_proj_backward(g, proj_layout(s), t[PJ_PARAMS], t[PJ_G], t[PJ_ACTS], s->B, s->train, t[PJ_DOUT], t[PJ_DG], t[PJ_WORK], t[PJ_GRADS]))
+
+/* layers - 1 (d, d) layers and a (K, d) one: weights read (and their gradients written),
+ * activations written and read back. */
+static double proj_cost(const op_shape_t *s, int bwd, double *flops) {
+    const double B = s->B, d = s->d, h = s->layers - 1, wts = h * d * d + (double)s->K * d;
+    *flops = (bwd ? 4 : 2) * B * wts;
+    return 4 * (bwd ? 3 * wts + B * (2 * h * d + s->K + d) : wts + B * (d + h * d + s->K));
+}
+
+/* The dropout mask alone: keep[l, b, j] = proj_dropout_keep(...), int32, bit for bit (no
+ * double version: a pure integer op). */
+static int mask_shapes(op_mode_t mode, op_shape_t *o) {
+#define MK(l_, b_, d_, p_) {.B = b_, .d = d_, .layers = l_, .p = p_}
+    static const op_shape_t gpu[] = {MK(3, 256, 64, 0.5), MK(7, 256, 256, 0.2)};
+    static const op_shape_t emu[] = {MK(3, 7, 16, 0.5)};
+    static const op_shape_t perf[] = {MK(3, 256, 64, 0.5)};
+#undef MK
+    const op_shape_t *src = mode == OPM_PARITY_GPU ? gpu : mode == OPM_PARITY_EMU ? emu : perf;
+    const int k = mode == OPM_GRAD ? 0 : mode == OPM_PARITY_GPU ? NT(gpu) : mode == OPM_PARITY_EMU ? NT(emu) : NT(perf);
+    for (int i = 0; i < k; i++) o[i] = src[i];
+    return k;
+}
+
+enum { MK_KEEP };
+static const op_tensor_t mask_t[] = {
+    [MK_KEEP] = {"keep", "layers,B,d", T_OUT, .flags = OPT_INT32},
+};
+static void mask_fwd_f(op_case_t *c) {
+    const op_shape_t *s = &c->s;
+    const dropout_key_t key = proj_key(s);
+    int32_t *keep = c->t[MK_KEEP];
+    for (int l = 0; l < s->layers; l++)
+        for (int b = 0; b < s->B; b++)
+            for (int j = 0; j < s->d; j++)
+                keep[((int64_t)l * s->B + b) * s->d + j] =
+                    proj_dropout_keep(key.seed, key.step, l, s->B, b, s->d, j, (float)s->p);
+}
+GPU_WRAP(mask_fwd, gpu_proj_dropout_mask(g, proj_key(s), s->layers, s->B, s->d, (float)s->p, t[MK_KEEP]))
+
+static double mask_cost(const op_shape_t *s, int bwd, double *flops) {
+    (void)bwd;
+    const double n = (double)s->layers * s->B * s->d;
+    *flops = 10 * n; /* a Philox draw per element, roughly */
+    return 4 * n;
+}
+
+/* ---- Adam over the flat parameter buffer (model.h adam_step; kernels/adam.cu) ---------------- */
+
+/* A finetune layout with every kind of tensor (embeddings, Linear and GRU weights, biases,
+ * LayerNorm gains and shifts): N items, emb d, attn a, K, s->layers layers. */
+static const model_layout_t *adam_layout(const op_shape_t *s) {
+    static model_layout_t lay;
+    static op_shape_t last;
+    static int built;
+    if (!built || s->N != last.N || s->d != last.d || s->a != last.a || s->K != last.K ||
+        s->layers != last.layers) {
+        model_config_t cfg = {.stage = STAGE_FINETUNE, .n_items = s->N, .emb_size = s->d,
+                              .attn_size = s->a, .K = s->K, .history_max = 20, .add_pos = 1,
+                              .add_trm = 1, .n_layers = s->layers, .temp = 0.5, .dropout = 0.5};
+        model_layout_build(&cfg, &lay); /* unchecked: emb 17 is no trainable config */
+        last = *s, built = 1;
+    }
+    return &lay;
+}
+
+/* {N, d, a, K, layers, steps}. Parity: 1 and 3 steps on emb 64, and on odd sizes (emb 17, K 3:
+ * tensor ends inside the kernel's groups of four, a partial group at the end of the buffer).
+ * Perf: ML-1M's catalogue (K 2 and 16) and 100,000 items, one step. No grad mode: Adam has no backward (and no
+ * double version). */
+static int adam_shapes(op_mode_t mode, op_shape_t *o) {
+#define AD(n_, d_, a_, k_, l_, st_) {.N = n_, .d = d_, .a = a_, .K = k_, .layers = l_, .steps = st_}
+    static const op_shape_t parity[] = {AD(501, 64, 8, 2, 3, 1), AD(501, 64, 8, 2, 3, 3),
+                                        AD(102, 17, 5, 3, 3, 1), AD(102, 17, 5, 3, 3, 3)};
+    static const op_shape_t perf[] = {AD(3707, 64, 8, 2, 2, 1), AD(3707, 64, 8, 16, 2, 1),
+                                      AD(100000, 64, 8, 2, 2, 1)};
+    static const op_shape_t smoke[] = {AD(102, 17, 5, 3, 3, 1)};
+#undef AD
+    const op_shape_t *src = mode == OPM_PERF ? perf : mode == OPM_PERF_SMOKE ? smoke : parity;
+    const int k = mode == OPM_GRAD        ? 0
+                  : mode == OPM_PERF       ? NT(perf)
+                  : mode == OPM_PERF_SMOKE ? NT(smoke)
+                                           : NT(parity);
+    for (int i = 0; i < k; i++) o[i] = src[i];
+    return k;
+}
+
+/* lr 1e-2 and a large l2 (0.1), so that a wrong weight-decay flag shows. Both sides run
+ * math_hd.h's element update; the device may fuse multiply-adds: 1e-6, not exact. */
+enum { AD_P, AD_G, AD_M, AD_V, AD_STEP };
+static const op_tensor_t adam_tensors[] = {
+    /* updated in place: the same random start on both sides, compared (T_GRAD_ADD) */
+    [AD_P] = {"params", "W", T_GRAD_ADD, -1, 1, .flags = OPT_PER_PARAM},
+    [AD_G] = {"grads", "steps,W4", T_IN, -1, 1, .flags = 0}, /* one per step, 16-byte aligned */
+    [AD_M] = {"m", "W", T_GRAD_ADD, -0.1f, 0.1f, .flags = OPT_PER_PARAM},
+    [AD_V] = {"v", "W", T_GRAD_ADD, 0, 0.01f, .flags = OPT_PER_PARAM},
+    [AD_STEP] = {"step", "1", T_OUT, .flags = OPT_EXACT}, /* the step counter after the steps */
+};
+static void adam_fwd_f(op_case_t *c) {
+    const op_shape_t *s = &c->s;
+    const model_layout_t *lay = adam_layout(s);
+    adam_t opt;
+    adam_init(&opt, 1e-2, 0.1);
+    for (int k = 0; k < s->steps; k++)
+        adam_step(&opt, lay, c->t[AD_P], (const float *)c->t[AD_G] + k * ((s->W + 3) / 4 * 4),
+                  c->t[AD_M], c->t[AD_V]);
+    *(float *)c->t[AD_STEP] = (float)opt.step;
+}
+#ifdef TIMIREC_CUDA
+static void adam_fwd_gpu(gpu_ctx_t *g, op_case_t *c) {
+    const op_shape_t *s = &c->s;
+    const model_layout_t *lay = adam_layout(s);
+    adam_t opt;
+    adam_init(&opt, 1e-2, 0.1);
+    for (int k = 0; k < s->steps; k++)
+        gpu_adam_update(g, &opt, lay, c->t[AD_P], (const float *)c->t[AD_G] + k * ((s->W + 3) / 4 * 4),
+                        c->t[AD_M], c->t[AD_V]);
+    const float step = (float)opt.step;
+    gpu_to_device(c->t[AD_STEP], &step, sizeof step);
+}
+#endif
+
+/* Per step: params, m, v read and written, the gradient read. */
+static double adam_cost(const op_shape_t *s, int bwd, double *flops) {
+    (void)bwd;
+    *flops = 15.0 * s->W * s->steps;
+    return 28.0 * s->W * s->steps;
+}
+
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 #define CPU_FNS(w) .fwd_f = w##_fwd_f, .bwd_f = w##_bwd_f, .fwd_d = w##_fwd_d, .bwd_d = w##_bwd_d
@@ -698,5 +1007,18 @@ const op_t op_table[] = {
      FWD_ONLY(distill), .tol = 1e-5, .cost = distill_cost},
     {.name = "distill_loss_value", .t = distill_t, .nt = DI_DPI, .shapes = distill_value_shapes,
      FWD_ONLY(distill_value), .tol = 1e-5, .cost = distill_cost},
+    {.name = "pretrain_scores_eval", .t = pretrain_eval_t, .nt = NT(pretrain_eval_t),
+     .shapes = pretrain_eval_shapes, FWD_ONLY(pretrain_eval), .tol = 1e-5,
+     .cost = pretrain_eval_cost},
+    {.name = "scatter_runs", .t = scatter_t, .nt = NT(scatter_t), .shapes = scatter_shapes,
+     FWD_ONLY(scatter), .tol = 1e-6, .cost = scatter_cost, .fill_ids = scatter_ids},
+    OP("projection", proj_t, NT(proj_t), proj_shapes, proj, 1e-5, .cost = proj_cost,
+       .layout = proj_layout),
+    /* integers: no double version, no grad mode */
+    {.name = "proj_dropout_mask", .t = mask_t, .nt = NT(mask_t), .shapes = mask_shapes,
+     .fwd_f = mask_fwd_f, .fwd_gpu = GPU(mask_fwd), .tol = 0, .cost = mask_cost},
+    /* float only (no double version), no backward: parity and perf, no grad mode */
+    {.name = "adam", .t = adam_tensors, .nt = NT(adam_tensors), .shapes = adam_shapes, .fwd_f = adam_fwd_f,
+     .fwd_gpu = GPU(adam_fwd), .tol = 1e-6, .cost = adam_cost, .layout = adam_layout},
 };
 const int op_count = NT(op_table);

@@ -3,11 +3,13 @@
  * checked and timed at, its CPU reference (float and double: cpu_ops.h) and its CUDA launcher
  * (gpu_ops.h; the host emulation in the emulated build). Registered: the extractor's ops
  * (embedding +/- positions, Linear +/- bias, attention, add + LayerNorm +/- row mask,
- * feed-forward, interest attention), the GRU, and the single heads (user vector, candidate
- * scores, ranking loss, distillation). Still checked by their own tests: the pretrain scores
- * (an int argmax with a near-tie rule) and the fused heads (test_gpu_heads), the projection
- * and its dropout mask (test_gpu_predictor), Adam (test_gpu_adam), the scatter's run-length
- * cases (test_gpu_scatter), top-K (test_gpu_topk). The harness
+ * feed-forward, interest attention), the embedding scatter's run-length cases, the GRU, the
+ * projection MLP and its dropout mask, the single heads (user vector, candidate scores,
+ * pretrain evaluation scores, ranking loss, distillation) and Adam. Still checked by their own
+ * tests: the pretrain training scores (an int argmax with a near-tie rule) and the fused heads
+ * (test_gpu_heads), the scatter's error bound and determinism across emulation orders
+ * (test_gpu_scatter), top-K (test_gpu_topk: a host-side API over a problem struct, item lists
+ * with tie rules and error returns, not device tensors). The harness
  * (tests/op_harness.c) runs it in three modes:
  *  - grad:   the double CPU op's backward against central finite differences of the loss
  *            sum_o <out_o, dout_o> (every output with an upstream gradient), per input that
@@ -24,8 +26,11 @@
  *
  * Adding an op: one entry in op_table.c: an enum of its tensors, their op_tensor_t list, the
  * CPU call written once for both precisions (CPU_WRAP), the GPU call, the shapes (a
- * generator per mode) and the cost (bytes and flops) for perf. A scalar result (a loss) is a
- * tensor of dims "1" with an upstream gradient of constant 1 (lo = hi = 1). */
+ * generator per mode; none for grad when the op has no backward) and the cost (bytes and
+ * flops) for perf. A scalar result (a loss) is a tensor of dims "1" with an upstream gradient
+ * of constant 1 (lo = hi = 1). An op over the model's flat parameter buffer (Adam, the
+ * projection) names its layout (op_t.layout) and uses dims "W" for the buffer; an op without
+ * a double version (Adam, the dropout mask) leaves fwd_d NULL. */
 #ifndef TIMIREC_TEST_OP_TABLE_H
 #define TIMIREC_TEST_OP_TABLE_H
 
@@ -34,12 +39,20 @@
 #include "timirec/gpu_ops.h"
 
 /* One shape of an op. Tensor dims (op_tensor_t.dims) name these fields by letter:
- * B L d a K C N f T, n = B * L, P = L + 1 (position rows); digits are literal factors. */
+ * B L d a K C N f T W, n = B * L, P = L + 1 (position rows), or by word: layers, hidden
+ * (= layers - 1), steps, W4 (W rounded up to a multiple of 4: a float4-aligned stride);
+ * digits are literal factors. */
 typedef struct {
     int B, L, d, a, K, C, N, f;
     double temp; /* the distillation's temperature */
     int lens;    /* the histories' lengths (OP_LEN_*) */
-    int64_t T;   /* packed rows (the sum of the lengths): set by the harness */
+    int layers;  /* the projection's layers (n_layers); the layout's for Adam */
+    int train;   /* the projection in training mode (dropout p) */
+    double p;    /* dropout probability */
+    int steps;   /* Adam's steps */
+    int runs;    /* the scatter's run-length pattern */
+    int64_t T;   /* packed rows (the sum of the lengths): set by the harness when L > 0 */
+    int64_t W;   /* the op's flat parameter buffer (op_t.layout): set by the harness */
 } op_shape_t;
 
 /* History lengths of a batch: random 1..L with the last row of 3 or more empty
@@ -65,7 +78,7 @@ typedef enum {
 /* T_IDS fills: the histories of a batch (gt_histories: lengths 1..L, the last row of a batch
  * of 3 or more empty, items in 1..N-1, right-padded with 0) and their positions; candidate
  * ids uniform in 0..min(N, 40)-1 (repeats: table rows that collect several gradients). */
-typedef enum { F_NONE, F_HIST, F_POS, F_CAND } op_fill_t;
+typedef enum { F_NONE, F_HIST, F_POS, F_CAND, F_OP } op_fill_t; /* F_OP: op_t.fill_ids */
 
 enum {
     OPT_ROWS = 1,      /* parity tolerance widened for a sum over n = B L rows (gt_tol_rows) */
@@ -73,7 +86,10 @@ enum {
     OPT_ZERO_GRAD = 4, /* grad: zero in exact arithmetic (softmax shift invariance) */
     OPT_EMPTY_ZERO = 8, /* the last batch row (an empty history) must come out exactly 0 */
     OPT_FANIN = 16,     /* T_IN range scaled by 1 / sqrt(last dim) (a weight's fan-in) */
-    OPT_ROWS_T = 32     /* as OPT_ROWS, for a sum over the T packed rows */
+    OPT_ROWS_T = 32,    /* as OPT_ROWS, for a sum over the T packed rows */
+    OPT_INT32 = 64,     /* T_OUT of int32: parity compares it exactly as integers */
+    OPT_PER_PARAM = 128, /* a "W" buffer: parity also compares each tensor of op_t.layout */
+    OPT_INV_SQRT_D = 256 /* T_IN range scaled by 1 / sqrt(d) */
 };
 
 typedef struct {
@@ -112,7 +128,9 @@ typedef struct {
     const op_tensor_t *t;
     int nt;
     int (*shapes)(op_mode_t mode, op_shape_t *out); /* up to OP_MAX_SHAPES; returns the count */
-    op_cpu_fn fwd_f, bwd_f, fwd_d, bwd_d;           /* bwd NULL: the forward does it all */
+    /* bwd NULL: the forward does it all; fwd_d NULL: no double version (no grad mode, no
+     * float-vs-double check before CPU perf) */
+    op_cpu_fn fwd_f, bwd_f, fwd_d, bwd_d;
     op_gpu_fn fwd_gpu, bwd_gpu;                     /* NULL in a build without CUDA */
     double tol;                                     /* parity: normalised error */
     /* Compulsory traffic in bytes (each input read once, each output written once) of the
@@ -124,6 +142,10 @@ typedef struct {
      * tolerance. */
     void (*derive)(const op_case_t *cpu, const op_case_t *gpu, float *got, float *want);
     const char *derive_of;
+    /* Optional: the model layout of an op over the flat parameter buffer (dims "W"). */
+    const model_layout_t *(*layout)(const op_shape_t *s);
+    /* F_OP ids: fills the tensor's ids (tag: distinct per op and shape). */
+    void (*fill_ids)(const op_shape_t *s, uint32_t tag, int32_t *ids);
 } op_t;
 
 extern const op_t op_table[];

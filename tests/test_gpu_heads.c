@@ -1,9 +1,9 @@
 /* GPU-vs-CPU parity of the heads (include/timirec/cpu/heads_decl.h against gpu_ops.h):
- * pretrain scores (training: argmax interest, exact but for near ties, gt_kstar_check;
- * evaluation: max over interests) and their backward, and the fused training heads
- * (pretrain / candidate scores with the ranking loss, user vector with the distillation, the
- * finetune head backward) against the CPU ops they stand for (the single ops user vector,
- * candidate scores, ranking loss and distillation: the op table, test_gpu_ops), at batch 1
+ * pretrain training scores (argmax interest, exact but for near ties, gt_kstar_check) and
+ * their backward, and the fused training heads (pretrain / candidate scores with the ranking
+ * loss, user vector with the distillation, the finetune head backward) against the CPU ops
+ * they stand for (the single ops user vector, candidate scores, pretrain evaluation scores,
+ * ranking loss and distillation: the op table, test_gpu_ops), at batch 1
  * to 256, candidates 1 to 1001 and 60,000 (more scores than shared memory holds), K 1 to 64, emb 16 to 256 (48:
  * not a multiple of the warp). Device outputs poisoned with NaN first; accumulated
  * gradients start from the same random values. Tolerances: 1e-5 normalised for tensors
@@ -127,12 +127,6 @@ static void run(gpu_ctx_t *ctx, shape_t s, uint32_t tag) {
                                  work);
     gt_compare("pretrain backward dV (accumulated)", d_dV, dV, nV, TOL);
     gt_compare("pretrain backward dE (accumulated)", d_dE, grads + offE, nE, TOL);
-
-    /* pretrain, evaluation */
-    gpu_poison(d_scores, (size_t)nS * sizeof(float));
-    pretrain_scores_f(&lay, params, V, cand, B, C, 0, NULL, scores);
-    gpu_pretrain_scores(ctx, d_E, d_V, d_cand, B, C, K, d, 0, NULL, d_scores);
-    gt_compare("pretrain evaluation scores (max over interests)", d_scores, scores, nS, TOL);
 
     /* The user vector (the CPU's: the single ops user_vector, candidate_scores, ranking_loss and
      * distill_loss are the op table's, test_gpu_ops) for the fused heads below. */

@@ -4,8 +4,10 @@
  *    eval scores = brute-force max over k;
  *  - user_vector's weights sum to 1 (its and candidate_scores' gradients: the op table,
  *    test_gpu_ops);
- *  - ranking_loss against finite differences, C = 2 equals BPR, a hand case, huge score gaps;
- *  - distill_loss against finite differences (target constant), a hand case, temp 0.5 and 1;
+ *  - ranking_loss against the reference's direct form, C = 2 equals BPR, a hand case, huge
+ *    score gaps (its gradient check: the op table's grad mode, test_gpu_ops, C 2 to 31);
+ *  - distill_loss: a hand case, the target in [-1, 1], distill_loss_from_target agrees, temp
+ *    0.5 and 1 (its gradient check, target constant: the op table, temperatures 0.5 to 1.3);
  *  - the composed finetune chain ranking(candidate_scores(user_vector(V, pi))) + distill,
  *    checked wrt V, pred_intent and E (the distillation target is held constant: detached). */
 #include "gradcheck.h"
@@ -207,18 +209,6 @@ static void test_user_weights(void) {
 
 /* ---- ranking loss ---- */
 
-typedef struct {
-    int B, C;
-} rctx_t;
-
-static double rank_loss_fn(void *vctx, const double *scores) {
-    rctx_t *r = vctx;
-    double *ds = malloc(sizeof(double) * (size_t)(r->B * r->C));
-    double L = ranking_loss_d(scores, r->B, r->C, ds);
-    free(ds);
-    return L;
-}
-
 /* The reference's direct form, for moderate scores. */
 static double naive_rank(const double *s, int B, int C) {
     double tot = 0;
@@ -234,7 +224,6 @@ static double naive_rank(const double *s, int B, int C) {
 
 static void test_ranking(void) {
     printf("ranking_loss:\n");
-    gc_opts_t o = gc_default_opts();
     int shapes[][2] = {{4, 6}, {3, 2}, {2, 31}};
     for (int si = 0; si < 3; si++) {
         int B = shapes[si][0], C = shapes[si][1];
@@ -242,11 +231,7 @@ static void test_ranking(void) {
         for (int e = 0; e < B * C; e++) s[e] = 3.0 * urand(50 + (uint32_t)si, (uint64_t)e);
         double L = ranking_loss_d(s, B, C, ds);
         CHECK_CLOSE(L, naive_rank(s, B, C), 1e-12);
-        rctx_t r = {B, C};
-        char name[80];
-        snprintf(name, sizeof name, "ranking_loss: scores (B %d, C %d)", B, C);
-        int bad = gc_check(name, rank_loss_fn, &r, s, 0, B * C, ds, &o);
-        CHECK(bad == 0, "%s: %d elements off", name, bad);
+        printf("  B %d, C %d: %.15g equals the direct form\n", B, C, L);
         /* float agrees */
         float *sf = malloc(sizeof(float) * (size_t)(B * C)), *dsf = malloc(sizeof(float) * (size_t)(B * C));
         for (int e = 0; e < B * C; e++) sf[e] = (float)s[e];
@@ -309,19 +294,6 @@ static void test_ranking(void) {
 
 /* ---- distillation ---- */
 
-typedef struct {
-    hctx_t *h;
-    const double *all_const;  /* V and E for the target (constant) */
-    double target[B_ * K_];
-} dctx_t;
-
-static double distill_fn(void *vctx, const double *pi) {
-    dctx_t *c = vctx;
-    hctx_t *h = c->h;
-    return distill_loss_d(&h->lay, c->all_const, c->all_const + h->oV, h->cand, pi, B_, C_,
-                          h->temp, c->target, NULL);
-}
-
 static void test_distill(void) {
     printf("distill_loss:\n");
     /* Hand case: d 4, K 2, V = (1,0,0,0), (0,2,0,0), target item (3,4,0,0): cos 0.6, 0.8;
@@ -352,31 +324,25 @@ static void test_distill(void) {
         CHECK(ti[0] == 0 && isfinite(L), "zero interest: target %g, loss %g", ti[0], L);
         free(params);
     }
-    /* Finite differences wrt pred_intent, target constant; temp 0.5 and 1. */
+    /* Values at temp 0.5 and 1 (the finite differences: the op table's distill_loss). */
     double temps[2] = {0.5, 1.0};
     for (int i = 0; i < 2; i++) {
         hctx_t h;
         setup(&h, 60);
         h.temp = temps[i];
         double *all = random_all(&h, 70);
-        dctx_t c = {&h, all, {0}};
-        double dpi[B_ * K_], pi[B_ * K_];
+        double target[B_ * K_], dpi[B_ * K_], pi[B_ * K_];
         for (int e = 0; e < B_ * K_; e++) dpi[e] = 0.25; /* ADD semantics: offset removed below */
         memcpy(pi, all + h.oPI, sizeof pi);
-        double L = distill_loss_d(&h.lay, all, all + h.oV, h.cand, pi, B_, C_, h.temp, c.target, dpi);
+        double L = distill_loss_d(&h.lay, all, all + h.oV, h.cand, pi, B_, C_, h.temp, target, dpi);
         for (int e = 0; e < B_ * K_; e++) dpi[e] -= 0.25;
         CHECK(isfinite(L) && L >= 0, "distill loss %g", L);
         /* The target is cos(V, E[target]) in [-1, 1]. */
         for (int e = 0; e < B_ * K_; e++)
-            CHECK(c.target[e] >= -1 && c.target[e] <= 1, "target_intent %g", c.target[e]);
-        char name[80];
-        snprintf(name, sizeof name, "distill_loss (temp %.1f): pred_intent (B,K)", h.temp);
-        gc_opts_t o = gc_default_opts();
-        int bad = gc_check(name, distill_fn, &c, pi, 0, B_ * K_, dpi, &o);
-        CHECK(bad == 0, "%s: %d elements off", name, bad);
+            CHECK(target[e] >= -1 && target[e] <= 1, "target_intent %g", target[e]);
         /* distill_loss_from_target with the written target gives the same value and gradient. */
         double dpi2[B_ * K_] = {0};
-        double L2 = distill_loss_from_target_d(c.target, pi, B_, K_, h.temp, dpi2);
+        double L2 = distill_loss_from_target_d(target, pi, B_, K_, h.temp, dpi2);
         CHECK(L2 == L, "distill_loss_from_target %.17g vs distill_loss %.17g", L2, L);
         for (int e = 0; e < B_ * K_; e++) CHECK_CLOSE(dpi2[e], dpi[e], 1e-15);
         /* float agrees */
