@@ -12,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 
-"$bin" synth --out "$tmp/data" --dataset toy --n_users 90 --n_items 40 --n_clusters 5 --seq_len 12 --neg_items 10 >/dev/null || { echo "FAIL: synth"; exit 1; }
+"$bin" synth --out "$tmp/data" --dataset toy --users 90 --items 40 --n_clusters 5 --seq_len 12 --negatives 10 >/dev/null || { echo "FAIL: synth"; exit 1; }
 common="--model_name TiMiRec --path $tmp/data --dataset toy --epoch 2 --batch_size 64 --model_dir $tmp/model/ --log_dir $tmp/log/ --emb_size 16 --history_max 10 --test_all 1 --topk 5,10,50 --metric NDCG,HR,MRR"
 
 "$bin" $common --stage pretrain --per_user_metrics "$tmp/pu/pre.tsv" > "$tmp/pre.out" 2>&1; rc=$?

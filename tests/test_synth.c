@@ -89,9 +89,9 @@ static int same_file(const char *a, const char *b) {
 }
 
 static int run_synth(const char *out, const char *dataset, const char *n_users, const char *seed) {
-    char *argv[] = {"synth", "--out", (char *)out, "--dataset", (char *)dataset, "--n_users", (char *)n_users,
-                    "--n_items", "500", "--n_clusters", "20", "--interests", "3", "--seq_len", "30",
-                    "--neg_items", "100", "--seed", (char *)seed};
+    char *argv[] = {"synth", "--out", (char *)out, "--dataset", (char *)dataset, "--users", (char *)n_users,
+                    "--items", "500", "--n_clusters", "20", "--interests", "3", "--seq_len", "30",
+                    "--negatives", "100", "--seed", (char *)seed};
     return synth_main((int)(sizeof argv / sizeof argv[0]), argv);
 }
 
