@@ -74,10 +74,10 @@ char *prepare_put_negatives(char *p, const uint64_t *bits, int64_t distinct, int
 /* The synthetic generator (timirec synth). Items 0..n_items-1 (original id = index + 1) are
  * dealt into clusters: item i belongs to cluster i % n_clusters and is the (i / n_clusters)-th
  * most popular of it (popularity ~ rank^-pop_skew, Zipf-like; about 1 gives a real log's
- * long tail). Each user owns `interests` distinct
- * clusters with random weights and walks through them: at every step it keeps its current
- * interest with probability `stay`, else re-picks one by weight; the item comes from that
- * interest's cluster, or with probability `noise` uniformly from all items. Lengths are
+ * long tail). Each user owns `interests` distinct clusters with random weights and walks
+ * through them: at every step it keeps its current interest with probability `stay`, else
+ * re-picks one by weight; the item comes from that interest's cluster, or with probability
+ * `noise` uniformly from all items. Lengths are
  * min_len + an exponential share of the rest, summing exactly to n_interactions (default
  * n_users * seq_len). User u's j-th interaction happens at time (start_u + j) * n_users + u
  * (a global step counter: users interleave). Randomness: Philox RNG_SYNTH, epoch 0 index =
