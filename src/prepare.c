@@ -501,22 +501,47 @@ typedef struct {
     int64_t fail_user;        /* 1-based user id whose negatives cannot be drawn, 0 if none */
 } fmt_ctx_t;
 
-static char *put_triple(char *p, const sorted_t *s, uint32_t r) {
-    p = put_u32(p, s->user[r] + 1);
+/* A user holding nearly every item could need an endless stream: give up after 2^26 words. */
+#define PREPARE_MAX_DRAWS (1u << 26)
+
+char *prepare_put_row(char *p, uint32_t user, uint32_t item, int64_t time) {
+    p = put_u32(p, user);
     *p++ = '\t';
-    p = put_u32(p, s->item[r] + 1);
+    p = put_u32(p, item);
     *p++ = '\t';
-    return put_i64(p, s->time[r]);
+    return put_i64(p, time);
 }
 
-static char *fmt_train(fmt_ctx_t *c, int64_t k, char *p) {
-    p = put_triple(p, c->s, c->rows[k]);
-    *p++ = '\n';
+char *prepare_put_negatives(char *p, const uint64_t *bits, int64_t distinct, int64_t n_items,
+                            int n_neg, uint64_t seed, uint32_t epoch, int64_t k, int *fail) {
+    *fail = 0;
+    if (n_neg <= 0) return p;
+    *p++ = '\t';
+    *p++ = '[';
+    uint32_t range = (uint32_t)n_items;
+    for (int j = 0; j < n_neg && distinct < n_items; j++) {
+        rng_stream_t s = rng_stream(seed, RNG_PREPARE_NEG, epoch, (uint64_t)k * (uint64_t)n_neg + (uint64_t)j, 0);
+        uint32_t v;
+        do v = rng_stream_below(&s, range);
+        while ((bits[v >> 6] >> (v & 63)) & 1 && s.draw < PREPARE_MAX_DRAWS);
+        if ((bits[v >> 6] >> (v & 63)) & 1) {
+            distinct = n_items; /* report below */
+            break;
+        }
+        if (j) *p++ = ',', *p++ = ' ';
+        p = put_u32(p, v + 1);
+    }
+    *fail = distinct >= n_items;
+    *p++ = ']';
     return p;
 }
 
-/* A user holding nearly every item could need an endless stream: give up after 2^26 words. */
-#define PREPARE_MAX_DRAWS (1u << 26)
+static char *fmt_train(fmt_ctx_t *c, int64_t k, char *p) {
+    uint32_t r = c->rows[k];
+    p = prepare_put_row(p, c->s->user[r] + 1, c->s->item[r] + 1, c->s->time[r]);
+    *p++ = '\n';
+    return p;
+}
 
 /* One dev/test row: the triple, then n_neg items (1-based) the user never touched. */
 static char *fmt_eval(fmt_ctx_t *c, int64_t k, char *p) {
@@ -529,28 +554,13 @@ static char *fmt_eval(fmt_ctx_t *c, int64_t k, char *p) {
         distinct += !(bits[it[j] >> 6] & m);
         bits[it[j] >> 6] |= m;
     }
-    p = put_triple(p, c->s, r);
-    *p++ = '\t';
-    *p++ = '[';
-    uint32_t range = (uint32_t)c->n_items;
-    for (int j = 0; j < c->n_neg && distinct < c->n_items; j++) {
-        rng_stream_t s = rng_stream(c->seed, RNG_PREPARE_NEG, c->epoch,
-                                    (uint64_t)k * (uint64_t)c->n_neg + (uint64_t)j, 0);
-        uint32_t v;
-        do v = rng_stream_below(&s, range);
-        while ((bits[v >> 6] >> (v & 63)) & 1 && s.draw < PREPARE_MAX_DRAWS);
-        if ((bits[v >> 6] >> (v & 63)) & 1) {
-            distinct = c->n_items; /* report below */
-            break;
-        }
-        if (j) *p++ = ',', *p++ = ' ';
-        p = put_u32(p, v + 1);
-    }
-    if (distinct >= c->n_items && c->n_neg > 0) {
+    p = prepare_put_row(p, u + 1, c->s->item[r] + 1, c->s->time[r]);
+    int fail;
+    p = prepare_put_negatives(p, bits, distinct, c->n_items, c->n_neg, c->seed, c->epoch, k, &fail);
+    if (fail) {
 #pragma omp atomic write
         c->fail_user = (int64_t)u + 1;
     }
-    *p++ = ']';
     *p++ = '\n';
     for (int64_t j = 0; j < deg; j++) bits[it[j] >> 6] = 0;
     return p;
@@ -674,6 +684,10 @@ static void user_items_csr(const sorted_t *s, int64_t n_users, int64_t **off_out
 
 static const char *const out_names[3] = {"train.csv", "test.csv", "dev.csv"};
 
+const char *prepare_eval_header(int n_neg) {
+    return n_neg > 0 ? "user_id\titem_id\ttime\tneg_items\n" : "user_id\titem_id\ttime\n";
+}
+
 int prepare_write_stats(const interactions_t *x, const char *outdir, int n_neg, uint64_t seed,
                         prepare_stats_t *stats, char *err, size_t errlen) {
     if (x->n <= 0) return tmr_error(err, errlen, "no interactions to prepare");
@@ -715,7 +729,7 @@ int prepare_write_stats(const interactions_t *x, const char *outdir, int n_neg, 
         snprintf(tmp[k], cap, "%s/.%s.tmp%ld", outdir, out_names[k], (long)getpid());
     }
     size_t eval_max = 80 + 12 * (size_t)n_neg;
-    const char *eval_header = "user_id\titem_id\ttime\tneg_items\n";
+    const char *eval_header = prepare_eval_header(n_neg);
     c.rows = lists[ROLE_TRAIN];
     rc = write_one(tmp[0], "user_id\titem_id\ttime\n", counts[ROLE_TRAIN], 72, fmt_train, &c, err, errlen);
     if (rc == 0) {
@@ -765,7 +779,8 @@ static const char *prepare_usage =
     "Turn a raw interaction log into OUTDIR/{train,dev,test}.csv by the reference recipe:\n"
     "drop duplicate (user, item, time) rows, sort stably by (time, user), renumber users and\n"
     "items from 1, per user first row -> train, last -> test, the one before -> dev; each\n"
-    "dev/test row gets --neg_items negatives the user never interacted with.\n"
+    "dev/test row gets --neg_items negatives the user never interacted with (0: no neg_items\n"
+    "column; evaluate such data with --test_all 1).\n"
     "Formats: udata = MovieLens 100K u.data (user item rating time, tab separated);\n"
     "movielens = MovieLens 1M/10M ratings.dat (user::item::rating::time);\n"
     "csv = header naming user_id, item_id, time (tab or comma separated, other columns ignored);\n"

@@ -62,6 +62,7 @@ static int build_table(run_args_t *a, opt_t *t) {
     I(num_neg, 1, 1000, "negative items per training instance");
     F(dropout, 0, 1, "accepted for compatibility: the projection's dropout is 0.5, as in the reference");
     I(test_all, 0, 1, "rank the target against every item (full ranking)");
+    I(eval_users, 0, BIG, "with --test_all 1: rank the dev/test instances of a seeded sample of this many users (0: all)");
     I(epoch, 0, 100000, "number of epochs");
     I(check_epoch, 0, 100000, "print the intent distributions every check_epoch epochs (0: never)");
     I(test_epoch, -1, 100000, "print test results every test_epoch epochs (-1: never)");
@@ -178,6 +179,9 @@ int run_args_parse(run_args_t *a, int argc, char **argv, char *err, size_t errle
     if (a->emb_size % 4) return tmr_error(err, errlen, "--emb_size: %lld is not a multiple of 4",
                                           (long long)a->emb_size);
     metric_spec_t spec;
+    if (a->eval_users && !a->test_all)
+        return tmr_error(err, errlen, "--eval_users: sampling %lld users needs full-catalog evaluation "
+                         "(--test_all 1)", (long long)a->eval_users);
     if (metrics_parse(a->metric, a->topk, &spec, err, errlen)) return -1;
     return 0;
 }
@@ -653,10 +657,15 @@ static int run_load_data(run_t *r) {
     int64_t entries = c->phase[0].n_rows + c->phase[1].n_rows + c->phase[2].n_rows;
     logline(&r->L, "\"# user\": %d, \"# item\": %d, \"# entry\": %lld [%.2f s]", c->n_users - 1,
             c->n_items - 1, (long long)entries, tmr_now() - t_read);
+    /* Sampled-negative evaluation needs each dev/test row's candidates; full-catalog
+     * evaluation (--test_all 1) needs none, so files without them are valid there. */
     for (int p = PHASE_DEV; p <= PHASE_TEST; p++)
-        if (!a->test_all && !c->phase[p].has_neg) {
-            fprintf(stderr, "timirec: error: %s/%s/%s.csv has no neg_items column (use --test_all 1)\n",
-                    a->path, a->dataset, corpus_phase_names[p]);
+        if (!a->test_all && c->phase[p].n_neg == 0) {
+            fprintf(stderr, "timirec: error: %s/%s/%s.csv has %s: evaluation with sampled "
+                    "negatives (--test_all 0) ranks each row among them; add a neg_items column "
+                    "(timirec prepare --neg_items N, timirec synth --negatives N) or rank against "
+                    "the full catalog with --test_all 1\n", a->path, a->dataset, corpus_phase_names[p],
+                    c->phase[p].has_neg ? "empty neg_items lists" : "no neg_items column");
             return 1;
         }
     metrics_parse(a->metric, a->topk, &r->spec, r->err, sizeof r->err);
@@ -724,6 +733,7 @@ static int run_build_trainer(run_t *r) {
     to->lr = a->lr;
     to->l2 = a->l2;
     to->seed = (uint64_t)a->random_seed;
+    to->eval_users = a->eval_users;
     to->use_gpu = a->gpu[0] != '\0';
     if (to->use_gpu) setenv("CUDA_VISIBLE_DEVICES", a->gpu, 1); /* as the reference does */
     int rc = run_check_memory(r);
@@ -982,7 +992,9 @@ static int run_final_test(run_t *r) {
     const run_args_t *a = &r->a;
     char res[2048], when[64];
     double tv[METRICS_MAX_KINDS * METRICS_MAX_TOPK];
+    double t0 = tmr_now();
     trainer_evaluate(&r->t, &r->c, PHASE_TEST, (int)a->test_all, &r->spec, tv);
+    double eval_s = tmr_now() - t0;
     metrics_format(&r->spec, tv, res, sizeof res);
     logline(&r->L, "\nTest After Training: (%s)", res);
     if (r->L.json) {
@@ -990,16 +1002,19 @@ static int run_final_test(run_t *r) {
         json_string(r->L.json, r->model_path);
         fprintf(r->L.json, ", \"metrics\": ");
         json_metrics(r->L.json, &r->spec, tv);
-        fprintf(r->L.json, "}\n");
+        fprintf(r->L.json, ", \"eval_s\": %.3f, \"eval_instances\": %lld}\n", eval_s, (long long)r->t.n_eval);
     }
     if (*a->per_user_metrics) {
         const corpus_phase_t *ph = &r->c.phase[PHASE_TEST];
-        if (metrics_write_per_instance(a->per_user_metrics, &r->spec, ph->user, ph->item,
-                                       ph->inst_row, r->t.ranks, ph->n_inst, r->err,
-                                       sizeof r->err))
-            return fail(r, 1);
-        logline(&r->L, "Per-user test metrics (%lld instances) written to %s",
-                (long long)ph->n_inst, a->per_user_metrics);
+        const int64_t n = r->t.n_eval; /* the evaluated instances (all, or --eval_users' sample) */
+        int64_t *rows = tmr_malloc(tmr_mul_size((size_t)n + 1, sizeof *rows));
+        for (int64_t i = 0; i < n; i++) rows[i] = ph->inst_row[r->t.eval_index[i]];
+        int bad = metrics_write_per_instance(a->per_user_metrics, &r->spec, ph->user, ph->item, rows,
+                                             r->t.ranks, n, r->err, sizeof r->err);
+        free(rows);
+        if (bad) return fail(r, 1);
+        logline(&r->L, "Per-user test metrics (%lld instances) written to %s", (long long)n,
+                a->per_user_metrics);
     }
     now_string(when, sizeof when);
     logline(&r->L, "\n--------------------------------------------- END: %s ---------------------------------------------", when);

@@ -94,6 +94,40 @@ typedef struct {
     int64_t index;
 } key_index_t;
 
+static int cmp_key_index(const void *pa, const void *pb) {
+    const key_index_t *a = pa, *b = pb;
+    if (a->key != b->key) return a->key < b->key ? -1 : 1;
+    return (a->index > b->index) - (a->index < b->index);
+}
+
+int64_t sampler_eval_users(const corpus_t *c, int phase, uint64_t seed, int64_t n_users, int64_t *inst) {
+    const corpus_phase_t *ph = &c->phase[phase];
+    unsigned char *mark = tmr_calloc((size_t)c->n_users, 1); /* 1: has an instance, 2: sampled */
+    int64_t n_have = 0;
+    for (int64_t i = 0; i < ph->n_inst; i++) {
+        int32_t u = ph->user[ph->inst_row[i]];
+        n_have += !mark[u];
+        mark[u] = 1;
+    }
+    if (n_users > 0 && n_users < n_have) {
+        key_index_t *k = tmr_malloc(tmr_mul_size((size_t)n_have, sizeof *k));
+        int64_t m = 0;
+        for (int32_t u = 0; u < c->n_users; u++)
+            if (mark[u]) {
+                philox4x32_t r = rng_block(seed, RNG_EVAL_USERS, (uint32_t)phase, (uint64_t)u, 0);
+                k[m++] = (key_index_t){(uint64_t)r.v[0] << 32 | r.v[1], u};
+            }
+        qsort(k, (size_t)m, sizeof *k, cmp_key_index);
+        for (int64_t j = 0; j < n_users; j++) mark[k[j].index] = 2;
+        free(k);
+    }
+    int64_t n = 0, want = n_users > 0 && n_users < n_have ? 2 : 1;
+    for (int64_t i = 0; i < ph->n_inst; i++)
+        if (mark[ph->user[ph->inst_row[i]]] == want) inst[n++] = i;
+    free(mark);
+    return n;
+}
+
 void sampler_shuffle(int64_t n, uint64_t seed, uint32_t epoch, int64_t *perm) {
     if (n <= 0) return;
     key_index_t *a = tmr_malloc(tmr_mul_size((size_t)n, sizeof *a));

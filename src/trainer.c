@@ -21,6 +21,7 @@ void train_opts_default(train_opts_t *o) {
     o->l2 = 0;
     o->seed = 0;
     o->use_gpu = 0;
+    o->eval_users = 0;
 }
 
 int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
@@ -59,7 +60,6 @@ int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
     t->order = tmr_malloc(tmr_mul_size((size_t)n_train + 1, sizeof(int64_t)));
     t->eval_index = tmr_malloc(tmr_mul_size((size_t)max_eval, sizeof(int64_t)));
     t->ranks = tmr_malloc(tmr_mul_size((size_t)max_eval, sizeof(int64_t)));
-    for (int64_t i = 0; i < max_eval; i++) t->eval_index[i] = i;
     char why[320];
     t->be = &trainer_backend_cpu;
     if (t->be->create(t, max_B, max_L, max_C, why, sizeof why))
@@ -199,13 +199,19 @@ void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
     /* Full ranking (test_all) stays on the CPU: the model's forward here for the user vectors,
      * then the blocked top-K pass (topk.h). */
     const trainer_backend_t *be = test_all ? &trainer_backend_cpu : t->be;
+    int64_t n = ph->n_inst;
+    if (test_all && t->opts.eval_users > 0)
+        n = sampler_eval_users(c, phase, t->opts.seed, t->opts.eval_users, t->eval_index);
+    else
+        for (int64_t i = 0; i < n; i++) t->eval_index[i] = i;
+    t->n_eval = n;
     if (be->eval_ranks(t, c, phase) == 0) {
-        metrics_compute(spec, t->ranks, ph->n_inst, values);
+        metrics_compute(spec, t->ranks, n, values);
         return;
     }
     int32_t *targets = test_all ? tmr_malloc((size_t)eb * sizeof *targets) : NULL;
-    for (int64_t s = 0; s < ph->n_inst; s += eb) {
-        int B = (int)(ph->n_inst - s < eb ? ph->n_inst - s : eb);
+    for (int64_t s = 0; s < n; s += eb) {
+        int B = (int)(n - s < eb ? n - s : eb);
         /* test_all: the file's candidates (or the target alone) give the user vectors; the
          * catalog is then scored block by block (topk.h), never as a (B, N) matrix. */
         batch_fill(batch, c, phase, t->eval_index + s, B, t->opts.history_max, NULL, 0, 0);
@@ -221,7 +227,7 @@ void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
         topk_rank_cpu(&p, targets, t->ranks + s);
     }
     free(targets);
-    metrics_compute(spec, t->ranks, ph->n_inst, values);
+    metrics_compute(spec, t->ranks, n, values);
 }
 
 int trainer_last_intents(trainer_t *t, float *pred, float *target) {

@@ -9,7 +9,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 
-"$bin" synth --out "$tmp/data" --dataset toy --n_users 120 --n_items 60 --n_clusters 6 --seq_len 12 --neg_items 20 >/dev/null || { echo "FAIL: synth"; exit 1; }
+"$bin" synth --out "$tmp/data" --dataset toy --users 120 --items 60 --n_clusters 6 --seq_len 12 --negatives 20 >/dev/null || { echo "FAIL: synth"; exit 1; }
 common="--model_name TiMiRec --path $tmp/data --dataset toy --epoch 2 --batch_size 64 --emb_size 16 --history_max 10 --stage finetune --n_layers 2 --temp 0.5"
 
 "$bin" $common --model_dir "$tmp/cpu/" --log_dir "$tmp/cpu/" > "$tmp/cpu.out" 2>&1; rc=$?

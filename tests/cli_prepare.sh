@@ -20,7 +20,7 @@ check 1 "prepare missing input" "$bin" prepare --format udata "$tmp/none" "$tmp/
 printf '1 2 3\n' >"$tmp/seq.txt"; printf '1 2 x\n' >"$tmp/bad.txt"
 check 1 "prepare bad input" "$bin" prepare --format seq "$tmp/bad.txt" "$tmp/o"
 grep -qF "$tmp/bad.txt:1: " "$tmp/out" || { echo "FAIL bad input message names file and line"; cat "$tmp/out"; fail=1; }
-check 0 "synth toy" "$bin" synth --out "$tmp" --dataset toy --n_users 300 --n_items 100 --neg_items 20
+check 0 "synth toy" "$bin" synth --out "$tmp" --dataset toy --users 300 --items 100 --negatives 20
 for f in train dev test item_clusters; do [ -s "$tmp/toy/$f.csv" ] || { echo "FAIL synth wrote $f.csv"; fail=1; }; done
 
 raw=../shared/data/raw/ml-100k/u.data ref=../shared/data/ml-100k

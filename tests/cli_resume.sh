@@ -20,7 +20,7 @@ check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 # OpenMP threads spin while they wait; on a busy machine a passive wait keeps this test quick.
 export OMP_WAIT_POLICY=passive
 
-"$bin" synth --out "$tmp/data" --dataset tiny --n_users 60 --n_items 40 --n_clusters 4 --seq_len 10 --neg_items 10 >/dev/null || { echo "FAIL: synth"; exit 1; }
+"$bin" synth --out "$tmp/data" --dataset tiny --users 60 --items 40 --n_clusters 4 --seq_len 10 --negatives 10 >/dev/null || { echo "FAIL: synth"; exit 1; }
 # Finetune (dropout keyed by the step counter), 14 batches an epoch, early stop at epoch 21.
 run="--model_name TiMiRec --path $tmp/data --dataset tiny --epoch 30 --early_stop 1 --batch_size 32 --emb_size 8 --attn_size 4 --history_max 8 --stage finetune --n_layers 2 --check_epoch 0 --model_dir $tmp/model/ --log_dir $tmp/log/"
 ckpt="$tmp/model/TiMiRec/TiMiRec__tiny__0__lr=0.001__l2=0__emb_size=8__attn_size=4__K=2__temp=1__add_pos=1__add_trm=1__n_layers=2.safetensors"
@@ -123,7 +123,7 @@ check "a healthy run with --detect_anomaly 1: same results" "[ $rc -eq 0 ] && [ 
 
 # A request that needs terabytes is refused before it is allocated (long histories, so the
 # workspace is batch 2^20 x history 512 x emb 256).
-"$bin" synth --out "$tmp/data" --dataset long --n_users 30 --n_items 200 --seq_len 600 --min_len 560 --neg_items 5 >/dev/null
+"$bin" synth --out "$tmp/data" --dataset long --users 30 --items 200 --seq_len 600 --min_len 560 --negatives 5 >/dev/null
 start=$(date +%s)
 "$bin" --model_name TiMiRec --path "$tmp/data" --dataset long --stage pretrain --emb_size 256 --batch_size 1048576 --history_max 512 --model_dir "$tmp/model/" --log_dir "$tmp/log/" > "$tmp/big.out" 2>&1; rc=$?
 secs=$(( $(date +%s) - start ))

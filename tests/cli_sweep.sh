@@ -10,7 +10,7 @@ fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 rows() { tail -n +2 "$1" | grep -c .; }
 
-"$bin" synth --out "$tmp/data" --dataset toy --n_users 120 --n_items 60 --n_clusters 6 --seq_len 12 --neg_items 20 >/dev/null || { echo "FAIL: synth"; exit 1; }
+"$bin" synth --out "$tmp/data" --dataset toy --users 120 --items 60 --n_clusters 6 --seq_len 12 --negatives 20 >/dev/null || { echo "FAIL: synth"; exit 1; }
 # One thread: the runs are tiny, and OpenMP threads only wait for each other on a busy machine.
 sweep="$bin sweep --model_name TiMiRec --path $tmp/data --dataset toy --epoch 2 --batch_size 64 --emb_size 16 --threads 1"
 

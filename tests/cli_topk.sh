@@ -5,14 +5,16 @@
 # user with a history, [i1, i2, ...] best first, ties to the lower id, none of the user's
 # train/dev/test items, lists shorter than --topk when fewer items are unseen; --stage and
 # --retrieval interests (ComiRec's merged per-interest lists: the same lists as the max score
-# for a pretrain model); errors for bad values.
+# for a pretrain model); errors for bad values. Data without negatives (synth --negatives 0):
+# valid with --test_all 1, refused before training with --test_all 0; --eval_users N: the
+# test instances of N users, the same N for the same seed, all of them when N covers them.
 bin=${1:-bin/timirec}
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 
-"$bin" synth --out "$tmp/data" --dataset toy --n_users 90 --n_items 40 --n_clusters 5 --seq_len 12 --neg_items 10 >/dev/null || { echo "FAIL: synth"; exit 1; }
+"$bin" synth --out "$tmp/data" --dataset toy --users 90 --items 40 --n_clusters 5 --seq_len 12 --negatives 10 >/dev/null || { echo "FAIL: synth"; exit 1; }
 common="--model_name TiMiRec --path $tmp/data --dataset toy --epoch 2 --batch_size 64 --model_dir $tmp/model/ --log_dir $tmp/log/ --emb_size 16 --history_max 10 --test_all 1 --topk 5,10,50 --metric NDCG,HR,MRR"
 
 "$bin" $common --stage pretrain --per_user_metrics "$tmp/pu/pre.tsv" > "$tmp/pre.out" 2>&1; rc=$?
@@ -77,6 +79,35 @@ bad=$(seen_check "$tmp/f2.tsv" 8)
 check "finetune --retrieval interests well formed (${bad:-none bad})" "[ $rc -eq 0 ] && [ -z \"$bad\" ]"
 "$bin" recommend --model_path "$fine" --dataset toy --path "$tmp/data" --topk 8 --stage pretrain --out "$tmp/f3.tsv" > "$tmp/f3.out" 2>&1; rc=$?
 check "--stage pretrain on a finetune checkpoint scores by the interests" "[ $rc -eq 0 ] && grep -q 'pretrain score' $tmp/f3.out && cmp -s $tmp/f2.tsv $tmp/f3.tsv"
+
+# No neg_items column (or empty lists): full-catalog evaluation only, said before training.
+"$bin" synth --out "$tmp/data" --dataset noneg --users 90 --items 40 --n_clusters 5 --seq_len 12 --negatives 0 >/dev/null
+check "synth --negatives 0: no neg_items column" "[ \"\$(head -1 $tmp/data/noneg/dev.csv)\" = \"\$(printf 'user_id\\titem_id\\ttime')\" ] && [ \$(awk -F'\\t' 'NF != 3' $tmp/data/noneg/test.csv | wc -l) -eq 0 ]"
+nn="--model_name TiMiRec --path $tmp/data --dataset noneg --epoch 0 --batch_size 64 --model_dir $tmp/nnm/ --log_dir $tmp/nnl/ --emb_size 16 --history_max 10 --stage pretrain"
+"$bin" $nn > "$tmp/nn0.out" 2>&1; rc=$?
+check "no negatives, --test_all 0: refused before training, naming the file and both fixes" "[ $rc -eq 1 ] && grep -q 'noneg/dev.csv has no neg_items column' $tmp/nn0.out && grep -q 'add a neg_items column' $tmp/nn0.out && grep -q -- '--test_all 1' $tmp/nn0.out && ! grep -q '^Epoch' $tmp/nn0.out"
+mkdir -p "$tmp/data/emptyneg" && cp "$tmp/data/toy/train.csv" "$tmp/data/emptyneg/"
+for f in dev test; do sed 's/\t\[[0-9, ]*\]$/\t[]/' "$tmp/data/toy/$f.csv" > "$tmp/data/emptyneg/$f.csv"; done
+"$bin" $nn --dataset emptyneg > "$tmp/nne.out" 2>&1; rc=$?
+check "empty neg_items lists, --test_all 0: refused" "[ $rc -eq 1 ] && grep -q 'emptyneg/dev.csv has empty neg_items lists' $tmp/nne.out"
+"$bin" $nn --test_all 1 --epoch 1 > "$tmp/nn1.out" 2>&1; rc=$?
+check "no negatives, --test_all 1: trains and tests" "[ $rc -eq 0 ] && grep -q '^Epoch 1 ' $tmp/nn1.out && grep -q '^Test After Training' $tmp/nn1.out"
+# The sample checks evaluate the initial model (--epoch 0): cheap, and the same in every run.
+"$bin" $nn --test_all 1 --per_user_metrics "$tmp/nn_all.tsv" > "$tmp/nn2.out" 2>&1
+n_nn=$(tail -n +2 "$tmp/data/noneg/test.csv" | wc -l)
+"$bin" $nn --test_all 1 --eval_users 12 --per_user_metrics "$tmp/nn_s1.tsv" > "$tmp/nn3.out" 2>&1; rc=$?
+check "--eval_users 12: 12 distinct test users" "[ $rc -eq 0 ] && [ \$(tail -n +2 $tmp/nn_s1.tsv | cut -f1 | sort -u | wc -l) -eq 12 ] && [ \$(tail -n +2 $tmp/nn_s1.tsv | wc -l) -eq 12 ]"
+check "--eval_users: the sample's rows are rows of the full evaluation" "[ -z \"\$(tail -n +2 $tmp/nn_s1.tsv | grep -vxF -f $tmp/nn_all.tsv)\" ]"
+"$bin" $nn --test_all 1 --eval_users 12 --per_user_metrics "$tmp/nn_s2.tsv" > /dev/null 2>&1
+check "--eval_users: same seed, same sample" "cmp -s $tmp/nn_s1.tsv $tmp/nn_s2.tsv"
+"$bin" $nn --test_all 1 --eval_users 12 --random_seed 3 --per_user_metrics "$tmp/nn_s3.tsv" > /dev/null 2>&1
+check "--eval_users: another seed, other users" "[ \"\$(tail -n +2 $tmp/nn_s1.tsv | cut -f1)\" != \"\$(tail -n +2 $tmp/nn_s3.tsv | cut -f1)\" ]"
+"$bin" $nn --test_all 1 --eval_users 100000 --per_user_metrics "$tmp/nn_s4.tsv" > "$tmp/nn4.out" 2>&1
+check "--eval_users above the users: every instance, the same metrics ($n_nn rows)" "cmp -s $tmp/nn_all.tsv $tmp/nn_s4.tsv && [ \"\$(grep '^Test After' $tmp/nn2.out)\" = \"\$(grep '^Test After' $tmp/nn4.out)\" ]"
+"$bin" $nn --eval_users 5 > "$tmp/nn5.out" 2>&1; rc=$?
+check "--eval_users without --test_all 1: refused (exit 2)" "[ $rc -eq 2 ] && grep -q -- '--eval_users: .*--test_all 1' $tmp/nn5.out"
+"$bin" --model_name TiMiRec --help > "$tmp/mh" 2>&1
+check "--help lists --eval_users" "grep -q -- '--eval_users' $tmp/mh"
 
 "$bin" recommend --model_path "$pre" --dataset toy --path "$tmp/data" --stage finetune --out "$tmp/x.tsv" > "$tmp/e1" 2>&1; rc=$?
 check "--stage finetune on a pretrain checkpoint is refused" "[ $rc -eq 1 ] && grep -q 'pretrain checkpoint' $tmp/e1"

@@ -9,7 +9,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 
-"$bin" synth --out "$tmp/data" --dataset toy --n_users 120 --n_items 60 --n_clusters 6 --seq_len 12 --neg_items 20 >/dev/null || { echo "FAIL: synth"; exit 1; }
+"$bin" synth --out "$tmp/data" --dataset toy --users 120 --items 60 --n_clusters 6 --seq_len 12 --negatives 20 >/dev/null || { echo "FAIL: synth"; exit 1; }
 common="--model_name TiMiRec --path $tmp/data --dataset toy --epoch 3 --batch_size 64 --model_dir $tmp/model/ --log_dir $tmp/log/ --emb_size 16 --history_max 10"
 
 "$bin" $common --stage finetune --n_layers 2 --epoch 1 > "$tmp/scratch.out" 2>&1

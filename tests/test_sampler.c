@@ -214,6 +214,76 @@ static void test_batches(const corpus_t *c) {
     du_brute_free(&bf);
 }
 
+/* sampler_eval_users against a brute force (a user is in the sample when fewer than n users
+ * of the phase have a smaller (Philox key, id)); users with 0, 1 and 2 instances; a pure
+ * function of (seed, phase); every instance when n is 0 or covers the users; and uniform:
+ * over many seeds every user is drawn about n / users of the time. */
+static void test_eval_users(void) {
+    const char *dir = du_tempdir("eval_users");
+    const int U = 60;
+    char *tr = malloc(65536), *dv = malloc(65536), *a = tr, *b = dv;
+    a += sprintf(a, "user_id\titem_id\ttime\n");
+    b += sprintf(b, "user_id\titem_id\ttime\n");
+    for (int u = 1; u <= U; u++) {
+        a += sprintf(a, "%d\t%d\t%d\n%d\t%d\t%d\n", u, 1 + u % 7, u, u, 1 + u % 5, u + 100);
+        for (int k = 0; k < u % 3; k++) b += sprintf(b, "%d\t%d\t%d\n", u, 1 + (u + k) % 9, u + 200 + k);
+    }
+    du_write(dir, "train.csv", tr);
+    du_write(dir, "dev.csv", dv);
+    du_write(dir, "test.csv", dv);
+    free(tr), free(dv);
+    corpus_t c;
+    corpus_opts_t o = {.path = dir, .dataset = ""};
+    int rc = corpus_load(&o, &c, err, sizeof err);
+    CHECK(rc == 0, "eval_users load: %s", err);
+    if (rc) return;
+    const corpus_phase_t *ph = &c.phase[PHASE_DEV];
+    int64_t *inst = malloc((size_t)ph->n_inst * sizeof *inst), *inst2 = malloc((size_t)ph->n_inst * sizeof *inst2);
+    int64_t *count = calloc(U + 1, sizeof *count), have = 0, bad = 0;
+    uint64_t key[61];
+    for (int u = 1; u <= U; u++) {
+        philox4x32_t r = rng_block(0, RNG_EVAL_USERS, PHASE_DEV, (uint64_t)u, 0);
+        key[u] = (uint64_t)r.v[0] << 32 | r.v[1];
+        have += u % 3 != 0;
+    }
+    for (int64_t n = 1; n <= have; n += 7) { /* seed 0: against the brute force */
+        int64_t got = sampler_eval_users(&c, PHASE_DEV, 0, n, inst), want = 0, users = 0;
+        for (int64_t i = 0; i < ph->n_inst; i++) {
+            int32_t u = ph->user[ph->inst_row[i]];
+            int64_t smaller = 0;
+            for (int v = 1; v <= U; v++) smaller += v % 3 != 0 && (key[v] < key[u] || (key[v] == key[u] && v < u));
+            if (smaller < n) bad += want >= got || inst[want] != i, want++;
+            users += smaller < n && (i == 0 || ph->user[ph->inst_row[i - 1]] != u);
+        }
+        bad += got != want || users != n;
+    }
+    CHECK(bad == 0, "eval_users sample differs from the brute force (%lld)", (long long)bad);
+    int64_t all = sampler_eval_users(&c, PHASE_DEV, 3, 0, inst), all2 = sampler_eval_users(&c, PHASE_DEV, 3, have, inst2);
+    CHECK(all == ph->n_inst && all2 == ph->n_inst && inst[all - 1] == all - 1 && inst2[all - 1] == all - 1,
+          "eval_users 0 or >= users: every instance");
+    int64_t n1 = sampler_eval_users(&c, PHASE_DEV, 5, 10, inst), n2 = sampler_eval_users(&c, PHASE_DEV, 5, 10, inst2);
+    CHECK(n1 == n2 && memcmp(inst, inst2, (size_t)n1 * sizeof *inst) == 0, "eval_users: same seed, same sample");
+    int64_t n3 = sampler_eval_users(&c, PHASE_TEST, 5, 10, inst2), n4 = 0;
+    CHECK(n3 != n1 || memcmp(inst, inst2, (size_t)n1 * sizeof *inst) != 0, "eval_users: the phase changes the sample");
+    n4 = sampler_eval_users(&c, PHASE_DEV, 6, 10, inst2);
+    CHECK(n4 != n1 || memcmp(inst, inst2, (size_t)n1 * sizeof *inst) != 0, "eval_users: the seed changes the sample");
+    const int seeds = 400;
+    for (int s = 0; s < seeds; s++) {
+        int64_t n = sampler_eval_users(&c, PHASE_DEV, (uint64_t)s + 100, 10, inst);
+        for (int64_t i = 0; i < n; i++)
+            if (i == 0 || ph->user[ph->inst_row[inst[i]]] != ph->user[ph->inst_row[inst[i - 1]]]) count[ph->user[ph->inst_row[inst[i]]]]++;
+    }
+    double expect = seeds * 10.0 / (double)have;
+    int64_t lo = seeds, hi = 0;
+    for (int u = 1; u <= U; u++)
+        if (u % 3) lo = count[u] < lo ? count[u] : lo, hi = count[u] > hi ? count[u] : hi;
+    CHECK(lo > expect * 0.4 && hi < expect * 1.6, "eval_users uniform: counts %lld..%lld, expected %.1f each",
+          (long long)lo, (long long)hi, expect);
+    free(inst), free(inst2), free(count);
+    corpus_free(&c);
+    du_rm_rf(dir);
+}
+
 int main(void) {
     const char *dir = write_random_dataset(11, 120, 60);
     char path[256];
@@ -230,5 +300,6 @@ int main(void) {
     du_rm_rf(path);
     test_negative_uniformity();
     test_shuffle();
+    test_eval_users();
     return tu_finish("test_sampler");
 }

@@ -6,6 +6,7 @@
 #include "test_util.h"
 #include "data_util.h"
 #include "timirec/prepare.h"
+#include "timirec/rng.h"
 
 #include <dirent.h>
 #include <omp.h>
@@ -89,10 +90,118 @@ static int same_file(const char *a, const char *b) {
 }
 
 static int run_synth(const char *out, const char *dataset, const char *n_users, const char *seed) {
-    char *argv[] = {"synth", "--out", (char *)out, "--dataset", (char *)dataset, "--n_users", (char *)n_users,
-                    "--n_items", "500", "--n_clusters", "20", "--interests", "3", "--seq_len", "30",
-                    "--neg_items", "100", "--seed", (char *)seed};
+    char *argv[] = {"synth", "--out", (char *)out, "--dataset", (char *)dataset, "--users", (char *)n_users,
+                    "--items", "500", "--n_clusters", "20", "--interests", "3", "--seq_len", "30",
+                    "--negatives", "100", "--seed", (char *)seed};
     return synth_main((int)(sizeof argv / sizeof argv[0]), argv);
+}
+
+/* The reference path for synth_write: synth_generate, prepare_write, and item_clusters.csv
+ * from the items that occur (renumbered ascending). Returns prepare_write's code. */
+static int reference_files(const synth_opts_t *o, const char *dir, int n_neg) {
+    interactions_t x;
+    char err[512];
+    if (synth_generate(o, &x, err, sizeof err) != 0) return -2;
+    int rc = prepare_write(&x, dir, n_neg, (uint64_t)o->seed, err, sizeof err);
+    unsigned char *used = calloc((size_t)o->n_items, 1);
+    for (int64_t r = 0; r < x.n; r++) used[x.item[r] - 1] = 1;
+    char path[400];
+    snprintf(path, sizeof path, "%s/item_clusters.csv", dir);
+    FILE *f = rc == 0 ? fopen(path, "wb") : NULL;
+    if (f) {
+        fputs("item_id\tcluster\n", f);
+        for (int64_t i = 0, id = 0; i < o->n_items; i++)
+            if (used[i]) fprintf(f, "%lld\t%lld\n", (long long)++id, (long long)(i % o->n_clusters));
+        fclose(f);
+    }
+    free(used);
+    interactions_free(&x);
+    return rc;
+}
+
+/* synth_write (streaming) writes the reference path's bytes, over random option sets (Philox
+ * RNG_TEST draws): Zipf exponents below, at and above 1, no negatives (no neg_items column),
+ * lengths from n_interactions or seq_len. When a user holds every item both fail. */
+static void check_stream_matches(const char *tmp) {
+    static const char *const names[4] = {"train.csv", "dev.csv", "test.csv", "item_clusters.csv"};
+    int compared = 0, no_neg = 0, zipf = 0;
+    for (uint64_t c = 0; c < 16; c++) {
+        uint32_t d = 0;
+#define DRAW(n) ((int64_t)rng_below(2026, RNG_TEST, 17, c, &d, (uint32_t)(n)))
+        synth_opts_t o;
+        synth_defaults(&o);
+        o.n_users = 1 + DRAW(300);
+        o.n_items = 2 + DRAW(600);
+        o.n_clusters = 1 + DRAW(o.n_items < 25 ? o.n_items : 25);
+        o.interests = 1 + DRAW(o.n_clusters < 6 ? o.n_clusters : 6);
+        o.seq_len = 1 + DRAW(40);
+        o.min_len = 1 + DRAW(4);
+        o.n_interactions = DRAW(2) ? 0 : o.n_users * o.min_len + DRAW(8000);
+        o.stay = DRAW(1001) / 1000.0;
+        o.noise = DRAW(301) / 1000.0;
+        int64_t sk = (int64_t)(c % 4); /* every kind of exponent and of negatives in turn */
+        o.pop_skew = sk == 0 ? DRAW(99) / 100.0 : sk == 1 ? 1.0 : 1.0 + DRAW(300) / 100.0;
+        o.seed = DRAW(100000);
+        int n_neg = c % 3 == 0 ? 0 : 1 + (int)DRAW(40);
+#undef DRAW
+        char a[300], b[300], err[512];
+        snprintf(a, sizeof a, "%s/ref%llu", tmp, (unsigned long long)c);
+        snprintf(b, sizeof b, "%s/stream%llu", tmp, (unsigned long long)c);
+        int rc_ref = reference_files(&o, a, n_neg);
+        prepare_stats_t st;
+        int rc = synth_write(&o, b, n_neg, &st, err, sizeof err);
+        CHECK((rc == 0) == (rc_ref == 0), "case %llu: stream rc %d (%s), reference rc %d", (unsigned long long)c, rc,
+              rc ? err : "", rc_ref);
+        if (rc == 0 && rc_ref == 0) {
+            for (int k = 0; k < 4; k++) {
+                char fa[400], fb[400];
+                snprintf(fa, sizeof fa, "%s/%s", a, names[k]);
+                snprintf(fb, sizeof fb, "%s/%s", b, names[k]);
+                CHECK(same_file(fa, fb), "case %llu (users %lld, items %lld, skew %.2f, negatives %d): %s differs",
+                      (unsigned long long)c, (long long)o.n_users, (long long)o.n_items, o.pop_skew, n_neg, names[k]);
+            }
+            int64_t total = o.n_interactions ? o.n_interactions : o.n_users * o.seq_len;
+            CHECK(st.n_users == o.n_users && st.n_rows == total && st.n_train + st.n_dev + st.n_test == total,
+                  "case %llu: stats", (unsigned long long)c);
+            compared++, no_neg += n_neg == 0, zipf += o.pop_skew >= 1;
+        }
+        rm_dir(a), rm_dir(b);
+    }
+    printf("streaming writer: %d of 16 random cases byte-identical (%d without negatives, %d with Zipf >= 1)\n",
+           compared, no_neg, zipf);
+    CHECK(compared >= 12 && no_neg >= 3 && zipf >= 6, "enough cases compared");
+}
+
+/* The share of interactions on the most popular 1% of items. */
+static double top1_share(const synth_opts_t *o) {
+    interactions_t x;
+    char err[512];
+    if (synth_generate(o, &x, err, sizeof err) != 0) return -1;
+    int64_t *cnt = calloc((size_t)o->n_items, sizeof *cnt), top = o->n_items / 100, sum = 0;
+    for (int64_t r = 0; r < x.n; r++) cnt[x.item[r] - 1]++;
+    for (int64_t t = 0; t < top; t++) { /* the largest `top` counts, by repeated maximum */
+        int64_t best = 0;
+        for (int64_t i = 1; i < o->n_items; i++) best = cnt[i] > cnt[best] ? i : best;
+        sum += cnt[best], cnt[best] = -1;
+    }
+    double share = (double)sum / (double)x.n;
+    free(cnt);
+    interactions_free(&x);
+    return share;
+}
+
+/* Long tail: with --pop_skew 1.2 the top 1% of items take a large share (Zipf-like, as in
+ * real logs), with the default 0.3 a small one. */
+static void check_long_tail(void) {
+    synth_opts_t o;
+    synth_defaults(&o);
+    o.n_users = 2000, o.n_items = 5000, o.seq_len = 20, o.seed = 5;
+    double mild = top1_share(&o);
+    o.pop_skew = 1.2;
+    double zipf = top1_share(&o);
+    printf("top 1%% of items: %.3f of interactions at pop_skew 0.3, %.3f at 1.2\n", mild, zipf);
+    CHECK(mild > 0 && mild < 0.10, "pop_skew 0.3: top 1%% share %.3f", mild);
+    CHECK(zipf > 0.25, "pop_skew 1.2: top 1%% share %.3f", zipf);
 }
 
 /* HR@10 of the target among its negatives; ties count against the target. */
@@ -126,6 +235,8 @@ int main(void) {
         snprintf(b, sizeof b, "%s/%s", dir3, names[k]);
         if (k < 3) CHECK(!same_file(a, b), "%s differs with another seed", names[k]);
     }
+    check_stream_matches(tmp);
+    check_long_tail();
     char *bad[] = {"synth", "--interests", "30", "--out", tmp};
     CHECK(synth_main(5, bad) == 2, "interests > clusters is refused");
     char *unknown[] = {"synth", "--bogus", "1"};

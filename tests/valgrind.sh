@@ -38,8 +38,8 @@ step() {
 sizes="--emb_size 8 --attn_size 4 --K 2 --history_max 5 --n_layers 2 --batch_size 16"
 common="--path $tmp/data --dataset tiny --epoch 1 $sizes --model_dir $tmp/model/ --log_dir $tmp/log/"
 
-step synth "$bin" synth --out "$tmp/data" --dataset tiny --n_users 40 --n_items 30 --n_clusters 5 \
-    --seq_len 8 --neg_items 10
+step synth "$bin" synth --out "$tmp/data" --dataset tiny --users 40 --items 30 --n_clusters 5 \
+    --seq_len 8 --negatives 10
 printf '1\t10\t4\t100\n1\t11\t3\t101\n2\t10\t5\t102\n2\t12\t1\t103\n2\t13\t2\t104\n3\t11\t4\t99\n3\t12\t5\t105\n3\t14\t5\t106\n3\t15\t5\t107\n4\t16\t2\t108\n4\t17\t2\t108\n' \
     >"$tmp/u.data"
 step prepare "$bin" prepare --format udata "$tmp/u.data" "$tmp/data/raw" --neg_items 2

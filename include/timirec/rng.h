@@ -24,6 +24,7 @@ enum rng_purpose {
     RNG_INIT = 4,         /* parameter initialisation: index = element, epoch = tensor id */
     RNG_PREPARE_NEG = 5,  /* prepare: eval negatives; epoch 0 = test, 1 = dev */
     RNG_SYNTH = 6,        /* synthetic data generator */
+    RNG_EVAL_USERS = 7,   /* --eval_users sample: epoch = phase, index = user id (sort key) */
     RNG_TEST = 255        /* tests */
 };
 

@@ -49,6 +49,13 @@ int sampler_check_negatives(const corpus_t *c, int num_neg, char *err, size_t er
  * probability 2^-64, by index): a uniform permutation that a GPU radix sort reproduces. */
 void sampler_shuffle(int64_t n, uint64_t seed, uint32_t epoch, int64_t *perm);
 
+/* The instances of a seeded sample of n_users users of `phase` (--eval_users): the users with
+ * an instance in the phase ordered by a 64-bit Philox key (RNG_EVAL_USERS, epoch = phase,
+ * index = user id; ties by id), the first n_users kept, and inst gets all their instances in
+ * instance order. A pure function of (seed, phase); n_users <= 0 or at least the phase's
+ * users: every instance. inst: room for the phase's n_inst. Returns the count. */
+int64_t sampler_eval_users(const corpus_t *c, int phase, uint64_t seed, int64_t n_users, int64_t *inst);
+
 /* Fill b with the instances inst[0 .. B) of `phase` (instance indices, not rows).
  * Candidates: train: target + train_neg of the instance (num_neg each);
  * dev/test: target + the file's neg_items, or with test_all target + every item 1..N-1.

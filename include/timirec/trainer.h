@@ -29,6 +29,8 @@ typedef struct {
     double l2;            /* 0 */
     uint64_t seed;        /* random_seed */
     int use_gpu;          /* 1: the CUDA backend (device 0) when a GPU is usable, else the CPU */
+    int64_t eval_users;   /* 0: evaluate every instance; > 0 with test_all: the instances of a
+                             seeded sample of this many users (sampler_eval_users) */
 } train_opts_t;
 
 void train_opts_default(train_opts_t *o);
@@ -44,9 +46,11 @@ typedef struct {
     batch_t batch;
     int32_t *train_neg;    /* (n_train_instances, num_neg) this epoch's negatives */
     int64_t *order;        /* (n_train_instances) this epoch's shuffle */
-    int64_t *eval_index;   /* (max instances of dev/test) 0, 1, 2, ... */
-    int64_t *ranks;        /* (max instances of dev/test) the last trainer_evaluate's, in
-                              instance order (--per_user_metrics writes them) */
+    int64_t *eval_index;   /* (max instances of dev/test) the instances the last
+                              trainer_evaluate ranked (n_eval of them), ascending */
+    int64_t n_eval;
+    int64_t *ranks;        /* (max instances of dev/test) the last trainer_evaluate's, one per
+                              eval_index entry (--per_user_metrics writes them) */
     int64_t step;          /* optimisation steps taken (dropout stream) */
     /* Called after every training batch when set (a progress bar): done and total instances. */
     void (*progress)(void *ctx, int64_t done, int64_t total);
@@ -119,7 +123,9 @@ double trainer_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, int64_t *s
 /* Rank every instance of phase (PHASE_DEV or PHASE_TEST) among its candidates (the file's
  * negatives; test_all: every item, the user's other items excluded, scored block by block
  * by topk_rank_cpu) and fill values[kind * n_topk + t] as metrics_compute does; t->ranks keeps
- * each instance's rank. */
+ * each instance's rank. With test_all and opts.eval_users > 0 only the instances of that
+ * seeded sample of users (sampler_eval_users(c, phase, opts.seed, ...)) are ranked;
+ * t->eval_index and t->n_eval say which. */
 void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
                       const metric_spec_t *spec, double *values);
 
