@@ -25,6 +25,7 @@
 #define ALIGN 64u
 #define BLOCK ((uint64_t)1 << 20) /* checksum block */
 #define PRINT_BYTES 65536         /* head and tail of each CSV in its fingerprint */
+#define PARALLEL_MIN (1 << 18)    /* elements below which a check runs on one thread */
 
 /* Arrays in file order: six per phase, then the sequences and the two clicked sets. */
 enum { ARR_PER_PHASE = 6, N_ARRAYS = N_PHASES * ARR_PER_PHASE + 6 };
@@ -111,7 +112,7 @@ static uint64_t checksum_of_blocks(const uint64_t *block_hash, int64_t n_blocks)
 static uint64_t checksum(const unsigned char *p, uint64_t n) {
     int64_t nb = (int64_t)((n + BLOCK - 1) / BLOCK);
     uint64_t *h = tmr_malloc(tmr_mul_size((size_t)nb + 1, sizeof *h));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nb > 4)
     for (int64_t b = 0; b < nb; b++) {
         uint64_t at = (uint64_t)b * BLOCK;
         h[b] = hash_bytes(p + at, (size_t)(n - at < BLOCK ? n - at : BLOCK), (uint64_t)b);
@@ -473,7 +474,7 @@ static int check_offsets(const int64_t *off, int32_t n_users, int64_t len, const
 static int check_sets(const int64_t *off, const int32_t *items, int32_t n_users, int32_t n_items,
                       const char *name, char *why, size_t n) {
     int64_t bad = -1;
-#pragma omp parallel for schedule(dynamic, 1024) reduction(max : bad)
+#pragma omp parallel for schedule(dynamic, 1024) reduction(max : bad) if (off[n_users] > PARALLEL_MIN)
     for (int32_t u = 0; u < n_users; u++)
         for (int64_t i = off[u]; i < off[u + 1]; i++)
             if (items[i] < 1 || items[i] >= n_items || (i > off[u] && items[i] <= items[i - 1]))
@@ -485,7 +486,7 @@ static int check_sets(const int64_t *off, const int32_t *items, int32_t n_users,
 static int check_ids(const int32_t *ids, int64_t count, int32_t limit, const char *name,
                      char *why, size_t n) {
     int64_t bad = -1;
-#pragma omp parallel for schedule(static) reduction(max : bad)
+#pragma omp parallel for schedule(static) reduction(max : bad) if (count > PARALLEL_MIN)
     for (int64_t i = 0; i < count; i++)
         if (ids[i] < 1 || ids[i] >= limit) bad = i;
     return bad < 0 ? 0 : say(why, n, "%s[%lld] = %d out of range [1, %d)", name, (long long)bad,
