@@ -25,7 +25,7 @@
 #define ALIGN 64u
 #define BLOCK ((uint64_t)1 << 20) /* checksum block */
 #define PRINT_BYTES 65536         /* head and tail of each CSV in its fingerprint */
-#define PARALLEL_MIN (1 << 22)    /* elements below which a check runs on one thread */
+#define PARALLEL_MIN (1 << 24)    /* elements below which a check runs on one thread */
 
 /* Arrays in file order: six per phase, then the sequences and the two clicked sets. */
 enum { ARR_PER_PHASE = 6, N_ARRAYS = N_PHASES * ARR_PER_PHASE + 6 };
@@ -495,32 +495,52 @@ static int check_ids(const int32_t *ids, int64_t count, int32_t limit, const cha
     return say(why, n, "%s[%lld] = %d out of range [1, %d)", name, (long long)i, ids[i], limit);
 }
 
-/* Each row names its own slot of its user's sequence (holding its item), each slot once;
- * instances are exactly the rows with position > 0, in row order. */
-static int check_positions(const corpus_t *c, int64_t total, char *why, size_t n) {
-    uint64_t *seen = tmr_calloc((size_t)(total / 64 + 1), sizeof *seen);
+/* A well-mixed 64-bit value of (position, item): splitmix64's finaliser. */
+static uint64_t slot_mix(int64_t pos, int32_t item) {
+    uint64_t z = ((uint64_t)pos << 32 ^ (uint32_t)item) + H1;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Each row's position is in its user's sequence, and the rows of each user, as (position,
+ * item) pairs, are exactly the user's sequence slots: compared as sums of a 64-bit mix of
+ * each pair (per user, in a table of n_users that stays in cache, instead of a random read of
+ * the sequence per row). Instances are exactly the rows with position > 0, in row order. */
+static int check_positions(const corpus_t *c, char *why, size_t n) {
+    uint64_t *acc = tmr_calloc((size_t)c->n_users + 1, sizeof *acc);
     int rc = 0;
     for (int p = 0; p < N_PHASES && !rc; p++) {
         const corpus_phase_t *ph = &c->phase[p];
         int64_t k = 0;
         for (int64_t r = 0; r < ph->n_rows && !rc; r++) {
             int32_t u = ph->user[r], pos = ph->position[r];
-            int64_t slot = c->seq_off[u] + pos;
-            if (pos < 0 || slot >= c->seq_off[u + 1] || c->seq_item[slot] != ph->item[r] ||
-                (seen[slot / 64] >> (slot % 64) & 1))
-                rc = say(why, n, "%s row %lld: position %d is not its own slot of user %d's "
-                         "sequence", corpus_phase_names[p], (long long)r, pos, u);
+            if (pos < 0 || pos >= c->seq_off[u + 1] - c->seq_off[u])
+                rc = say(why, n, "%s row %lld: position %d is past user %d's sequence",
+                         corpus_phase_names[p], (long long)r, pos, u);
             else if (pos > 0 && (k >= ph->n_inst || ph->inst_row[k++] != r))
                 rc = say(why, n, "%s instance %lld is not row %lld", corpus_phase_names[p],
                          (long long)(k - 1), (long long)r);
             else
-                seen[slot / 64] |= (uint64_t)1 << (slot % 64);
+                acc[u] += slot_mix(pos, ph->item[r]);
         }
         if (!rc && k != ph->n_inst)
             rc = say(why, n, "%s has %lld instances, not %lld", corpus_phase_names[p],
                      (long long)k, (long long)ph->n_inst);
     }
-    free(seen);
+    int64_t bad = -1;
+    if (!rc) {
+#pragma omp parallel for schedule(dynamic, 1024) reduction(max : bad) if (c->n_users > PARALLEL_MIN / 64)
+        for (int32_t u = 0; u < c->n_users; u++) {
+            uint64_t sum = 0;
+            for (int64_t i = c->seq_off[u]; i < c->seq_off[u + 1]; i++)
+                sum += slot_mix(i - c->seq_off[u], c->seq_item[i]);
+            if (sum != acc[u]) bad = u;
+        }
+    }
+    if (bad >= 0)
+        rc = say(why, n, "user %lld's rows are not the items of their sequence", (long long)bad);
+    free(acc);
     return rc;
 }
 
@@ -571,7 +591,7 @@ int corpus_check(const corpus_t *c, int64_t n_train_items, int64_t n_all_items, 
     if (check_ids(c->seq_item, total, I, "seq_item", why, n) ||
         check_sets(c->train_off, c->train_items, U, I, "train clicked set", why, n) ||
         check_sets(c->all_off, c->all_items, U, I, "clicked set", why, n) ||
-        check_positions(c, total, why, n) || check_facts(c, total, why, n))
+        check_positions(c, why, n) || check_facts(c, total, why, n))
         return -1;
     return 0;
 }

@@ -291,6 +291,53 @@ static void test_read_only(void) {
     du_rm_rf(dir);
 }
 
+/* corpus_check catches a corpus whose index disagrees with itself (what a cache that passed
+ * its checksum but came from a faulty writer would hold). */
+static void test_check_detects(void) {
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s", du_tempdir("cache"));
+    shape_t s = {{1, 1, 1}, 0, 20, 50, 800};
+    write_random(dir, &s);
+    corpus_opts_t co = {.path = dir, .dataset = ""};
+    corpus_t c;
+    CHECK(corpus_parse(&co, &c, err, sizeof err) == 0, "%s", err);
+    int64_t nt = c.train_off[c.n_users], na = c.all_off[c.n_users];
+    /* Two slots of one user with different items swapped. */
+    int32_t u = 1;
+    while (u < c.n_users && c.seq_off[u + 1] - c.seq_off[u] < 2) u++;
+    int64_t a = c.seq_off[u], b = a + 1;
+    while (b < c.seq_off[u + 1] && c.seq_item[b] == c.seq_item[a]) b++;
+    CHECK(b < c.seq_off[u + 1], "no user with two different items");
+    if (b < c.seq_off[u + 1]) {
+        int32_t t = c.seq_item[a];
+        c.seq_item[a] = c.seq_item[b];
+        c.seq_item[b] = t;
+        CHECK(corpus_check(&c, nt, na, err, sizeof err) != 0, "swapped sequence slots accepted");
+        c.seq_item[b] = c.seq_item[a];
+        c.seq_item[a] = t;
+    }
+    CHECK(corpus_check(&c, nt, na, err, sizeof err) == 0, "restored: %s", err);
+    int32_t keep = c.phase[0].position[0];
+    c.phase[0].position[0] = (int32_t)(c.seq_off[c.phase[0].user[0] + 1] - c.seq_off[c.phase[0].user[0]]);
+    CHECK(corpus_check(&c, nt, na, err, sizeof err) != 0 && strstr(err, "past"), "position past "
+          "the sequence: %s", err);
+    c.phase[0].position[0] = keep;
+    c.phase[1].neg[0] = c.n_items;
+    CHECK(corpus_check(&c, nt, na, err, sizeof err) != 0 && strstr(err, "dev neg"), "negative "
+          "past the catalog: %s", err);
+    c.phase[1].neg[0] = 1;
+    u = 1;
+    while (u < c.n_users && c.all_off[u + 1] - c.all_off[u] < 2) u++;
+    CHECK(u < c.n_users, "no user with two clicked items");
+    if (u < c.n_users) {
+        c.all_items[c.all_off[u] + 1] = c.all_items[c.all_off[u]]; /* a repeat */
+        CHECK(corpus_check(&c, nt, na, err, sizeof err) != 0 && strstr(err, "clicked set"),
+              "a repeated clicked item accepted: %s", err);
+    }
+    corpus_free(&c);
+    du_rm_rf(dir);
+}
+
 /* ---- concurrency ------------------------------------------------------------------------- */
 
 static uint64_t corpus_digest(const corpus_t *c) {
@@ -370,6 +417,7 @@ int main(int argc, char **argv) {
     test_corruption();
     test_foreign_and_stale();
     test_read_only();
+    test_check_detects();
     test_concurrent();
     return tu_finish("test_corpus_cache");
 }
