@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <omp.h>
+
 #define CACHE_MAGIC "TMRCACHE"
 #define BYTE_ORDER_MARK 0x01020304u
 #define ALIGN 64u
@@ -505,37 +507,51 @@ static uint64_t slot_mix(int64_t pos, int32_t item) {
 
 /* Each row's position is in its user's sequence, and the rows of each user, as (position,
  * item) pairs, are exactly the user's sequence slots: compared as sums of a 64-bit mix of
- * each pair (per user, in a table of n_users that stays in cache, instead of a random read of
+ * each pair (per user and thread, in tables that stay in cache, instead of a random read of
  * the sequence per row). Instances are exactly the rows with position > 0, in row order. */
 static int check_positions(const corpus_t *c, char *why, size_t n) {
-    uint64_t *acc = tmr_calloc((size_t)c->n_users + 1, sizeof *acc);
+    int64_t U = c->n_users, total = 0;
+    for (int p = 0; p < N_PHASES; p++) total += c->phase[p].n_rows;
+    int T = total > PARALLEL_MIN / 4 ? omp_get_max_threads() : 1;
+    uint64_t *acc = tmr_calloc(tmr_mul_size((size_t)T, (size_t)U + 1), sizeof *acc); /* (T, U+1) */
     int rc = 0;
     for (int p = 0; p < N_PHASES && !rc; p++) {
         const corpus_phase_t *ph = &c->phase[p];
+        int64_t first_bad = INT64_MAX;
+#pragma omp parallel num_threads(T) reduction(min : first_bad)
+        {
+            uint64_t *mine = acc + (size_t)omp_get_thread_num() * (size_t)(U + 1);
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < ph->n_rows; r++) {
+                int32_t u = ph->user[r], pos = ph->position[r];
+                if (pos < 0 || pos >= c->seq_off[u + 1] - c->seq_off[u]) first_bad = r < first_bad ? r : first_bad;
+                else mine[u] += slot_mix(pos, ph->item[r]);
+            }
+        }
+        if (first_bad != INT64_MAX) {
+            rc = say(why, n, "%s row %lld: position %d is past user %d's sequence",
+                     corpus_phase_names[p], (long long)first_bad, ph->position[first_bad],
+                     ph->user[first_bad]);
+            break;
+        }
         int64_t k = 0;
-        for (int64_t r = 0; r < ph->n_rows && !rc; r++) {
-            int32_t u = ph->user[r], pos = ph->position[r];
-            if (pos < 0 || pos >= c->seq_off[u + 1] - c->seq_off[u])
-                rc = say(why, n, "%s row %lld: position %d is past user %d's sequence",
-                         corpus_phase_names[p], (long long)r, pos, u);
-            else if (pos > 0 && (k >= ph->n_inst || ph->inst_row[k++] != r))
+        for (int64_t r = 0; r < ph->n_rows && !rc; r++)
+            if (ph->position[r] > 0 && (k >= ph->n_inst || ph->inst_row[k++] != r))
                 rc = say(why, n, "%s instance %lld is not row %lld", corpus_phase_names[p],
                          (long long)(k - 1), (long long)r);
-            else
-                acc[u] += slot_mix(pos, ph->item[r]);
-        }
         if (!rc && k != ph->n_inst)
             rc = say(why, n, "%s has %lld instances, not %lld", corpus_phase_names[p],
                      (long long)k, (long long)ph->n_inst);
     }
     int64_t bad = -1;
     if (!rc) {
-#pragma omp parallel for schedule(dynamic, 1024) reduction(max : bad) if (c->n_users > PARALLEL_MIN / 64)
-        for (int32_t u = 0; u < c->n_users; u++) {
-            uint64_t sum = 0;
+#pragma omp parallel for schedule(dynamic, 1024) reduction(max : bad) if (T > 1)
+        for (int64_t u = 0; u < U; u++) {
+            uint64_t sum = 0, want = 0;
             for (int64_t i = c->seq_off[u]; i < c->seq_off[u + 1]; i++)
                 sum += slot_mix(i - c->seq_off[u], c->seq_item[i]);
-            if (sum != acc[u]) bad = u;
+            for (int t = 0; t < T; t++) want += acc[(size_t)t * (size_t)(U + 1) + (size_t)u];
+            if (sum != want) bad = u;
         }
     }
     if (bad >= 0)
