@@ -646,7 +646,7 @@ static int parse_and_write(const corpus_opts_t *opts, const corpus_source_t *src
     char why[600], tmp[4200];
     if (corpus_source_read(opts, &after, why, sizeof why) || memcmp(&after, src, sizeof after)) {
         say(c->cache_note, sizeof c->cache_note, "Dataset cache: not written (a CSV changed "
-                 "while it was read); parsed the CSVs");
+            "while it was read); parsed the CSVs");
         return 0;
     }
     say(tmp, sizeof tmp, "%s.tmp", cache);
@@ -657,10 +657,10 @@ static int parse_and_write(const corpus_opts_t *opts, const corpus_source_t *src
     }
     if (wrc)
         say(c->cache_note, sizeof c->cache_note, "Dataset cache: not written (%s); parsed "
-                 "the CSVs", why);
+            "the CSVs", why);
     else
         say(c->cache_note, sizeof c->cache_note, "Dataset cache: wrote %s%s%s%s", cache,
-                 *old_why ? " (rebuilt: " : "", old_why, *old_why ? ")" : "");
+            *old_why ? " (rebuilt: " : "", old_why, *old_why ? ")" : "");
     return 0;
 }
 
@@ -689,12 +689,12 @@ int corpus_cache_load(const corpus_opts_t *opts, corpus_t *c, char *err, size_t 
         char what[600];
         if (read_only) say(what, sizeof what, "the folder %s is read-only", dir);
         else say(what, sizeof what, "cannot %s %s: %s", fd < 0 ? "create" : "lock", lock,
-                      strerror(errno));
+                 strerror(errno));
         if (fd >= 0) close(fd);
         int rc = corpus_parse(opts, c, err, errlen);
         if (!rc)
             say(c->cache_note, sizeof c->cache_note, "Dataset cache: none (%s); parsed the "
-                     "CSVs", what);
+                "CSVs", what);
         return rc;
     }
     /* Another run may have built it while this one waited for the lock. */
@@ -702,7 +702,7 @@ int corpus_cache_load(const corpus_opts_t *opts, corpus_t *c, char *err, size_t 
     int fresh = opts->cache != CORPUS_CACHE_REBUILD || written_since(cache, &t_start);
     if (fresh && corpus_cache_map(cache, &src, 1, c, why2, sizeof why2) == 0) {
         say(c->cache_note, sizeof c->cache_note, "Dataset cache: read %s (built by a "
-                 "concurrent run)", cache);
+            "concurrent run)", cache);
         close(fd); /* releases the lock */
         return 0;
     }
