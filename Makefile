@@ -245,7 +245,7 @@ gpu-check:
 # a crash is left in build-fuzz/ as crash-<sha1> (keep it under fuzz/regress/<target>/).
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := corpus config checkpoint
+FUZZ_TARGETS := corpus corpus_cache config checkpoint
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 fuzz-build:
 	$(MAKE) --no-print-directory BUILD=build-fuzz BIN=build-fuzz/bin CC=$(FUZZ_CC) OPT=-O1 CUDA=0 CFLAGS=-Wno-pass-failed \

@@ -3,6 +3,7 @@
 
 #include "timirec/checkpoint.h"
 #include "timirec/corpus.h"
+#include "timirec/corpus_cache.h"
 #include "timirec/options.h"
 #include "timirec/run.h"
 
@@ -20,7 +21,7 @@ volatile double fuzz_sink;
 
 static void remove_dir(void) {
     static const char *const names[] = {"d/train.csv", "d/dev.csv", "d/test.csv", "c.ini",
-                                        "m.safetensors"};
+                                        "m.safetensors", "cache.bin"};
     char path[512];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", g_dir, names[i]);
@@ -75,6 +76,19 @@ static int next_part(const uint8_t **p, const uint8_t *end, const uint8_t **s, s
 
 /* ---- the dataset reader ------------------------------------------------------------------ */
 
+/* Sum of every history (the index the sampler trusts). */
+static int64_t touch_histories(const corpus_t *c) {
+    int64_t sum = 0;
+    for (int ph = 0; ph < N_PHASES; ph++)
+        for (int64_t i = 0; i < c->phase[ph].n_inst; i++) {
+            int64_t r = c->phase[ph].inst_row[i];
+            const int32_t *items;
+            int32_t h = corpus_history(c, c->phase[ph].user[r], c->phase[ph].position[r], 5, &items);
+            for (int32_t k = 0; k < h; k++) sum += items[k];
+        }
+    return sum;
+}
+
 int fuzz_corpus(const uint8_t *data, size_t n) {
     static const char *const files[N_PHASES] = {"d/train.csv", "d/dev.csv", "d/test.csv"};
     const uint8_t *p = data, *end = data + n, *s = data;
@@ -90,18 +104,44 @@ int fuzz_corpus(const uint8_t *data, size_t n) {
     corpus_t c;
     char err[1024];
     if (corpus_load(&o, &c, err, sizeof err) == 0) {
-        /* Touch every history (the index the sampler trusts). */
-        int64_t sum = 0;
-        for (int ph = 0; ph < N_PHASES; ph++)
-            for (int64_t i = 0; i < c.phase[ph].n_inst; i++) {
-                int64_t r = c.phase[ph].inst_row[i];
-                const int32_t *items;
-                int32_t h = corpus_history(&c, c.phase[ph].user[r], c.phase[ph].position[r], 5,
-                                           &items);
-                for (int32_t k = 0; k < h; k++) sum += items[k];
-            }
+        int64_t sum = touch_histories(&c);
+        /* Through the cache and back: it must load and index the same histories. */
+        char path[512];
+        corpus_source_t src = {.sep = (unsigned char)sep};
+        corpus_t m;
+        snprintf(path, sizeof path, "%s/cache.bin", work_dir());
+        if (corpus_check(&c, c.train_off[c.n_users], c.all_off[c.n_users], err, sizeof err) ||
+            corpus_cache_write(path, &c, &src, err, sizeof err) ||
+            corpus_cache_map(path, &src, 1, &m, err, sizeof err) || touch_histories(&m) != sum) {
+            fprintf(stderr, "fuzz: the parsed corpus does not round-trip through the cache: %s\n",
+                    err);
+            abort();
+        }
         fuzz_sink = (double)sum;
+        corpus_free(&m);
         corpus_free(&c);
+    }
+    return 0;
+}
+
+/* ---- the dataset cache ------------------------------------------------------------------- */
+
+int fuzz_corpus_cache(const uint8_t *data, size_t n) {
+    write_file("cache.bin", data, n);
+    char path[512];
+    snprintf(path, sizeof path, "%s/cache.bin", work_dir());
+    corpus_t c;
+    char why[1024];
+    /* Without the checksum first: the structural checks are what stand between the bytes and
+     * the indexing; then as corpus_load reads it. */
+    for (int verify = 0; verify <= 1; verify++) {
+        if (corpus_cache_map(path, NULL, verify, &c, why, sizeof why) == 0) {
+            int64_t sum = touch_histories(&c);
+            for (int32_t u = 0; u < c.n_users; u++)
+                for (int64_t k = c.all_off[u]; k < c.all_off[u + 1]; k++) sum += c.all_items[k];
+            fuzz_sink = (double)sum;
+            corpus_free(&c);
+        }
     }
     return 0;
 }
@@ -188,6 +228,7 @@ int fuzz_checkpoint(const uint8_t *data, size_t n) {
 
 fuzz_target_fn fuzz_target(const char *name) {
     if (strcmp(name, "corpus") == 0) return fuzz_corpus;
+    if (strcmp(name, "corpus_cache") == 0) return fuzz_corpus_cache;
     if (strcmp(name, "config") == 0) return fuzz_config;
     if (strcmp(name, "checkpoint") == 0) return fuzz_checkpoint;
     return NULL;

@@ -8,6 +8,7 @@
 #include "timirec/corpus.h"
 
 #include "timirec/common.h"
+#include "timirec/corpus_cache.h"
 #include "timirec/text.h"
 
 #include <stdio.h>
@@ -428,7 +429,20 @@ static void build_clicked_sets(corpus_t *c) {
 
 /* ------------------------------------------------------------------------------------------ */
 
+void corpus_file_path(const corpus_opts_t *opts, const char *name, char *out, size_t n) {
+    const char *root = opts->path ? opts->path : ".";
+    const char *dataset = opts->dataset ? opts->dataset : "";
+    size_t rl = strlen(root);
+    snprintf(out, n, "%s%s%s%s%s", root, rl && root[rl - 1] == '/' ? "" : "/", dataset,
+             *dataset && *name ? "/" : "", name);
+}
+
 int corpus_load(const corpus_opts_t *opts, corpus_t *c, char *err, size_t errlen) {
+    if (opts->cache == CORPUS_CACHE_OFF) return corpus_parse(opts, c, err, errlen);
+    return corpus_cache_load(opts, c, err, errlen);
+}
+
+int corpus_parse(const corpus_opts_t *opts, corpus_t *c, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     char sep = opts->sep ? opts->sep : '\t';
     const char *root = opts->path ? opts->path : ".";
@@ -440,10 +454,9 @@ int corpus_load(const corpus_opts_t *opts, corpus_t *c, char *err, size_t errlen
     char errs[N_PHASES][1024] = {{0}};
 
     for (int p = 0; p < N_PHASES; p++) {
-        size_t rl = strlen(root);
-        snprintf(paths[p], sizeof paths[p], "%s%s%s%s%s.csv", root,
-                 rl && root[rl - 1] == '/' ? "" : "/", dataset, *dataset ? "/" : "",
-                 corpus_phase_names[p]);
+        char name[16];
+        snprintf(name, sizeof name, "%s.csv", corpus_phase_names[p]);
+        corpus_file_path(opts, name, paths[p], sizeof paths[p]);
         files[p].path = paths[p];
     }
     /* The three files parse independently (on as many cores as there are). */
@@ -507,6 +520,11 @@ int corpus_load(const corpus_opts_t *opts, corpus_t *c, char *err, size_t errlen
 }
 
 void corpus_free(corpus_t *c) {
+    if (c->map) { /* the arrays point into the cache file's mapping */
+        corpus_cache_unmap(c->map, c->map_bytes);
+        memset(c, 0, sizeof *c);
+        return;
+    }
     for (int p = 0; p < N_PHASES; p++) {
         corpus_phase_t *ph = &c->phase[p];
         free(ph->user);

@@ -106,7 +106,7 @@ static int dump_instances(const corpus_t *c, int history_max, const char *path) 
 /* The options of timirec data. */
 typedef struct {
     const char *path, *dataset, *sep, *topk, *metric, *dump;
-    int64_t history_max, batch_size, num_neg, seed, test_all;
+    int64_t history_max, batch_size, num_neg, seed, test_all, cache, regenerate;
     char sep_char;
     metric_spec_t spec;
 } data_opts_t;
@@ -115,7 +115,7 @@ typedef struct {
 static int data_options(data_opts_t *d, int argc, char **argv) {
     *d = (data_opts_t){.path = "../data/", .dataset = "", .sep = "\t", .topk = "5,10,20,50",
                        .metric = "NDCG,HR", .dump = "", .history_max = 20, .batch_size = 256,
-                       .num_neg = 1};
+                       .num_neg = 1, .cache = 1};
     opt_t table[] = {
         {"path", OPT_STR, &d->path, 0, 0, "folder holding the dataset folder"},
         {"dataset", OPT_STR, &d->dataset, 0, 0, "dataset folder name"},
@@ -127,6 +127,9 @@ static int data_options(data_opts_t *d, int argc, char **argv) {
         {"topk", OPT_STR, &d->topk, 0, 0, "cut-offs of the metrics"},
         {"metric", OPT_STR, &d->metric, 0, 0, "metrics: HR, NDCG, MRR"},
         {"test_all", OPT_INT, &d->test_all, 0, 1, "rank against every item (full ranking)"},
+        {"cache", OPT_INT, &d->cache, 0, 1, "read and keep the binary dataset cache beside the "
+                                           "CSVs (0: parse them)"},
+        {"regenerate", OPT_INT, &d->regenerate, 0, 1, "rebuild the dataset cache even when valid"},
         {"dump", OPT_STR, &d->dump, 0, 0, "write every instance (phase user item position length: "
                                           "history) to this file"},
     };
@@ -161,6 +164,7 @@ static void print_corpus_stats(const corpus_t *c, const data_opts_t *d, double t
     int64_t entries = 0;
     for (int p = 0; p < N_PHASES; p++) entries += c->phase[p].n_rows;
     printf("Reading data from \"%s\", dataset = \"%s\": %.3f s\n", d->path, d->dataset, t_load);
+    printf("%s\n", c->cache_note[0] ? c->cache_note : "Dataset cache: off (--cache 0); parsed the CSVs");
     printf("\"# user\": %d, \"# item\": %d, \"# entry\": %lld\n", c->n_users - 1, c->n_items - 1,
            (long long)entries);
     for (int p = 0; p < N_PHASES; p++) {
@@ -245,7 +249,9 @@ static int cmd_data(int argc, char **argv) {
     int rc = data_options(&d, argc, argv);
     if (rc >= 0) return rc;
     corpus_t c;
-    corpus_opts_t copts = {.path = d.path, .dataset = d.dataset, .sep = d.sep_char};
+    corpus_opts_t copts = {.path = d.path, .dataset = d.dataset, .sep = d.sep_char,
+                           .cache = !d.cache ? CORPUS_CACHE_OFF
+                                    : d.regenerate ? CORPUS_CACHE_REBUILD : CORPUS_CACHE_ON};
     char err[2048];
     double t0 = tmr_now();
     if (corpus_load(&copts, &c, err, sizeof err)) {

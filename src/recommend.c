@@ -84,13 +84,13 @@ static void write_lists(FILE *out, const int32_t *users, int64_t n, int k, const
 
 typedef struct {
     const char *model_path, *path, *dataset, *out_path, *sep, *stage, *retrieval;
-    int64_t topk, batch_size;
+    int64_t topk, batch_size, cache;
     int per_interest; /* --retrieval interests */
 } rec_args_t;
 
 /* The command line. Returns 0, -1 after --help (exit 0), or 2 (refused, said on stderr). */
 static int rec_parse(rec_args_t *r, int argc, char **argv) {
-    *r = (rec_args_t){"", "../data/", "", "recs.tsv", "\t", "", "score", 50, 256, 0};
+    *r = (rec_args_t){"", "../data/", "", "recs.tsv", "\t", "", "score", 50, 256, 1, 0};
     opt_t table[] = {
         {"model_path", OPT_STR, &r->model_path, 0, 0, "checkpoint (safetensors) of either stage"},
         {"path", OPT_STR, &r->path, 0, 0, "input data dir"},
@@ -105,6 +105,8 @@ static int rec_parse(rec_args_t *r, int argc, char **argv) {
         {"topk", OPT_INT, &r->topk, 1, TOPK_MAX_K, "items per user"},
         {"out", OPT_STR, &r->out_path, 0, 0, "output TSV"},
         {"eval_batch_size", OPT_INT, &r->batch_size, 1, 1 << 16, "users through the model together"},
+        {"cache", OPT_INT, &r->cache, 0, 1, "read and keep the binary dataset cache beside the CSVs "
+         "(0: parse them)"},
     };
     int n_opts = (int)(sizeof table / sizeof table[0]);
     char err[2048];
@@ -152,7 +154,8 @@ static int rec_load(const rec_args_t *r, corpus_t *c, model_layout_t *lay, float
         return 1;
     }
     corpus_opts_t co = {.path = r->path, .dataset = r->dataset,
-                        .sep = strcmp(r->sep, "\\t") == 0 ? '\t' : r->sep[0]};
+                        .sep = strcmp(r->sep, "\\t") == 0 ? '\t' : r->sep[0],
+                        .cache = r->cache ? CORPUS_CACHE_ON : CORPUS_CACHE_OFF};
     if (corpus_load(&co, c, err, sizeof err)) {
         fprintf(stderr, "timirec: error: %s\n", err);
         return 1;

@@ -19,6 +19,7 @@
 #include "timirec/checkpoint.h"
 #include "timirec/common.h"
 #include "timirec/corpus.h"
+#include "timirec/corpus_cache.h"
 #include "timirec/memplan.h"
 #include "timirec/metrics.h"
 #include "timirec/options.h"
@@ -89,7 +90,8 @@ static int build_table(run_args_t *a, opt_t *t) {
     S(gpu, "CUDA_VISIBLE_DEVICES of the CUDA backend, as the reference: \"0\" the first GPU "
            "(the CPU, with a warning, when none is usable); \"\" (default): the CPU");
     I(verbose, 0, 50, "accepted for compatibility (logging level)");
-    I(regenerate, 0, 1, "accepted for compatibility (no corpus cache is kept)");
+    I(regenerate, 0, 1, "rebuild the dataset cache (<path>/<dataset>/" CORPUS_CACHE_FILE ") even when valid");
+    I(cache, 0, 1, "keep a binary cache of the parsed dataset beside the CSVs (0: parse them every time)");
     I(num_workers, 0, 1024, "accepted for compatibility");
     I(pin_memory, 0, 1, "accepted for compatibility");
     I(buffer, 0, 1, "accepted for compatibility");
@@ -138,6 +140,7 @@ static void defaults(run_args_t *a) {
     a->log_dir = "../log/";
     a->json_log = "";
     a->per_user_metrics = "";
+    a->cache = 1;
 }
 
 static const char *usage_text =
@@ -275,7 +278,7 @@ static void arg_table(logs_t *L, const opt_t *table, int n) {
     static const char *exclude[] = {"check_epoch", "log_file", "model_path", "path", "pin_memory",
                                     "load", "regenerate", "sep", "train", "verbose", "metric",
                                     "test_epoch", "buffer", "model_name", "config", "model_dir",
-                                    "log_dir", "json_log", "resume", "per_user_metrics"};
+                                    "log_dir", "json_log", "resume", "per_user_metrics", "cache"};
     int idx[MAX_OPTS], m = 0;
     for (int i = 0; i < n; i++) {
         int skip = 0;
@@ -468,7 +471,7 @@ static void catch_stop_signals(int on) {
 static const char *const resume_may_differ[] = {
     "config", "path", "model_path", "model_dir", "log_file", "log_dir", "json_log", "threads",
     "gpu", "verbose", "regenerate", "num_workers", "pin_memory", "epoch", "check_epoch",
-    "test_epoch", "resume", "detect_anomaly", "per_user_metrics", NULL};
+    "test_epoch", "resume", "detect_anomaly", "per_user_metrics", "cache", NULL};
 
 /* The test hooks of the file comment. Returns 0 or -1 with a message. */
 static int read_test_hooks(trainer_t *t, char *err, size_t errlen) {
@@ -649,11 +652,14 @@ static void run_open_logs(run_t *r) {
 /* The dataset and the metrics. Returns 0 or the exit code. */
 static int run_load_data(run_t *r) {
     const run_args_t *a = &r->a;
-    corpus_opts_t co = {.path = a->path, .dataset = a->dataset, .sep = a->sep[0]};
+    corpus_opts_t co = {.path = a->path, .dataset = a->dataset, .sep = a->sep[0],
+                        .cache = !a->cache ? CORPUS_CACHE_OFF
+                                 : a->regenerate ? CORPUS_CACHE_REBUILD : CORPUS_CACHE_ON};
     logline(&r->L, "Reading data from \"%s\", dataset = \"%s\" ", a->path, a->dataset);
     double t_read = tmr_now();
     if (corpus_load(&co, &r->c, r->err, sizeof r->err)) return fail(r, 1);
     const corpus_t *c = &r->c;
+    if (c->cache_note[0]) logline(&r->L, "%s", c->cache_note);
     int64_t entries = c->phase[0].n_rows + c->phase[1].n_rows + c->phase[2].n_rows;
     logline(&r->L, "\"# user\": %d, \"# item\": %d, \"# entry\": %lld [%.2f s]", c->n_users - 1,
             c->n_items - 1, (long long)entries, tmr_now() - t_read);

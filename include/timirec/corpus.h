@@ -49,19 +49,36 @@ typedef struct {
     int64_t n_single_users;     /* users with exactly one row: no instance anywhere */
     int64_t n_duplicate_rows;   /* repeated (user_id, item_id, time) rows */
     int32_t max_train_clicked;  /* largest train clicked set */
+    /* Where it came from (corpus_cache.h). When map is set every array above points into that
+     * read-only mapping of the cache file, and corpus_free unmaps instead of freeing. */
+    void *map;
+    size_t map_bytes;
+    char cache_note[512];       /* one line on the cache: read, written, or why none; "" when off */
 } corpus_t;
+
+/* The binary cache beside the CSVs (corpus_cache.h). Off by default: the library parses;
+ * the command line turns it on (--cache 1, the default there) or forces a rebuild
+ * (--regenerate 1). */
+enum { CORPUS_CACHE_OFF = 0, CORPUS_CACHE_ON = 1, CORPUS_CACHE_REBUILD = 2 };
 
 typedef struct {
     const char *path;     /* folder holding the dataset folder, e.g. "../data/" */
     const char *dataset;  /* dataset folder name */
     char sep;             /* column separator, default '\t' */
+    int cache;            /* CORPUS_CACHE_* */
 } corpus_opts_t;
 
-/* Read and index a dataset. Returns 0, or -1 with a message in err, "path:LINE: problem"
- * (text.h), naming the file, the line and what is wrong (the corpus is then empty and needs
- * no free). */
+/* Read and index a dataset: from the cache when opts->cache asks for it and a valid one
+ * exists, else by parsing the CSVs (corpus_parse). Returns 0, or -1 with a message in err,
+ * "path:LINE: problem" (text.h), naming the file, the line and what is wrong (the corpus is
+ * then empty and needs no free). */
 int corpus_load(const corpus_opts_t *opts, corpus_t *c, char *err, size_t errlen);
+/* The same from the CSVs alone, whatever opts->cache says. */
+int corpus_parse(const corpus_opts_t *opts, corpus_t *c, char *err, size_t errlen);
 void corpus_free(corpus_t *c);
+
+/* <path>/<dataset>/<name> as corpus_load composes it (name "" gives the folder). */
+void corpus_file_path(const corpus_opts_t *opts, const char *name, char *out, size_t n);
 
 /* History of a row: the last `history_max` items (all when history_max <= 0) of its user's
  * sequence before its position, oldest first. Returns the length; *items points into

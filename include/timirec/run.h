@@ -32,7 +32,7 @@ typedef struct {
     double dropout, temp;
     /* timirec's own */
     const char *config, *model_dir, *log_dir, *json_log, *per_user_metrics;
-    int64_t threads, resume, detect_anomaly, eval_users;
+    int64_t threads, resume, detect_anomaly, eval_users, cache;
 } run_args_t;
 
 /* Parse argv (argv[0] the program): defaults, then --config FILE, then the flags. Returns 0,
