@@ -11,7 +11,7 @@ fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 data() { "$bin" data --path "$tmp/data" --dataset toy --batch_size 64 "$@" 2>&1; }
 
-"$bin" synth --out "$tmp/data" --dataset toy --n_users 200 --n_items 80 --n_clusters 6 --seq_len 15 --neg_items 20 >/dev/null || { echo "FAIL: synth"; exit 1; }
+"$bin" synth --out "$tmp/data" --dataset toy --users 200 --items 80 --n_clusters 6 --seq_len 15 --negatives 20 >/dev/null || { echo "FAIL: synth"; exit 1; }
 cache=$tmp/data/toy/timirec_corpus.bin
 
 data > "$tmp/1.out"
