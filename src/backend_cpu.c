@@ -37,7 +37,10 @@ static int cpu_train_step(trainer_t *t, const model_batch_t *mb, dropout_key_t k
               numcheck_tensors(&t->lay, t->grads, what, sizeof what);
     }
     if (bad) return 1;
-    adam_step(&t->adam, &t->lay, t->params, t->grads, t->adam_m, t->adam_v);
+    if (t->row_step)
+        adam_step_lazy(&t->adam, &t->lay, mb, t->params, t->grads, t->adam_m, t->adam_v,
+                       t->row_step);
+    else adam_step(&t->adam, &t->lay, t->params, t->grads, t->adam_m, t->adam_v);
     return numcheck_first_nonfinite(t->params, t->lay.total) >= 0;
 }
 

@@ -42,6 +42,8 @@ int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
     t->adam_v = tmr_calloc(n, sizeof(float));
     model_init_params(&t->lay, opts->seed, t->params);
     adam_init(&t->adam, opts->lr, opts->l2);
+    if (opts->lazy_adam)
+        t->row_step = tmr_calloc((size_t)adam_lazy_rows(&t->lay), sizeof *t->row_step);
 
     int max_L = sampler_max_history(c, opts->history_max);
     if (max_L < 1) max_L = 1;
@@ -77,6 +79,7 @@ void trainer_free(trainer_t *t) {
     free(t->grads);
     free(t->adam_m);
     free(t->adam_v);
+    free(t->row_step);
     model_ws_free_f(&t->ws);
     batch_free(&t->batch);
     free(t->train_neg);

@@ -29,6 +29,7 @@ typedef struct {
     double l2;            /* 0 */
     uint64_t seed;        /* random_seed */
     int use_gpu;          /* 1: the CUDA backend (device 0) when a GPU is usable, else the CPU */
+    int lazy_adam;        /* 0: Adam (dense); 1: LazyAdam on the item tables (model.h) */
 } train_opts_t;
 
 void train_opts_default(train_opts_t *o);
@@ -40,6 +41,8 @@ typedef struct {
     model_layout_t lay;
     float *params, *grads, *adam_m, *adam_v; /* (lay.total) each, one layout */
     adam_t adam;
+    int64_t *row_step;     /* (adam_lazy_rows(&lay)) LazyAdam's per-row step counts; NULL
+                              with Adam */
     model_ws_t_f ws;
     batch_t batch;
     int32_t *train_neg;    /* (n_train_instances, num_neg) this epoch's negatives */
