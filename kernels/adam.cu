@@ -2,7 +2,9 @@
  * four elements with 16-byte loads and stores of params, grads, m and v (the update is
  * bandwidth-bound: 28 bytes moved per element), the element update of math_hd.h (the CPU runs
  * the same function), weight decay per tensor from the layout. The last n % 4 elements are
- * done one by one. */
+ * done one by one. LazyAdam (model.h adam_step_lazy): the same kernel skips the item tables
+ * (whole groups by a jump, so their elements are not even read), then lazy_mark_kernel and
+ * lazy_update_kernel update the rows the step touched, each with its own step count. */
 #include <stdint.h>
 #include <string.h>
 

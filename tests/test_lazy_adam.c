@@ -4,10 +4,14 @@
  *   2. rows a batch does not touch: parameters, both moments and the step count unchanged,
  *      bit for bit, whatever their gradient holds; the other tensors get adam_step's update;
  *   3. a row touched at steps 1 and 3 (not 2): the bias corrections of its own counts 1 and 2,
- *      computed here from the formula of model.h, not of the global step 3. */
+ *      computed here from the formula of model.h, not of the global step 3;
+ *   4. the CPU trainer zeroes only the dense tensors' gradients and the rows the last step
+ *      wrote (src/backend_cpu.c): after an epoch, every other row's gradient is zero. */
 #include "test_util.h"
+#include "tiny_corpus.h"
 #include "timirec/math_hd.h"
 #include "timirec/model.h"
+#include "timirec/trainer.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -243,11 +247,52 @@ static void test_own_count(void) {
     state_free(&z);
 }
 
+static void test_trainer_zeroing(int stage) {
+    const char *dir = du_tempdir("lazy_adam");
+    corpus_t c;
+    tc_make_corpus(dir, 40, 60, 10, 6, 3, &c);
+    model_config_t cfg = {.stage = stage, .emb_size = 8, .attn_size = 4, .K = 2, .add_pos = 1,
+                          .add_trm = 1, .n_layers = 2, .temp = 1, .dropout = 0.5};
+    train_opts_t o;
+    train_opts_default(&o);
+    o.batch_size = 16;
+    o.history_max = 6;
+    o.lazy_adam = 1;
+    trainer_t t;
+    char err[512];
+    CHECK(trainer_init(&t, &c, &cfg, &o, err, sizeof err) == 0, "%s", err);
+    int64_t samples = 0;
+    CHECK(trainer_epoch(&t, &c, 0, &samples, err, sizeof err) >= 0, "%s", err);
+    int lazy[2];
+    const int n_lazy = adam_lazy_tensors(&t.lay, lazy);
+    char *last = calloc((size_t)adam_lazy_rows(&t.lay), 1);
+    for (int64_t i = 0; i < t.n_lazy_rows; i++) last[t.lazy_rows[i]] = 1;
+    int64_t base = 0, stale = 0, written = 0;
+    for (int k = 0; k < n_lazy; k++) {
+        const param_t *p = &t.lay.t[lazy[k]];
+        for (int64_t r = 0; r < p->rows; r++) {
+            int nonzero = 0;
+            for (int64_t j = 0; j < p->cols; j++) nonzero |= t.grads[p->offset + r * p->cols + j] != 0;
+            if (last[base + r]) written += nonzero;
+            else stale += nonzero;
+        }
+        base += p->rows;
+    }
+    CHECK(stale == 0 && written > 0, "stage %d: %lld rows outside the last step's hold a gradient "
+          "(%lld inside)", stage, (long long)stale, (long long)written);
+    free(last);
+    trainer_free(&t);
+    corpus_free(&c);
+    du_rm_rf(dir);
+}
+
 int main(void) {
     test_all_touched(STAGE_PRETRAIN, 0.05);
     test_all_touched(STAGE_FINETUNE, 0.0);
     test_untouched(STAGE_PRETRAIN);
     test_untouched(STAGE_FINETUNE);
     test_own_count();
+    test_trainer_zeroing(STAGE_PRETRAIN);
+    test_trainer_zeroing(STAGE_FINETUNE);
     return tu_finish("test_lazy_adam");
 }

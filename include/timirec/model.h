@@ -281,13 +281,19 @@ int64_t adam_lazy_rows(const model_layout_t *lay);
 /* The lazy tables' tensor indices into ids (room for 2); returns how many. */
 int adam_lazy_tensors(const model_layout_t *lay, int *ids);
 /* The distinct rows of the lazy tables mb touches, as indices into row_step (each once, in
- * order of first appearance), into rows (room for mb->B * (2 * mb->L + mb->C)); returns how
+ * order of first appearance), into rows (room for adam_lazy_cap(B, L, C)); returns how
  * many. row_step is used as the marker and left as it was. */
 int64_t adam_lazy_touched(const model_layout_t *lay, const model_batch_t *mb, int64_t *row_step,
                           int64_t *rows);
+/* Room adam_lazy_touched needs for a batch of B x L histories and C candidates. */
+static inline int64_t adam_lazy_cap(int64_t B, int64_t L, int64_t C) { return B * (2 * L + C); }
 /* One LazyAdam step: the dense update of the other tensors, then the touched rows. */
 void adam_step_lazy(adam_t *opt, const model_layout_t *lay, const model_batch_t *mb,
                     float *params, const float *grads, float *m, float *v, int64_t *row_step);
+/* The same with the touched rows given (n of them, from adam_lazy_touched). */
+void adam_step_lazy_rows(adam_t *opt, const model_layout_t *lay, const int64_t *rows, int64_t n,
+                         float *params, const float *grads, float *m, float *v,
+                         int64_t *row_step);
 
 #ifdef __cplusplus
 }

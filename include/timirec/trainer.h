@@ -43,6 +43,10 @@ typedef struct {
     adam_t adam;
     int64_t *row_step;     /* (adam_lazy_rows(&lay)) LazyAdam's per-row step counts; NULL
                               with Adam */
+    int64_t *lazy_rows;    /* LazyAdam, (adam_lazy_cap(batch_size, max history, 1 + num_neg)):
+                              the lazy rows the last training step's backward wrote ... */
+    int64_t n_lazy_rows;   /* ... and how many: the CPU zeroes only those and the dense
+                              tensors' gradients before a step, not the whole tables */
     model_ws_t_f ws;
     batch_t batch;
     int32_t *train_neg;    /* (n_train_instances, num_neg) this epoch's negatives */

@@ -263,15 +263,22 @@ int64_t adam_lazy_touched(const model_layout_t *lay, const model_batch_t *mb, in
 
 void adam_step_lazy(adam_t *opt, const model_layout_t *lay, const model_batch_t *mb,
                     float *params, const float *grads, float *m, float *v, int64_t *row_step) {
+    const int64_t cap = adam_lazy_cap(mb->B, mb->L, mb->C);
+    int64_t *rows = tmr_malloc(tmr_mul_size((size_t)(cap > 0 ? cap : 1), sizeof *rows));
+    const int64_t n = adam_lazy_touched(lay, mb, row_step, rows);
+    adam_step_lazy_rows(opt, lay, rows, n, params, grads, m, v, row_step);
+    free(rows);
+}
+
+void adam_step_lazy_rows(adam_t *opt, const model_layout_t *lay, const int64_t *rows, int64_t n,
+                         float *params, const float *grads, float *m, float *v,
+                         int64_t *row_step) {
     opt->step++;
     const adam_scalars_t s =
         tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps, opt->l2, opt->step);
     int ids[2] = {-1, -1};
     const int n_lazy = adam_lazy_tensors(lay, ids);
     adam_dense(&s, lay, ids[0], ids[1], params, grads, m, v);
-    const int64_t cap = (int64_t)mb->B * (2 * (int64_t)mb->L + mb->C);
-    int64_t *rows = tmr_malloc(tmr_mul_size((size_t)(cap > 0 ? cap : 1), sizeof *rows));
-    const int64_t n = adam_lazy_touched(lay, mb, row_step, rows);
     const int64_t split = n_lazy > 0 ? lay->t[ids[0]].rows : 0; /* first row of table 2 */
     const int d = lay->cfg.emb_size;
 #pragma omp parallel for schedule(static) if (n * d > 65536)
@@ -287,7 +294,6 @@ void adam_step_lazy(adam_t *opt, const model_layout_t *lay, const model_batch_t 
             params[off + j] = tmr_adam_elem(&sr, decay, grads[off + j], params[off + j],
                                             &m[off + j], &v[off + j]);
     }
-    free(rows);
 }
 
 /* ---- the activation table (model.h) ------------------------------------------------------- */
