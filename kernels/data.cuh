@@ -58,13 +58,14 @@ void gpu_user_vector_distill_rows(gpu_ctx_t *ctx, const float *E, const float *V
                                   const int32_t *cand, const float *pred_intent, int B, int C,
                                   int K, int d, double temp, float *w, float *u,
                                   float *target_intent, float *d_pred_intent, double *rows);
-/* gpu_adam_update, skipped on the device when *bad >= 0 (opt->step still advances). With
+/* gpu_adam_update (lb NULL) or gpu_adam_update_lazy (lb: the step's touched rows), skipped on
+ * the device when *bad >= 0 (opt->step still advances). With
  * by_batch (device, adam_scalars_t per batch of the epoch) the step's scalars, l2 included, are
  * by_batch[*batch_ctr], read when the kernel runs (graph replays), and opt is left alone (the
  * caller advances opt->step once per batch, however the step was launched). */
 void gpu_adam_update_guarded(gpu_ctx_t *ctx, adam_t *opt, const model_layout_t *lay,
                              float *params, const float *grads, float *m, float *v,
                              const int64_t *bad, const adam_scalars_t *by_batch,
-                             const int64_t *batch_ctr);
+                             const int64_t *batch_ctr, const gpu_lazy_batch_t *lb);
 
 #endif

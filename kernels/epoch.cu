@@ -188,8 +188,9 @@ static void pretrain_step_indexed(gpu_model_t *g, gpu_data_t *d, adam_t *opt, in
     g->C = 1 + d->ph[PHASE_TRAIN].n_neg;
     const dropout_key_t none = {0, 0}; /* pretrain has no dropout */
     gm_train_step_device(g, none, -1, g->batch_ctr);
+    gpu_lazy_batch_t lb;
     gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v,
-                            &g->acc->bad, g->adam_by_batch, g->batch_ctr);
+                            &g->acc->bad, g->adam_by_batch, g->batch_ctr, gm_lazy_batch(g, &lb));
     LAUNCH(advance_batch_kernel, (int64_t)1, g->batch_ctr);
 }
 
@@ -344,6 +345,8 @@ extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_e
         adam_table_for_epoch(g, opt, e->first_batch, n_batches);
         gpu_to_device(g->batch_ctr, &e->first_batch, sizeof(int64_t));
     }
+    if (g->lazy) /* every count this epoch's steps can reach */
+        gpu_lazy_adam_reserve(g->lazy, opt, opt->step + (n_batches - e->first_batch));
     e->graph_replays = e->graph_captures = e->graph_stale = 0;
     for (; bi < n_batches; bi++) {
         if (graphs) {
@@ -357,8 +360,9 @@ extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_e
             plan_use_batch(g, d, PHASE_TRAIN, d->order, n, bs, bi);
             const dropout_key_t key = {e->seed, (uint32_t)(step0 + (bi - e->first_batch))};
             gm_train_step_device(g, key, bi, NULL);
+            gpu_lazy_batch_t lb;
             gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m,
-                                    g->adam_v, &g->acc->bad, NULL, NULL);
+                                    g->adam_v, &g->acc->bad, NULL, NULL, gm_lazy_batch(g, &lb));
             gpu_nosync_end();
         }
         if (e->after_batch && e->after_batch(e->ctx, bi, n_batches) && bi + 1 < n_batches) {

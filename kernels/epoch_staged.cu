@@ -77,6 +77,8 @@ extern "C" int gpu_train_epoch_staged(gpu_model_t *g, const corpus_t *c, int his
     int32_t *const hist0 = g->hist, *const pos0 = g->pos, *const cand0 = g->cand;
     int32_t *const ids0 = g->pk_ids;
     const int64_t step0 = e->step, adam0 = opt->step;
+    if (g->lazy) /* every count this epoch's steps can reach */
+        gpu_lazy_adam_reserve(g->lazy, opt, adam0 + (n_batches - e->first_batch));
     int64_t bi = e->first_batch;
     const double t1 = tmr_now();
     e->prepare_s = t1 - t0;
@@ -125,8 +127,9 @@ extern "C" int gpu_train_epoch_staged(gpu_model_t *g, const corpus_t *c, int his
         gpu_nosync_begin("a training step (gpu_train_epoch_staged)");
         const dropout_key_t key = {e->seed, (uint32_t)(step0 + (bi - e->first_batch))};
         gm_train_step_device(g, key, bi, NULL);
+        gpu_lazy_batch_t lb;
         gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v,
-                                &g->acc->bad, NULL, NULL);
+                                &g->acc->bad, NULL, NULL, gm_lazy_batch(g, &lb));
         CUDA_CHECK(cudaEventRecord(S->used, gpu_launch_stream));
         gpu_nosync_end();
         if (e->after_batch && e->after_batch(e->ctx, bi, n_batches) && bi + 1 < n_batches) {

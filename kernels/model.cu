@@ -189,6 +189,8 @@ extern "C" void gpu_model_free(gpu_model_t *g) {
     gpu_free(g->ranks_d);
     free(g->h_adam_by_batch);
     gpu_free(g->adam_by_batch);
+    if (g->lazy) gpu_lazy_adam_free(g->lazy);
+    free(g->lazy);
     for (int i = 0; i < g->n_graphs; i++)
         if (g->graphs[i].exec) cudaGraphExecDestroy(g->graphs[i].exec);
     cudaStreamDestroy(g->stream);
@@ -534,7 +536,36 @@ extern "C" void gpu_eval_scores(gpu_model_t *g, const model_batch_t *b, float *s
 }
 
 extern "C" void gpu_adam_step(gpu_model_t *g, adam_t *opt) {
-    gpu_adam_update(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v);
+    gpu_lazy_batch_t lb;
+    if (!gm_lazy_batch(g, &lb)) {
+        gpu_adam_update(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v);
+        return;
+    }
+    gpu_lazy_adam_reserve(g->lazy, opt, opt->step + 1);
+    gpu_adam_update_lazy(g->ctx, opt, &g->lay, &lb, g->params, g->grads, g->adam_m, g->adam_v);
+}
+
+const gpu_lazy_batch_t *gm_lazy_batch(gpu_model_t *g, gpu_lazy_batch_t *lb) {
+    if (!g->lazy) return NULL;
+    *lb = (gpu_lazy_batch_t){g->lazy, g->hist, g->cand, g->pk_ids, (int64_t)g->B * g->L,
+                             (int64_t)g->B * g->C, g->finetune ? g->pack.T : 0};
+    return lb;
+}
+
+extern "C" void gpu_model_lazy_adam(gpu_model_t *g) {
+    if (g->lazy) return;
+    g->lazy = (gpu_lazy_adam_t *)tmr_calloc(1, sizeof *g->lazy);
+    gpu_lazy_adam_init(g->lazy, &g->lay);
+}
+
+extern "C" void gpu_model_upload_row_step(gpu_model_t *g, const int64_t *row_step) {
+    if (!g->lazy) tmr_fatal("gpu_model_upload_row_step: the model is on Adam, not LazyAdam");
+    gpu_to_device(g->lazy->row_step, row_step, (size_t)g->lazy->n_rows * sizeof(int64_t));
+}
+
+extern "C" void gpu_model_download_row_step(gpu_model_t *g, int64_t *row_step) {
+    if (!g->lazy) tmr_fatal("gpu_model_download_row_step: the model is on Adam, not LazyAdam");
+    gpu_to_host(row_step, g->lazy->row_step, (size_t)g->lazy->n_rows * sizeof(int64_t));
 }
 
 #undef PRM

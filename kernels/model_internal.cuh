@@ -58,6 +58,7 @@ struct gpu_model {
     int32_t *final_row;             /* (B) packed row of each sequence's last item, -1: none */
     const int32_t *cur_final;       /* final rows of the batch running (final_row or a plan's) */
     gpu_gru_pack_t pack;            /* the running batch's packing (step offsets on the device) */
+    gpu_lazy_adam_t *lazy;          /* LazyAdam's state (gpu_model_lazy_adam), NULL: Adam */
     int64_t *step_off_d;            /* (max_L + 1) device: the per-step path's step offsets */
     float *px, *ghn, *ph, *pdh, *pdx;  /* (T, d) */
     float *gates, *pdgi, *pdgh;     /* (T, 3d) */
@@ -178,6 +179,8 @@ float gm_train_step_device(gpu_model_t *g, dropout_key_t key, int64_t batch,
 
 /* An epoch driver's report once its queue is drained (the batches applied, the loss sums, the
  * step and Adam counters). */
+/* LazyAdam: the running batch's touched rows into *lb (returned), NULL with Adam. */
+const gpu_lazy_batch_t *gm_lazy_batch(gpu_model_t *g, gpu_lazy_batch_t *lb);
 void gm_epoch_finish(gpu_epoch_t *e, adam_t *opt, const struct epoch_acc *acc, int64_t bi,
                      int64_t step0, int64_t adam0);
 

@@ -68,6 +68,7 @@ static int cuda_create(trainer_t *t, int max_B, int max_L, int max_C, char *why,
         snprintf(why, whylen, "no usable GPU: %s", gpu_why);
         return -1;
     }
+    if (t->row_step) gpu_model_lazy_adam(g);
     cuda_state_t *s = (cuda_state_t *)tmr_calloc(1, sizeof *s);
     s->gpu = g;
     t->be_state = s;
@@ -87,11 +88,13 @@ static void cuda_destroy(trainer_t *t) {
 static void cuda_to_device(trainer_t *t) {
     gpu_model_upload_params(state(t)->gpu, t->params);
     gpu_model_upload_adam(state(t)->gpu, t->adam_m, t->adam_v);
+    if (t->row_step) gpu_model_upload_row_step(state(t)->gpu, t->row_step);
 }
 
 static void cuda_to_host(trainer_t *t) {
     gpu_model_download_params(state(t)->gpu, t->params);
     gpu_model_download_adam(state(t)->gpu, t->adam_m, t->adam_v);
+    if (t->row_step) gpu_model_download_row_step(state(t)->gpu, t->row_step);
 }
 
 /* After every queued batch of the epoch driver: the progress bar and the stop flag, as the

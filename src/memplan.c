@@ -81,6 +81,11 @@ void memplan_run(const model_layout_t *lay, const corpus_t *c, const train_opts_
     }
     const int64_t n_train = c->phase[PHASE_TRAIN].n_inst;
     plan->params = MUL(MUL(4, (uint64_t)lay->total), sizeof(float));
+    if (o->lazy_adam) /* LazyAdam's per-row step counts and a step's touched rows (int64) */
+        plan->params = ADD(plan->params, ADD(bytes(adam_lazy_rows(lay), sizeof(int64_t)),
+                                             bytes(adam_lazy_cap(o->batch_size, max_L,
+                                                                 1 + (int64_t)o->num_neg),
+                                                   sizeof(int64_t))));
     plan->workspace = memplan_model_ws_bytes(lay, max_B, max_L, max_C, threads);
     plan->batches = memplan_batch_bytes(max_B, max_L, max_C);
     plan->eval_all = 0;

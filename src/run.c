@@ -72,7 +72,8 @@ static int build_table(run_args_t *a, opt_t *t) {
     F(l2, 0, 10, "weight decay (coupled L2) of non-bias parameters");
     I(batch_size, 1, 1 << 20, "batch size during training");
     I(eval_batch_size, 1, 1 << 20, "batch size during evaluation");
-    S(optimizer, "optimizer (Adam)");
+    S(optimizer, "optimizer: Adam (the reference's, dense) or LazyAdam (the item tables' rows "
+                 "updated only when a batch touches them, each with its own step count)");
     S(topk, "cut-offs of the metrics; the first is the dev one");
     S(metric, "metrics: NDCG, HR, MRR; the first at the first topk is the main one");
     I(random_seed, 0, BIG, "seed of every random draw");
@@ -174,8 +175,9 @@ int run_args_parse(run_args_t *a, int argc, char **argv, char *err, size_t errle
                          a->model_name);
     if (strcmp(a->stage, "pretrain") != 0 && strcmp(a->stage, "finetune") != 0)
         return tmr_error(err, errlen, "--stage: \"%s\" must be pretrain or finetune", a->stage);
-    if (strcmp(a->optimizer, "Adam") != 0)
-        return tmr_error(err, errlen, "--optimizer: \"%s\" is not available (Adam only)", a->optimizer);
+    if (strcmp(a->optimizer, "Adam") != 0 && strcmp(a->optimizer, "LazyAdam") != 0)
+        return tmr_error(err, errlen, "--optimizer: \"%s\" is not available (Adam or LazyAdam)",
+                         a->optimizer);
     if (strcmp(a->sep, "\\t") == 0) a->sep = "\t";
     if (strlen(a->sep) != 1)
         return tmr_error(err, errlen, "--sep: must be one character, got \"%s\"", a->sep);
@@ -499,7 +501,7 @@ static int save_state(const char *path, const trainer_t *t, const opt_t *table, 
                       uint64_t fingerprint) {
     char err[1024];
     train_progress_t p = {epoch, batch, loss_sum, t->step, t->adam.step, n_done,
-                          METRICS_MAX_KINDS, dev, fingerprint};
+                          METRICS_MAX_KINDS, dev, fingerprint, t->row_step};
     if (train_state_save(path, &t->lay, t->params, t->adam_m, t->adam_v, &p, table, n_opts, err,
                          sizeof err) == 0)
         return 0;
@@ -741,6 +743,7 @@ static int run_build_trainer(run_t *r) {
     to->seed = (uint64_t)a->random_seed;
     to->eval_users = a->eval_users;
     to->use_gpu = a->gpu[0] != '\0';
+    to->lazy_adam = strcmp(a->optimizer, "LazyAdam") == 0;
     if (to->use_gpu) setenv("CUDA_VISIBLE_DEVICES", a->gpu, 1); /* as the reference does */
     int rc = run_check_memory(r);
     if (rc) return rc;
@@ -776,6 +779,14 @@ static int run_resume_state(run_t *r) {
                 "keeps %d\n", r->state_path, r->prog.n_values, METRICS_MAX_KINDS);
         return 2;
     }
+    if ((r->prog.row_step != NULL) != (t->row_step != NULL)) { /* the option check covers it */
+        fprintf(stderr, "timirec: error: %s %s LazyAdam's per-row step counts, this run uses "
+                "%s\n", r->state_path, r->prog.row_step ? "holds" : "lacks", r->a.optimizer);
+        return 2;
+    }
+    if (t->row_step)
+        memcpy(t->row_step, r->prog.row_step,
+               (size_t)adam_lazy_rows(&t->lay) * sizeof *t->row_step);
     r->resumed = 1;
     t->step = r->prog.step;
     t->adam.step = r->prog.adam_step;
@@ -805,7 +816,7 @@ static int run_restore(run_t *r) {
         }
     }
     logline(&r->L, "#params: %lld", (long long)t->lay.total);
-    logline(&r->L, "Optimizer: Adam");
+    logline(&r->L, "Optimizer: %s", a->optimizer);
     if (a->load && !r->resumed) {
         if (checkpoint_load(r->model_path, &t->lay, t->params, 1, NULL, r->err, sizeof r->err))
             return fail(r, 1);

@@ -13,7 +13,9 @@
 
 void train_progress_free(train_progress_t *p) {
     free(p->dev);
+    free(p->row_step);
     p->dev = NULL;
+    p->row_step = NULL;
 }
 
 /* ---- dataset fingerprint ------------------------------------------------------------------ */
@@ -108,8 +110,8 @@ int train_state_save(const char *path, const model_layout_t *lay, const float *p
     /* Tensors: the dev history (F64, first: its data stays 8-byte aligned), then per tensor
      * of the layout its parameters and both moments. */
     int n_ent = 0;
-    st_entry_t *e = tmr_calloc((size_t)(1 + 3 * lay->n_tensors), sizeof *e);
-    char (*names)[ST_MAX_NAME] = tmr_calloc((size_t)(3 * lay->n_tensors), sizeof *names);
+    st_entry_t *e = tmr_calloc((size_t)(3 + 3 * lay->n_tensors), sizeof *e);
+    char (*names)[ST_MAX_NAME] = tmr_calloc((size_t)(2 + 3 * lay->n_tensors), sizeof *names);
     if (p->n_dev > 0)
         e[n_ent++] = (st_entry_t){"run.dev", "F64", 2, {p->n_dev, p->n_values}, p->dev};
     static const char *prefix[3] = {"param.", "adam.exp_avg.", "adam.exp_avg_sq."};
@@ -127,6 +129,16 @@ int train_state_save(const char *path, const model_layout_t *lay, const float *p
             x->shape[1] = q->cols;
             x->data = buf[k] + q->offset;
         }
+    int lazy[2];
+    const int n_lazy = p->row_step ? adam_lazy_tensors(lay, lazy) : 0;
+    int64_t base = 0;
+    for (int k = 0; k < n_lazy; k++) { /* LazyAdam's per-row step counts */
+        const param_t *q = &lay->t[lazy[k]];
+        char *name = names[3 * lay->n_tensors + k];
+        snprintf(name, ST_MAX_NAME, "adam.row_step.%s", q->name);
+        e[n_ent++] = (st_entry_t){name, "I64", 1, {q->rows}, p->row_step + base};
+        base += q->rows;
+    }
     int rc = st_write(path, e, n_ent, meta, n_meta, err, errlen);
     free(e);
     free(names);
@@ -182,6 +194,35 @@ static int check_options(const st_file_t *f, const char *path, const opt_t *opts
         snprintf(err + k, errlen - k, " (options that change training must be the same to "
                  "resume; run without --resume 1 to start afresh)");
     return n_diff ? -1 : 0;
+}
+
+/* LazyAdam's per-row step counts into p->row_step (allocated) when the state has them: all
+ * of the layout's lazy tables or none. */
+static int load_row_step(const st_file_t *f, const char *path, const model_layout_t *lay,
+                         train_progress_t *p, char *err, size_t errlen) {
+    int lazy[2];
+    const int n_lazy = adam_lazy_tensors(lay, lazy);
+    char name[ST_MAX_NAME];
+    int64_t base = 0;
+    for (int k = 0; k < n_lazy; k++) {
+        const param_t *q = &lay->t[lazy[k]];
+        snprintf(name, sizeof name, "adam.row_step.%s", q->name);
+        const st_tensor_t *t = st_find(f, name);
+        if (!t && k == 0) return 0; /* a state of Adam */
+        if (!t || strcmp(t->dtype, "I64") != 0 || t->ndim != 1 || t->shape[0] != q->rows)
+            return tmr_error(err, errlen, "%s: tensor %s missing or not I64 [%lld]", path, name,
+                             (long long)q->rows);
+        if (!p->row_step)
+            p->row_step = tmr_malloc((size_t)adam_lazy_rows(lay) * sizeof *p->row_step);
+        memcpy(p->row_step + base, st_data(f, t), (size_t)q->rows * sizeof *p->row_step);
+        for (int64_t i = 0; i < q->rows; i++)
+            if (p->row_step[base + i] < 0 || p->row_step[base + i] > p->adam_step)
+                return tmr_error(err, errlen, "%s: %s[%lld] = %lld is not a step count in 0..%lld",
+                                 path, name, (long long)i, (long long)p->row_step[base + i],
+                                 (long long)p->adam_step);
+        base += q->rows;
+    }
+    return 0;
 }
 
 int train_state_load(const char *path, const model_layout_t *lay, float *params, float *adam_m,
@@ -259,6 +300,7 @@ int train_state_load(const char *path, const model_layout_t *lay, float *params,
                                path, name);
             else memcpy(buf[k] + q->offset, st_data(&f, t), (size_t)q->size * sizeof(float));
         }
+    if (!rc) rc = load_row_step(&f, path, lay, p, err, errlen);
 done:
     st_free(&f);
     if (rc) train_progress_free(p);

@@ -43,6 +43,8 @@ int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
     t->adam_v = tmr_calloc(n, sizeof(float));
     model_init_params(&t->lay, opts->seed, t->params);
     adam_init(&t->adam, opts->lr, opts->l2);
+    if (opts->lazy_adam)
+        t->row_step = tmr_calloc((size_t)adam_lazy_rows(&t->lay), sizeof *t->row_step);
 
     int max_L = sampler_max_history(c, opts->history_max);
     if (max_L < 1) max_L = 1;
@@ -54,6 +56,10 @@ int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
         if (c->phase[p].n_inst > max_eval) max_eval = c->phase[p].n_inst;
     }
     model_ws_alloc_f(&t->ws, &t->lay, max_B, max_L, max_C);
+    if (opts->lazy_adam) /* the training batches' touched rows (n_lazy_rows 0: grads all zero) */
+        t->lazy_rows = tmr_malloc(tmr_mul_size(
+            (size_t)adam_lazy_cap(opts->batch_size, max_L, 1 + (int64_t)opts->num_neg),
+            sizeof *t->lazy_rows));
     batch_alloc(&t->batch, max_B, max_L, max_C);
     int64_t n_train = c->phase[PHASE_TRAIN].n_inst;
     t->train_neg = tmr_malloc(tmr_mul_size((size_t)n_train * opts->num_neg + 1, sizeof(int32_t)));
@@ -77,6 +83,8 @@ void trainer_free(trainer_t *t) {
     free(t->grads);
     free(t->adam_m);
     free(t->adam_v);
+    free(t->row_step);
+    free(t->lazy_rows);
     model_ws_free_f(&t->ws);
     batch_free(&t->batch);
     free(t->train_neg);

@@ -134,6 +134,24 @@ int main(int argc, char **argv) {
                     (n_train * 32 + ((uint64_t)8 << 16)) - (16 * Lp + 20 * Lp) * 4;
     check_close("trainer_init", got, want, 80 * 32);
     trainer_free(&t);
+    /* LazyAdam adds its per-row step counts, 8 bytes a row of both item tables, and a
+     * training step's touched-row list; trainer_init allocates them. */
+    train_opts_t ol = o;
+    ol.lazy_adam = 1;
+    mem_plan_t lazy;
+    memplan_run(&lay, &c, &ol, 0, 1, &lazy);
+    const uint64_t rows = (uint64_t)c.n_items + (uint64_t)c.n_items + 1;
+    const uint64_t listed = (uint64_t)adam_lazy_cap(64, sampler_max_history(&c, 20), 4); /* a step's */
+    CHECK(adam_lazy_rows(&lay) == (int64_t)rows &&
+              lazy.params == plan.params + 8 * (rows + listed) &&
+              lazy.total == plan.total + 8 * (rows + listed),
+          "LazyAdam: params %llu, Adam's %llu, %llu rows", (unsigned long long)lazy.params,
+          (unsigned long long)plan.params, (unsigned long long)rows);
+    before = in_use();
+    CHECK(trainer_init(&t, &c, &cfg, &ol, err, sizeof err) == 0, "%s", err);
+    got = in_use() - before;
+    check_close("trainer_init (LazyAdam)", got, want + 8 * (rows + listed), 80 * 32);
+    trainer_free(&t);
     /* test_all adds the blocked full-ranking pass: at least the transposed item table. */
     mem_plan_t all;
     memplan_run(&lay, &c, &o, 1, 1, &all);

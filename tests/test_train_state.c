@@ -43,7 +43,7 @@ static void test_round_trip(const char *dir, const corpus_t *c) {
     double dev[4 * 3];
     for (int i = 0; i < 12; i++) dev[i] = (double)rnd() / 3.0;
     uint64_t fp = train_state_fingerprint(c);
-    train_progress_t p = {4, 7, 0.1 + 1.0 / 3.0, 4 * 14 + 7, 4 * 14 + 7, 4, 3, dev, fp};
+    train_progress_t p = {4, 7, 0.1 + 1.0 / 3.0, 4 * 14 + 7, 4 * 14 + 7, 4, 3, dev, fp, NULL};
     char path[512], err[2048];
     snprintf(path, sizeof path, "%s/sub/run.safetensors.state", dir);
     CHECK(train_state_save(path, &lay, buf, buf + n, buf + 2 * n, &p, opts, n_opts, err,
@@ -115,7 +115,7 @@ static void test_round_trip(const char *dir, const corpus_t *c) {
     o_resume = 0;
 }
 
-static void init_trainer(trainer_t *t, const corpus_t *c) {
+static void init_trainer(trainer_t *t, const corpus_t *c, int lazy) {
     model_config_t cfg = {.stage = STAGE_FINETUNE, .emb_size = 8, .attn_size = 4, .K = 2,
                           .add_pos = 1, .add_trm = 1, .n_layers = 2, .temp = 0.5, .dropout = 0.5};
     train_opts_t o;
@@ -124,6 +124,7 @@ static void init_trainer(trainer_t *t, const corpus_t *c) {
     o.history_max = 6;
     o.l2 = 1e-4;
     o.seed = 11;
+    o.lazy_adam = lazy;
     char err[1024];
     if (trainer_init(t, c, &cfg, &o, err, sizeof err)) {
         fprintf(stderr, "trainer_init: %s\n", err);
@@ -131,13 +132,15 @@ static void init_trainer(trainer_t *t, const corpus_t *c) {
     }
 }
 
-static void test_resume_bits(const char *dir, const corpus_t *c) {
+/* Interrupted in epoch 2, saved, loaded into a fresh trainer, continued: the same bits as the
+ * uninterrupted run, with Adam and with LazyAdam (lazy: its per-row step counts too). */
+static void test_resume_bits(const char *dir, const corpus_t *c, int lazy) {
     char err[2048], path[512];
     snprintf(path, sizeof path, "%s/resume.state", dir);
     const uint64_t fp = train_state_fingerprint(c);
     /* Uninterrupted: three epochs. */
     trainer_t ref;
-    init_trainer(&ref, c);
+    init_trainer(&ref, c, lazy);
     double ref_loss[3];
     for (uint32_t e = 0; e < 3; e++) {
         epoch_cursor_t cur = {0, 0, 0, 0};
@@ -146,7 +149,7 @@ static void test_resume_bits(const char *dir, const corpus_t *c) {
     }
     /* Interrupted in epoch 2 after 3 batches, saved, freed. */
     trainer_t a;
-    init_trainer(&a, c);
+    init_trainer(&a, c, lazy);
     epoch_cursor_t cur = {0, 0, 0, 0};
     CHECK(trainer_train_epoch(&a, c, 0, &cur, err, sizeof err) == TRAIN_DONE, "%s", err);
     double dev[3] = {0.25, 0.5, 0.75};
@@ -155,17 +158,25 @@ static void test_resume_bits(const char *dir, const corpus_t *c) {
     CHECK(trainer_train_epoch(&a, c, 1, &cur, err, sizeof err) == TRAIN_INTERRUPTED, "%s", err);
     CHECK(cur.batch == 3 && cur.n_batches > 4, "stopped at batch %lld of %lld", (long long)cur.batch,
           (long long)cur.n_batches);
-    train_progress_t p = {1, cur.batch, cur.loss_sum, a.step, a.adam.step, 1, 3, dev, fp};
+    train_progress_t p = {1, cur.batch, cur.loss_sum, a.step, a.adam.step, 1, 3, dev, fp,
+                          a.row_step};
     CHECK(train_state_save(path, &a.lay, a.params, a.adam_m, a.adam_v, &p, opts, n_opts, err,
                            sizeof err) == 0, "%s", err);
     trainer_free(&a);
     /* A fresh trainer (other initial parameters would do: they are all replaced). */
     trainer_t b;
-    init_trainer(&b, c);
+    init_trainer(&b, c, lazy);
     for (int64_t i = 0; i < b.lay.total; i++) b.params[i] = rnd();
     train_progress_t q;
     CHECK(train_state_load(path, &b.lay, b.params, b.adam_m, b.adam_v, &q, fp, opts, n_opts,
                            may_differ, err, sizeof err) == 0, "%s", err);
+    const int64_t n_rows = adam_lazy_rows(&b.lay);
+    CHECK((q.row_step != NULL) == lazy, "per-row step counts %s in the state",
+          q.row_step ? "present" : "absent");
+    if (lazy && q.row_step) {
+        for (int64_t i = 0; i < n_rows; i++) b.row_step[i] = 0x55; /* all replaced */
+        memcpy(b.row_step, q.row_step, (size_t)n_rows * sizeof *b.row_step);
+    }
     b.step = q.step;
     b.adam.step = q.adam_step;
     epoch_cursor_t cur2 = {q.batch, q.loss_sum, 0, 0};
@@ -180,6 +191,13 @@ static void test_resume_bits(const char *dir, const corpus_t *c) {
           "Adam moments differ from the uninterrupted run");
     CHECK(b.step == ref.step && b.adam.step == ref.adam.step, "step %lld vs %lld",
           (long long)b.step, (long long)ref.step);
+    if (lazy) { /* the counts match, and some row really lagged behind the global step */
+        CHECK(memcmp(b.row_step, ref.row_step, (size_t)n_rows * sizeof *b.row_step) == 0,
+              "LazyAdam's per-row step counts differ from the uninterrupted run");
+        int64_t lagging = 0;
+        for (int64_t i = 0; i < n_rows; i++) lagging += ref.row_step[i] < ref.adam.step;
+        CHECK(lagging > 0, "every row was touched at every step: the test proves nothing");
+    }
     train_progress_free(&q);
     trainer_free(&b);
     trainer_free(&ref);
@@ -192,7 +210,8 @@ int main(void) {
     corpus_t c;
     tc_make_corpus(dir, 24, 30, 10, 6, 3, &c);
     test_round_trip(dir, &c);
-    test_resume_bits(dir, &c);
+    test_resume_bits(dir, &c, 0);
+    test_resume_bits(dir, &c, 1);
     corpus_free(&c);
     du_rm_rf(dir);
     return tu_finish("test_train_state");

@@ -47,8 +47,15 @@ float gpu_train_step(gpu_model_t *g, const model_batch_t *b, dropout_key_t key);
  * interests, finetune the softmax-weighted user vector; no dropout. */
 void gpu_eval_scores(gpu_model_t *g, const model_batch_t *b, float *scores);
 
-/* adam_step on the device buffers (params -= ..., moments updated; opt->step advances). */
+/* adam_step on the device buffers (params -= ..., moments updated; opt->step advances);
+ * after gpu_model_lazy_adam, adam_step_lazy on the last training batch's rows. */
 void gpu_adam_step(gpu_model_t *g, adam_t *opt);
+
+/* From now on LazyAdam (model.h adam_step_lazy), per-row step counts zero; and their copies
+ * (adam_lazy_rows int64 each, host) to and from the device. */
+void gpu_model_lazy_adam(gpu_model_t *g);
+void gpu_model_upload_row_step(gpu_model_t *g, const int64_t *row_step);
+void gpu_model_download_row_step(gpu_model_t *g, int64_t *row_step);
 
 /* What gpu_model_read can copy back (values of the last train step or evaluation). */
 typedef enum {

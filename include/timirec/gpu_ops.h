@@ -251,6 +251,47 @@ void gpu_proj_dropout_mask(gpu_ctx_t *ctx, dropout_key_t key, int n_layers, int 
 void gpu_adam_update(gpu_ctx_t *ctx, adam_t *opt, const model_layout_t *lay, float *params,
                      const float *grads, float *m, float *v);
 
+/* LazyAdam's device state (model.h adam_step_lazy): the lazy tables' per-row step counts, a
+ * mark per row (zero between steps), and the bias-correction scalars by count, formed on the
+ * host by tmr_adam_scalars as the CPU forms them (so both sides use the same floats; the
+ * device computes no pow). by_count must cover every count a step can reach before the step
+ * is launched: gpu_lazy_adam_reserve, outside the step (it may allocate and copy). */
+typedef struct {
+    float step_size, bc2_sqrt;  /* tmr_adam_scalars(..., count)'s */
+} adam_count_t;
+
+typedef struct {
+    int64_t n_rows;          /* adam_lazy_rows */
+    int64_t rows0;           /* rows of the first lazy table (the extractor's) */
+    int64_t *row_step;       /* DEVICE (n_rows) */
+    int32_t *mark;           /* DEVICE (n_rows) */
+    adam_count_t *by_count;  /* DEVICE (cap): count c at [c - 1] */
+    adam_count_t *h_by_count;
+    int64_t cap;
+} gpu_lazy_adam_t;
+
+/* Zero counts for lay's lazy tables; nothing covered yet. */
+void gpu_lazy_adam_init(gpu_lazy_adam_t *z, const model_layout_t *lay);
+void gpu_lazy_adam_free(gpu_lazy_adam_t *z);
+/* by_count covers counts 1..max_count (grown by doubling). */
+void gpu_lazy_adam_reserve(gpu_lazy_adam_t *z, const adam_t *opt, int64_t max_count);
+
+/* The rows one step touches (model.h adam_step_lazy), DEVICE ids: of the extractor's table
+ * hist (B * L, padding included) and cand (B * C); of the predictor's (finetune) ids (T: the
+ * GRU's packed rows, the ids its scatter adds into). Sizes are host values. */
+typedef struct {
+    gpu_lazy_adam_t *z;
+    const int32_t *hist, *cand, *ids;
+    int64_t BL, BC, T;
+} gpu_lazy_batch_t;
+
+/* adam_step_lazy on the device: the dense tensors as gpu_adam_update, the touched rows of the
+ * lazy tables with their own counts (one thread per id, the first to claim a row's mark
+ * updates it: the result does not depend on which). opt->step advances. */
+void gpu_adam_update_lazy(gpu_ctx_t *ctx, adam_t *opt, const model_layout_t *lay,
+                          const gpu_lazy_batch_t *lb, float *params, const float *grads,
+                          float *m, float *v);
+
 #ifdef __cplusplus
 }
 #endif

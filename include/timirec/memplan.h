@@ -19,7 +19,8 @@ extern "C" {
 #endif
 
 typedef struct {
-    uint64_t params;     /* parameters, gradients, Adam m and v: 4 x #params x 4 bytes */
+    uint64_t params;     /* parameters, gradients, Adam m and v: 4 x #params x 4 bytes;
+                            LazyAdam: + 8 bytes per item-table row (its step count) */
     uint64_t workspace;  /* the model workspace for max(batch, eval batch) x history x candidates */
     uint64_t eval_all;   /* test_all: the blocked full-ranking pass (topk_cpu_bytes) */
     uint64_t batches;    /* batch buffers (history, positions, mask, candidates) */

@@ -265,6 +265,36 @@ void adam_init(adam_t *opt, double lr, double l2);
 void adam_step(adam_t *opt, const model_layout_t *lay, float *params, const float *grads,
                float *m, float *v);
 
+/* LazyAdam (--optimizer LazyAdam; docs/MODEL.md "Optimiser"): the item tables (the lazy
+ * tables: interest_extractor.i_embeddings.weight and, in finetune,
+ * interest_predictor.i_embeddings.weight) are updated only in the rows the step touches, each
+ * with its own step count t_r (TensorFlow Addons' LazyAdam, PyTorch's SparseAdam: the bias
+ * corrections of row r use t_r, incremented when r is touched); the element update and the
+ * coupled L2 are adam_step's (tmr_adam_elem), so a row touched at every step is updated bit
+ * for bit as adam_step updates it. Every other tensor gets adam_step's dense update, and
+ * opt->step still counts the steps. The rows a step touches are those the embedding backward
+ * scatters into: of the extractor's table every (b, l) of hist (padding included) and every
+ * candidate; of the predictor's table hist[b, l] for l < length[b] (the GRU's packed rows).
+ * row_step holds the lazy tables' rows one after the other (adam_lazy_rows in all), table
+ * order as in the layout; zero initially. */
+int64_t adam_lazy_rows(const model_layout_t *lay);
+/* The lazy tables' tensor indices into ids (room for 2); returns how many. */
+int adam_lazy_tensors(const model_layout_t *lay, int *ids);
+/* The distinct rows of the lazy tables mb touches, as indices into row_step (each once, in
+ * order of first appearance), into rows (room for adam_lazy_cap(B, L, C)); returns how
+ * many. row_step is used as the marker and left as it was. */
+int64_t adam_lazy_touched(const model_layout_t *lay, const model_batch_t *mb, int64_t *row_step,
+                          int64_t *rows);
+/* Room adam_lazy_touched needs for a batch of B x L histories and C candidates. */
+static inline int64_t adam_lazy_cap(int64_t B, int64_t L, int64_t C) { return B * (2 * L + C); }
+/* One LazyAdam step: the dense update of the other tensors, then the touched rows. */
+void adam_step_lazy(adam_t *opt, const model_layout_t *lay, const model_batch_t *mb,
+                    float *params, const float *grads, float *m, float *v, int64_t *row_step);
+/* The same with the touched rows given (n of them, from adam_lazy_touched). */
+void adam_step_lazy_rows(adam_t *opt, const model_layout_t *lay, const int64_t *rows, int64_t n,
+                         float *params, const float *grads, float *m, float *v,
+                         int64_t *row_step);
+
 #ifdef __cplusplus
 }
 #endif

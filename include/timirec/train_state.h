@@ -3,7 +3,8 @@
  * checkpoint as <model_path>.state.
  *
  * What is saved: the parameters and both Adam moments (per tensor, the reference's names
- * prefixed "param.", "adam.exp_avg.", "adam.exp_avg_sq."), Adam's step count, the trainer's
+ * prefixed "param.", "adam.exp_avg.", "adam.exp_avg_sq."), Adam's step count (with LazyAdam
+ * also the item tables' per-row step counts, "adam.row_step."), the trainer's
  * step counter (it keys the dropout masks), the epoch in progress and the number of its
  * batches already trained with their summed loss, the dev metrics of every finished epoch
  * (what early stopping and the best-checkpoint rule read), a fingerprint of the dataset, and
@@ -40,6 +41,10 @@ typedef struct {
     double *dev;        /* (n_dev, n_values) dev metrics per finished epoch; column 0 is the
                            main metric that early stopping and the best checkpoint follow */
     uint64_t data_fingerprint; /* train_state_fingerprint of the dataset */
+    int64_t *row_step;  /* LazyAdam (model.h adam_step_lazy): (adam_lazy_rows) the item tables'
+                           per-row step counts, saved as I64 "adam.row_step.<table name>";
+                           NULL with Adam. train_state_load allocates it when the state has
+                           them (train_progress_free) */
 } train_progress_t;
 
 void train_progress_free(train_progress_t *p);

@@ -31,6 +31,7 @@ typedef struct {
     int use_gpu;          /* 1: the CUDA backend (device 0) when a GPU is usable, else the CPU */
     int64_t eval_users;   /* 0: evaluate every instance; > 0 with test_all: the instances of a
                              seeded sample of this many users (sampler_eval_users) */
+    int lazy_adam;        /* 0: Adam (dense); 1: LazyAdam on the item tables (model.h) */
 } train_opts_t;
 
 void train_opts_default(train_opts_t *o);
@@ -42,6 +43,12 @@ typedef struct {
     model_layout_t lay;
     float *params, *grads, *adam_m, *adam_v; /* (lay.total) each, one layout */
     adam_t adam;
+    int64_t *row_step;     /* (adam_lazy_rows(&lay)) LazyAdam's per-row step counts; NULL
+                              with Adam */
+    int64_t *lazy_rows;    /* LazyAdam, (adam_lazy_cap(batch_size, max history, 1 + num_neg)):
+                              the lazy rows the last training step's backward wrote ... */
+    int64_t n_lazy_rows;   /* ... and how many: the CPU zeroes only those and the dense
+                              tensors' gradients before a step, not the whole tables */
     model_ws_t_f ws;
     batch_t batch;
     int32_t *train_neg;    /* (n_train_instances, num_neg) this epoch's negatives */

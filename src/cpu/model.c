@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int model_config_check(const model_config_t *c, char *err, size_t errlen) {
@@ -175,17 +176,15 @@ void adam_init(adam_t *opt, double lr, double l2) {
     opt->step = 0;
 }
 
-void adam_step(adam_t *opt, const model_layout_t *lay, float *params, const float *grads,
-               float *m, float *v) {
-    opt->step++;
-    /* Scalars as PyTorch forms them (in double, then used as floats); the element update is
-     * math_hd.h's, which the CUDA kernel runs too. */
-    const adam_scalars_t s =
-        tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps, opt->l2, opt->step);
+/* The dense update of every tensor except skip (a table index, -1: none) and skip2. */
+static void adam_dense(const adam_scalars_t *sp, const model_layout_t *lay, int skip, int skip2,
+                       float *params, const float *grads, float *m, float *v) {
+    const adam_scalars_t s = *sp;
     /* One parallel region for the whole table: every tensor's elements are split between the
      * threads (elementwise, so no order to keep; nowait: tensors are disjoint). */
 #pragma omp parallel if (lay->total > 65536)
     for (int t = 0; t < lay->n_tensors; t++) {
+        if (t == skip || t == skip2) continue;
         const param_t *p = &lay->t[t];
         const float decay = p->decay ? s.l2 : 0.0f;
         float *x = params + p->offset, *mt = m + p->offset, *vt = v + p->offset;
@@ -193,6 +192,108 @@ void adam_step(adam_t *opt, const model_layout_t *lay, float *params, const floa
 #pragma omp for schedule(static) nowait
         for (int64_t i = 0; i < p->size; i++)
             x[i] = tmr_adam_elem(&s, decay, gt[i], x[i], &mt[i], &vt[i]);
+    }
+}
+
+void adam_step(adam_t *opt, const model_layout_t *lay, float *params, const float *grads,
+               float *m, float *v) {
+    opt->step++;
+    /* Scalars as PyTorch forms them (in double, then used as floats); the element update is
+     * math_hd.h's, which the CUDA kernel runs too. */
+    const adam_scalars_t s =
+        tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps, opt->l2, opt->step);
+    adam_dense(&s, lay, -1, -1, params, grads, m, v);
+}
+
+int adam_lazy_tensors(const model_layout_t *lay, int *ids) {
+    int n = 0;
+    if (model_has(lay, P_EXT_ITEM_EMB)) ids[n++] = lay->id[P_EXT_ITEM_EMB];
+    if (model_has(lay, P_PRED_ITEM_EMB)) ids[n++] = lay->id[P_PRED_ITEM_EMB];
+    return n;
+}
+
+int64_t adam_lazy_rows(const model_layout_t *lay) {
+    int ids[2];
+    const int n = adam_lazy_tensors(lay, ids);
+    int64_t rows = 0;
+    for (int k = 0; k < n; k++) rows += lay->t[ids[k]].rows;
+    return rows;
+}
+
+/* Row r of row_step (base + id) into rows unless marked; marked: its count bit-inverted
+ * (counts are >= 0, so a marked count is negative), undone by adam_lazy_touched. */
+static inline void lazy_mark(int64_t *row_step, int64_t base, int32_t id, int64_t *rows,
+                             int64_t *n) {
+    int64_t *c = &row_step[base + id];
+    if (*c >= 0) {
+        *c = ~*c;
+        rows[(*n)++] = base + id;
+    }
+}
+
+int64_t adam_lazy_touched(const model_layout_t *lay, const model_batch_t *mb, int64_t *row_step,
+                          int64_t *rows) {
+    int ids[2];
+    const int n_lazy = adam_lazy_tensors(lay, ids);
+    const int64_t BL = (int64_t)mb->B * mb->L, BC = (int64_t)mb->B * mb->C;
+    int64_t n = 0, base = 0;
+    for (int k = 0; k < n_lazy; k++) {
+        const param_t *p = &lay->t[ids[k]];
+        for (int64_t r = 0; r < (k == 0 ? BL : 0); r++) { /* extractor: every position */
+            if (mb->hist[r] < 0 || mb->hist[r] >= p->rows)
+                tmr_fatal("adam_step_lazy: item id %d outside %s", (int)mb->hist[r], p->name);
+            lazy_mark(row_step, base, mb->hist[r], rows, &n);
+        }
+        for (int64_t r = 0; r < (k == 0 ? BC : 0); r++) {
+            if (mb->cand[r] < 0 || mb->cand[r] >= p->rows)
+                tmr_fatal("adam_step_lazy: candidate %d outside %s", (int)mb->cand[r], p->name);
+            lazy_mark(row_step, base, mb->cand[r], rows, &n);
+        }
+        for (int b = 0; k == 1 && b < mb->B; b++) /* predictor: the packed rows */
+            for (int l = 0; l < mb->length[b] && l < mb->L; l++) {
+                const int32_t id = mb->hist[(int64_t)b * mb->L + l];
+                if (id < 0 || id >= p->rows)
+                    tmr_fatal("adam_step_lazy: item id %d outside %s", (int)id, p->name);
+                lazy_mark(row_step, base, id, rows, &n);
+            }
+        base += p->rows;
+    }
+    for (int64_t i = 0; i < n; i++) row_step[rows[i]] = ~row_step[rows[i]];
+    return n;
+}
+
+void adam_step_lazy(adam_t *opt, const model_layout_t *lay, const model_batch_t *mb,
+                    float *params, const float *grads, float *m, float *v, int64_t *row_step) {
+    const int64_t cap = adam_lazy_cap(mb->B, mb->L, mb->C);
+    int64_t *rows = tmr_malloc(tmr_mul_size((size_t)(cap > 0 ? cap : 1), sizeof *rows));
+    const int64_t n = adam_lazy_touched(lay, mb, row_step, rows);
+    adam_step_lazy_rows(opt, lay, rows, n, params, grads, m, v, row_step);
+    free(rows);
+}
+
+void adam_step_lazy_rows(adam_t *opt, const model_layout_t *lay, const int64_t *rows, int64_t n,
+                         float *params, const float *grads, float *m, float *v,
+                         int64_t *row_step) {
+    opt->step++;
+    const adam_scalars_t s =
+        tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps, opt->l2, opt->step);
+    int ids[2] = {-1, -1};
+    const int n_lazy = adam_lazy_tensors(lay, ids);
+    adam_dense(&s, lay, ids[0], ids[1], params, grads, m, v);
+    const int64_t split = n_lazy > 0 ? lay->t[ids[0]].rows : 0; /* first row of table 2 */
+    const int d = lay->cfg.emb_size;
+#pragma omp parallel for schedule(static) if (n * d > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t r = rows[i];
+        const param_t *p = &lay->t[r < split ? ids[0] : ids[1]];
+        const int64_t off = p->offset + (r < split ? r : r - split) * (int64_t)d;
+        const int64_t t_r = ++row_step[r]; /* the row's own step count */
+        const adam_scalars_t sr =
+            tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps, opt->l2, t_r);
+        const float decay = p->decay ? sr.l2 : 0.0f;
+        for (int j = 0; j < d; j++)
+            params[off + j] = tmr_adam_elem(&sr, decay, grads[off + j], params[off + j],
+                                            &m[off + j], &v[off + j]);
     }
 }
 
