@@ -15,6 +15,17 @@
 
 #define NT(list) ((int)(sizeof(list) / sizeof *(list)))
 
+/* The shapes a mode runs, out of the five lists a shape generator declares (grad, gpu, emu,
+ * perf, smoke: op_mode_t's order), copied into o; returns how many. */
+static int pick_shapes(op_mode_t mode, op_shape_t *o, const op_shape_t *const lists[5],
+                       const int counts[5]) {
+    for (int i = 0; i < counts[mode]; i++) o[i] = lists[mode][i];
+    return counts[mode];
+}
+#define PICK_SHAPES(mode, o)                                                               \
+    pick_shapes((mode), (o), (const op_shape_t *const[5]){grad, gpu, emu, perf, smoke},    \
+                (const int[5]){NT(grad), NT(gpu), NT(emu), NT(perf), NT(smoke)})
+
 /* Both precisions of one CPU call: CALL(P) pastes P (_f or _d) onto the function names and
  * may use t (the buffers), s (the shape) and n (= B L rows). */
 #define CPU_WRAP(name, CALL)                                                                 \
@@ -92,17 +103,7 @@ static int ext_shapes(op_mode_t mode, op_shape_t *o) {
     };
     static const op_shape_t smoke[] = {EXT(8, 20, 64, 8, 2, 3707, 64)};
 #undef EXT
-    const op_shape_t *src = grad;
-    int k = NT(grad);
-    switch (mode) {
-    case OPM_GRAD: break;
-    case OPM_PARITY_GPU: src = gpu, k = NT(gpu); break;
-    case OPM_PARITY_EMU: src = emu, k = NT(emu); break;
-    case OPM_PERF: src = perf, k = NT(perf); break;
-    case OPM_PERF_SMOKE: src = smoke, k = NT(smoke); break;
-    }
-    for (int i = 0; i < k; i++) o[i] = src[i];
-    return k;
+    return PICK_SHAPES(mode, o);
 }
 
 /* Linear at the extractor's two sizes: d -> a (the interest attention's W1) and a -> K (W2);
@@ -393,17 +394,7 @@ static int heads_shapes(op_mode_t mode, op_shape_t *o) {
                                       H(256, 1001, 16, 64), H(256, 2, 64, 64), H(8192, 2, 2, 64)};
     static const op_shape_t smoke[] = {H(8, 2, 2, 64)};
 #undef H
-    const op_shape_t *src = grad;
-    int k = NT(grad);
-    switch (mode) {
-    case OPM_GRAD: break;
-    case OPM_PARITY_GPU: src = gpu, k = NT(gpu); break;
-    case OPM_PARITY_EMU: src = emu, k = NT(emu); break;
-    case OPM_PERF: src = perf, k = NT(perf); break;
-    case OPM_PERF_SMOKE: src = smoke, k = NT(smoke); break;
-    }
-    for (int i = 0; i < k; i++) o[i] = src[i];
-    return k;
+    return PICK_SHAPES(mode, o);
 }
 
 /* The ranking loss needs a negative (C >= 2). */
@@ -700,17 +691,7 @@ static int gru_shapes(op_mode_t mode, op_shape_t *o) {
     static const op_shape_t perf[] = {G(256, 20, 64, MIXED), G(256, 200, 64, MIXED)};
     static const op_shape_t smoke[] = {G(8, 20, 64, MIXED)};
 #undef G
-    const op_shape_t *src = grad;
-    int k = NT(grad);
-    switch (mode) {
-    case OPM_GRAD: break;
-    case OPM_PARITY_GPU: src = gpu, k = NT(gpu); break;
-    case OPM_PARITY_EMU: src = emu, k = NT(emu); break;
-    case OPM_PERF: src = perf, k = NT(perf); break;
-    case OPM_PERF_SMOKE: src = smoke, k = NT(smoke); break;
-    }
-    for (int i = 0; i < k; i++) o[i] = src[i];
-    return k;
+    return PICK_SHAPES(mode, o);
 }
 
 enum { GR_WIH, GR_WHH, GR_BIH, GR_BHH, GR_X, GR_GATES, GR_GHN, GR_H, GR_DH, GR_DGI, GR_DGH, GR_DX,
@@ -809,15 +790,8 @@ static int proj_shapes(op_mode_t mode, op_shape_t *o) {
     static const op_shape_t perf[] = {PJ(256, 64, 2, 2, 0.5), PJ(256, 64, 64, 4, 0.5)};
     static const op_shape_t smoke[] = {PJ(8, 64, 2, 2, 0.5)};
 #undef PJ
-    const op_shape_t *src = grad;
-    int k = NT(grad);
-    switch (mode) {
-    case OPM_GRAD: break;
-    case OPM_PARITY_GPU: src = gpu, k = NT(gpu); break;
-    case OPM_PARITY_EMU: src = emu, k = NT(emu); break;
-    case OPM_PERF: src = perf, k = NT(perf); break;
-    case OPM_PERF_SMOKE: src = smoke, k = NT(smoke); break;
-    }
+    op_shape_t src[OP_MAX_SHAPES];
+    const int k = PICK_SHAPES(mode, src);
     int m = 0; /* each shape in evaluation and in training mode (perf: training only) */
     for (int i = 0; i < k; i++)
         for (int train = mode == OPM_PERF || mode == OPM_PERF_SMOKE; train <= 1; train++) {
