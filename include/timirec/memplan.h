@@ -19,8 +19,9 @@ extern "C" {
 #endif
 
 typedef struct {
-    uint64_t process;    /* resident before the dataset was read: the program, its libraries
-                            (cuBLAS, OpenBLAS) and runtimes, as measured by the caller */
+    uint64_t process;    /* resident besides the dataset, as the caller measured it: the
+                            program, its libraries (cuBLAS, OpenBLAS) and runtimes, and what a
+                            first load's parse left in the allocator's pools */
     uint64_t params;     /* parameters, gradients, Adam m and v: 4 x #params x 4 bytes;
                             LazyAdam: + 8 bytes per item-table row (its step count) */
     uint64_t workspace;  /* the model workspace for max(batch, eval batch) x history x candidates */
@@ -47,8 +48,8 @@ uint64_t memplan_batch_bytes(int64_t max_B, int64_t max_L, int64_t max_C);
  * file, which the mapping makes resident (MAP_POPULATE) and keeps so. */
 uint64_t memplan_corpus_bytes(const corpus_t *c);
 
-/* The whole run: `process` bytes already resident before the dataset was read
- * (memplan_resident_bytes at start), the corpus, trainer_init(t, c, cfg, opts) with lay = the
+/* The whole run: `process` bytes resident besides the dataset (memplan_resident_bytes
+ * around the load), the corpus, trainer_init(t, c, cfg, opts) with lay = the
  * layout it builds, the epoch's shuffle, and the test_all evaluation buffers when test_all.
  * The parts are summed although the shuffle's and the evaluation's temporaries never live
  * together, and calloc'd pages LazyAdam never touches count: an upper bound of the peak. */
