@@ -51,6 +51,7 @@ uint64_t memplan_batch_bytes(int64_t max_B, int64_t max_L, int64_t max_C) {
 }
 
 uint64_t memplan_corpus_bytes(const corpus_t *c) {
+    if (c->map) return c->map_bytes; /* the arrays, aligned, with the header: all resident */
     uint64_t b = 0, rows = 0;
     for (int p = 0; p < N_PHASES; p++) {
         const corpus_phase_t *ph = &c->phase[p];
@@ -69,7 +70,7 @@ uint64_t memplan_corpus_bytes(const corpus_t *c) {
 }
 
 void memplan_run(const model_layout_t *lay, const corpus_t *c, const train_opts_t *o,
-                 int test_all, int threads, mem_plan_t *plan) {
+                 int test_all, int threads, uint64_t process, mem_plan_t *plan) {
     /* The shapes trainer_init allocates for. */
     int64_t max_L = sampler_max_history(c, o->history_max);
     if (max_L < 1) max_L = 1;
@@ -93,14 +94,28 @@ void memplan_run(const model_layout_t *lay, const corpus_t *c, const train_opts_
         plan->eval_all = ADD(topk_cpu_bytes(o->eval_batch_size, lay->cfg.K, lay->cfg.emb_size,
                                             c->n_items, 1, threads),
                              bytes(o->eval_batch_size, 4)); /* + the targets */
+    /* sampler_eval_users: a mark per user, then a (key, user) pair of 16 bytes per user. */
+    if (test_all && o->eval_users > 0)
+        plan->eval_all = ADD(plan->eval_all, bytes(c->n_users, 1 + 16));
     /* train_neg (n_train x num_neg int32), order (int64), eval index and ranks (int64 each),
      * and the shuffle's two (key, index) arrays of 16 bytes plus its 2^16 counters. */
     plan->sampler = ADD(MUL(bytes(n_train, 4), (uint64_t)o->num_neg), 4);
     plan->sampler = ADD(plan->sampler, ADD(bytes(n_train + 1, 8), bytes(2 * max_eval, 8)));
     plan->sampler = ADD(plan->sampler, ADD(bytes(n_train, 32), (uint64_t)8 << 16));
     plan->corpus = memplan_corpus_bytes(c);
+    plan->process = process;
     plan->total = ADD(ADD(ADD(plan->params, plan->workspace), ADD(plan->eval_all, plan->batches)),
-                      ADD(plan->sampler, plan->corpus));
+                      ADD(ADD(plan->sampler, plan->corpus), plan->process));
+}
+
+uint64_t memplan_resident_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    unsigned long long size, resident;
+    int ok = fscanf(f, "%llu %llu", &size, &resident) == 2;
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return ok && page > 0 ? MUL(resident, (uint64_t)page) : 0;
 }
 
 uint64_t memplan_machine_bytes(void) {

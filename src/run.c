@@ -571,6 +571,7 @@ typedef struct {
     const char *log_path, *model_path;
     logs_t L;
     char *cfg_json;                /* the configuration as JSON (checkpoints, the JSON log) */
+    uint64_t start_rss;            /* resident besides the dataset once read (memplan_run) */
     corpus_t c;
     metric_spec_t spec, dev_spec;  /* dev_spec: the first top-k only, as the reference */
     model_config_t cfg;
@@ -659,7 +660,12 @@ static int run_load_data(run_t *r) {
                                  : a->regenerate ? CORPUS_CACHE_REBUILD : CORPUS_CACHE_ON};
     logline(&r->L, "Reading data from \"%s\", dataset = \"%s\" ", a->path, a->dataset);
     double t_read = tmr_now();
+    const uint64_t rss_before = memplan_resident_bytes();
     if (corpus_load(&co, &r->c, r->err, sizeof r->err)) return fail(r, 1);
+    /* Held besides the corpus: the process's start, and what parsing the CSVs (a first load)
+     * left in the allocator's pools. */
+    const uint64_t rss_after = memplan_resident_bytes(), data = memplan_corpus_bytes(&r->c);
+    r->start_rss = rss_after > rss_before + data ? rss_after - data : rss_before;
     const corpus_t *c = &r->c;
     if (c->cache_note[0]) logline(&r->L, "%s", c->cache_note);
     int64_t entries = c->phase[0].n_rows + c->phase[1].n_rows + c->phase[2].n_rows;
@@ -693,9 +699,9 @@ static int run_check_memory(run_t *r) {
     model_layout_t lay;
     model_layout_build(&full, &lay);
     mem_plan_t plan;
-    memplan_run(&lay, &r->c, &r->to, (int)a->test_all, omp_get_max_threads(), &plan);
+    memplan_run(&lay, &r->c, &r->to, (int)a->test_all, omp_get_max_threads(), r->start_rss, &plan);
     uint64_t machine = memplan_machine_bytes();
-    char tot[32], par[32], ws[32], ev[32], bat[32], smp[32], cor[32], mach[32];
+    char tot[32], par[32], ws[32], ev[32], bat[32], smp[32], cor[32], prg[32], mach[32];
     char all_line[96] = "";
     memplan_format(plan.total, tot, sizeof tot);
     memplan_format(plan.params, par, sizeof par);
@@ -703,6 +709,7 @@ static int run_check_memory(run_t *r) {
     memplan_format(plan.batches, bat, sizeof bat);
     memplan_format(plan.sampler, smp, sizeof smp);
     memplan_format(plan.corpus, cor, sizeof cor);
+    memplan_format(plan.process, prg, sizeof prg);
     if (a->test_all)
         snprintf(all_line, sizeof all_line, ", test_all evaluation %s",
                  memplan_format(plan.eval_all, ev, sizeof ev));
@@ -710,7 +717,8 @@ static int run_check_memory(run_t *r) {
     else snprintf(mach, sizeof mach, "unknown");
     char parts[512];
     snprintf(parts, sizeof parts, "parameters, gradients and Adam moments %s, model workspace "
-             "%s%s, batches %s, sampler %s, data %s", par, ws, all_line, bat, smp, cor);
+             "%s%s, batches %s, sampler %s, data %s, program %s", par, ws, all_line, bat, smp, cor,
+             prg);
     if (machine && plan.total > machine) {
         fprintf(stderr, "timirec: error: this run needs about %s of memory (%s), but this "
                 "machine has %s: lower --batch_size, --eval_batch_size, --history_max or "

@@ -140,6 +140,9 @@ start=$(date +%s)
 "$bin" --model_name TiMiRec --path "$tmp/data" --dataset long --stage pretrain --emb_size 256 --batch_size 1048576 --history_max 512 --model_dir "$tmp/model/" --log_dir "$tmp/log/" > "$tmp/big.out" 2>&1; rc=$?
 secs=$(( $(date +%s) - start ))
 check "terabyte request refused (exit 2) with the amount, in ${secs}s" "[ $rc -eq 2 ] && grep -Eq 'this run needs about [0-9.]+ (TiB|PiB) of memory \\(.*model workspace [0-9.]+ TiB.*\\), but this machine has [0-9.]+ [MGT]iB: lower --batch_size' $tmp/big.out && [ $secs -lt 10 ]"
+# Again with the dataset cache this first run wrote: mapped, and refused all the same.
+"$bin" --model_name TiMiRec --path "$tmp/data" --dataset long --stage pretrain --emb_size 256 --batch_size 1048576 --history_max 512 --model_dir "$tmp/model/" --log_dir "$tmp/log/" > "$tmp/big2.out" 2>&1; rc=$?
+check "... from the mapped cache too, counting the data and the program" "[ $rc -eq 2 ] && grep -q 'Dataset cache: read' $tmp/big2.out && grep -Eq 'this run needs about [0-9.]+ (TiB|PiB) of memory \\(.*data [0-9.]+ [KM]iB, program [0-9.]+ MiB\\)' $tmp/big2.out"
 
 "$bin" --model_name TiMiRec --help > "$tmp/h" 2>&1
 check "--help lists --resume and --detect_anomaly" "grep -q -- '--resume .*state' $tmp/h && grep -q -- '--detect_anomaly' $tmp/h"

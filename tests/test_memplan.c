@@ -1,6 +1,7 @@
 /* The memory estimate (memplan.h) against what the allocator hands out (glibc mallinfo2):
  * the model workspace of every configuration family, the batch buffers, trainer_init as a
- * whole and the loaded corpus; saturating arithmetic; formatting. Under a sanitizer, whose
+ * whole and the loaded corpus (parsed, and mapped from the cache); what --eval_users and the
+ * process's own start add; saturating arithmetic; formatting. Under a sanitizer, whose
  * allocator mallinfo2 does not see, the cross-checks print SKIP lines and the rest still runs. */
 #include "test_util.h"
 #include "tiny_corpus.h"
@@ -54,6 +55,29 @@ static void test_ws(int stage, int add_trm, int n_layers, int B, int L, int C) {
     batch_alloc(&b, B, L, C);
     check_close("batch_alloc", in_use() - before, memplan_batch_bytes(B, L, C), 6 * 32);
     batch_free(&b);
+}
+
+/* The same corpus mapped from the cache: the whole file counts (MAP_POPULATE makes it
+ * resident), which is the arrays plus the header and alignment, and it is resident. */
+static void test_mapped(const char *dir, const corpus_t *parsed) {
+    corpus_opts_t co = {.path = dir, .dataset = "tiny", .sep = '\t', .cache = CORPUS_CACHE_ON};
+    char err[1024];
+    corpus_t w, m;
+    CHECK(corpus_load(&co, &w, err, sizeof err) == 0 && !w.map, "cache write: %s", err);
+    corpus_free(&w);
+    const uint64_t before = memplan_resident_bytes();
+    CHECK(corpus_load(&co, &m, err, sizeof err) == 0 && m.map, "cache read: %s %s", err,
+          m.cache_note);
+    const uint64_t after = memplan_resident_bytes();
+    if (!m.map) return;
+    const uint64_t arrays = memplan_corpus_bytes(parsed), mapped = memplan_corpus_bytes(&m);
+    CHECK(mapped == m.map_bytes && mapped >= arrays && mapped <= arrays + 64 * 64 + 4096,
+          "mapped corpus: estimated %llu, file %zu, arrays %llu", (unsigned long long)mapped,
+          m.map_bytes, (unsigned long long)arrays);
+    CHECK(before > ((uint64_t)1 << 20), "resident %llu", (unsigned long long)before);
+    CHECK(after >= before + mapped / 2, "mapping %llu bytes: resident %llu -> %llu",
+          (unsigned long long)mapped, (unsigned long long)before, (unsigned long long)after);
+    corpus_free(&m);
 }
 
 int main(int argc, char **argv) {
@@ -118,9 +142,15 @@ int main(int argc, char **argv) {
     model_layout_t lay;
     model_layout_build(&full, &lay);
     mem_plan_t plan;
-    memplan_run(&lay, &c, &o, 0, 1, &plan);
+    memplan_run(&lay, &c, &o, 0, 1, 0, &plan);
     CHECK(plan.total == plan.params + plan.workspace + plan.eval_all + plan.batches + plan.sampler +
-                           plan.corpus && plan.eval_all == 0, "total");
+                           plan.corpus && plan.eval_all == 0 && plan.process == 0, "total");
+    /* What the process held before the data (libraries, runtimes) is part of the total. */
+    mem_plan_t started;
+    memplan_run(&lay, &c, &o, 0, 1, (uint64_t)200 << 20, &started);
+    CHECK(started.process == (uint64_t)200 << 20 && started.total == plan.total + started.process,
+          "process: %llu of %llu", (unsigned long long)started.process,
+          (unsigned long long)started.total);
     char err[1024];
     trainer_t t;
     omp_set_num_threads(1);
@@ -139,7 +169,7 @@ int main(int argc, char **argv) {
     train_opts_t ol = o;
     ol.lazy_adam = 1;
     mem_plan_t lazy;
-    memplan_run(&lay, &c, &ol, 0, 1, &lazy);
+    memplan_run(&lay, &c, &ol, 0, 1, 0, &lazy);
     const uint64_t rows = (uint64_t)c.n_items + (uint64_t)c.n_items + 1;
     const uint64_t listed = (uint64_t)adam_lazy_cap(64, sampler_max_history(&c, 20), 4); /* a step's */
     CHECK(adam_lazy_rows(&lay) == (int64_t)rows &&
@@ -154,9 +184,22 @@ int main(int argc, char **argv) {
     trainer_free(&t);
     /* test_all adds the blocked full-ranking pass: at least the transposed item table. */
     mem_plan_t all;
-    memplan_run(&lay, &c, &o, 1, 1, &all);
+    memplan_run(&lay, &c, &o, 1, 1, 0, &all);
     CHECK(all.eval_all > (uint64_t)c.n_items * (uint64_t)lay.cfg.emb_size * 4, "eval_all %llu",
           (unsigned long long)all.eval_all);
+    /* --eval_users adds sampler_eval_users' buffers: a mark per user and a 16-byte sort key
+     * per user with an instance (at most every user). */
+    train_opts_t oe = o;
+    oe.eval_users = 7;
+    mem_plan_t sample;
+    memplan_run(&lay, &c, &oe, 1, 1, 0, &sample);
+    CHECK(sample.eval_all == all.eval_all + 17 * (uint64_t)c.n_users &&
+              sample.total == all.total + 17 * (uint64_t)c.n_users,
+          "eval_users: %llu, without %llu, %d users", (unsigned long long)sample.eval_all,
+          (unsigned long long)all.eval_all, c.n_users);
+    memplan_run(&lay, &c, &oe, 0, 1, 0, &sample); /* sampled negatives: no user sample */
+    CHECK(sample.total == plan.total, "eval_users without test_all");
+    test_mapped(dir, &c);
     /* Sizes that overflow 64 bits saturate instead of wrapping to something small. */
     CHECK(memplan_model_ws_bytes(&lay, (int64_t)1 << 40, (int64_t)1 << 20, (int64_t)1 << 20, 2) ==
               UINT64_MAX, "huge workspace did not saturate");
