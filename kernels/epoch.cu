@@ -359,10 +359,7 @@ extern "C" int gpu_train_epoch(gpu_model_t *g, gpu_data_t *d, adam_t *opt, gpu_e
             gpu_nosync_begin("a training step (gpu_train_epoch)");
             plan_use_batch(g, d, PHASE_TRAIN, d->order, n, bs, bi);
             const dropout_key_t key = {e->seed, (uint32_t)(step0 + (bi - e->first_batch))};
-            gm_train_step_device(g, key, bi, NULL);
-            gpu_lazy_batch_t lb;
-            gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m,
-                                    g->adam_v, &g->acc->bad, NULL, NULL, gm_lazy_batch(g, &lb));
+            gm_step_update(g, opt, key, bi);
             gpu_nosync_end();
         }
         if (e->after_batch && e->after_batch(e->ctx, bi, n_batches) && bi + 1 < n_batches) {

@@ -126,10 +126,7 @@ extern "C" int gpu_train_epoch_staged(gpu_model_t *g, const corpus_t *c, int his
         }
         gpu_nosync_begin("a training step (gpu_train_epoch_staged)");
         const dropout_key_t key = {e->seed, (uint32_t)(step0 + (bi - e->first_batch))};
-        gm_train_step_device(g, key, bi, NULL);
-        gpu_lazy_batch_t lb;
-        gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v,
-                                &g->acc->bad, NULL, NULL, gm_lazy_batch(g, &lb));
+        gm_step_update(g, opt, key, bi);
         CUDA_CHECK(cudaEventRecord(S->used, gpu_launch_stream));
         gpu_nosync_end();
         if (e->after_batch && e->after_batch(e->ctx, bi, n_batches) && bi + 1 < n_batches) {

@@ -552,6 +552,13 @@ const gpu_lazy_batch_t *gm_lazy_batch(gpu_model_t *g, gpu_lazy_batch_t *lb) {
     return lb;
 }
 
+void gm_step_update(gpu_model_t *g, adam_t *opt, dropout_key_t key, int64_t batch) {
+    gm_train_step_device(g, key, batch, NULL);
+    gpu_lazy_batch_t lb;
+    gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v,
+                            &g->acc->bad, NULL, NULL, gm_lazy_batch(g, &lb));
+}
+
 extern "C" void gpu_model_lazy_adam(gpu_model_t *g) {
     if (g->lazy) return;
     g->lazy = (gpu_lazy_adam_t *)tmr_calloc(1, sizeof *g->lazy);

@@ -175,12 +175,17 @@ void gm_predictor_forward(gpu_model_t *g, int training, dropout_key_t key);
 float gm_train_step_device(gpu_model_t *g, dropout_key_t key, int64_t batch,
                            const int64_t *batch_ctr);
 
+/* LazyAdam: the running batch's touched rows into *lb (returned), NULL with Adam. */
+const gpu_lazy_batch_t *gm_lazy_batch(gpu_model_t *g, gpu_lazy_batch_t *lb);
+/* One step of an epoch driver on the batch in g's buffers: gm_train_step_device into the
+ * epoch's sums as batch `batch`, then the guarded optimiser update (LazyAdam's rows with
+ * it), nothing read back. */
+void gm_step_update(gpu_model_t *g, adam_t *opt, dropout_key_t key, int64_t batch);
+
 /* ---- defined in kernels/epoch.cu ---- */
 
 /* An epoch driver's report once its queue is drained (the batches applied, the loss sums, the
  * step and Adam counters). */
-/* LazyAdam: the running batch's touched rows into *lb (returned), NULL with Adam. */
-const gpu_lazy_batch_t *gm_lazy_batch(gpu_model_t *g, gpu_lazy_batch_t *lb);
 void gm_epoch_finish(gpu_epoch_t *e, adam_t *opt, const struct epoch_acc *acc, int64_t bi,
                      int64_t step0, int64_t adam0);
 
