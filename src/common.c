@@ -33,6 +33,14 @@ void *tmr_calloc_at(size_t count, size_t size, const char *file, int line) {
     return p;
 }
 
+void *tmr_zeroed_resident_at(size_t count, size_t size, const char *file, int line) {
+    if (size && count > SIZE_MAX / size)
+        tmr_fatal("out of memory allocating %zu x %zu bytes (%s:%d)", count, size, file, line);
+    void *p = tmr_malloc_at(count * size, file, line);
+    memset(p, 0, count * size);
+    return p;
+}
+
 void *tmr_realloc_at(void *p, size_t n, const char *file, int line) {
     void *q = realloc(p, n ? n : 1);
     if (!q) tmr_fatal("out of memory reallocating to %zu bytes (%s:%d)", n, file, line);

@@ -38,13 +38,13 @@ int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
     model_layout_build(&cfg, &t->lay);
     size_t n = (size_t)t->lay.total;
     t->params = tmr_malloc(tmr_mul_size(n, sizeof(float)));
-    t->grads = tmr_calloc(n, sizeof(float));
-    t->adam_m = tmr_calloc(n, sizeof(float));
-    t->adam_v = tmr_calloc(n, sizeof(float));
+    t->grads = tmr_zeroed_resident(n, sizeof(float));
+    t->adam_m = tmr_zeroed_resident(n, sizeof(float));
+    t->adam_v = tmr_zeroed_resident(n, sizeof(float));
     model_init_params(&t->lay, opts->seed, t->params);
     adam_init(&t->adam, opts->lr, opts->l2);
     if (opts->lazy_adam)
-        t->row_step = tmr_calloc((size_t)adam_lazy_rows(&t->lay), sizeof *t->row_step);
+        t->row_step = tmr_zeroed_resident((size_t)adam_lazy_rows(&t->lay), sizeof *t->row_step);
 
     int max_L = sampler_max_history(c, opts->history_max);
     if (max_L < 1) max_L = 1;

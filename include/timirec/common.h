@@ -25,9 +25,13 @@ void tmr_fatal(const char *fmt, ...);
 
 void *tmr_malloc_at(size_t n, const char *file, int line);
 void *tmr_calloc_at(size_t count, size_t size, const char *file, int line);
+void *tmr_zeroed_resident_at(size_t count, size_t size, const char *file, int line);
 void *tmr_realloc_at(void *p, size_t n, const char *file, int line);
 #define tmr_malloc(n) tmr_malloc_at((n), __FILE__, __LINE__)
 #define tmr_calloc(c, s) tmr_calloc_at((c), (s), __FILE__, __LINE__)
+/* Zeros written now, not mapped on first touch: for the optimiser's large tables, whose rows a
+ * sparse update touches at random (one page fault per page in the first steps otherwise). */
+#define tmr_zeroed_resident(c, s) tmr_zeroed_resident_at((c), (s), __FILE__, __LINE__)
 #define tmr_realloc(p, n) tmr_realloc_at((p), (n), __FILE__, __LINE__)
 
 /* count * size with an overflow check (fatal on overflow). */
