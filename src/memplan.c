@@ -91,17 +91,17 @@ void memplan_run(const model_layout_t *lay, const corpus_t *c, const train_opts_
     plan->batches = memplan_batch_bytes(max_B, max_L, max_C);
     plan->eval_all = 0;
     if (test_all)
-        plan->eval_all = ADD(topk_cpu_bytes(o->eval_batch_size, lay->cfg.K, lay->cfg.emb_size,
-                                            c->n_items, 1, threads),
+        plan->eval_all = ADD(topk_cpu_bytes(o->eval_batch_size, lay->cfg.K, lay->cfg.emb_size, 1,
+                                            threads),
                              bytes(o->eval_batch_size, 4)); /* + the targets */
     /* sampler_eval_users: a mark per user, then a (key, user) pair of 16 bytes per user. */
     if (test_all && o->eval_users > 0)
         plan->eval_all = ADD(plan->eval_all, bytes(c->n_users, 1 + 16));
     /* train_neg (n_train x num_neg int32), order (int64), eval index and ranks (int64 each),
-     * and the shuffle's two (key, index) arrays of 16 bytes plus its 2^16 counters. */
+     * and the shuffle's 16-bit bucket per instance plus its (thread, 2^16) counters. */
     plan->sampler = ADD(MUL(bytes(n_train, 4), (uint64_t)o->num_neg), 4);
     plan->sampler = ADD(plan->sampler, ADD(bytes(n_train + 1, 8), bytes(2 * max_eval, 8)));
-    plan->sampler = ADD(plan->sampler, ADD(bytes(n_train, 32), (uint64_t)8 << 16));
+    plan->sampler = ADD(plan->sampler, ADD(bytes(n_train, 2), ((uint64_t)(threads < 1 ? 1 : threads) + 1) * 8 << 16));
     plan->corpus = memplan_corpus_bytes(c);
     plan->process = process;
     plan->total = ADD(ADD(ADD(plan->params, plan->workspace), ADD(plan->eval_all, plan->batches)),

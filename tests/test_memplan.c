@@ -7,6 +7,7 @@
 #include "tiny_corpus.h"
 #include "timirec/memplan.h"
 #include "timirec/sampler.h"
+#include "timirec/topk.h"
 #include "timirec/trainer.h"
 
 #include <malloc.h>
@@ -161,7 +162,7 @@ int main(int argc, char **argv) {
     uint64_t n_train = (uint64_t)c.phase[PHASE_TRAIN].n_inst;
     uint64_t Lp = (20 + 15) / 16 * 16;
     uint64_t want = plan.params + plan.workspace + plan.batches + plan.sampler -
-                    (n_train * 32 + ((uint64_t)8 << 16)) - (16 * Lp + 20 * Lp) * 4;
+                    (n_train * 2 + ((uint64_t)2 * 8 << 16)) - (16 * Lp + 20 * Lp) * 4;
     check_close("trainer_init", got, want, 80 * 32);
     trainer_free(&t);
     /* LazyAdam adds its per-row step counts, 8 bytes a row of both item tables, and a
@@ -182,11 +183,14 @@ int main(int argc, char **argv) {
     got = in_use() - before;
     check_close("trainer_init (LazyAdam)", got, want + 8 * (rows + listed), 80 * 32);
     trainer_free(&t);
-    /* test_all adds the blocked full-ranking pass: at least the transposed item table. */
+    /* test_all adds the blocked full-ranking pass: per thread at least a packed tile of 512
+     * items, and nothing of catalog size (the item table is read in place). */
     mem_plan_t all;
     memplan_run(&lay, &c, &o, 1, 1, 0, &all);
-    CHECK(all.eval_all > (uint64_t)c.n_items * (uint64_t)lay.cfg.emb_size * 4, "eval_all %llu",
-          (unsigned long long)all.eval_all);
+    CHECK(all.eval_all > (uint64_t)512 * (uint64_t)lay.cfg.emb_size * 4 &&
+              all.eval_all == topk_cpu_bytes(o.eval_batch_size, lay.cfg.K, lay.cfg.emb_size, 1, 1) +
+                                  4 * (uint64_t)o.eval_batch_size,
+          "eval_all %llu", (unsigned long long)all.eval_all);
     /* --eval_users adds sampler_eval_users' buffers: a mark per user and a 16-byte sort key
      * per user with an instance (at most every user). */
     train_opts_t oe = o;

@@ -78,8 +78,9 @@ void topk_bruteforce(const topk_problem_t *p, int k, int32_t *items_out, float *
                      int32_t *counts);
 
 /* Bytes topk_cpu / topk_rank_cpu (k = 1) allocate for such a problem on `threads` threads:
- * the transposed item table (N, D) and each thread's tile, candidate buffers and row state. */
-uint64_t topk_cpu_bytes(int64_t n_rows, int n_vecs, int dim, int32_t n_items, int k, int threads);
+ * each thread's packed item tile, scores, candidate buffers and row state (nothing of catalog
+ * size: the item table is read in place). */
+uint64_t topk_cpu_bytes(int64_t n_rows, int n_vecs, int dim, int k, int threads);
 
 /* Check a problem's shapes and k (k <= max_k); 0 or -1 with a message. */
 int topk_check(const topk_problem_t *p, int k, int max_k, char *err, size_t errlen);
