@@ -5,6 +5,8 @@
 #include "timirec/rng.h"
 #include "timirec/sampler.h"
 
+#include <omp.h>
+
 static char err[2048];
 
 /* A random dataset: users with 1..25 train rows, dev/test rows for most users. */
@@ -134,6 +136,14 @@ static void test_shuffle(void) {
         unsorted += ka > kb;
     }
     CHECK(unsorted == 0, "keys not ascending in %d places", unsorted);
+    /* The same order on 1 and 3 threads (the buckets' thread ranges must not show). */
+    const int threads = omp_get_max_threads();
+    for (int nt = 1; nt <= 3; nt += 2) {
+        omp_set_num_threads(nt);
+        sampler_shuffle(n, 5, 0, q);
+        CHECK(memcmp(p, q, (size_t)n * sizeof *p) == 0, "another order on %d threads", nt);
+    }
+    omp_set_num_threads(threads);
     /* Position of element 0 is uniform-ish: mean over epochs near n/2. */
     double mean = 0;
     for (uint32_t ep = 0; ep < 200; ep++) {
