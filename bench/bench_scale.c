@@ -14,9 +14,14 @@
  *   peak_rss_mb    this process's peak (the cached corpus, both trainers, evaluation).
  * One scale per process, so each peak is its own; bench/scale_study.sh runs 1x, 10x, 100x and
  * Taobao size and draws the growth plot. `make bench` runs the default (1x, a few seconds).
- * Appends a row to --csv. */
+ * Appends a row to --csv.
+ * --gpu 1: the same sizes on the CUDA backend (device 0: tables, optimiser state and the epoch
+ * on the device; samples/s from its epoch driver's per-batch progress; the full-catalog ranking
+ * stays the host's blocked top-K, as trainer_evaluate does). Without a usable GPU the row is
+ * written at once, its device column "not run: <why>" and no numbers. */
 #include "timirec/common.h"
 #include "timirec/corpus.h"
+#include "timirec/cuda.h"
 #include "timirec/metrics.h"
 #include "timirec/options.h"
 #include "timirec/prepare.h"
@@ -35,7 +40,7 @@
 typedef struct {
     double scale;
     int64_t users, items, interactions, batches, warmup, eval_users, batch_size, history_max;
-    int64_t reuse, keep, load_only;
+    int64_t reuse, keep, load_only, gpu;
     const char *dir, *optimizer, *csv;
 } scale_opts_t;
 
@@ -100,7 +105,8 @@ static int first_load(const char *dir, double *secs, double *rss_mb, char *err, 
 }
 
 /* Train `warmup + batches` steps of epoch 0 of one stage and rank the test instances of the
- * sampled users. Returns 0 or -1 with a message. */
+ * sampled users. Returns 0 or -1 with a message (also when --gpu 1 found no GPU: the trainer
+ * fell back to the CPU). */
 static int run_stage(const scale_opts_t *s, const corpus_t *c, int stage, double *sps,
                      double *prep_s, double *eval_s, char *err, size_t errlen) {
     model_config_t cfg = {.stage = stage, .emb_size = 64, .attn_size = 8, .K = 2, .add_pos = 1,
@@ -113,8 +119,14 @@ static int run_stage(const scale_opts_t *s, const corpus_t *c, int stage, double
     o.history_max = (int)s->history_max;
     o.lazy_adam = strcmp(s->optimizer, "LazyAdam") == 0;
     o.eval_users = s->eval_users;
+    o.use_gpu = (int)s->gpu;
     trainer_t t;
     if (trainer_init(&t, c, &cfg, &o, err, errlen)) return -1;
+    if (s->gpu && strncmp(t.backend, "CUDA", 4) != 0) {
+        tmr_error(err, errlen, "--gpu 1: no GPU backend (%s)", t.backend);
+        trainer_free(&t);
+        return -1;
+    }
     step_clock_t k = {s->batch_size, s->warmup, s->batches, 0, 0, 0, 0};
     t.progress = on_batch;
     t.progress_ctx = &k;
@@ -168,6 +180,7 @@ static int parse(scale_opts_t *s, int argc, char **argv) {
         {"keep", OPT_INT, &s->keep, 0, 1, "0: delete the dataset at the end"},
         {"csv", OPT_STR, &s->csv, 0, 0, "results file to append to (empty: none)"},
         {"load_only", OPT_INT, &s->load_only, 0, 1, "internal: the first load, then exit"},
+        {"gpu", OPT_INT, &s->gpu, 0, 1, "1: train on the CUDA backend (a 'not run' row without a GPU)"},
     };
     const int n = (int)(sizeof table / sizeof table[0]);
     char err[1024];
@@ -219,6 +232,47 @@ static int write_dataset(const scale_opts_t *s, const char *folder, double *synt
     return 0;
 }
 
+/* The device column: the CPU, or with --gpu 1 the GPU and the CPU beside it. */
+static void scale_device(const scale_opts_t *s, char *out, size_t n) {
+    char cpu[256];
+    bench_cpu_name(cpu, sizeof cpu);
+    if (!s->gpu) {
+        snprintf(out, n, "%s", cpu);
+        return;
+    }
+    char gpu[256];
+    tmr_cuda_describe(gpu, sizeof gpu);
+    for (char *p = gpu; *p; p++)
+        if (*p == ',') *p = ';'; /* one CSV field */
+    snprintf(out, n, "%s (host %s)", gpu, cpu);
+}
+
+/* One row of --csv (header first in a new file); row NULL: sizes only ("not run"). */
+static int append_row(const scale_opts_t *s, const char *device, const double *row, char *err,
+                      size_t errlen) {
+    if (!s->csv || !*s->csv) return 0;
+    FILE *out = fopen(s->csv, "a");
+    if (!out) return tmr_error(err, errlen, "cannot append to %s", s->csv);
+    if (ftell(out) == 0)
+        fprintf(out, "device,date,commit,scale,users,items,interactions,threads,optimizer,"
+                     "batch_size,synth_s,load_s,load_peak_rss_mb,cache_load_s,"
+                     "pretrain_samples_per_s,finetune_samples_per_s,pretrain_epoch_prep_s,"
+                     "finetune_epoch_prep_s,peak_rss_mb,eval_users,pretrain_eval_s,"
+                     "finetune_eval_s\n");
+    const char *commit = bench_commit(), *date = bench_date();
+    fprintf(out, "%s,%s,%s,%.4g,%lld,%lld,%lld,%d,%s,%lld,", device, date ? date : "",
+            commit ? commit : "", (double)s->interactions / 1000209.0, (long long)s->users,
+            (long long)s->items, (long long)s->interactions, omp_get_max_threads(), s->optimizer,
+            (long long)s->batch_size);
+    if (row)
+        fprintf(out, "%.2f,%.2f,%.0f,%.3f,%.0f,%.0f,%.2f,%.2f,%.0f,%lld,%.2f,%.2f\n", row[0],
+                row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                (long long)s->eval_users, row[9], row[10]);
+    else fprintf(out, ",,,,,,,,,%lld,,\n", (long long)s->eval_users);
+    fclose(out);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     scale_opts_t s;
     int rc = parse(&s, argc, argv);
@@ -226,6 +280,18 @@ int main(int argc, char **argv) {
     char err[2048], folder[1024];
     corpus_opts_t co = {.path = s.dir, .dataset = "scale", .sep = '\t', .cache = CORPUS_CACHE_ON};
     if (s.load_only) return load_only(&co);
+    if (s.gpu) { /* no GPU: say so in the table, without writing a dataset first */
+        char why[256];
+        if (!tmr_cuda_built() || tmr_cuda_describe(why, sizeof why) < 1) {
+            if (!tmr_cuda_built()) snprintf(why, sizeof why, "built without nvcc");
+            for (char *p = why; *p; p++)
+                if (*p == ',') *p = ';';
+            char device[300];
+            snprintf(device, sizeof device, "not run: %s", why);
+            printf("SKIP bench_scale --gpu 1: %s\n", why);
+            return append_row(&s, device, NULL, err, sizeof err) ? 1 : 0;
+        }
+    }
     mkdir(s.dir, 0755);
     snprintf(folder, sizeof folder, "%s/scale", s.dir);
     printf("bench_scale: %lld users, %lld items, %lld interactions (%.3gx ML-1M), %s, %d "
@@ -250,30 +316,11 @@ int main(int argc, char **argv) {
     const double rss = peak_rss_mb(RUSAGE_SELF);
     printf("  peak RSS (cached corpus, training, evaluation) %.0f MB\n", rss);
     corpus_free(&c);
-    if (s.csv && *s.csv) {
-        FILE *out = fopen(s.csv, "a");
-        if (!out) {
-            snprintf(err, sizeof err, "cannot append to %s", s.csv);
-            goto fail;
-        }
-        if (ftell(out) == 0)
-            fprintf(out, "device,date,commit,scale,users,items,interactions,threads,optimizer,"
-                         "batch_size,synth_s,load_s,load_peak_rss_mb,cache_load_s,"
-                         "pretrain_samples_per_s,finetune_samples_per_s,pretrain_epoch_prep_s,"
-                         "finetune_epoch_prep_s,peak_rss_mb,eval_users,pretrain_eval_s,"
-                         "finetune_eval_s\n");
-        char device[256];
-        bench_cpu_name(device, sizeof device);
-        const char *commit = bench_commit(), *date = bench_date();
-        fprintf(out, "%s,%s,%s,%.4g,%lld,%lld,%lld,%d,%s,%lld,%.2f,%.2f,%.0f,%.3f,%.0f,%.0f,"
-                     "%.2f,%.2f,%.0f,%lld,%.2f,%.2f\n",
-                device, date ? date : "", commit ? commit : "",
-                (double)s.interactions / 1000209.0, (long long)s.users, (long long)s.items,
-                (long long)s.interactions, omp_get_max_threads(), s.optimizer,
-                (long long)s.batch_size, synth_s, load_s, load_rss, cache_s, sps[0], sps[1],
-                prep[0], prep[1], rss, (long long)s.eval_users, ev[0], ev[1]);
-        fclose(out);
-    }
+    char device[512];
+    scale_device(&s, device, sizeof device);
+    const double row[] = {synth_s, load_s, load_rss, cache_s, sps[0], sps[1], prep[0], prep[1], rss,
+                          ev[0], ev[1]};
+    if (append_row(&s, device, row, err, sizeof err)) goto fail;
     if (!s.keep) {
         char cmd[1200];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", folder);

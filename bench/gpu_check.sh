@@ -5,7 +5,8 @@
 # is printed last. Without a GPU every GPU step says SKIP.
 # GPU_CHECK_PARTS (default "tests bench reference") picks the parts, so a session whose device
 # calls are limited to 10 minutes can run them as separate calls; each step's seconds are
-# printed so the next session can size its calls. The compute-sanitizer parts (memcheck,
+# printed so the next session can size its calls. "scale" (bench_scale --gpu 1 at growing
+# dataset sizes) runs only when named. The compute-sanitizer parts (memcheck,
 # racecheck, synccheck, initcheck; "sanitize" for all four) run only when named.
 build=${1:-build}
 out=${OUT:-build/gpu-check}
@@ -99,6 +100,18 @@ want bench && for b in "$build"/bench/bench_device "$build"/bench/bench_gpu_* "$
 done
 want bench && cp bench/results/device.csv bench/results/epoch.csv bench/results/kernels.csv \
     bench/results/topk.csv "$out/" 2>/dev/null
+
+# 2b. "scale" (only when named: minutes and ~5 GB of disk): bench_scale --gpu 1 at 1x and 10x
+# ML-1M and at Taobao size (issue "industrial scale"), rows into $out/scale_gpu.csv.
+if want scale; then
+    for size in "--scale 1" "--scale 10" "--users 976779 --items 1708530 --interactions 85384110"; do
+        t0=$(date +%s)
+        # shellcheck disable=SC2086
+        timeout 400 "$build/bench/bench_scale" $size --gpu 1 --dir "${TMPDIR:-/tmp}/timirec_scale_gpu" \
+            --csv "$out/scale_gpu.csv" 2>&1 | tee -a "$out/bench_scale.log"
+        note "bench_scale --gpu 1 $size $(elapsed $t0)"
+    done
+fi
 
 # 3. The reference framework on the same card (epoch time as its users see it).
 if ! want reference; then
