@@ -22,6 +22,9 @@ LDLIBS  := -lm
 LDFLAGS := -fopenmp $(SANITIZE)
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c src/cpu/*.c))
+# The MPI transport of comm.h: src/nompi/ until the MPI detection picks src/mpi/.
+MPI_SRC  := $(wildcard src/nompi/*.c)
+LIB_SRC  += $(MPI_SRC)
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
 MAIN_OBJ := $(BUILD)/src/main.o
 TEST_SRC := $(wildcard tests/test_*.c)

@@ -103,6 +103,12 @@ typedef struct {
     const int32_t *pos;     /* (B, L) position index: length - l, 0 for padding */
     const int32_t *length;  /* (B) */
     const int32_t *cand;    /* (B, C) target first */
+    /* A slice of a larger batch (the ranks of a data-parallel run): these B rows are rows
+     * row0 .. row0 + B - 1 of a batch of B_all rows. The loss and its gradients are divided by
+     * B_all, so the slices' losses and gradients sum to the whole batch's, and the dropout
+     * masks are drawn at the rows' places in the whole batch. B_all 0: a whole batch (row0 0,
+     * B_all = B), as every single-process caller leaves it. */
+    int row0, B_all;
 } model_batch_t;
 
 /* ---- The activation table ----------------------------------------------------------------
