@@ -3,6 +3,7 @@
  * is nothing to copy and no state of its own. */
 #include "timirec/backend.h"
 
+#include "timirec/dist.h"
 #include "timirec/numcheck.h"
 
 #include <math.h>
@@ -74,15 +75,23 @@ static int cpu_params_nonfinite(const trainer_t *t) {
 static int cpu_train_step(trainer_t *t, const model_batch_t *mb, dropout_key_t key,
                           double *loss) {
     cpu_zero_grads(t, mb);
-    *loss = model_train_step_f(&t->lay, t->params, mb, key, &t->ws, t->grads);
+    /* A data-parallel rank's slice may be empty (a last batch smaller than the ranks). */
+    *loss = mb->B > 0 ? model_train_step_f(&t->lay, t->params, mb, key, &t->ws, t->grads) : 0.0;
     /* Checked before the update, so that a bad step leaves the parameters as they were. */
     int bad = !isfinite(*loss);
-    if (!bad && t->detect_anomaly) {
+    if (!bad && t->detect_anomaly && mb->B > 0) {
         char what[8];
         bad = numcheck_workspace(&t->lay, &t->ws, mb->C, what, sizeof what) ||
               numcheck_tensors(&t->lay, t->grads, what, sizeof what);
     }
+    if (t->comm) { /* the batch's loss, and one verdict for every rank (dist.h) */
+        double ctl[2] = {*loss, bad};
+        comm_sum_f64(t->comm, ctl, 2, "loss");
+        *loss = ctl[0];
+        bad = ctl[1] != 0 || !isfinite(ctl[0]);
+    }
     if (bad) return 1;
+    dist_sum_grads(t, mb);
     if (t->row_step)
         adam_step_lazy_rows(&t->adam, &t->lay, t->lazy_rows, t->n_lazy_rows, t->params,
                             t->grads, t->adam_m, t->adam_v, t->row_step);

@@ -18,8 +18,10 @@
 #include "timirec/backend.h"
 #include "timirec/checkpoint.h"
 #include "timirec/common.h"
+#include "timirec/comm.h"
 #include "timirec/corpus.h"
 #include "timirec/corpus_cache.h"
+#include "timirec/dist.h"
 #include "timirec/memplan.h"
 #include "timirec/metrics.h"
 #include "timirec/options.h"
@@ -234,12 +236,14 @@ static void extractor_path(const run_args_t *a, char *out, size_t n) {
 
 typedef struct {
     FILE *log, *json;
+    int quiet; /* a data-parallel rank other than 0: nothing printed or written */
 } logs_t;
 
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
 static void logline(logs_t *L, const char *fmt, ...) {
+    if (L->quiet) return;
     va_list ap;
     va_start(ap, fmt);
     vprintf(fmt, ap);
@@ -571,6 +575,9 @@ typedef struct {
     const char *log_path, *model_path;
     logs_t L;
     char *cfg_json;                /* the configuration as JSON (checkpoints, the JSON log) */
+    comm_t *comm;                  /* the ranks of a data-parallel run (dist.h); rank 0 alone
+                                      logs and writes checkpoints and the state */
+    int rank, n_ranks;
     uint64_t start_rss;            /* resident besides the dataset once read (memplan_run) */
     corpus_t c;
     metric_spec_t spec, dev_spec;  /* dev_spec: the first top-k only, as the reference */
@@ -586,8 +593,10 @@ typedef struct {
     char err[4096];
 } run_t;
 
-/* The error in r->err on stderr; returns the exit code rc. */
+/* The error in r->err on stderr; returns the exit code rc. A data-parallel run stops every
+ * rank: the others would wait for this one at their next collective. */
 static int fail(run_t *r, int rc) {
+    if (r->n_ranks > 1) comm_abort(r->comm, rc, "error: %s", r->err);
     fprintf(stderr, "timirec: error: %s\n", r->err);
     return rc;
 }
@@ -630,6 +639,10 @@ static int run_parse(run_t *r, int argc, char **argv) {
 
 /* Open the log and the JSON log (a failure is a warning) and write the run's start. */
 static void run_open_logs(run_t *r) {
+    r->cfg_json = tmr_malloc(16384);
+    config_json(r->table, r->n_opts, r->cfg_json, 16384);
+    r->L.quiet = r->rank != 0;
+    if (r->L.quiet) return;
     if (tmr_make_parent_dirs(r->log_path, r->err, sizeof r->err) ||
         tmr_make_parent_dirs(r->json_path, r->err, sizeof r->err))
         fprintf(stderr, "timirec: warning: %s\n", r->err);
@@ -642,8 +655,6 @@ static void run_open_logs(run_t *r) {
     now_string(when, sizeof when);
     logline(&r->L, "--------------------------------------------- BEGIN: %s ---------------------------------------------", when);
     arg_table(&r->L, r->table, r->n_opts);
-    r->cfg_json = tmr_malloc(16384);
-    config_json(r->table, r->n_opts, r->cfg_json, 16384);
     if (r->L.json) {
         fprintf(r->L.json, "{\"event\": \"start\", \"time\": ");
         json_string(r->L.json, when);
@@ -765,6 +776,19 @@ static int run_build_trainer(run_t *r) {
     }
     t->detect_anomaly = (int)a->detect_anomaly;
     if (read_test_hooks(t, r->err, sizeof r->err)) return fail(r, 2);
+    if (r->n_ranks > 1) {
+        if (t->be != &trainer_backend_cpu) {
+            snprintf(r->err, sizeof r->err, "data-parallel training runs on the CPU backend "
+                     "only for now (the GPU ranks' NCCL exchange is not wired in): drop --gpu");
+            return fail(r, 2);
+        }
+        dist_attach(t, r->comm);
+        char why[256];
+        dist_choose_exchange(&t->lay, t->touched_cap, r->n_ranks, why, sizeof why);
+        logline(&r->L, "Data-parallel: %s; each rank trains 1/%d of every batch of %d; item-table "
+                "gradients exchanged as %s", comm_describe(r->comm), r->n_ranks,
+                (int)a->batch_size, why);
+    }
     return 0;
 }
 
@@ -857,7 +881,7 @@ static int report_nonfinite_stop(run_t *r) {
 static int run_train_epoch(run_t *r, int e, epoch_cursor_t *cur, uint64_t fingerprint) {
     trainer_t *t = &r->t;
     progress_t bar = {e + 1, tmr_now(), 0};
-    if (isatty(2)) {
+    if (r->rank == 0 && isatty(2)) {
         t->progress = progress_bar;
         t->progress_ctx = &bar;
     }
@@ -867,7 +891,8 @@ static int run_train_epoch(run_t *r, int e, epoch_cursor_t *cur, uint64_t finger
     if (st == TRAIN_ERROR) return fail(r, 1);
     if (st == TRAIN_NONFINITE) return report_nonfinite_stop(r);
     if (st == TRAIN_INTERRUPTED) {
-        int state_ok = save_state(r->state_path, t, r->state_opts, r->n_state_opts, e, cur->batch,
+        int state_ok = r->rank != 0 ||
+                       save_state(r->state_path, t, r->state_opts, r->n_state_opts, e, cur->batch,
                                   cur->loss_sum, r->n_done, r->dev_values[0], fingerprint) == 0;
         return report_interrupt(&r->L, e + 1, cur->batch, cur->n_batches, state_ok, r->state_path);
     }
@@ -903,7 +928,8 @@ static int run_end_epoch(run_t *r, int e, const epoch_cursor_t *cur, double trai
     n += snprintf(line + n, sizeof line - (size_t)n, " [%.1f s]", eval_s);
     const int best = is_saved_best(r->dev_main, e);
     if (best) {
-        if (checkpoint_save(r->model_path, &t->lay, t->params, r->cfg_json, r->err, sizeof r->err))
+        if (r->rank == 0 &&
+            checkpoint_save(r->model_path, &t->lay, t->params, r->cfg_json, r->err, sizeof r->err))
             return fail(r, 1);
         r->saved_epoch = e + 1;
         snprintf(line + n, sizeof line - (size_t)n, " *");
@@ -922,7 +948,8 @@ static int run_end_epoch(run_t *r, int e, const epoch_cursor_t *cur, double trai
         fflush(r->L.json);
     }
     /* After the checkpoint: a kill -9 from here on loses at most this epoch. */
-    int state_ok = save_state(r->state_path, t, r->state_opts, r->n_state_opts, e + 1, 0, 0.0,
+    int state_ok = r->rank != 0 ||
+                   save_state(r->state_path, t, r->state_opts, r->n_state_opts, e + 1, 0, 0.0,
                               r->n_done, r->dev_values[0], fingerprint) == 0;
     if (stop_signal || (t->test_stop_after > 0 && t->batches_run >= t->test_stop_after))
         return report_interrupt(&r->L, e + 2, 0, 0, state_ok, r->state_path);
@@ -979,8 +1006,10 @@ static int run_train(run_t *r) {
     epoch_cursor_t start = {r->resumed ? r->prog.batch : 0, r->resumed ? r->prog.loss_sum : 0, 0, 0};
     uint64_t fingerprint = train_state_fingerprint(&r->c);
     logline(&r->L, "Resumable state: %s (every epoch end and on SIGINT/SIGTERM)", r->state_path);
-    remove_stale_temps(&r->L, r->model_path);
-    remove_stale_temps(&r->L, r->state_path);
+    if (r->rank == 0) { /* another rank would race rank 0's own temporary files */
+        remove_stale_temps(&r->L, r->model_path);
+        remove_stale_temps(&r->L, r->state_path);
+    }
     double t_start = tmr_now();
     t->stop = &stop_signal;
     catch_stop_signals(1);
@@ -1004,6 +1033,8 @@ static int run_train(run_t *r) {
         int best = first_best(r->dev_main, r->n_done);
         metrics_format(&r->dev_spec, r->dev_values[best], res, sizeof res);
         logline(&r->L, "\nBest Iter(dev)=%5d\t dev=(%s) [%.1f s] ", best + 1, res, tmr_now() - t_start);
+        int64_t written = 1; /* rank 0 has written the checkpoint every rank reads next */
+        comm_max_i64(r->comm, &written, 1, "checkpoint written");
         if (checkpoint_load(r->model_path, &t->lay, t->params, 1, NULL, r->err, sizeof r->err))
             return fail(r, 1);
         logline(&r->L, "Load model from %s", r->model_path);
@@ -1029,7 +1060,7 @@ static int run_final_test(run_t *r) {
         json_metrics(r->L.json, &r->spec, tv);
         fprintf(r->L.json, ", \"eval_s\": %.3f, \"eval_instances\": %lld}\n", eval_s, (long long)r->t.n_eval);
     }
-    if (*a->per_user_metrics) {
+    if (*a->per_user_metrics && r->rank == 0) {
         const corpus_phase_t *ph = &r->c.phase[PHASE_TEST];
         const int64_t n = r->t.n_eval; /* the evaluated instances (all, or --eval_users' sample) */
         int64_t *rows = tmr_malloc(tmr_mul_size((size_t)n + 1, sizeof *rows));
@@ -1057,6 +1088,7 @@ static void run_free(run_t *r) {
     train_progress_free(&r->prog);
     trainer_free(&r->t);
     corpus_free(&r->c);
+    comm_finalize(r->comm);
     free(r);
 }
 
@@ -1067,6 +1099,13 @@ int run_main(int argc, char **argv) {
         free(r);
         return rc < 0 ? 0 : rc;
     }
+    if (comm_init(NULL, NULL, &r->comm, r->err, sizeof r->err)) {
+        rc = fail(r, 1);
+        free(r);
+        return rc;
+    }
+    r->rank = comm_rank(r->comm);
+    r->n_ranks = comm_size(r->comm);
     run_open_logs(r);
     rc = run_load_data(r);
     if (!rc) rc = run_build_trainer(r);

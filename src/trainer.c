@@ -4,6 +4,7 @@
 
 #include "timirec/backend.h"
 #include "timirec/common.h"
+#include "timirec/dist.h"
 #include "timirec/numcheck.h"
 #include "timirec/topk.h"
 
@@ -56,10 +57,9 @@ int trainer_init(trainer_t *t, const corpus_t *c, const model_config_t *cfg_in,
         if (c->phase[p].n_inst > max_eval) max_eval = c->phase[p].n_inst;
     }
     model_ws_alloc_f(&t->ws, &t->lay, max_B, max_L, max_C);
+    t->touched_cap = adam_lazy_cap(opts->batch_size, max_L, 1 + (int64_t)opts->num_neg);
     if (opts->lazy_adam) /* the training batches' touched rows (n_lazy_rows 0: grads all zero) */
-        t->lazy_rows = tmr_malloc(tmr_mul_size(
-            (size_t)adam_lazy_cap(opts->batch_size, max_L, 1 + (int64_t)opts->num_neg),
-            sizeof *t->lazy_rows));
+        t->lazy_rows = tmr_malloc(tmr_mul_size((size_t)t->touched_cap, sizeof *t->lazy_rows));
     batch_alloc(&t->batch, max_B, max_L, max_C);
     int64_t n_train = c->phase[PHASE_TRAIN].n_inst;
     t->train_neg = tmr_malloc(tmr_mul_size((size_t)n_train * opts->num_neg + 1, sizeof(int32_t)));
@@ -85,6 +85,8 @@ void trainer_free(trainer_t *t) {
     free(t->adam_v);
     free(t->row_step);
     free(t->lazy_rows);
+    free(t->dist_rows);
+    free(t->dist_marks);
     model_ws_free_f(&t->ws);
     batch_free(&t->batch);
     free(t->train_neg);
@@ -131,13 +133,20 @@ static int per_step_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch
         return TRAIN_ERROR;
     sampler_shuffle(n, o->seed, epoch, t->order);
     t->be->to_device(t);
+    const int n_ranks = comm_size(t->comm), rank = comm_rank(t->comm);
     for (; cur->batch < n_batches; cur->batch++) {
         const int64_t s = cur->batch * o->batch_size;
         const int B = batch_size_of(t, n, cur->batch);
-        batch_fill(&t->batch, c, PHASE_TRAIN, t->order + s, B, o->history_max, t->train_neg,
-                   o->num_neg, 0);
-        t->last_B = B;
+        int64_t lo, hi; /* this rank's slice of the batch (dist.h); all of it for one process */
+        dist_slice(B, rank, n_ranks, &lo, &hi);
+        batch_fill(&t->batch, c, PHASE_TRAIN, t->order + s + lo, (int)(hi - lo), o->history_max,
+                   t->train_neg, o->num_neg, 0);
+        t->last_B = (int)(hi - lo);
         model_batch_t mb = trainer_model_batch(&t->batch);
+        if (n_ranks > 1) {
+            mb.row0 = (int)lo;
+            mb.B_all = B;
+        }
         if (t->test_nan_tensor >= 0 && t->step == t->test_nan_step) {
             t->be->to_host(t);
             t->params[t->lay.t[t->test_nan_tensor].offset] = NAN;
@@ -151,8 +160,10 @@ static int per_step_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch
         t->step++;
         t->batches_run++;
         if (t->progress) t->progress(t->progress_ctx, s + B, n);
-        const int stop = (t->stop && *t->stop) ||
-                         (t->test_stop_after > 0 && t->batches_run >= t->test_stop_after);
+        int64_t stop = (t->stop && *t->stop) ||
+                       (t->test_stop_after > 0 && t->batches_run >= t->test_stop_after);
+        if (n_ranks > 1) /* a signal reaches the ranks at different batches: stop together */
+            comm_max_i64(t->comm, &stop, 1, "stop flag");
         if (stop && cur->batch + 1 < n_batches) {
             cur->batch++;
             t->be->to_host(t);
@@ -213,13 +224,16 @@ void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
     else
         for (int64_t i = 0; i < n; i++) t->eval_index[i] = i;
     t->n_eval = n;
-    if (be->eval_ranks(t, c, phase) == 0) {
+    const int n_ranks = comm_size(t->comm);
+    if (n_ranks == 1 && be->eval_ranks(t, c, phase) == 0) {
         metrics_compute(spec, t->ranks, n, values);
         return;
     }
+    int64_t lo, hi; /* this rank's share of the instances (dist.h); all for one process */
+    dist_slice(n, comm_rank(t->comm), n_ranks, &lo, &hi);
     int32_t *targets = test_all ? tmr_malloc((size_t)eb * sizeof *targets) : NULL;
-    for (int64_t s = 0; s < n; s += eb) {
-        int B = (int)(n - s < eb ? n - s : eb);
+    for (int64_t s = lo; s < hi; s += eb) {
+        int B = (int)(hi - s < eb ? hi - s : eb);
         /* test_all: the file's candidates (or the target alone) give the user vectors; the
          * catalog is then scored block by block (topk.h), never as a (B, N) matrix. */
         batch_fill(batch, c, phase, t->eval_index + s, B, t->opts.history_max, NULL, 0, 0);
@@ -235,6 +249,15 @@ void trainer_evaluate(trainer_t *t, const corpus_t *c, int phase, int test_all,
         topk_rank_cpu(&p, targets, t->ranks + s);
     }
     free(targets);
+    if (n_ranks > 1) { /* every rank's share, in rank order = instance order */
+        int64_t *counts = tmr_malloc((size_t)n_ranks * sizeof *counts);
+        void *all;
+        comm_allgather(t->comm, t->ranks + lo, hi - lo, sizeof *t->ranks, &all, counts,
+                       "evaluation ranks");
+        memcpy(t->ranks, all, (size_t)n * sizeof *t->ranks);
+        free(all);
+        free(counts);
+    }
     metrics_compute(spec, t->ranks, n, values);
 }
 

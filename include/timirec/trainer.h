@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "timirec/comm.h"
 #include "timirec/corpus.h"
 #include "timirec/cpu_ops.h"
 #include "timirec/metrics.h"
@@ -49,6 +50,13 @@ typedef struct {
                               the lazy rows the last training step's backward wrote ... */
     int64_t n_lazy_rows;   /* ... and how many: the CPU zeroes only those and the dense
                               tensors' gradients before a step, not the whole tables */
+    int64_t touched_cap;   /* adam_lazy_cap of a training batch: the most rows it touches */
+    /* Data-parallel training (dist.h, set by dist_attach): the communicator (NULL: one
+     * process), how the item tables' gradients travel (DIST_EXCHANGE_*), and for the rows
+     * exchange under the dense Adam a slice's touched rows and their marks. */
+    comm_t *comm;
+    int exchange;
+    int64_t *dist_rows, *dist_marks;
     model_ws_t_f ws;
     batch_t batch;
     int32_t *train_neg;    /* (n_train_instances, num_neg) this epoch's negatives */
@@ -84,7 +92,7 @@ typedef struct {
 
 /* The model's view of a sampler batch. */
 static inline model_batch_t trainer_model_batch(const batch_t *b) {
-    model_batch_t mb = {b->B, b->L, b->C, b->hist, b->pos, b->length, b->cand};
+    model_batch_t mb = {b->B, b->L, b->C, b->hist, b->pos, b->length, b->cand, 0, 0};
     return mb;
 }
 
