@@ -4,6 +4,7 @@
  * baseline; here), prepare and synth (dataset tools, prepare.c and synth.c), recommend (top-K
  * lists from a checkpoint, recommend.c), sweep (a grid of runs, sweep.c) and info (the build and
  * the GPU it sees; here). No argument, --help, -h or help: the list of commands; --version. */
+#include "timirec/comm.h"
 #include "timirec/common.h"
 #include "timirec/corpus.h"
 #include "timirec/metrics.h"
@@ -45,6 +46,8 @@ static int cmd_info(void) {
     char desc[512];
     tmr_cuda_describe(desc, sizeof desc);
     printf("CUDA: %s%s\n", tmr_cuda_built() ? "built in; " : "", desc);
+    printf("MPI: %s\n", comm_mpi_built() ? "built in (mpirun -np N timirec ... trains on N ranks)"
+                                          : "not built (no mpicc at build time): one process");
     return 0;
 }
 
