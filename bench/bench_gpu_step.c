@@ -61,7 +61,7 @@ static void make_batch(host_batch_t *hb, uint32_t tag, int C) {
 }
 
 static model_batch_t as_batch(const host_batch_t *hb, int C) {
-    model_batch_t mb = {B, L, C, hb->hist, hb->pos, hb->length, hb->cand};
+    model_batch_t mb = {B, L, C, hb->hist, hb->pos, hb->length, hb->cand, 0, 0};
     return mb;
 }
 

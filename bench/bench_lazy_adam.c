@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < B * L; i++) hist[i] = 1 + (int32_t)((s = s * 6364136223846793005ULL + 1) >> 33) % (int32_t)(items - 1);
     for (int64_t i = 0; i < B * C; i++) cand[i] = 1 + (int32_t)((s = s * 6364136223846793005ULL + 1) >> 33) % (int32_t)(items - 1);
     for (int64_t b = 0; b < B; b++) len[b] = (int32_t)L;
-    const model_batch_t mb = {(int)B, (int)L, C, hist, pos, len, cand};
+    const model_batch_t mb = {(int)B, (int)L, C, hist, pos, len, cand, 0, 0};
     adam_t dense, lazy;
     adam_init(&dense, 1e-3, 1e-6);
     adam_init(&lazy, 1e-3, 1e-6);

@@ -90,7 +90,7 @@ extern "C" int gpu_train_epoch_staged(gpu_model_t *g, const corpus_t *c, int his
         CUDA_CHECK(cudaEventSynchronize(S->copied));
         batch_fill(&S->hb, c, PHASE_TRAIN, order + s, B, history_max, train_neg, num_neg, 0);
         const int L = S->hb.L, C = S->hb.C;
-        const model_batch_t mb = {B, L, C, S->hb.hist, S->hb.pos, S->hb.length, S->hb.cand};
+        const model_batch_t mb = {B, L, C, S->hb.hist, S->hb.pos, S->hb.length, S->hb.cand, 0, 0};
         int64_t T = 0;
         int n_steps = 0;
         if (g->finetune)

@@ -157,7 +157,7 @@ static void run(const char *path, const char *model_file) {
         const int32_t *cand = itensor(&f, name);
         if (!hist || !length || !cand) break;
         positions(hist, length, B, L, pos);
-        model_batch_t batch = {B, L, C, hist, pos, length, cand};
+        model_batch_t batch = {B, L, C, hist, pos, length, cand, 0, 0};
         memset(grads, 0, (size_t)lay.total * sizeof *grads);
         dropout_key_t key = {seed, (uint32_t)s};
         float loss = model_train_step_f(&lay, params, &batch, key, &ws, grads);
@@ -225,7 +225,7 @@ static void run(const char *path, const char *model_file) {
                   *cand = itensor(&f, "eval/cand");
     if (hist && length && cand) {
         positions(hist, length, B, L, pos);
-        model_batch_t batch = {B, L, eval_C, hist, pos, length, cand};
+        model_batch_t batch = {B, L, eval_C, hist, pos, length, cand, 0, 0};
         model_eval_scores_f(&lay, params, &batch, &ws);
         compare("eval/scores", ws.scores, tensor(&f, "eval/scores", (int64_t)B * eval_C),
                 (int64_t)B * eval_C, 1e-5);

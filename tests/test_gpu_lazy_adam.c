@@ -70,7 +70,7 @@ static void run_ops(gpu_ctx_t *ctx, model_config_t cfg) {
     const int n_draw = cfg.n_items / 2; /* the upper half is never touched */
     for (int step = 0; step < 4; step++) {
         const int64_t T = random_batch(20 + (uint32_t)step, B, L, C, n_draw, hist, pos, len, cand, ids);
-        const model_batch_t mb = {B, L, C, hist, pos, len, cand};
+        const model_batch_t mb = {B, L, C, hist, pos, len, cand, 0, 0};
         float *g = gt_rand(n, 10 + (uint32_t)step, -1, 1), *d_g = gt_up(g, n);
         int32_t *d_hist = gt_upi(hist, B * L), *d_cand = gt_upi(cand, B * C);
         int32_t *d_ids = gt_upi(ids, T);

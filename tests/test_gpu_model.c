@@ -115,7 +115,7 @@ static void one_step(const char *label, model_config_t cfg, int B, int L, int C,
     gt_histories(B, L, cfg.n_items, 17, 0, hist, pos, length);
     for (int64_t i = 0; i < (int64_t)B * C; i++)
         cand[i] = 1 + (int32_t)(rng_u32(5, RNG_TEST, 2, (uint64_t)i, 0) % (uint32_t)(cfg.n_items - 1));
-    model_batch_t mb = {B, L, C, hist, pos, length, cand};
+    model_batch_t mb = {B, L, C, hist, pos, length, cand, 0, 0};
     dropout_key_t key = {11, 4};
 
     model_ws_t_f ws;
@@ -229,7 +229,7 @@ static float *trajectory(const char *stage_name, const corpus_t *corp, const mod
             const int b = (int)(n_inst - s < B ? n_inst - s : B);
             batch_fill(&batch, corp, PHASE_TRAIN, order + s, b, history_max, neg, num_neg, 0);
             model_batch_t mb = {batch.B, batch.L, batch.C, batch.hist, batch.pos, batch.length,
-                                batch.cand};
+                                batch.cand, 0, 0};
             dropout_key_t key = {seed, (uint32_t)step};
             memset(cpu.grads, 0, (size_t)cpu.lay.total * sizeof(float));
             const float lc = model_train_step_f(&cpu.lay, cpu.params, &mb, key, &cpu.ws, cpu.grads);
@@ -269,7 +269,7 @@ static float *trajectory(const char *stage_name, const corpus_t *corp, const mod
         for (int i = 0; i < eb; i++) idx[i] = i;
         batch_fill(&batch, corp, PHASE_DEV, idx, eb, history_max, NULL, 0, 0);
         model_batch_t mb = {batch.B, batch.L, batch.C, batch.hist, batch.pos, batch.length,
-                            batch.cand};
+                            batch.cand, 0, 0};
         model_eval_scores_f(&cpu.lay, cpu.params, &mb, &cpu.ws);
         float *sc = fresh((int64_t)eb * eC);
         gpu_eval_scores(g, &mb, sc);

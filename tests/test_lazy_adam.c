@@ -82,7 +82,7 @@ static model_batch_t make_batch(batch_t_ *b, int B, int L, int C, int n_items, i
         for (int c = 0; c < C; c++)
             b->cand[i * C + c] = cover ? (i * C + c) % n_items : 1 + (int)(next_u64() % (uint64_t)(n_items - 1));
     }
-    model_batch_t mb = {B, L, C, b->hist, b->pos, b->len, b->cand};
+    model_batch_t mb = {B, L, C, b->hist, b->pos, b->len, b->cand, 0, 0};
     return mb;
 }
 
@@ -220,8 +220,8 @@ static void test_own_count(void) {
     int32_t hist[2][3] = {{R, 3, 0}, {4, 5, 0}}, pos[2][3] = {{2, 1, 0}, {2, 1, 0}};
     int32_t len[2] = {2, 2}, cand[2][2] = {{R, 11}, {12, 13}}, hist2[2][3] = {{1, 2, 0}, {4, 5, 0}};
     int32_t cand2[2][2] = {{8, 9}, {12, 13}};
-    model_batch_t with = {2, 3, 2, &hist[0][0], &pos[0][0], len, &cand[0][0]};
-    model_batch_t without = {2, 3, 2, &hist2[0][0], &pos[0][0], len, &cand2[0][0]};
+    model_batch_t with = {2, 3, 2, &hist[0][0], &pos[0][0], len, &cand[0][0], 0, 0};
+    model_batch_t without = {2, 3, 2, &hist2[0][0], &pos[0][0], len, &cand2[0][0], 0, 0};
     for (int step = 1; step <= 3; step++) {
         random_grads(&z);
         if (step == 1) memcpy(g1, z.g + e->offset + R * d, sizeof g1);

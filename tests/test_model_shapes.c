@@ -37,7 +37,7 @@ static void run(const char *label, model_config_t cfg, int B, int L, int C) {
         for (int c = 0; c < C; c++)
             cand[b * C + c] = 1 + (int)(rng_u32(5, RNG_TEST, 2, (uint64_t)(b * C + c), 0) % (uint32_t)(cfg.n_items - 1));
     }
-    model_batch_t mb = {B, L, C, hist, pos, length, cand};
+    model_batch_t mb = {B, L, C, hist, pos, length, cand, 0, 0};
     dropout_key_t key = {11, 4};
     model_ws_t_f wf;
     model_ws_t_d wd;

@@ -112,7 +112,7 @@ static void test_workspace(int stage, int add_trm, int n_layers) {
     CHECK(numcheck_workspace(&lay, &ws, max_C, msg, sizeof msg) == 1, "poison not seen");
     int32_t hist[max_B * max_L], pos[max_B * max_L], len[max_B], cand[max_B * max_C];
     make_batch(B, L, C, N, hist, pos, len, cand);
-    model_batch_t mb = {B, L, C, hist, pos, len, cand};
+    model_batch_t mb = {B, L, C, hist, pos, len, cand, 0, 0};
     dropout_key_t key = {7, 3};
     float loss = model_train_step_f(&lay, params, &mb, key, &ws, grads);
     CHECK(isfinite(loss), "loss %g", (double)loss);

@@ -32,7 +32,7 @@ static void train_step(int stage, int threads, float *params_out, float *loss_ou
         for (int c = 0; c < C; c++)
             cand[b * C + c] = 1 + (int)(rng_u32(3, RNG_TEST, 2, (uint64_t)(b * C + c), 0) % 1199);
     }
-    model_batch_t batch = {B, L, C, hist, pos, length, cand};
+    model_batch_t batch = {B, L, C, hist, pos, length, cand, 0, 0};
     model_ws_t_f ws;
     model_ws_alloc_f(&ws, &lay, B, L, C);
     adam_t opt;

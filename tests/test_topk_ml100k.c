@@ -55,7 +55,7 @@ static void brute_ranks(trainer_t *t, const corpus_t *c, int64_t *ranks, int64_t
         int B = (int)(ph->n_inst - s0 < eb ? ph->n_inst - s0 : eb);
         double t0 = tmr_now();
         batch_fill(&ball, c, PHASE_TEST, idx + s0, B, t->opts.history_max, NULL, 0, 1);
-        model_batch_t mb = {ball.B, ball.L, ball.C, ball.hist, ball.pos, ball.length, ball.cand};
+        model_batch_t mb = {ball.B, ball.L, ball.C, ball.hist, ball.pos, ball.length, ball.cand, 0, 0};
         model_eval_scores_f(&t->lay, t->params, &mb, &wsall);
         for (int b = 0; b < B; b++) {
             const int64_t r = ph->inst_row[s0 + b];

@@ -18,7 +18,7 @@ static double probe_loss(trainer_t *t, const corpus_t *c) {
     batch_fill(&t->batch, c, PHASE_TRAIN, idx, B, t->opts.history_max, t->train_neg,
                t->opts.num_neg, 0);
     model_batch_t mb = {t->batch.B, t->batch.L, t->batch.C, t->batch.hist, t->batch.pos,
-                        t->batch.length, t->batch.cand};
+                        t->batch.length, t->batch.cand, 0, 0};
     dropout_key_t key = {0, 0};
     return model_train_step_f(&t->lay, t->params, &mb, key, &t->ws, NULL);
 }
