@@ -540,7 +540,7 @@ static const op_tensor_t distill_t[] = {
     [DI_DLOSS] = {"dloss", "1", T_IN, 1, 1, .flags = 0},
     [DI_DPI] = {"dpi", "B,K", T_GRAD_ADD, -1, 1, .flags = 0},
 };
-#define DI_FWD(P, T, DPI) *(T *)t[DI_LOSS] = distill_loss##P(heads_layout(s), t[DI_E], t[DI_V], t[DI_CAND], t[DI_PI], s->B, s->C, s->temp, t[DI_TGT], DPI)
+#define DI_FWD(P, T, DPI) *(T *)t[DI_LOSS] = distill_loss##P(heads_layout(s), t[DI_E], t[DI_V], t[DI_CAND], t[DI_PI], s->B, s->C, 0, s->temp, t[DI_TGT], DPI)
 #define DIG_FWD(P, T) DI_FWD(P, T, t[DI_DPI])
 #define DIV_FWD(P, T) DI_FWD(P, T, NULL)
 CPU_WRAP_T(distill_fwd, DIG_FWD)
@@ -814,7 +814,7 @@ static const op_tensor_t proj_t[] = {
     /* ADDS the projection's weight and bias gradients; the rest of the buffer untouched */
     [PJ_GRADS] = {"grads", "W", T_GRAD_ADD, -1, 1, .flags = OPT_PER_PARAM},
 };
-#define PJ_FWD(P) proj_forward##P(proj_layout(s), t[PJ_PARAMS], t[PJ_G], s->B, s->train, proj_key(s), t[PJ_ACTS], t[PJ_OUT])
+#define PJ_FWD(P) proj_forward##P(proj_layout(s), t[PJ_PARAMS], t[PJ_G], s->B, s->train, proj_key(s), 0, 0, t[PJ_ACTS], t[PJ_OUT])
 #define PJ_BWD(P) proj_backward##P(proj_layout(s), t[PJ_PARAMS], t[PJ_G], t[PJ_ACTS], s->B, s->train, t[PJ_DOUT], t[PJ_DG], t[PJ_WORK], t[PJ_GRADS])
 CPU_WRAP(proj_fwd, PJ_FWD)
 CPU_WRAP(proj_bwd, PJ_BWD)

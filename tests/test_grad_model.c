@@ -59,7 +59,7 @@ static int check_config(const char *label, model_config_t cfg, int B, int L, int
     }
     model_ws_t_d ws;
     model_ws_alloc_d(&ws, &lay, B, L, C);
-    ctx_t ctx = {&lay, {B, L, C, hist, pos, length, cand}, {77, 5}, &ws};
+    ctx_t ctx = {&lay, {B, L, C, hist, pos, length, cand, 0, 0}, {77, 5}, &ws};
     double loss = model_train_step_d(&lay, params, &ctx.batch, ctx.key, &ws, grads);
     CHECK(isfinite(loss), "%s: loss %g", label, loss);
     ws.freeze_target = 1; /* the target intents stay those of the unperturbed weights */

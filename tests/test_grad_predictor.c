@@ -366,7 +366,7 @@ static void float_double_case(void) {
             predictor_cache_alloc_##SUF(&c, &lay, B, L);                                        \
             c.input_path = paths[p];                                                            \
             g[p] = calloc((size_t)lay.total, sizeof(REALT));                                    \
-            predictor_forward_##SUF(&lay, params, hist, length, B, L, 1, key, &c, out[p]);      \
+            predictor_forward_##SUF(&lay, params, hist, length, B, L, 1, key, 0, 0, &c, out[p]); \
             predictor_backward_##SUF(&lay, params, hist, length, B, L, &c, Rm, g[p]);           \
             CHECK((c.U > 0) == (paths[p] == PRED_INPUT_TABLE) || paths[p] == PRED_INPUT_AUTO,   \
                   "path %d: U = %lld", paths[p], (long long)c.U);                               \
