@@ -1,15 +1,15 @@
 /* Batch slices (docs/MODEL.md, "Batch slices (data-parallel ranks)"): a batch split into
  * slices, each run by model_train_step_f on its own rows with row0 / B_all set, must give the
- * whole batch's step in sum. For both stages (finetune with a hidden projection layer and
- * dropout 0.5), random parameters and a random batch of 37 rows split into 2 and into 3
- * uneven slices:
+ * whole batch's step in sum. For both stages (finetune with n_layers 2 and 3: one and two
+ * hidden projection layers, dropout 0.5; with two, the mask index's B matters too), random
+ * parameters and a random batch of 37 rows split into 2 and into 3 uneven slices:
  *  (a) the slices' losses sum to the whole batch's loss (within TOL_LOSS relative);
  *  (b) their gradients, every tensor, sum to the whole batch's (within TOL_GRAD of the
  *      tensor's largest whole-batch gradient);
  *  (c) the dropout masks of each slice, read from the workspace (the projection's hidden
- *      outputs: the hidden layer's bias is set so large that every pre-activation is
- *      positive, so an output is 0 exactly where the mask dropped it), are the whole batch's
- *      rows row0 .. row0 + B - 1 bit for bit;
+ *      outputs: the hidden layers' weights are made small and their biases 1, so every
+ *      pre-activation is positive and an output is 0 exactly where the mask dropped it), are
+ *      the whole batch's rows row0 .. row0 + B - 1 bit for bit;
  *  (d) B_all = B, row0 = 0 gives the same bits as B_all = 0 (loss, gradients, scores, masks).
  * The sums differ from the whole batch only by rounding: the slices' products are blocked
  * differently, the GRU's inputs may take the other path (distinct rows or all rows) and the
@@ -54,14 +54,16 @@ static model_batch_t batch_of(const rows_t *r, int n, int row0, int B_all) {
     return mb;
 }
 
-/* Random parameters, Uniform(-0.3, 0.3), and the hidden projection layer's bias 10 (its
- * pre-activations |W g| <= d 0.3 < 10 are then all positive: see (c)). */
+/* Random parameters, Uniform(-0.3, 0.3); the hidden projection layers' weights Uniform(-0.01,
+ * 0.01) and biases 1: with d = 16, |g| < 1 and kept values scaled by 2, layer 0's
+ * pre-activations lie in 1 +- 0.16 and layer 1's in 1 +- 0.38, all positive (see (c)). */
 static void random_params(const model_layout_t *lay, float *params) {
     for (int64_t i = 0; i < lay->total; i++)
         params[i] = 0.6f * rng_uniform01(rng_u32(22, RNG_TEST, 0, (uint64_t)i, 0)) - 0.3f;
-    if (lay->n_proj > 1) {
-        const param_t *pb = &lay->t[lay->proj_b[0]];
-        for (int64_t i = 0; i < pb->size; i++) params[pb->offset + i] = 10.0f;
+    for (int l = 0; l + 1 < lay->n_proj; l++) {
+        const param_t *pw = &lay->t[lay->proj_w[l]], *pb = &lay->t[lay->proj_b[l]];
+        for (int64_t i = pw->offset; i < pw->offset + pw->size; i++) params[i] *= 1.0f / 30;
+        for (int64_t i = pb->offset; i < pb->offset + pb->size; i++) params[i] = 1.0f;
     }
 }
 
@@ -69,23 +71,26 @@ typedef struct {
     float loss;
     float *grads;  /* (lay.total) */
     float *scores; /* (B, C) */
-    float *acts;   /* (B, d): the hidden projection layer's outputs (finetune), else NULL */
+    float *acts;   /* (n_proj - 1, B, d): the hidden projection layers' outputs, else NULL */
 } step_out_t;
+
+static int64_t hidden_elems(const model_layout_t *lay, int n) {
+    return lay->n_proj > 1 ? (int64_t)(lay->n_proj - 1) * n * lay->cfg.emb_size : 0;
+}
 
 static void run_step(const model_layout_t *lay, const float *params, const model_batch_t *mb,
                      model_ws_t_f *ws, step_out_t *o) {
-    const int d = lay->cfg.emb_size;
     memset(o->grads, 0, sizeof(float) * (size_t)lay->total);
     const dropout_key_t key = {33, 7};
     o->loss = model_train_step_f(lay, params, mb, key, ws, o->grads);
     memcpy(o->scores, ws->scores, sizeof(float) * (size_t)mb->B * C);
-    if (o->acts) memcpy(o->acts, ws->pred.acts, sizeof(float) * (size_t)mb->B * d);
+    if (o->acts) memcpy(o->acts, ws->pred.acts, sizeof(float) * (size_t)hidden_elems(lay, mb->B));
 }
 
 static void out_alloc(const model_layout_t *lay, step_out_t *o) {
     o->grads = calloc((size_t)lay->total, sizeof(float));
     o->scores = calloc((size_t)B * C, sizeof(float));
-    o->acts = lay->n_proj > 1 ? calloc((size_t)B * lay->cfg.emb_size, sizeof(float)) : NULL;
+    o->acts = lay->n_proj > 1 ? calloc((size_t)hidden_elems(lay, B), sizeof(float)) : NULL;
 }
 
 static void out_free(step_out_t *o) {
@@ -101,11 +106,11 @@ static void check_whole_as_slice(const char *stage, const model_layout_t *lay, c
     out_alloc(lay, &o);
     const model_batch_t mb = batch_of(r, B, 0, B);
     run_step(lay, params, &mb, ws, &o);
-    const int d = lay->cfg.emb_size;
     const int loss_same = memcmp(&o.loss, &whole->loss, sizeof o.loss) == 0;
     const int grads_same = memcmp(o.grads, whole->grads, sizeof(float) * (size_t)lay->total) == 0;
     const int scores_same = memcmp(o.scores, whole->scores, sizeof(float) * (size_t)B * C) == 0;
-    const int acts_same = !o.acts || memcmp(o.acts, whole->acts, sizeof(float) * (size_t)B * d) == 0;
+    const int acts_same =
+        !o.acts || memcmp(o.acts, whole->acts, sizeof(float) * (size_t)hidden_elems(lay, B)) == 0;
     CHECK(loss_same, "%s: B_all = B loss %.9g vs %.9g", stage, o.loss, whole->loss);
     CHECK(grads_same, "%s: B_all = B gradients differ from B_all = 0", stage);
     CHECK(scores_same, "%s: B_all = B scores differ from B_all = 0", stage);
@@ -134,9 +139,12 @@ static void check_split(const char *stage, const model_layout_t *lay, const floa
         run_step(lay, params, &mb, ws, &o);
         loss_sum += o.loss;
         for (int64_t i = 0; i < lay->total; i++) gsum[i] += o.grads[i];
-        for (int64_t e = 0; o.acts && e < (int64_t)n * d; e++) {
-            const int kept_slice = o.acts[e] != 0, kept_whole = whole->acts[(int64_t)row0 * d + e] != 0;
-            mask_bad += kept_slice != kept_whole || !(o.acts[e] >= 0);
+        /* Hidden layer l, slice row b: the whole batch's row row0 + b of layer l. */
+        for (int64_t e = 0; e < hidden_elems(lay, n); e++) {
+            const int64_t l = e / ((int64_t)n * d), bj = e % ((int64_t)n * d);
+            const float w = whole->acts[(l * B + row0) * d + bj];
+            const int kept_slice = o.acts[e] != 0, kept_whole = w != 0;
+            mask_bad += kept_slice != kept_whole || !(o.acts[e] >= 0) || !(w >= 0);
             dropped += !kept_whole;
             masked++;
         }
@@ -191,11 +199,13 @@ int main(void) {
     rows_t *r = malloc(sizeof *r);
     random_batch(r);
     static const int two[] = {20, 17}, three[] = {5, 19, 13};
-    for (int stage = STAGE_PRETRAIN; stage <= STAGE_FINETUNE; stage++) {
-        const char *name = stage == STAGE_PRETRAIN ? "pretrain" : "finetune";
+    for (int run = 0; run < 3; run++) {
+        const int stage = run == 0 ? STAGE_PRETRAIN : STAGE_FINETUNE, n_layers = run < 2 ? 2 : 3;
+        const char *name = run == 0 ? "pretrain" : run == 1 ? "finetune, n_layers 2"
+                                                            : "finetune, n_layers 3";
         model_config_t cfg = {.stage = stage, .n_items = N, .emb_size = 16, .attn_size = 8,
                               .K = 3, .history_max = L, .add_pos = 1, .add_trm = 1,
-                              .n_layers = 2, .temp = 0.7, .dropout = 0.5};
+                              .n_layers = n_layers, .temp = 0.7, .dropout = 0.5};
         char err[256];
         CHECK(model_config_check(&cfg, err, sizeof err) == 0, "%s", err);
         model_layout_t lay;

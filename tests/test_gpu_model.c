@@ -377,15 +377,18 @@ int main(void) {
         one_step("pretrain, a slice: rows 7 .. 26 of 61", c, 20, 20, 2, 5, TOL_GRAD, 7, 61);
         c = fine;
         c.emb_size = 16;
-        one_step("finetune, n_layers 2, a slice: rows 7 .. 26 of 61", c, 20, 20, 2, 5, TOL_GRAD,
+        c.n_layers = 3; /* two hidden layers: the mask index's B_all matters from layer 1 */
+        one_step("finetune, n_layers 3, a slice: rows 7 .. 26 of 61", c, 20, 20, 2, 5, TOL_GRAD,
                  7, 61);
     } else {
         one_step("pretrain at the reference's shapes", ref, 256, 20, 2, 5, TOL_GRAD, 0, 0);
         one_step("finetune at the reference's shapes", fine, 256, 20, 2, 5, TOL_GRAD, 0, 0);
         one_step("pretrain, a slice: rows 100 .. 227 of 256", ref, 128, 20, 2, 5, TOL_GRAD, 100,
                  256);
-        one_step("finetune, a slice: rows 100 .. 227 of 256", fine, 128, 20, 2, 5, TOL_GRAD, 100,
-                 256);
+        model_config_t f3 = fine;
+        f3.n_layers = 3;
+        one_step("finetune, n_layers 3, a slice: rows 100 .. 227 of 256", f3, 128, 20, 2, 5,
+                 TOL_GRAD, 100, 256);
         model_config_t c = ref;
         c.K = 64;
         c.history_max = 512;
