@@ -120,8 +120,8 @@ typedef struct {
 
 static void op_pretrain_rank(void *p) {
     head_arg_t *a = (head_arg_t *)p;
-    gpu_pretrain_rank(ctx, a->E, a->V, a->cand, B, a->C, a->K, a->d, a->kstar, a->scores,
-                      a->dscores);
+    gpu_pretrain_rank(ctx, a->E, a->V, a->cand, B, a->C, a->K, a->d, 0, a->kstar,
+                      a->scores, a->dscores);
 }
 static void op_pretrain_backward(void *p) {
     head_arg_t *a = (head_arg_t *)p;
@@ -130,12 +130,12 @@ static void op_pretrain_backward(void *p) {
 }
 static void op_user_distill(void *p) {
     head_arg_t *a = (head_arg_t *)p;
-    gpu_user_vector_distill(ctx, a->E, a->V, a->cand, a->pi, B, a->C, a->K, a->d, 0.5, a->w, a->u,
-                            a->tgt, a->dpi);
+    gpu_user_vector_distill(ctx, a->E, a->V, a->cand, a->pi, B, a->C, a->K, a->d, 0, 0.5, a->w,
+                            a->u, a->tgt, a->dpi);
 }
 static void op_candidate_rank(void *p) {
     head_arg_t *a = (head_arg_t *)p;
-    gpu_candidate_rank(ctx, a->E, a->u, a->cand, B, a->C, a->d, a->scores, a->dscores);
+    gpu_candidate_rank(ctx, a->E, a->u, a->cand, B, a->C, a->d, 0, a->scores, a->dscores);
 }
 static void op_finetune_backward(void *p) {
     head_arg_t *a = (head_arg_t *)p;

@@ -239,7 +239,7 @@ static void run_gru_fwd(void *p) {
     gru_arg_t *a = p;
     dropout_key_t key = {1, 0};
     predictor_forward_f(&a->m->lay, a->m->pf, a->b->hist, a->b->length, a->b->B, a->b->L, 1, key,
-                        a->c, a->pred);
+                        0, 0, a->c, a->pred);
 }
 static void run_gru_bwd(void *p) {
     gru_arg_t *a = p;
@@ -257,8 +257,8 @@ static void bench_gru(report_t *rp, const case_t *cs, const bmodel_t *m, const b
     dropout_key_t key = {1, 0};
     float *pred = nan_f(bk), *dpred = rand_f(bk, 1);
     double *predd = zeros_d(bk), *dpredd = to_d(dpred, bk);
-    predictor_forward_f(&m->lay, m->pf, b->hist, b->length, B, L, 1, key, &cf, pred);
-    predictor_forward_d(&m->lay, m->pd, b->hist, b->length, B, L, 1, key, &cd, predd);
+    predictor_forward_f(&m->lay, m->pf, b->hist, b->length, B, L, 1, key, 0, 0, &cf, pred);
+    predictor_forward_d(&m->lay, m->pd, b->hist, b->length, B, L, 1, key, 0, 0, &cd, predd);
     char shape[64];
     snprintf(shape, sizeof shape, "B=%d L=%d d=%d T=%lld", B, L, d, (long long)b->T);
     gru_arg_t a = {m, b, &cf, dpred, pred, NULL};
@@ -296,13 +296,13 @@ typedef struct {
         if (finetune) {                                                                                 \
             user_vector_##P(V, pi, B, K, d, w, u);                                                      \
             candidate_scores_##P(lay, params, u, b->cand, B, C, scores);                                \
-            *loss = ranking_loss_##P(scores, B, C, dscores);                                            \
+            *loss = ranking_loss_##P(scores, B, C, 0, dscores);                                         \
             memset(du, 0, sizeof(REAL_##P) * (size_t)B * d);                                            \
             candidate_scores_backward_##P(lay, params, u, b->cand, B, C, dscores, du, grads);           \
             user_vector_backward_##P(V, w, du, B, K, d, dV, dpi);                                       \
         } else {                                                                                        \
             pretrain_scores_##P(lay, params, V, b->cand, B, C, 1, kstar, scores);                       \
-            *loss = ranking_loss_##P(scores, B, C, dscores);                                            \
+            *loss = ranking_loss_##P(scores, B, C, 0, dscores);                                         \
             pretrain_scores_backward_##P(lay, params, V, b->cand, B, C, kstar, dscores, dV, grads);     \
         }                                                                                               \
     }

@@ -48,15 +48,16 @@ void gpu_data_assemble(gpu_data_t *d, int phase, const int64_t *order, int64_t s
 /* Launchers the epoch driver adds to the op families (heads.cu, adam.cu). */
 /* The fused head launchers (gpu_pretrain_rank, gpu_candidate_rank, gpu_user_vector_distill)
  * with the per-row loss terms left in rows (B doubles, device) and no host sum (row b: the
- * ranking term; the KL term before temp^2 / B). */
+ * ranking term; the KL term before temp^2 / B; B_all as theirs). */
 void gpu_pretrain_rank_rows(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
-                            int B, int C, int K, int d, int32_t *kstar, float *scores,
+                            int B, int C, int K, int d, int B_all, int32_t *kstar, float *scores,
                             float *dscores, double *rows);
 void gpu_candidate_rank_rows(gpu_ctx_t *ctx, const float *E, const float *u, const int32_t *cand,
-                             int B, int C, int d, float *scores, float *dscores, double *rows);
+                             int B, int C, int d, int B_all, float *scores, float *dscores,
+                             double *rows);
 void gpu_user_vector_distill_rows(gpu_ctx_t *ctx, const float *E, const float *V,
                                   const int32_t *cand, const float *pred_intent, int B, int C,
-                                  int K, int d, double temp, float *w, float *u,
+                                  int K, int d, int B_all, double temp, float *w, float *u,
                                   float *target_intent, float *d_pred_intent, double *rows);
 /* gpu_adam_update (lb NULL) or gpu_adam_update_lazy (lb: the step's touched rows), skipped on
  * the device when *bad >= 0 (opt->step still advances). With

@@ -187,7 +187,7 @@ static void pretrain_step_indexed(gpu_model_t *g, gpu_data_t *d, adam_t *opt, in
     g->L = L;
     g->C = 1 + d->ph[PHASE_TRAIN].n_neg;
     const dropout_key_t none = {0, 0}; /* pretrain has no dropout */
-    gm_train_step_device(g, none, -1, g->batch_ctr);
+    gm_train_step_device(g, none, 0, 0, -1, g->batch_ctr);
     gpu_lazy_batch_t lb;
     gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v,
                             &g->acc->bad, g->adam_by_batch, g->batch_ctr, gm_lazy_batch(g, &lb));
@@ -420,7 +420,7 @@ extern "C" void gpu_eval_phase(gpu_model_t *g, gpu_data_t *d, int phase, int eva
             gpu_pretrain_scores(ctx, E, g->V, g->cand, B, C, K, dim, 0, NULL, g->scores);
         } else {
             dropout_key_t none = {0, 0};
-            gm_predictor_forward(g, 0, none);
+            gm_predictor_forward(g, 0, none, 0, 0);
             gpu_user_vector(ctx, g->V, g->pred_intent, B, K, dim, g->w, g->u);
             gpu_candidate_scores(ctx, E, g->u, g->cand, B, C, dim, g->scores);
         }

@@ -267,16 +267,20 @@ extern "C" void gpu_gru_backward(gpu_ctx_t *ctx, int d, const float *w_ih, const
     gpu_gemm(ctx, 0, 0, T, d, G, 1.0f, dgi, G, w_ih, d, 0.0f, dx, d);
 }
 
-/* y[b, j] += bias[j]; hidden layers then dropout (training) and ReLU. y (B, width). */
+/* y[b, j] += bias[j]; hidden layers then dropout (training) and ReLU. y (B, width); row b is
+ * row row0 + b of the whole batch of B_all rows the mask is drawn over. */
 __global__ void proj_activate_kernel(int64_t n, int width, int hidden, int drop, uint64_t seed,
-                                     uint32_t step, int layer, int B, float p, float scale,
-                                     const float *__restrict__ bias, float *__restrict__ y) {
+                                     uint32_t step, int layer, int row0, int B_all, float p,
+                                     float scale, const float *__restrict__ bias,
+                                     float *__restrict__ y) {
     THREAD_INDEX(i, n);
     const int b = (int)(i / width);
     const int j = (int)(i % width);
     float v = y[i] + bias[j];
     if (hidden) {
-        if (drop) v = proj_dropout_keep(seed, step, layer, B, b, width, j, p) ? v * scale : 0.0f;
+        if (drop)
+            v = proj_dropout_keep(seed, step, layer, B_all, row0 + b, width, j, p) ? v * scale
+                                                                                  : 0.0f;
         if (v < 0) v = 0; /* ReLU (NaN propagates) */
     }
     y[i] = v;
@@ -284,8 +288,11 @@ __global__ void proj_activate_kernel(int64_t n, int width, int hidden, int drop,
 
 extern "C" void gpu_proj_forward(gpu_ctx_t *ctx, const model_layout_t *lay, const float *params,
                                  const float *g, int B, int training, dropout_key_t key,
-                                 float *acts, float *out) {
+                                 int row0, int B_all, float *acts, float *out) {
     const int d = lay->cfg.emb_size, K = lay->cfg.K, np = lay->n_proj;
+    if (model_slice_check(B, row0, B_all) != 0)
+        tmr_fatal("gpu_proj_forward: rows %d .. %d of a batch of %d", row0, row0 + B - 1, B_all);
+    const int nb = model_rows_all(B, B_all); /* the mask is drawn over the whole batch */
     const double p = lay->cfg.dropout;
     const float pf = (float)p;
     const float scale = (float)(1.0 / (1.0 - p));
@@ -298,7 +305,7 @@ extern "C" void gpu_proj_forward(gpu_ctx_t *ctx, const model_layout_t *lay, cons
         float *y = last ? out : acts + (int64_t)l * B * d;
         gpu_gemm(ctx, 0, 1, B, width, d, 1.0f, in, d, W, d, 0.0f, y, width);
         LAUNCH(proj_activate_kernel, (int64_t)B * width, width, !last, drop, key.seed, key.step, l,
-               B, pf, scale, bias, y);
+               row0, nb, pf, scale, bias, y);
         in = y;
     }
 }
@@ -332,16 +339,21 @@ extern "C" void gpu_proj_backward(gpu_ctx_t *ctx, const model_layout_t *lay, con
     }
 }
 
-__global__ void dropout_mask_kernel(int64_t n, uint64_t seed, uint32_t step, int B, int d,
-                                    float p, int32_t *__restrict__ keep) {
+/* keep (n_layers, B, d): rows row0 .. row0 + B - 1 of a batch of B_all rows. */
+__global__ void dropout_mask_kernel(int64_t n, uint64_t seed, uint32_t step, int B, int row0,
+                                    int B_all, int d, float p, int32_t *__restrict__ keep) {
     THREAD_INDEX(i, n);
     const int64_t lb = i / d;
     const int j = (int)(i % d);
-    keep[i] = proj_dropout_keep(seed, step, (int)(lb / B), B, (int)(lb % B), d, j, p);
+    keep[i] = proj_dropout_keep(seed, step, (int)(lb / B), B_all, row0 + (int)(lb % B), d, j, p);
 }
 
 extern "C" void gpu_proj_dropout_mask(gpu_ctx_t *ctx, dropout_key_t key, int n_layers, int B,
-                                      int d, float p, int32_t *keep) {
+                                      int row0, int B_all, int d, float p, int32_t *keep) {
     (void)ctx;
-    LAUNCH(dropout_mask_kernel, (int64_t)n_layers * B * d, key.seed, key.step, B, d, p, keep);
+    if (model_slice_check(B, row0, B_all) != 0)
+        tmr_fatal("gpu_proj_dropout_mask: rows %d .. %d of a batch of %d", row0, row0 + B - 1,
+                  B_all);
+    LAUNCH(dropout_mask_kernel, (int64_t)n_layers * B * d, key.seed, key.step, B, row0,
+           model_rows_all(B, B_all), d, p, keep);
 }

@@ -79,12 +79,13 @@ typedef struct {
 
 /* One block per batch row b. vec: V (B, K, d) or u (B, d). Writes scores (B, C) (except
  * SR_GIVEN), kstar (SR_KSTAR) and, when dscores is not NULL, dscores (B, C) and
- * rows[b] = the row's ranking-loss term (heads.inc ranking_loss; dscores divided by B).
+ * rows[b] = the row's ranking-loss term (heads.inc ranking_loss; dscores divided by nb, the
+ * whole batch's rows: B, or B_all for a slice).
  * Dynamic shared memory: the row's vectors (K * d or d floats), then, when scores_in_shared,
  * its C scores; without (C too large for shared memory) the loss reads the row's scores back
  * from `scores` in global memory (written by this block before the barrier that precedes
  * the loss, which makes them visible to the whole block). */
-__global__ void score_rank_kernel(int mode, int scores_in_shared, int B, int C, int K, int d,
+__global__ void score_rank_kernel(int mode, int scores_in_shared, int nb, int C, int K, int d,
                                   const float *__restrict__ E, const float *__restrict__ vec,
                                   const int32_t *__restrict__ cand, int32_t *__restrict__ kstar,
                                   float *scores, float *__restrict__ dscores,
@@ -164,11 +165,11 @@ __global__ void score_rank_kernel(int mode, int scores_in_shared, int B, int C, 
         const double ng = (double)sc[j], a = ng + tmr_log_sigmoid(pos - ng);
         const double w = exp(ng - lse_n), q = exp(a - lse_a);
         dpos -= q * tmr_sigmoid(ng - pos);
-        ds[j] = (float)((w - q * tmr_sigmoid(pos - ng)) / B);
+        ds[j] = (float)((w - q * tmr_sigmoid(pos - ng)) / nb);
     }
     dpos = block_reduce_d(dpos, 0, red);
     if (tid == 0) {
-        ds[0] = (float)(dpos / B);
+        ds[0] = (float)(dpos / nb);
         rows[b] = lse_n - lse_a;
     }
 }
@@ -223,69 +224,72 @@ void gpu_heads_reserve_shared(gpu_ctx_t *ctx, int K, int d, int max_C) {
                      score_rank_shared(ctx, K, d, max_C, &in_shared));
 }
 
-/* Launches score_rank_kernel; returns the mean ranking loss when dscores is given, else 0.
- * rows_out (device, B doubles) given: the per-row loss terms stay there (the epoch driver sums
- * them on the device) and 0 is returned without waiting for the device. */
+/* Launches score_rank_kernel; returns the ranking loss (the rows' terms summed, divided by
+ * B_all, or by B when B_all is 0) when dscores is given, else 0. rows_out (device, B doubles)
+ * given: the per-row loss terms stay there (the epoch driver sums them on the device) and 0 is
+ * returned without waiting for the device. */
 static float score_rank(gpu_ctx_t *ctx, int mode, const float *E, const float *vec,
-                        const int32_t *cand, int B, int C, int K, int d, int32_t *kstar,
-                        float *scores, float *dscores, double *rows_out, const char *who) {
-    if (B < 1 || C < 1 || K < 1 || K > HEAD_MAX_K || d < 1)
-        tmr_fatal("%s: B %d, C %d, K %d, d %d", who, B, C, K, d);
+                        const int32_t *cand, int B, int C, int K, int d, int B_all,
+                        int32_t *kstar, float *scores, float *dscores, double *rows_out,
+                        const char *who) {
+    if (B < 1 || C < 1 || K < 1 || K > HEAD_MAX_K || d < 1 || (B_all != 0 && B_all < B))
+        tmr_fatal("%s: B %d, C %d, K %d, d %d, B_all %d", who, B, C, K, d, B_all);
+    const int nb = model_rows_all(B, B_all);
     if (dscores && C < 2)
         tmr_fatal("%s: need a target and at least one negative (C = %d)", who, C);
     int in_shared;
     const size_t shared = score_rank_shared(ctx, mode == SR_MAX_K ? K : 1, d, C, &in_shared);
     double *rows = !dscores ? NULL : rows_out ? rows_out : gpu_ctx_rows(ctx, B);
     gpu_allow_shared(score_rank_kernel, &score_rank_allowed, shared);
-    KLAUNCH(score_rank_kernel, (unsigned)B, HEAD_THREADS, shared, mode, in_shared, B, C, K, d, E,
+    KLAUNCH(score_rank_kernel, (unsigned)B, HEAD_THREADS, shared, mode, in_shared, nb, C, K, d, E,
             vec, cand, kstar, scores, dscores, rows);
-    return dscores && !rows_out ? (float)(sum_rows_on_host(rows, B) / B) : 0.0f;
+    return dscores && !rows_out ? (float)(sum_rows_on_host(rows, B) / nb) : 0.0f;
 }
 
 extern "C" void gpu_pretrain_scores(gpu_ctx_t *ctx, const float *E, const float *V,
                                     const int32_t *cand, int B, int C, int K, int d, int training,
                                     int32_t *kstar, float *scores) {
     if (training && !kstar) tmr_fatal("gpu_pretrain_scores: training needs kstar");
-    score_rank(ctx, training ? SR_KSTAR : SR_MAX_K, E, V, cand, B, C, K, d, kstar, scores, NULL,
-               NULL, "gpu_pretrain_scores");
+    score_rank(ctx, training ? SR_KSTAR : SR_MAX_K, E, V, cand, B, C, K, d, 0, kstar, scores,
+               NULL, NULL, "gpu_pretrain_scores");
 }
 
 extern "C" float gpu_pretrain_rank(gpu_ctx_t *ctx, const float *E, const float *V,
-                                   const int32_t *cand, int B, int C, int K, int d, int32_t *kstar,
-                                   float *scores, float *dscores) {
-    return score_rank(ctx, SR_KSTAR, E, V, cand, B, C, K, d, kstar, scores, dscores, NULL,
+                                   const int32_t *cand, int B, int C, int K, int d, int B_all,
+                                   int32_t *kstar, float *scores, float *dscores) {
+    return score_rank(ctx, SR_KSTAR, E, V, cand, B, C, K, d, B_all, kstar, scores, dscores, NULL,
                       "gpu_pretrain_rank");
 }
 
 extern "C" void gpu_candidate_scores(gpu_ctx_t *ctx, const float *E, const float *u,
                                      const int32_t *cand, int B, int C, int d, float *scores) {
-    score_rank(ctx, SR_VECTOR, E, u, cand, B, C, 1, d, NULL, scores, NULL, NULL,
+    score_rank(ctx, SR_VECTOR, E, u, cand, B, C, 1, d, 0, NULL, scores, NULL, NULL,
                "gpu_candidate_scores");
 }
 
 extern "C" float gpu_candidate_rank(gpu_ctx_t *ctx, const float *E, const float *u,
-                                    const int32_t *cand, int B, int C, int d, float *scores,
-                                    float *dscores) {
-    return score_rank(ctx, SR_VECTOR, E, u, cand, B, C, 1, d, NULL, scores, dscores, NULL,
+                                    const int32_t *cand, int B, int C, int d, int B_all,
+                                    float *scores, float *dscores) {
+    return score_rank(ctx, SR_VECTOR, E, u, cand, B, C, 1, d, B_all, NULL, scores, dscores, NULL,
                       "gpu_candidate_rank");
 }
 
-extern "C" float gpu_ranking_loss(gpu_ctx_t *ctx, const float *scores, int B, int C,
+extern "C" float gpu_ranking_loss(gpu_ctx_t *ctx, const float *scores, int B, int C, int B_all,
                                   float *dscores) {
     if (C < 2) tmr_fatal("gpu_ranking_loss: need a target and at least one negative (C = %d)", C);
     if (B < 1) tmr_fatal("gpu_ranking_loss: empty batch");
-    return score_rank(ctx, SR_GIVEN, NULL, NULL, NULL, B, C, 1, 1, NULL, (float *)scores, dscores,
-                      NULL, "gpu_ranking_loss");
+    return score_rank(ctx, SR_GIVEN, NULL, NULL, NULL, B, C, 1, 1, B_all, NULL, (float *)scores,
+                      dscores, NULL, "gpu_ranking_loss");
 }
 
 /* One block per batch row b. w (B, K) = softmax(pred_intent) and u (B, d) = sum_k w_k V[b, k]
  * when u is not NULL (w may be NULL then: kept in shared memory only); with cand, the
  * distillation of heads.inc distill_loss: target_intent = the cosines (double, each norm
  * floored at 1e-12) written as floats, then from those floats the KL of the temperature
- * softmaxes, rows[b] = sum_k p (log p - log q), d_pred_intent += temp / B (q - p) (if not
- * NULL). The softmaxes over K <= 64 are one thread's (the CPU's order); the dot products
+ * softmaxes, rows[b] = sum_k p (log p - log q), d_pred_intent += temp / nb (q - p) (if not
+ * NULL; nb: the whole batch's rows, B or a slice's B_all). The softmaxes over K <= 64 are one thread's (the CPU's order); the dot products
  * (K + 1 of length d) are warp-parallel. */
-__global__ void intent_kernel(int B, int C, int K, int d, double temp,
+__global__ void intent_kernel(int nb, int C, int K, int d, double temp,
                               const float *__restrict__ E, const float *__restrict__ V,
                               const int32_t *__restrict__ cand,
                               const float *__restrict__ pred_intent, float *__restrict__ w,
@@ -362,46 +366,46 @@ __global__ void intent_kernel(int B, int C, int K, int d, double temp,
         const double lp = (double)ti[k] / temp - lsx, lq = (double)pi[k] / temp - lsy;
         const double p = exp(lp), q = exp(lq);
         if (p > 0) total += p * (lp - lq); /* p log p = 0 where p = 0 */
-        if (d_pred_intent) d_pred_intent[(int64_t)b * K + k] += (float)(temp / B * (q - p));
+        if (d_pred_intent) d_pred_intent[(int64_t)b * K + k] += (float)(temp / nb * (q - p));
     }
     rows[b] = total;
 }
 
 static float user_vector_distill(gpu_ctx_t *ctx, const float *E, const float *V,
-                                         const int32_t *cand, const float *pred_intent, int B,
-                                         int C, int K, int d, double temp, float *w, float *u,
-                                         float *target_intent, float *d_pred_intent,
-                                 double *rows_out) {
-    if (B < 1 || C < 1 || K < 1 || K > HEAD_MAX_K || d < 1)
-        tmr_fatal("gpu_user_vector_distill: B %d, C %d, K %d, d %d", B, C, K, d);
+                                 const int32_t *cand, const float *pred_intent, int B, int C,
+                                 int K, int d, int B_all, double temp, float *w, float *u,
+                                 float *target_intent, float *d_pred_intent, double *rows_out) {
+    if (B < 1 || C < 1 || K < 1 || K > HEAD_MAX_K || d < 1 || (B_all != 0 && B_all < B))
+        tmr_fatal("gpu_user_vector_distill: B %d, C %d, K %d, d %d, B_all %d", B, C, K, d, B_all);
+    const int nb = model_rows_all(B, B_all);
     if (cand && !(temp > 0)) tmr_fatal("gpu_user_vector_distill: temp %g must be > 0", temp);
     if (cand && !target_intent) tmr_fatal("gpu_user_vector_distill: distillation needs target_intent");
     double *rows = !cand ? NULL : rows_out ? rows_out : gpu_ctx_rows(ctx, B);
-    KLAUNCH(intent_kernel, (unsigned)B, INTENT_THREADS, 0, B, C, K, d, temp, E, V, cand,
+    KLAUNCH(intent_kernel, (unsigned)B, INTENT_THREADS, 0, nb, C, K, d, temp, E, V, cand,
             pred_intent, w, u, target_intent, d_pred_intent, rows);
-    return cand && !rows_out ? (float)(temp * temp * sum_rows_on_host(rows, B) / B) : 0.0f;
+    return cand && !rows_out ? (float)(temp * temp * sum_rows_on_host(rows, B) / nb) : 0.0f;
 }
 
 extern "C" float gpu_user_vector_distill(gpu_ctx_t *ctx, const float *E, const float *V,
                                          const int32_t *cand, const float *pred_intent, int B,
-                                         int C, int K, int d, double temp, float *w, float *u,
-                                         float *target_intent, float *d_pred_intent) {
-    return user_vector_distill(ctx, E, V, cand, pred_intent, B, C, K, d, temp, w, u,
+                                         int C, int K, int d, int B_all, double temp, float *w,
+                                         float *u, float *target_intent, float *d_pred_intent) {
+    return user_vector_distill(ctx, E, V, cand, pred_intent, B, C, K, d, B_all, temp, w, u,
                                target_intent, d_pred_intent, NULL);
 }
 
 extern "C" void gpu_user_vector(gpu_ctx_t *ctx, const float *V, const float *pred_intent, int B,
                                 int K, int d, float *w, float *u) {
-    gpu_user_vector_distill(ctx, NULL, V, NULL, pred_intent, B, 1, K, d, 0, w, u, NULL, NULL);
+    gpu_user_vector_distill(ctx, NULL, V, NULL, pred_intent, B, 1, K, d, 0, 0, w, u, NULL, NULL);
 }
 
 extern "C" float gpu_distill_loss(gpu_ctx_t *ctx, const float *E, const float *V,
                                   const int32_t *cand, const float *pred_intent, int B, int C,
-                                  int K, int d, double temp, float *target_intent,
+                                  int K, int d, int B_all, double temp, float *target_intent,
                                   float *d_pred_intent) {
     if (!(temp > 0)) tmr_fatal("gpu_distill_loss: temp %g must be > 0", temp);
-    return gpu_user_vector_distill(ctx, E, V, cand, pred_intent, B, C, K, d, temp, NULL, NULL,
-                                   target_intent, d_pred_intent);
+    return gpu_user_vector_distill(ctx, E, V, cand, pred_intent, B, C, K, d, B_all, temp, NULL,
+                                   NULL, target_intent, d_pred_intent);
 }
 
 /* One block per batch row b (HEAD_THREADS threads; groups of d threads, thread (j, grp)).
@@ -535,22 +539,23 @@ extern "C" void gpu_finetune_head_backward(gpu_ctx_t *ctx, const float *E, const
  * summed on the host: the driver sums them on the device (loss_accumulate_kernel) in the same
  * order, so nothing waits for the device between steps. */
 void gpu_pretrain_rank_rows(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
-                            int B, int C, int K, int d, int32_t *kstar, float *scores,
+                            int B, int C, int K, int d, int B_all, int32_t *kstar, float *scores,
                             float *dscores, double *rows) {
-    score_rank(ctx, SR_KSTAR, E, V, cand, B, C, K, d, kstar, scores, dscores, rows,
+    score_rank(ctx, SR_KSTAR, E, V, cand, B, C, K, d, B_all, kstar, scores, dscores, rows,
                "gpu_pretrain_rank_rows");
 }
 
 void gpu_candidate_rank_rows(gpu_ctx_t *ctx, const float *E, const float *u, const int32_t *cand,
-                             int B, int C, int d, float *scores, float *dscores, double *rows) {
-    score_rank(ctx, SR_VECTOR, E, u, cand, B, C, 1, d, NULL, scores, dscores, rows,
+                             int B, int C, int d, int B_all, float *scores, float *dscores,
+                             double *rows) {
+    score_rank(ctx, SR_VECTOR, E, u, cand, B, C, 1, d, B_all, NULL, scores, dscores, rows,
                "gpu_candidate_rank_rows");
 }
 
 void gpu_user_vector_distill_rows(gpu_ctx_t *ctx, const float *E, const float *V,
                                   const int32_t *cand, const float *pred_intent, int B, int C,
-                                  int K, int d, double temp, float *w, float *u,
+                                  int K, int d, int B_all, double temp, float *w, float *u,
                                   float *target_intent, float *d_pred_intent, double *rows) {
-    user_vector_distill(ctx, E, V, cand, pred_intent, B, C, K, d, temp, w, u, target_intent,
-                        d_pred_intent, rows);
+    user_vector_distill(ctx, E, V, cand, pred_intent, B, C, K, d, B_all, temp, w, u,
+                        target_intent, d_pred_intent, rows);
 }

@@ -239,6 +239,9 @@ static void upload_batch(gpu_model_t *g, const model_batch_t *b, const char *who
         tmr_fatal("%s: batch %d x %d x %d outside the workspace %d x %d x %d", who, B, L, C,
                   g->max_B, g->max_L, g->max_C);
     if (g->add_pos && !b->pos) tmr_fatal("%s: add_pos needs position indices", who);
+    if (model_slice_check(B, b->row0, b->B_all) != 0)
+        tmr_fatal("%s: batch slice: rows %d .. %d of a batch of %d", who, b->row0,
+                  b->row0 + B - 1, b->B_all);
     const int64_t n = (int64_t)B * L;
     for (int64_t r = 0; r < n; r++) {
         if (b->hist[r] < 0 || b->hist[r] >= cfg->n_items)
@@ -397,7 +400,7 @@ __global__ void scatter_final_kernel(int64_t n, int d, const int32_t *__restrict
 }
 
 /* After pack_batch or plan_use_batch. */
-void gm_predictor_forward(gpu_model_t *g, int training, dropout_key_t key) {
+void gm_predictor_forward(gpu_model_t *g, int training, dropout_key_t key, int row0, int B_all) {
     gpu_ctx_t *ctx = g->ctx;
     const int B = g->B, d = g->d;
     g->training = training;
@@ -406,7 +409,8 @@ void gm_predictor_forward(gpu_model_t *g, int training, dropout_key_t key) {
     gpu_gru_forward(ctx, d, PRM(P_GRU_W_IH), PRM(P_GRU_W_HH), PRM(P_GRU_B_IH), PRM(P_GRU_B_HH),
                     &g->pack, g->px, g->gates, g->ghn, g->ph);
     LAUNCH(gather_final_kernel, (int64_t)B * d, d, g->cur_final, g->ph, g->pg);
-    gpu_proj_forward(ctx, &g->lay, g->params, g->pg, B, training, key, g->acts, g->pred_intent);
+    gpu_proj_forward(ctx, &g->lay, g->params, g->pg, B, training, key, row0, B_all, g->acts,
+                     g->pred_intent);
 }
 
 static void predictor_backward(gpu_model_t *g) {
@@ -428,9 +432,9 @@ static void predictor_backward(gpu_model_t *g) {
 /* One thread: the step's loss from the per-row terms exactly as gpu_ranking_loss and
  * gpu_distill_loss and the trainer compute it on the host (the rows summed in double in row
  * order, each term rounded to float, the float sum added to the epoch's double sum), so the
- * epoch's loss is the per-step path's bit for bit. A non-finite loss marks the batch bad;
- * nothing is added from then on. */
-__global__ void loss_accumulate_kernel(int64_t n, int B, int has_kl, double temp,
+ * epoch's loss is the per-step path's bit for bit; nb: the rows the means divide by (B, or a
+ * slice's B_all). A non-finite loss marks the batch bad; nothing is added from then on. */
+__global__ void loss_accumulate_kernel(int64_t n, int B, int nb, int has_kl, double temp,
                                        const double *__restrict__ rank_rows,
                                        const double *__restrict__ kl_rows, int64_t batch_arg,
                                        const int64_t *__restrict__ batch_ctr,
@@ -440,11 +444,11 @@ __global__ void loss_accumulate_kernel(int64_t n, int B, int has_kl, double temp
     const int64_t batch = batch_ctr ? *batch_ctr : batch_arg;
     double sum = 0;
     for (int b = 0; b < B; b++) sum += rank_rows[b];
-    float loss = (float)(sum / B);
+    float loss = (float)(sum / nb);
     if (has_kl) {
         double kl = 0;
         for (int b = 0; b < B; b++) kl += kl_rows[b];
-        loss += (float)(temp * temp * kl / B);
+        loss += (float)(temp * temp * kl / nb);
     }
     if (acc->bad >= 0) return;
     if (!isfinite(loss)) {
@@ -460,8 +464,8 @@ __global__ void loss_accumulate_kernel(int64_t n, int B, int has_kl, double temp
  * batch < 0 and no batch_ctr: returns the loss (read back: the host waits); else the loss goes
  * into the device's epoch sums as batch `batch` (or *batch_ctr, read on the device), and 0 is
  * returned. */
-float gm_train_step_device(gpu_model_t *g, dropout_key_t key, int64_t batch,
-                           const int64_t *batch_ctr) {
+float gm_train_step_device(gpu_model_t *g, dropout_key_t key, int row0, int B_all,
+                           int64_t batch, const int64_t *batch_ctr) {
     gpu_ctx_t *ctx = g->ctx;
     const model_config_t *cfg = &g->lay.cfg;
     const int B = g->B, C = g->C, K = g->K, d = g->d;
@@ -474,27 +478,28 @@ float gm_train_step_device(gpu_model_t *g, dropout_key_t key, int64_t batch,
     gpu_zero(g->dV, (size_t)B * K * d * sizeof(float));
     if (cfg->stage == STAGE_PRETRAIN) {
         if (on_device)
-            gpu_pretrain_rank_rows(ctx, E, g->V, g->cand, B, C, K, d, g->kstar, g->scores,
-                                   g->dscores, g->rank_rows);
+            gpu_pretrain_rank_rows(ctx, E, g->V, g->cand, B, C, K, d, B_all, g->kstar,
+                                   g->scores, g->dscores, g->rank_rows);
         else
-            loss = gpu_pretrain_rank(ctx, E, g->V, g->cand, B, C, K, d, g->kstar, g->scores,
-                                     g->dscores);
+            loss = gpu_pretrain_rank(ctx, E, g->V, g->cand, B, C, K, d, B_all, g->kstar,
+                                     g->scores, g->dscores);
         gpu_pretrain_scores_backward(ctx, E, g->V, g->cand, B, C, K, d, g->kstar, g->dscores,
                                      g->dV, dE, g->head_work);
     } else {
-        gm_predictor_forward(g, 1, key);
+        gm_predictor_forward(g, 1, key, row0, B_all);
         gpu_zero(g->d_pred_intent, (size_t)B * K * sizeof(float));
         if (on_device) {
             gpu_user_vector_distill_rows(ctx, E, g->V, g->cand, g->pred_intent, B, C, K, d,
-                                         cfg->temp, g->w, g->u, g->target_intent,
+                                         B_all, cfg->temp, g->w, g->u, g->target_intent,
                                          g->d_pred_intent, g->kl_rows);
-            gpu_candidate_rank_rows(ctx, E, g->u, g->cand, B, C, d, g->scores, g->dscores,
+            gpu_candidate_rank_rows(ctx, E, g->u, g->cand, B, C, d, B_all, g->scores, g->dscores,
                                     g->rank_rows);
         } else {
             const float kl = gpu_user_vector_distill(ctx, E, g->V, g->cand, g->pred_intent, B, C,
-                                                     K, d, cfg->temp, g->w, g->u,
+                                                     K, d, B_all, cfg->temp, g->w, g->u,
                                                      g->target_intent, g->d_pred_intent);
-            loss = gpu_candidate_rank(ctx, E, g->u, g->cand, B, C, d, g->scores, g->dscores);
+            loss = gpu_candidate_rank(ctx, E, g->u, g->cand, B, C, d, B_all, g->scores,
+                                      g->dscores);
             loss += kl;
         }
         gpu_zero(g->du, (size_t)B * d * sizeof(float));
@@ -503,8 +508,9 @@ float gm_train_step_device(gpu_model_t *g, dropout_key_t key, int64_t batch,
         predictor_backward(g);
     }
     if (on_device)
-        LAUNCH(loss_accumulate_kernel, (int64_t)1, B, cfg->stage == STAGE_FINETUNE, cfg->temp,
-               g->rank_rows, g->kl_rows, batch, batch_ctr, g->acc);
+        LAUNCH(loss_accumulate_kernel, (int64_t)1, B, model_rows_all(B, B_all),
+               cfg->stage == STAGE_FINETUNE, cfg->temp, g->rank_rows, g->kl_rows, batch,
+               batch_ctr, g->acc);
     extractor_backward(g);
     return loss;
 }
@@ -513,7 +519,7 @@ extern "C" float gpu_train_step(gpu_model_t *g, const model_batch_t *b, dropout_
     const char *who = "gpu_train_step";
     upload_batch(g, b, who);
     if (g->finetune) pack_batch(g, b, who);
-    return gm_train_step_device(g, key, -1, NULL);
+    return gm_train_step_device(g, key, b->row0, b->B_all, -1, NULL);
 }
 
 extern "C" void gpu_eval_scores(gpu_model_t *g, const model_batch_t *b, float *scores) {
@@ -528,7 +534,7 @@ extern "C" void gpu_eval_scores(gpu_model_t *g, const model_batch_t *b, float *s
     } else {
         dropout_key_t none = {0, 0};
         pack_batch(g, b, who);
-        gm_predictor_forward(g, 0, none);
+        gm_predictor_forward(g, 0, none, 0, 0);
         gpu_user_vector(ctx, g->V, g->pred_intent, B, K, d, g->w, g->u);
         gpu_candidate_scores(ctx, E, g->u, g->cand, B, C, d, g->scores);
     }
@@ -553,7 +559,7 @@ const gpu_lazy_batch_t *gm_lazy_batch(gpu_model_t *g, gpu_lazy_batch_t *lb) {
 }
 
 void gm_step_update(gpu_model_t *g, adam_t *opt, dropout_key_t key, int64_t batch) {
-    gm_train_step_device(g, key, batch, NULL);
+    gm_train_step_device(g, key, 0, 0, batch, NULL);
     gpu_lazy_batch_t lb;
     gpu_adam_update_guarded(g->ctx, opt, &g->lay, g->params, g->grads, g->adam_m, g->adam_v,
                             &g->acc->bad, NULL, NULL, gm_lazy_batch(g, &lb));

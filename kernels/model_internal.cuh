@@ -168,12 +168,14 @@ int gm_pack_compute(const model_batch_t *b, const char *who, int32_t *perm, int3
                     int64_t *step_off, int32_t *ids, int32_t *fin, int64_t *T);
 /* The extractor's forward over the batch in g's device buffers (hist, pos; shape g->B x g->L). */
 void gm_extractor_forward(gpu_model_t *g);
-/* The interest predictor's forward (finetune), after the batch's packing is in place. */
-void gm_predictor_forward(gpu_model_t *g, int training, dropout_key_t key);
+/* The interest predictor's forward (finetune), after the batch's packing is in place; row0,
+ * B_all: where the rows sit in the whole batch (model_batch_t), for the dropout. */
+void gm_predictor_forward(gpu_model_t *g, int training, dropout_key_t key, int row0, int B_all);
 /* Forward, loss and backward of the batch in g's device buffers: batch < 0 and no batch_ctr
- * returns the loss (the host waits); else the loss goes into the device's epoch sums. */
-float gm_train_step_device(gpu_model_t *g, dropout_key_t key, int64_t batch,
-                           const int64_t *batch_ctr);
+ * returns the loss (the host waits); else the loss goes into the device's epoch sums. row0,
+ * B_all: the batch as a slice of a whole batch (model_batch_t; 0, 0: a whole batch). */
+float gm_train_step_device(gpu_model_t *g, dropout_key_t key, int row0, int B_all,
+                           int64_t batch, const int64_t *batch_ctr);
 
 /* LazyAdam: the running batch's touched rows into *lb (returned), NULL with Adam. */
 const gpu_lazy_batch_t *gm_lazy_batch(gpu_model_t *g, gpu_lazy_batch_t *lb);

@@ -513,11 +513,11 @@ static const op_tensor_t rank_t[] = {
     [RL_DLOSS] = {"dloss", "1", T_IN, 1, 1, .flags = 0},
     [RL_DS] = {"dscores", "B,C", T_OUT, .flags = 0},
 };
-#define RL_FWD(P, T) *(T *)t[RL_LOSS] = ranking_loss##P(t[RL_S], s->B, s->C, t[RL_DS])
+#define RL_FWD(P, T) *(T *)t[RL_LOSS] = ranking_loss##P(t[RL_S], s->B, s->C, 0, t[RL_DS])
 CPU_WRAP_T(rank_fwd, RL_FWD)
 #ifdef TIMIREC_CUDA
 static void rank_fwd_gpu(gpu_ctx_t *g, op_case_t *c) {
-    const float loss = gpu_ranking_loss(g, c->t[RL_S], c->s.B, c->s.C, c->t[RL_DS]);
+    const float loss = gpu_ranking_loss(g, c->t[RL_S], c->s.B, c->s.C, 0, c->t[RL_DS]);
     gpu_to_device(c->t[RL_LOSS], &loss, sizeof loss);
 }
 #endif
@@ -540,7 +540,7 @@ static const op_tensor_t distill_t[] = {
     [DI_DLOSS] = {"dloss", "1", T_IN, 1, 1, .flags = 0},
     [DI_DPI] = {"dpi", "B,K", T_GRAD_ADD, -1, 1, .flags = 0},
 };
-#define DI_FWD(P, T, DPI) *(T *)t[DI_LOSS] = distill_loss##P(heads_layout(s), t[DI_E], t[DI_V], t[DI_CAND], t[DI_PI], s->B, s->C, s->temp, t[DI_TGT], DPI)
+#define DI_FWD(P, T, DPI) *(T *)t[DI_LOSS] = distill_loss##P(heads_layout(s), t[DI_E], t[DI_V], t[DI_CAND], t[DI_PI], s->B, s->C, 0, s->temp, t[DI_TGT], DPI)
 #define DIG_FWD(P, T) DI_FWD(P, T, t[DI_DPI])
 #define DIV_FWD(P, T) DI_FWD(P, T, NULL)
 CPU_WRAP_T(distill_fwd, DIG_FWD)
@@ -550,7 +550,7 @@ static void distill_gpu_(gpu_ctx_t *g, op_case_t *c, int with_grad) {
     void *const *t = c->t;
     const op_shape_t *s = &c->s;
     const float loss = gpu_distill_loss(g, t[DI_E], t[DI_V], t[DI_CAND], t[DI_PI], s->B, s->C,
-                                        s->K, s->d, s->temp, t[DI_TGT],
+                                        s->K, s->d, 0, s->temp, t[DI_TGT],
                                         with_grad ? t[DI_DPI] : NULL);
     gpu_to_device(t[DI_LOSS], &loss, sizeof loss);
 }
@@ -814,11 +814,11 @@ static const op_tensor_t proj_t[] = {
     /* ADDS the projection's weight and bias gradients; the rest of the buffer untouched */
     [PJ_GRADS] = {"grads", "W", T_GRAD_ADD, -1, 1, .flags = OPT_PER_PARAM},
 };
-#define PJ_FWD(P) proj_forward##P(proj_layout(s), t[PJ_PARAMS], t[PJ_G], s->B, s->train, proj_key(s), t[PJ_ACTS], t[PJ_OUT])
+#define PJ_FWD(P) proj_forward##P(proj_layout(s), t[PJ_PARAMS], t[PJ_G], s->B, s->train, proj_key(s), 0, 0, t[PJ_ACTS], t[PJ_OUT])
 #define PJ_BWD(P) proj_backward##P(proj_layout(s), t[PJ_PARAMS], t[PJ_G], t[PJ_ACTS], s->B, s->train, t[PJ_DOUT], t[PJ_DG], t[PJ_WORK], t[PJ_GRADS])
 CPU_WRAP(proj_fwd, PJ_FWD)
 CPU_WRAP(proj_bwd, PJ_BWD)
-GPU_WRAP(proj_fwd, gpu_proj_forward(g, proj_layout(s), t[PJ_PARAMS], t[PJ_G], s->B, s->train, proj_key(s), t[PJ_ACTS], t[PJ_OUT]))
+GPU_WRAP(proj_fwd, gpu_proj_forward(g, proj_layout(s), t[PJ_PARAMS], t[PJ_G], s->B, s->train, proj_key(s), 0, 0, t[PJ_ACTS], t[PJ_OUT]))
 GPU_WRAP(proj_bwd, gpu_proj_backward(g, proj_layout(s), t[PJ_PARAMS], t[PJ_G], t[PJ_ACTS], s->B, s->train, t[PJ_DOUT], t[PJ_DG], t[PJ_WORK], t[PJ_GRADS]))
 
 /* layers - 1 (d, d) layers and a (K, d) one: weights read (and their gradients written),
@@ -857,7 +857,7 @@ static void mask_fwd_f(op_case_t *c) {
                 keep[((int64_t)l * s->B + b) * s->d + j] =
                     proj_dropout_keep(key.seed, key.step, l, s->B, b, s->d, j, (float)s->p);
 }
-GPU_WRAP(mask_fwd, gpu_proj_dropout_mask(g, proj_key(s), s->layers, s->B, s->d, (float)s->p, t[MK_KEEP]))
+GPU_WRAP(mask_fwd, gpu_proj_dropout_mask(g, proj_key(s), s->layers, s->B, 0, 0, s->d, (float)s->p, t[MK_KEEP]))
 
 static double mask_cost(const op_shape_t *s, int bwd, double *flops) {
     (void)bwd;

@@ -140,8 +140,8 @@ static void run(gpu_ctx_t *ctx, shape_t s, uint32_t tag) {
         gpu_poison(d_scores, (size_t)nS * sizeof(float));
         gpu_poison(d_kstar, (size_t)B * sizeof(int32_t));
         pretrain_scores_f(&lay, params, V, cand, B, C, 1, kstar, scores);
-        float lc = ranking_loss_f(scores, B, C, ds);
-        float lg = gpu_pretrain_rank(ctx, d_E, d_V, d_cand, B, C, K, d, d_kstar, d_scores, d_ds);
+        float lc = ranking_loss_f(scores, B, C, 0, ds);
+        float lg = gpu_pretrain_rank(ctx, d_E, d_V, d_cand, B, C, K, d, 0, d_kstar, d_scores, d_ds);
         check_kstar("fused pretrain rank: kstar", d_kstar, kstar, V, E, cand, B, C, K, d);
         gt_compare("fused pretrain rank: scores", d_scores, scores, nS, TOL);
         check_loss_tol("fused pretrain rank: loss (from its own scores)", lg, lc, TOL);
@@ -149,8 +149,8 @@ static void run(gpu_ctx_t *ctx, shape_t s, uint32_t tag) {
         gpu_poison(d_scores, (size_t)nS * sizeof(float));
         gpu_poison(d_ds, (size_t)nS * sizeof(float));
         candidate_scores_f(&lay, params, u, cand, B, C, scores);
-        lc = ranking_loss_f(scores, B, C, ds);
-        lg = gpu_candidate_rank(ctx, d_E, d_u, d_cand, B, C, d, d_scores, d_ds);
+        lc = ranking_loss_f(scores, B, C, 0, ds);
+        lg = gpu_candidate_rank(ctx, d_E, d_u, d_cand, B, C, d, 0, d_scores, d_ds);
         gt_compare("fused candidate rank: scores", d_scores, scores, nS, TOL);
         check_loss_tol("fused candidate rank: loss (from its own scores)", lg, lc, TOL);
         gt_compare("fused candidate rank: d scores", d_ds, ds, nS, TOL);
@@ -164,9 +164,9 @@ static void run(gpu_ctx_t *ctx, shape_t s, uint32_t tag) {
         float *d_w3 = gt_poisoned(nK), *d_u3 = gt_poisoned((int64_t)B * d), *d_tgt = gt_poisoned(nK);
         float *d_dpi3 = gt_up(dpi3, nK);
         user_vector_f(V, pi, B, K, d, w3, u3);
-        float lc = distill_loss_f(&lay, params, V, cand, pi, B, C, temp, tgt, dpi3);
-        float lg = gpu_user_vector_distill(ctx, d_E, d_V, d_cand, d_pi, B, C, K, d, temp, d_w3,
-                                           d_u3, d_tgt, d_dpi3);
+        float lc = distill_loss_f(&lay, params, V, cand, pi, B, C, 0, temp, tgt, dpi3);
+        float lg = gpu_user_vector_distill(ctx, d_E, d_V, d_cand, d_pi, B, C, K, d, 0, temp,
+                                           d_w3, d_u3, d_tgt, d_dpi3);
         gt_compare("fused user vector + distillation: w", d_w3, w3, nK, TOL);
         gt_compare("fused user vector + distillation: u", d_u3, u3, (int64_t)B * d, TOL);
         gt_compare("fused user vector + distillation: target_intent", d_tgt, tgt, nK, TOL);

@@ -5,7 +5,9 @@
  *    (K 1 to 64, history up to 512, emb 4 to 256, n_layers 1 to 4, with and without the
  *    transformer and positions): loss, scores, interests, intents, d loss / d V, and every
  *    gradient tensor; a second step on the same batch must give the very same bits (the
- *    backend is deterministic); evaluation scores from the same parameters.
+ *    backend is deterministic); evaluation scores from the same parameters. Also steps on a
+ *    slice of a larger batch (row0, B_all: the means over B_all rows, the dropout masks at
+ *    the rows' places), the GPU's slice step against the CPU's.
  * 2. Twenty steps of each stage on a synthetic corpus, batches built as the trainer builds
  *    them (Philox negatives and shuffle, the trainer's dropout key), gpu_train_step +
  *    gpu_adam_step against the CPU step + adam_step from the same initial weights (finetune
@@ -94,9 +96,10 @@ static void compare_grads(const model_layout_t *lay, const float *gpu, const flo
         snprintf(gt_worst_label, sizeof gt_worst_label, "%s: gradient of %s", label, worst_name);
 }
 
+/* row0, B_all: the batch as a slice of a larger one (model_batch_t; 0, 0: a whole batch). */
 static void one_step(const char *label, model_config_t cfg, int B, int L, int C, float scale,
-                     double tol_grad) {
-    printf("%s: B %d, L %d, C %d\n", label, B, L, C);
+                     double tol_grad, int row0, int B_all) {
+    printf("%s: B %d, L %d, C %d, row0 %d, B_all %d\n", label, B, L, C, row0, B_all);
     char err[512];
     if (model_config_check(&cfg, err, sizeof err)) {
         CHECK(0, "%s: %s", label, err);
@@ -115,7 +118,7 @@ static void one_step(const char *label, model_config_t cfg, int B, int L, int C,
     gt_histories(B, L, cfg.n_items, 17, 0, hist, pos, length);
     for (int64_t i = 0; i < (int64_t)B * C; i++)
         cand[i] = 1 + (int32_t)(rng_u32(5, RNG_TEST, 2, (uint64_t)i, 0) % (uint32_t)(cfg.n_items - 1));
-    model_batch_t mb = {B, L, C, hist, pos, length, cand, 0, 0};
+    model_batch_t mb = {B, L, C, hist, pos, length, cand, row0, B_all};
     dropout_key_t key = {11, 4};
 
     model_ws_t_f ws;
@@ -347,53 +350,69 @@ int main(void) {
     if (emu) {
         model_config_t c = ref;
         c.emb_size = 16;
-        one_step("pretrain, emb 16, K 2", c, 24, 20, 2, 5, TOL_GRAD);
+        one_step("pretrain, emb 16, K 2", c, 24, 20, 2, 5, TOL_GRAD, 0, 0);
         c = fine;
         c.emb_size = 16;
-        one_step("finetune, emb 16, K 2, n_layers 2", c, 24, 20, 2, 5, TOL_GRAD);
+        one_step("finetune, emb 16, K 2, n_layers 2", c, 24, 20, 2, 5, TOL_GRAD, 0, 0);
         c.K = 7;
         c.n_layers = 3;
         c.history_max = 40;
-        one_step("finetune, emb 16, K 7, n_layers 3, history 40", c, 5, 40, 4, 5, TOL_GRAD);
+        one_step("finetune, emb 16, K 7, n_layers 3, history 40", c, 5, 40, 4, 5, TOL_GRAD, 0, 0);
         c.add_trm = 0;
         c.add_pos = 0;
         c.K = 1;
         c.emb_size = 4;
         c.attn_size = 1;
         c.n_layers = 1;
-        one_step("finetune, K 1, emb 4, attn 1, no transformer/positions", c, 5, 40, 11, 5, TOL_GRAD);
+        one_step("finetune, K 1, emb 4, attn 1, no transformer/positions", c, 5, 40, 11, 5, TOL_GRAD, 0, 0);
         c = ref;
         c.emb_size = 16;
         c.K = 64;
         c.history_max = 64;
-        one_step("pretrain, K 64, history 64", c, 3, 64, 4, 5, TOL_GRAD);
+        one_step("pretrain, K 64, history 64", c, 3, 64, 4, 5, TOL_GRAD, 0, 0);
+        /* Slices of a larger batch: the means divide by B_all, the dropout draws at rows
+         * row0 + b (test_batch_slice checks the CPU's slices against the whole batch). */
+        c = ref;
+        c.emb_size = 16;
+        one_step("pretrain, a slice: rows 7 .. 26 of 61", c, 20, 20, 2, 5, TOL_GRAD, 7, 61);
+        c = fine;
+        c.emb_size = 16;
+        c.n_layers = 3; /* two hidden layers: the mask index's B_all matters from layer 1 */
+        one_step("finetune, n_layers 3, a slice: rows 7 .. 26 of 61", c, 20, 20, 2, 5, TOL_GRAD,
+                 7, 61);
     } else {
-        one_step("pretrain at the reference's shapes", ref, 256, 20, 2, 5, TOL_GRAD);
-        one_step("finetune at the reference's shapes", fine, 256, 20, 2, 5, TOL_GRAD);
+        one_step("pretrain at the reference's shapes", ref, 256, 20, 2, 5, TOL_GRAD, 0, 0);
+        one_step("finetune at the reference's shapes", fine, 256, 20, 2, 5, TOL_GRAD, 0, 0);
+        one_step("pretrain, a slice: rows 100 .. 227 of 256", ref, 128, 20, 2, 5, TOL_GRAD, 100,
+                 256);
+        model_config_t f3 = fine;
+        f3.n_layers = 3;
+        one_step("finetune, n_layers 3, a slice: rows 100 .. 227 of 256", f3, 128, 20, 2, 5,
+                 TOL_GRAD, 100, 256);
         model_config_t c = ref;
         c.K = 64;
         c.history_max = 512;
-        one_step("pretrain, K 64, history 512", c, 3, 512, 4, 5, TOL_GRAD);
+        one_step("pretrain, K 64, history 512", c, 3, 512, 4, 5, TOL_GRAD, 0, 0);
         c = fine;
         c.K = 64;
         c.history_max = 512;
         c.n_layers = 4;
         c.temp = 0.3;
-        one_step("finetune, K 64, history 512, n_layers 4", c, 3, 512, 4, 5, TOL_GRAD);
+        one_step("finetune, K 64, history 512, n_layers 4", c, 3, 512, 4, 5, TOL_GRAD, 0, 0);
         c.emb_size = 256;
         c.attn_size = 32;
         c.K = 16;
         c.history_max = 200;
         /* The x5 weights make this GRU (emb 256, 200 steps) amplify rounding: float and double
          * differ by 2.3e-4 here (test_model_shapes), so two float orders may too. */
-        one_step("finetune, K 16, history 200, emb 256, attn 32", c, 4, 200, 3, 5, TOL_GRAD_CHAOTIC);
+        one_step("finetune, K 16, history 200, emb 256, attn 32", c, 4, 200, 3, 5, TOL_GRAD_CHAOTIC, 0, 0);
         c.add_trm = 0;
         c.add_pos = 0;
         c.K = 1;
         c.emb_size = 4;
         c.attn_size = 1;
         c.n_layers = 1;
-        one_step("finetune, K 1, emb 4, attn 1, no transformer/positions", c, 5, 512, 101, 5, TOL_GRAD);
+        one_step("finetune, K 1, emb 4, attn 1, no transformer/positions", c, 5, 512, 101, 5, TOL_GRAD, 0, 0);
     }
     trajectories(emu);
     return gt_finish("test_gpu_model");

@@ -229,13 +229,13 @@ static void test_ranking(void) {
         int B = shapes[si][0], C = shapes[si][1];
         double *s = malloc(sizeof(double) * (size_t)(B * C)), *ds = malloc(sizeof(double) * (size_t)(B * C));
         for (int e = 0; e < B * C; e++) s[e] = 3.0 * urand(50 + (uint32_t)si, (uint64_t)e);
-        double L = ranking_loss_d(s, B, C, ds);
+        double L = ranking_loss_d(s, B, C, 0, ds);
         CHECK_CLOSE(L, naive_rank(s, B, C), 1e-12);
         printf("  B %d, C %d: %.15g equals the direct form\n", B, C, L);
         /* float agrees */
         float *sf = malloc(sizeof(float) * (size_t)(B * C)), *dsf = malloc(sizeof(float) * (size_t)(B * C));
         for (int e = 0; e < B * C; e++) sf[e] = (float)s[e];
-        float Lf = ranking_loss_f(sf, B, C, dsf);
+        float Lf = ranking_loss_f(sf, B, C, 0, dsf);
         CHECK_CLOSE(Lf, L, 1e-5);
         for (int e = 0; e < B * C; e++) CHECK_CLOSE(dsf[e], ds[e], 1e-5);
         free(sf);
@@ -246,7 +246,7 @@ static void test_ranking(void) {
     /* C = 2 is BPR: -mean log sigmoid(pos - neg). */
     {
         double s[8] = {0.3, -1.2, 2.5, 2.7, -4.0, 1.0, 0.0, 0.0}, ds[8];
-        double L = ranking_loss_d(s, 4, 2, ds), want = 0;
+        double L = ranking_loss_d(s, 4, 2, 0, ds), want = 0;
         for (int b = 0; b < 4; b++) want += log1p(exp(-(s[2 * b] - s[2 * b + 1])));
         want /= 4;
         CHECK_CLOSE(L, want, 1e-14);
@@ -260,7 +260,7 @@ static void test_ranking(void) {
     /* Hand case: scores [2, 1, 0]: w = softmax(1, 0), loss = -log(w1 sig(1) + w2 sig(2)). */
     {
         double s[3] = {2, 1, 0}, ds[3];
-        double L = ranking_loss_d(s, 1, 3, ds);
+        double L = ranking_loss_d(s, 1, 3, 0, ds);
         CHECK_CLOSE(L, 0.25963967700718, 1e-13);
         printf("  hand case [2, 1, 0]: %.15g (want 0.25963967700718)\n", L);
     }
@@ -270,21 +270,21 @@ static void test_ranking(void) {
                            0,    800,   -800,  5};
         double ds[12];
         double L0, L1, L2, L;
-        L = ranking_loss_d(s, 3, 4, ds);
-        L0 = ranking_loss_d(s, 1, 4, ds);
-        L1 = ranking_loss_d(s + 4, 1, 4, ds);
-        L2 = ranking_loss_d(s + 8, 1, 4, ds);
+        L = ranking_loss_d(s, 3, 4, 0, ds);
+        L0 = ranking_loss_d(s, 1, 4, 0, ds);
+        L1 = ranking_loss_d(s + 4, 1, 4, 0, ds);
+        L2 = ranking_loss_d(s + 8, 1, 4, 0, ds);
         CHECK(isfinite(L) && isfinite(L0) && isfinite(L1) && isfinite(L2), "non-finite loss");
         CHECK_CLOSE(L0, 0.0, 1e-12);
         CHECK_CLOSE(L1, 2000.0, 1e-9);
         /* row 2: w ~ (1, e^-1600, e^-795): loss = 800 - log(1 + e^5 sigmoid(-5)) (+ O(e^-795)) */
         CHECK_CLOSE(L2, 800.0 - log1p(exp(5.0) / (1.0 + exp(5.0))), 1e-9);
-        L = ranking_loss_d(s, 3, 4, ds);
+        L = ranking_loss_d(s, 3, 4, 0, ds);
         CHECK_CLOSE(L, (L0 + L1 + L2) / 3, 1e-9);
         for (int e = 0; e < 12; e++) CHECK(isfinite(ds[e]), "ds[%d] = %g", e, ds[e]);
         float sf[12], dsf[12];
         for (int e = 0; e < 12; e++) sf[e] = (float)s[e];
-        float Lf = ranking_loss_f(sf, 3, 4, dsf);
+        float Lf = ranking_loss_f(sf, 3, 4, 0, dsf);
         CHECK(isfinite(Lf), "float loss %g", Lf);
         CHECK_CLOSE(Lf, L, 1e-3);
         for (int e = 0; e < 12; e++) CHECK(isfinite(dsf[e]), "float ds[%d] = %g", e, dsf[e]);
@@ -312,7 +312,7 @@ static void test_distill(void) {
         int32_t cand[2] = {2, 1};
         double temps[2] = {1.0, 0.5}, want[2] = {0.0608219129172494, 0.0596022898189257};
         for (int i = 0; i < 2; i++) {
-            double L = distill_loss_d(&lay, params, V, cand, pi, 1, 2, temps[i], ti, dpi);
+            double L = distill_loss_d(&lay, params, V, cand, pi, 1, 2, 0, temps[i], ti, dpi);
             CHECK_CLOSE(ti[0], 0.6, 1e-15);
             CHECK_CLOSE(ti[1], 0.8, 1e-15);
             CHECK_CLOSE(L, want[i], 1e-14);
@@ -320,7 +320,7 @@ static void test_distill(void) {
         }
         /* A zero vector: cos = 0 (norm clamped at 1e-12), no NaN. */
         double Vz[8] = {0, 0, 0, 0, 0, 2, 0, 0};
-        double L = distill_loss_d(&lay, params, Vz, cand, pi, 1, 2, 1.0, ti, NULL);
+        double L = distill_loss_d(&lay, params, Vz, cand, pi, 1, 2, 0, 1.0, ti, NULL);
         CHECK(ti[0] == 0 && isfinite(L), "zero interest: target %g, loss %g", ti[0], L);
         free(params);
     }
@@ -334,7 +334,7 @@ static void test_distill(void) {
         double target[B_ * K_], dpi[B_ * K_], pi[B_ * K_];
         for (int e = 0; e < B_ * K_; e++) dpi[e] = 0.25; /* ADD semantics: offset removed below */
         memcpy(pi, all + h.oPI, sizeof pi);
-        double L = distill_loss_d(&h.lay, all, all + h.oV, h.cand, pi, B_, C_, h.temp, target, dpi);
+        double L = distill_loss_d(&h.lay, all, all + h.oV, h.cand, pi, B_, C_, 0, h.temp, target, dpi);
         for (int e = 0; e < B_ * K_; e++) dpi[e] -= 0.25;
         CHECK(isfinite(L) && L >= 0, "distill loss %g", L);
         /* The target is cos(V, E[target]) in [-1, 1]. */
@@ -342,14 +342,14 @@ static void test_distill(void) {
             CHECK(target[e] >= -1 && target[e] <= 1, "target_intent %g", target[e]);
         /* distill_loss_from_target with the written target gives the same value and gradient. */
         double dpi2[B_ * K_] = {0};
-        double L2 = distill_loss_from_target_d(target, pi, B_, K_, h.temp, dpi2);
+        double L2 = distill_loss_from_target_d(target, pi, B_, K_, 0, h.temp, dpi2);
         CHECK(L2 == L, "distill_loss_from_target %.17g vs distill_loss %.17g", L2, L);
         for (int e = 0; e < B_ * K_; e++) CHECK_CLOSE(dpi2[e], dpi[e], 1e-15);
         /* float agrees */
         float *allf = malloc(sizeof(float) * (size_t)h.n_all), tf[B_ * K_], pif[B_ * K_];
         for (int64_t j = 0; j < h.n_all; j++) allf[j] = (float)all[j];
         for (int e = 0; e < B_ * K_; e++) pif[e] = (float)pi[e];
-        float Lf = distill_loss_f(&h.lay, allf, allf + h.oV, h.cand, pif, B_, C_, h.temp, tf, NULL);
+        float Lf = distill_loss_f(&h.lay, allf, allf + h.oV, h.cand, pif, B_, C_, 0, h.temp, tf, NULL);
         CHECK_CLOSE(Lf, L, 1e-5);
         free(allf);
         free(all);
@@ -363,9 +363,9 @@ static double chain_loss(void *vctx, const double *all) {
     double w[B_ * K_], u[B_ * D_], s[B_ * C_], ds[B_ * C_], ti[B_ * K_];
     user_vector_d(all + h->oV, all + h->oPI, B_, K_, D_, w, u);
     candidate_scores_d(&h->lay, all, u, h->cand, B_, C_, s);
-    double L = ranking_loss_d(s, B_, C_, ds);
+    double L = ranking_loss_d(s, B_, C_, 0, ds);
     /* The target uses the unperturbed V and E: it is detached in the reference. */
-    L += distill_loss_d(&h->lay, h->base, h->base + h->oV, h->cand, all + h->oPI, B_, C_, h->temp,
+    L += distill_loss_d(&h->lay, h->base, h->base + h->oV, h->cand, all + h->oPI, B_, C_, 0, h->temp,
                         ti, NULL);
     return L;
 }
@@ -381,10 +381,10 @@ static void test_chain(void) {
     double w[B_ * K_], u[B_ * D_], s[B_ * C_], ds[B_ * C_], ti[B_ * K_], du[B_ * D_] = {0};
     user_vector_d(all + h.oV, all + h.oPI, B_, K_, D_, w, u);
     candidate_scores_d(&h.lay, all, u, h.cand, B_, C_, s);
-    double L = ranking_loss_d(s, B_, C_, ds);
+    double L = ranking_loss_d(s, B_, C_, 0, ds);
     candidate_scores_backward_d(&h.lay, all, u, h.cand, B_, C_, ds, du, grad);
     user_vector_backward_d(all + h.oV, w, du, B_, K_, D_, grad + h.oV, grad + h.oPI);
-    L += distill_loss_d(&h.lay, all, all + h.oV, h.cand, all + h.oPI, B_, C_, h.temp, ti, grad + h.oPI);
+    L += distill_loss_d(&h.lay, all, all + h.oV, h.cand, all + h.oPI, B_, C_, 0, h.temp, ti, grad + h.oPI);
     CHECK(isfinite(L), "chain loss %g", L);
     CHECK_CLOSE(L, chain_loss(&h, all), 1e-14);
     check_tensor("chain: V (B,K,d)", chain_loss, &h, all, h.oV, B_ * K_ * D_, grad);

@@ -69,7 +69,7 @@ typedef struct {
 
 static double pred_loss(void *vctx, const double *params) {
     pctx_t *c = vctx;
-    predictor_forward_d(c->lay, params, c->hist, c->length, c->B, c->L, c->training, c->key,
+    predictor_forward_d(c->lay, params, c->hist, c->length, c->B, c->L, c->training, c->key, 0, 0,
                         c->cache, c->pred);
     double s = 0;
     for (int e = 0; e < c->B * c->lay->cfg.K; e++) s += c->pred[e] * c->Rm[e];
@@ -154,7 +154,7 @@ static void golden_case(void) {
     predictor_cache_alloc_d(&cache, &lay, 2, 3);
     double pred[4];
     dropout_key_t key = {1, 1};
-    predictor_forward_d(&lay, params, hist, length, 2, 3, 0, key, &cache, pred);
+    predictor_forward_d(&lay, params, hist, length, 2, 3, 0, key, 0, 0, &cache, pred);
     for (int e = 0; e < 4; e++) CHECK_CLOSE(pred[e], want[e], 1e-12);
     printf("golden forward (numpy, MODEL.md gate equations): %.15g %.15g %.15g %.15g\n", pred[0],
            pred[1], pred[2], pred[3]);
@@ -187,11 +187,11 @@ static void padding_case(void) {
     for (int e = 0; e < B * K; e++) R[e] = urand(901, (uint64_t)e);
     double *g1 = calloc((size_t)lay.total, sizeof(double)), *g2 = calloc((size_t)lay.total, sizeof(double));
     double *g3 = calloc((size_t)lay.total, sizeof(double));
-    predictor_forward_d(&lay, params, h1, length, B, L, 1, key, &cache, p1);
+    predictor_forward_d(&lay, params, h1, length, B, L, 1, key, 0, 0, &cache, p1);
     predictor_backward_d(&lay, params, h1, length, B, L, &cache, R, g1);
-    predictor_forward_d(&lay, params, h2, length, B, L2, 1, key, &cache, p2);
+    predictor_forward_d(&lay, params, h2, length, B, L2, 1, key, 0, 0, &cache, p2);
     predictor_backward_d(&lay, params, h2, length, B, L2, &cache, R, g2);
-    predictor_forward_d(&lay, params, h3, length, B, L2, 1, key, &cache, p3);
+    predictor_forward_d(&lay, params, h3, length, B, L2, 1, key, 0, 0, &cache, p3);
     predictor_backward_d(&lay, params, h3, length, B, L2, &cache, R, g3);
     CHECK(memcmp(p1, p2, sizeof p1) == 0, "extra padded columns changed pred_intent");
     CHECK(memcmp(p1, p3, sizeof p1) == 0, "ids past length changed pred_intent");
@@ -231,9 +231,9 @@ static void dropout_case(double p) {
     dropout_key_t key = {0xDEADBEEFCAFEull, 41};
     double *pred = malloc(sizeof(double) * B * K);
     double *eval_acts = malloc(sizeof(double) * 2 * B * d);
-    predictor_forward_d(&lay, params, hist, length, B, L, 0, key, &cache, pred);
+    predictor_forward_d(&lay, params, hist, length, B, L, 0, key, 0, 0, &cache, pred);
     memcpy(eval_acts, cache.acts, sizeof(double) * 2 * B * d);
-    predictor_forward_d(&lay, params, hist, length, B, L, 1, key, &cache, pred);
+    predictor_forward_d(&lay, params, hist, length, B, L, 1, key, 0, 0, &cache, pred);
     const double scale = 1.0 / (1.0 - p);
     int64_t kept = 0, total = 0, helper_bad = 0, layer0_bad = 0, dropped_nonzero = 0;
     for (int layer = 0; layer < 2; layer++)
@@ -298,8 +298,8 @@ static void float_double_case(void) {
     double outd[33 * 4];
     float outf[33 * 4];
     for (int training = 0; training < 2; training++) {
-        predictor_forward_d(&lay, pd, hist, length, B, L, training, key, &cd, outd);
-        predictor_forward_f(&lay, pf, hist, length, B, L, training, key, &cf, outf);
+        predictor_forward_d(&lay, pd, hist, length, B, L, training, key, 0, 0, &cd, outd);
+        predictor_forward_f(&lay, pf, hist, length, B, L, training, key, 0, 0, &cf, outf);
         double worst = 0;
         int bad = 0;
         for (int e = 0; e < B * K; e++) {
@@ -366,7 +366,7 @@ static void float_double_case(void) {
             predictor_cache_alloc_##SUF(&c, &lay, B, L);                                        \
             c.input_path = paths[p];                                                            \
             g[p] = calloc((size_t)lay.total, sizeof(REALT));                                    \
-            predictor_forward_##SUF(&lay, params, hist, length, B, L, 1, key, &c, out[p]);      \
+            predictor_forward_##SUF(&lay, params, hist, length, B, L, 1, key, 0, 0, &c, out[p]); \
             predictor_backward_##SUF(&lay, params, hist, length, B, L, &c, Rm, g[p]);           \
             CHECK((c.U > 0) == (paths[p] == PRED_INPUT_TABLE) || paths[p] == PRED_INPUT_AUTO,   \
                   "path %d: U = %lld", paths[p], (long long)c.U);                               \

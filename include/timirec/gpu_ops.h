@@ -163,9 +163,10 @@ void gpu_pretrain_scores(gpu_ctx_t *ctx, const float *E, const float *V, const i
                          int B, int C, int K, int d, int training, int32_t *kstar,
                          float *scores);
 /* Training pretrain head fused: kstar, scores (as gpu_pretrain_scores with training = 1),
- * the ranking loss (returned, as gpu_ranking_loss) and dscores (overwritten). */
+ * the ranking loss (returned, as gpu_ranking_loss) and dscores (overwritten). B_all: as the
+ * CPU losses' (heads_decl.h): the rows the mean divides by, 0 for B (a whole batch). */
 float gpu_pretrain_rank(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
-                        int B, int C, int K, int d, int32_t *kstar, float *scores,
+                        int B, int C, int K, int d, int B_all, int32_t *kstar, float *scores,
                         float *dscores);
 /* dV and dE ADD. work: (B * C, d) scratch. */
 void gpu_pretrain_scores_backward(gpu_ctx_t *ctx, const float *E, const float *V,
@@ -181,7 +182,7 @@ void gpu_candidate_scores(gpu_ctx_t *ctx, const float *E, const float *u, const 
 /* Finetune scores and ranking loss fused: scores = u . E[cand] (as gpu_candidate_scores), the
  * loss (returned) and dscores (overwritten). */
 float gpu_candidate_rank(gpu_ctx_t *ctx, const float *E, const float *u, const int32_t *cand,
-                         int B, int C, int d, float *scores, float *dscores);
+                         int B, int C, int d, int B_all, float *scores, float *dscores);
 /* du and dE ADD. work: (B * C, d) scratch. */
 void gpu_candidate_scores_backward(gpu_ctx_t *ctx, const float *E, const float *u,
                                    const int32_t *cand, int B, int C, int d,
@@ -194,18 +195,19 @@ void gpu_finetune_head_backward(gpu_ctx_t *ctx, const float *E, const float *V, 
                                 float *d_pred_intent, float *dE, float *work);
 /* Returns the loss (the per-row terms summed on the host in row order, as the CPU does);
  * dscores overwritten. */
-float gpu_ranking_loss(gpu_ctx_t *ctx, const float *scores, int B, int C, float *dscores);
+float gpu_ranking_loss(gpu_ctx_t *ctx, const float *scores, int B, int C, int B_all,
+                       float *dscores);
 /* target_intent written, d_pred_intent ADDED (may be NULL); returns the KL term. */
 float gpu_distill_loss(gpu_ctx_t *ctx, const float *E, const float *V, const int32_t *cand,
-                       const float *pred_intent, int B, int C, int K, int d, double temp,
-                       float *target_intent, float *d_pred_intent);
+                       const float *pred_intent, int B, int C, int K, int d, int B_all,
+                       double temp, float *target_intent, float *d_pred_intent);
 /* The user vector and the distillation fused, one block per row: w, u as gpu_user_vector
  * (u NULL: skipped, w then unused), and with cand (NULL: skipped, returns 0) target_intent,
  * d_pred_intent ADD and the KL term returned as gpu_distill_loss. */
 float gpu_user_vector_distill(gpu_ctx_t *ctx, const float *E, const float *V,
                               const int32_t *cand, const float *pred_intent, int B, int C, int K,
-                              int d, double temp, float *w, float *u, float *target_intent,
-                              float *d_pred_intent);
+                              int d, int B_all, double temp, float *w, float *u,
+                              float *target_intent, float *d_pred_intent);
 
 /* ---- predictor (cpu/predictor_decl.h) ---- */
 
@@ -232,18 +234,20 @@ void gpu_gru_backward(gpu_ctx_t *ctx, int d, const float *w_ih, const float *w_h
                       const gpu_gru_pack_t *pack, const float *x, const float *gates,
                       const float *ghn, const float *h, const float *dh, float *dgi, float *dgh,
                       float *dx, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh);
-/* params/grads: the device flat buffers (lay's offsets). */
+/* params/grads: the device flat buffers (lay's offsets). row0, B_all: where the rows sit in
+ * the whole batch, for the dropout (proj_forward's; B_all 0: a whole batch). */
 void gpu_proj_forward(gpu_ctx_t *ctx, const model_layout_t *lay, const float *params,
-                      const float *g, int B, int training, dropout_key_t key, float *acts,
-                      float *out);
+                      const float *g, int B, int training, dropout_key_t key, int row0,
+                      int B_all, float *acts, float *out);
 void gpu_proj_backward(gpu_ctx_t *ctx, const model_layout_t *lay, const float *params,
                        const float *g, const float *acts, int B, int training,
                        const float *dout, float *dg, float *work, float *grads);
 /* keep[(layer * B + b) * d + j] = 1 if the dropout rule keeps that element, else 0
  * (layers 0..n_layers-1), computed on the device: the test compares it with
- * proj_dropout_keep bit for bit. keep: (n_layers, B, d) int32. */
-void gpu_proj_dropout_mask(gpu_ctx_t *ctx, dropout_key_t key, int n_layers, int B, int d,
-                           float p, int32_t *keep);
+ * proj_dropout_keep bit for bit. keep: (n_layers, B, d) int32. The B rows are rows row0 ..
+ * row0 + B - 1 of a batch of B_all rows (B_all 0: a whole batch), drawn at those places. */
+void gpu_proj_dropout_mask(gpu_ctx_t *ctx, dropout_key_t key, int n_layers, int B, int row0,
+                           int B_all, int d, float p, int32_t *keep);
 
 /* ---- optimiser ---- */
 

@@ -111,6 +111,15 @@ typedef struct {
     int row0, B_all;
 } model_batch_t;
 
+/* The rows a batch's means are taken over and its dropout rows are numbered in: B_all, or B
+ * for a whole batch (B_all 0). */
+static inline int model_rows_all(int B, int B_all) { return B_all > 0 ? B_all : B; }
+/* 0 if rows row0 .. row0 + B - 1 fit in a batch of B_all rows (row0 0 when B_all is 0), else
+ * -1 (the callers stop with a message naming the numbers). */
+static inline int model_slice_check(int B, int row0, int B_all) {
+    return row0 >= 0 && (B_all == 0 ? row0 == 0 : B <= B_all && row0 <= B_all - B) ? 0 : -1;
+}
+
 /* ---- The activation table ----------------------------------------------------------------
  *
  * Every intermediate tensor of a training step, both stages, both backends: its name, its

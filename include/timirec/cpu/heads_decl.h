@@ -30,25 +30,29 @@ void R(candidate_scores_backward)(const model_layout_t *lay, const REAL *params,
                                   const int32_t *cand, int B, int C, const REAL *dscores,
                                   REAL *du, REAL *grads);
 
+/* The losses' means over batch rows divide by B_all, the rows of the whole batch these B rows
+ * are a slice of (B_all 0: B, a whole batch), so the slices' losses and gradients sum to the
+ * whole batch's (docs/MODEL.md, "Batch slices (data-parallel ranks)"). */
+
 /* Ranking loss (docs/MODEL.md, "Ranking loss"; BaseModel.loss): pos = scores[:,0], neg =
- * scores[:,1:] (C >= 2), w = softmax(neg) per row (not detached); loss = -mean_b log(sum_j w_j
- * sigmoid(pos - neg_j)). Evaluated in double as LSE_j(neg_j) - LSE_j(neg_j + log sigmoid(pos -
- * neg_j)), finite for any finite scores. Returns the loss; writes dscores (B, C) = d loss / d
- * scores (overwrites). */
-REAL R(ranking_loss)(const REAL *scores, int B, int C, REAL *dscores);
+ * scores[:,1:] (C >= 2), w = softmax(neg) per row (not detached); loss = -(1/B_all) sum_b
+ * log(sum_j w_j sigmoid(pos - neg_j)). Evaluated in double as LSE_j(neg_j) - LSE_j(neg_j + log
+ * sigmoid(pos - neg_j)), finite for any finite scores. Returns the loss; writes dscores (B, C)
+ * = d loss / d scores (overwrites). */
+REAL R(ranking_loss)(const REAL *scores, int B, int C, int B_all, REAL *dscores);
 
 /* Distillation (docs/MODEL.md, "Distillation loss"): cand (B, C) as above (only column 0, the
  * target, is read). target_intent[b,k] = cos(V[b,k], E[cand[b,0]]), each vector divided by
  * max(norm, 1e-12), written out (B, K) and treated as a constant; p = softmax(target_intent /
- * temp), log q = log_softmax(pred_intent / temp); returns temp^2 * (1/B) sum_b sum_k p (log p - log
- * q) (p log p = 0 where p = 0) and ADDS d/d pred_intent = temp / B * (q - p) into d_pred_intent (B,
- * K) (may be NULL: value only). No gradient flows into V or E. */
+ * temp), log q = log_softmax(pred_intent / temp); returns temp^2 * (1/B_all) sum_b sum_k p (log p
+ * - log q) (p log p = 0 where p = 0) and ADDS d/d pred_intent = temp / B_all * (q - p) into
+ * d_pred_intent (B, K) (may be NULL: value only). No gradient flows into V or E. */
 REAL R(distill_loss)(const model_layout_t *lay, const REAL *params, const REAL *V,
-                     const int32_t *cand, const REAL *pred_intent, int B, int C, double temp,
-                     REAL *target_intent, REAL *d_pred_intent);
+                     const int32_t *cand, const REAL *pred_intent, int B, int C, int B_all,
+                     double temp, REAL *target_intent, REAL *d_pred_intent);
 
 /* The same KL term for a given target_intent (B, K) (held constant): returns
- * temp^2 * (1/B) sum_b KL(softmax(target/temp) || softmax(pred/temp)) and ADDS
- * temp / B * (q - p) into d_pred_intent (may be NULL). distill_loss = cosine targets + this. */
+ * temp^2 * (1/B_all) sum_b KL(softmax(target/temp) || softmax(pred/temp)) and ADDS
+ * temp / B_all * (q - p) into d_pred_intent (may be NULL). distill_loss = cosine targets + this. */
 REAL R(distill_loss_from_target)(const REAL *target_intent, const REAL *pred_intent, int B,
-                                 int K, double temp, REAL *d_pred_intent);
+                                 int K, int B_all, double temp, REAL *d_pred_intent);

@@ -30,7 +30,8 @@ void R(model_ws_free)(R(model_ws_t) *ws);
 /* One training batch: forward, loss (docs/MODEL.md, "Pretrain head" to "Distillation loss"), and
  * backward ADDING d loss / d params into grads (the caller zeroes grads; NULL: forward and loss
  * only). ws->scores, V, pred_intent and target_intent hold the forward values afterwards. Returns
- * the loss. */
+ * the loss. A slice (b->B_all > 0) returns its share: the losses divide by B_all and the
+ * dropout draws at rows b->row0 + b (docs/MODEL.md, "Batch slices (data-parallel ranks)"). */
 REAL R(model_train_step)(const model_layout_t *lay, const REAL *params, const model_batch_t *b,
                          dropout_key_t key, R(model_ws_t) *ws, REAL *grads);
 

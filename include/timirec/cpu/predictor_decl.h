@@ -30,7 +30,8 @@
 #include "timirec/common.h"
 #include "timirec/rng.h"
 
-/* The dropout rule above: 1 if element (layer, b, j) of a batch of B rows, width d, is kept. */
+/* The dropout rule above: 1 if element (layer, b, j) of a batch of B rows, width d, is kept.
+ * A slice of a larger batch passes the whole batch's B and b (model_batch_t's B_all, row0 + b). */
 TMR_HD int proj_dropout_keep(uint64_t seed, uint32_t step, int layer, int B, int b, int d, int j,
                              float p) {
     uint64_t idx = (uint64_t)(((int64_t)layer * B + b) * d + j);
@@ -112,9 +113,13 @@ void R(gru_backward)(int d, const REAL *w_ih, const REAL *w_hh, int n_steps,
 /* ---- projection MLP (lay->n_proj Linear layers; weights from params via lay->proj_w/b) ---- */
 
 /* g (B, d) -> out (B, K). acts ((n_proj-1), B, d): each hidden layer's output after dropout
- * and ReLU (saved for backward). training != 0 applies dropout with key (rule above). */
+ * and ReLU (saved for backward). training != 0 applies dropout with key (rule above), the B
+ * rows being rows row0 .. row0 + B - 1 of a batch of B_all rows (model_batch_t; B_all 0: a
+ * whole batch, row0 0): row b draws as row row0 + b of B_all, so a slice's masks are the whole
+ * batch's rows. */
 void R(proj_forward)(const model_layout_t *lay, const REAL *params, const REAL *g, int B,
-                     int training, dropout_key_t key, REAL *acts, REAL *out);
+                     int training, dropout_key_t key, int row0, int B_all, REAL *acts,
+                     REAL *out);
 
 /* dout (B, K) -> dg (B, d) (overwrites); ADDS the layers' weight and bias gradients into
  * grads. g and acts as saved by proj_forward with the same training flag; work: (2, B, d). */
@@ -167,10 +172,11 @@ void R(predictor_cache_slots)(R(predictor_cache_t) *c, R(act_slot_t) *slot);
 void R(predictor_cache_free)(R(predictor_cache_t) *c);
 
 /* hist (B, L) right-padded item ids (real items in 1..N; row N of E2 exists and is accepted),
- * length (B) in 0..L. Writes pred_intent (B, K). B <= max_B, L <= max_L. */
+ * length (B) in 0..L. Writes pred_intent (B, K). B <= max_B, L <= max_L. row0, B_all: where
+ * the rows sit in the whole batch, for the dropout (proj_forward). */
 void R(predictor_forward)(const model_layout_t *lay, const REAL *params, const int32_t *hist,
                           const int32_t *length, int B, int L, int training, dropout_key_t key,
-                          R(predictor_cache_t) *c, REAL *pred_intent);
+                          int row0, int B_all, R(predictor_cache_t) *c, REAL *pred_intent);
 
 /* Same hist/length/B/L as the last forward on c. ADDS dL/d(E2, GRU, projection) into grads. */
 void R(predictor_backward)(const model_layout_t *lay, const REAL *params, const int32_t *hist,
