@@ -11,6 +11,7 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,10 +97,13 @@ void comm_mpi_finalize(void) { MPI_Finalize(); }
 
 void comm_mpi_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 
-/* Completes *req by the deadline: 0, or -1 with the timeout message. Polls briefly, then
- * sleeps between tests so that oversubscribed ranks leave the cores to their peers. */
+/* Completes *req by the deadline: 0, or -1 with the timeout message. A non-blocking
+ * collective advances only inside MPI_Test (each message fragment needs a call), so the loop
+ * polls without sleeping: it yields the core between tests (oversubscribed ranks leave it to
+ * their peers), and sleeps 100 us between tests only after 0.1 s of waiting (a slow peer). */
 static int wait_for(MPI_Request *req, double deadline, double timeout_s, const char *call,
                     char *err, size_t errlen) {
+    const double t0 = tmr_now();
     for (long polls = 0;; polls++) {
         int done = 0, rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS) return mpi_fail(rc, call, err, errlen);
@@ -109,7 +113,9 @@ static int wait_for(MPI_Request *req, double deadline, double timeout_s, const c
                              "%s: no answer after %g s (a peer rank died or skipped this "
                              "collective?)",
                              call, timeout_s);
-        if (polls > 1000) nanosleep(&(struct timespec){0, 20000}, NULL);
+        if (polls < 1000) continue;
+        if (tmr_now() - t0 < 0.1) sched_yield();
+        else nanosleep(&(struct timespec){0, 100000}, NULL);
     }
 }
 
