@@ -88,7 +88,7 @@ void comm_abort(comm_t *c, int code, const char *fmt, ...) {
     va_end(ap);
     fputc('\n', stderr);
     fflush(stderr);
-    if (c && c->size > 1) comm_mpi_abort(code);
+    if (c && c->mpi) comm_mpi_abort(code);
     exit(code);
 }
 
