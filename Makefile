@@ -22,8 +22,29 @@ LDLIBS  := -lm
 LDFLAGS := -fopenmp $(SANITIZE)
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c src/cpu/*.c))
-# The MPI transport of comm.h: src/nompi/ until the MPI detection picks src/mpi/.
-MPI_SRC  := $(wildcard src/nompi/*.c)
+
+# ---- MPI detection: the MPI transport of comm.h (src/mpi/) when mpicc exists (and MPI != 0);
+# else src/nompi/, whose stubs make every run one process. Sanitizer builds are without MPI
+# (like CUDA); the GPU machine has no MPI.
+MPI ?= auto
+MPICC := $(shell command -v mpicc 2>/dev/null)
+MPI_OFF_WHY := mpicc not found or MPI=0
+ifeq ($(MPI),0)
+  MPICC :=
+endif
+ifneq ($(SANITIZE),)
+  MPICC :=
+  MPI_OFF_WHY := sanitizer build
+endif
+ifneq ($(MPICC),)
+  MPI_SRC := $(wildcard src/mpi/*.c)
+  BASE_CFLAGS += -DTIMIREC_MPI=1 $(shell $(MPICC) --showme:compile)
+  LDLIBS += $(shell $(MPICC) --showme:link)
+  MPI_NOTE := MPI: mpicc found at $(MPICC) ($(shell $(MPICC) --showme:version 2>&1 | sed -n 's/.*\(Open MPI [0-9.]*\).*/\1/p')); data-parallel runs under mpirun
+else
+  MPI_SRC := $(wildcard src/nompi/*.c)
+  MPI_NOTE := MPI: skipped src/mpi/ ($(MPI_OFF_WHY)); every run is one process
+endif
 LIB_SRC  += $(MPI_SRC)
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
 MAIN_OBJ := $(BUILD)/src/main.o
@@ -92,6 +113,7 @@ all: cuda-note $(BIN)/timirec
 cuda-note:
 	@echo "$(CUDA_NOTE)"
 	@echo "$(BLAS_NOTE)"
+	@echo "$(MPI_NOTE)"
 
 $(BIN)/timirec: $(MAIN_OBJ) $(BUILD)/libtimirec.a
 	@mkdir -p $(dir $@)
@@ -215,6 +237,8 @@ else
   RUN_NAMES := $(TEST_NAMES)
 endif
 RUN_BIN := $(addprefix $(BUILD)/tests/,$(filter-out $(CLI_TESTS),$(RUN_NAMES)))
+# cli_comm.sh launches test_comm under mpirun.
+RUN_BIN += $(if $(filter cli_comm.sh,$(RUN_NAMES)),$(BUILD)/tests/test_comm)
 
 test: all $(RUN_BIN)
 	@sh tests/run_tests.sh $(BUILD)/tests $(BIN)/timirec $(RUN_NAMES)

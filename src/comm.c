@@ -16,9 +16,16 @@
 
 struct comm {
     int rank, size;
+    int mpi; /* MPI initialised (under a launcher, even as 1 rank): finalize it */
     double timeout_s;
     comm_stats_t stats;
     char desc[512];
+    /* Test hook TIMIREC_TEST_COMM_SKIP=R:N or R:LABEL: rank R skips its N-th collective (from
+     * 1) or its first one labelled LABEL, as a buggy or stuck peer would (tests/cli_comm.sh). */
+    int64_t entered; /* collectives entered */
+    int skip_rank;   /* -1: no hook */
+    int64_t skip_call;
+    char skip_what[64];
 };
 
 int comm_mpi_built(void) {
@@ -36,7 +43,19 @@ int comm_init(int *argc, char ***argv, comm_t **out, char *err, size_t errlen) {
     c->timeout_s = t && *t ? atof(t) : 300.0;
     if (!(c->timeout_s > 0)) c->timeout_s = 300.0;
     snprintf(c->desc, sizeof c->desc, "1 process");
-    if (comm_mpi_launched() &&
+    c->skip_rank = -1;
+    const char *skip = getenv("TIMIREC_TEST_COMM_SKIP");
+    int at = 0;
+    if (skip && sscanf(skip, "%d:%n", &c->skip_rank, &at) == 1 && at > 0) {
+        char *end;
+        c->skip_call = strtoll(skip + at, &end, 10);
+        if (*end || end == skip + at) {
+            c->skip_call = 0;
+            snprintf(c->skip_what, sizeof c->skip_what, "%s", skip + at);
+        }
+    }
+    c->mpi = comm_mpi_launched();
+    if (c->mpi &&
         comm_mpi_init(argc, argv, &c->rank, &c->size, c->desc, sizeof c->desc, err, errlen)) {
         free(c);
         *out = NULL;
@@ -48,7 +67,7 @@ int comm_init(int *argc, char ***argv, comm_t **out, char *err, size_t errlen) {
 
 void comm_finalize(comm_t *c) {
     if (!c) return;
-    if (c->size > 1) comm_mpi_finalize();
+    if (c->mpi) comm_mpi_finalize();
     free(c);
 }
 
@@ -69,13 +88,24 @@ void comm_abort(comm_t *c, int code, const char *fmt, ...) {
     va_end(ap);
     fputc('\n', stderr);
     fflush(stderr);
-    if (c && c->size > 1) comm_mpi_abort(code);
+    if (c && c->mpi) comm_mpi_abort(code);
     exit(code);
 }
 
 /* A transport call's result: on failure every rank stops, naming this one and the call. */
 static void check(comm_t *c, int rc, const char *what, const char *err) {
     if (rc) comm_abort(c, 3, "collective \"%s\" failed: %s", what, err);
+}
+
+/* 1 when this rank is to skip this collective (the test hook above); counts the call. */
+static int skipped(comm_t *c, const char *what) {
+    c->entered++;
+    if (c->rank != c->skip_rank) return 0;
+    if (c->skip_call ? c->entered != c->skip_call : strcmp(what, c->skip_what) != 0) return 0;
+    fprintf(stderr, "timirec: rank %d of %d: TIMIREC_TEST_COMM_SKIP: skipping collective %lld "
+                    "\"%s\"\n", c->rank, c->size, (long long)c->entered, what);
+    c->skip_rank = -1; /* once */
+    return 1;
 }
 
 /* Collective bookkeeping around a transport call. */
@@ -89,7 +119,7 @@ static void end(comm_t *c, double t0, uint64_t sent) {
 /* The ordered sum of n elements of `elem` bytes with add(acc, x, count) (acc += x). */
 static void ordered_sum(comm_t *c, void *x, int64_t n, size_t elem,
                         void (*add)(void *acc, const void *x, int64_t count), const char *what) {
-    if (!c || c->size == 1 || n <= 0) return;
+    if (!c || c->size == 1 || n <= 0 || skipped(c, what)) return;
     const int P = c->size;
     const int64_t chunk = (n + P - 1) / P; /* elements per owner, the last chunks padded */
     const size_t cb = (size_t)chunk * elem;
@@ -134,7 +164,7 @@ void comm_max_i64(comm_t *c, int64_t *x, int64_t n, const char *what) {
 }
 
 void comm_bcast(comm_t *c, void *buf, size_t bytes, int root, const char *what) {
-    if (!c || c->size == 1 || bytes == 0) return;
+    if (!c || c->size == 1 || bytes == 0 || skipped(c, what)) return;
     char err[512] = "";
     const double t0 = begin();
     check(c, comm_mpi_bcast(buf, bytes, root, c->timeout_s, err, sizeof err), what, err);
@@ -143,10 +173,10 @@ void comm_bcast(comm_t *c, void *buf, size_t bytes, int root, const char *what) 
 
 int64_t comm_allgather(comm_t *c, const void *mine, int64_t n_mine, size_t elem, void **all,
                        int64_t *counts, const char *what) {
-    if (!c || c->size == 1) {
+    if (!c || c->size == 1 || skipped(c, what)) { /* skipped: as if alone */
         *all = tmr_malloc(tmr_mul_size((size_t)(n_mine > 0 ? n_mine : 1), elem));
         if (n_mine > 0) memcpy(*all, mine, (size_t)n_mine * elem);
-        counts[0] = n_mine;
+        for (int r = 0; r < comm_size(c); r++) counts[r] = r == comm_rank(c) ? n_mine : 0;
         return n_mine;
     }
     const int P = c->size;

@@ -14,6 +14,8 @@ if [ $# -lt 3 ]; then
 fi
 dir=$1
 bin=$2
+# Shell tests that launch a test program (cli_comm.sh: test_comm under mpirun) find it here.
+export TIMIREC_TEST_DIR="$dir"
 shift 2
 passed=0 failed=0 skipped=0
 failed_names=""

@@ -1,7 +1,7 @@
 /* Collectives between the ranks of a data-parallel run (docs/ARCHITECTURE.md, "Data-parallel
  * training"). Two transports behind one interface:
- *   - one process (src/comm_single.c): rank 0 of 1, every collective a copy or nothing;
- *   - MPI (src/comm_mpi.c, built when the Makefile finds mpicc: TIMIREC_MPI), used when the
+ *   - one process (src/comm.c): rank 0 of 1, every collective a copy or nothing;
+ *   - MPI (src/mpi/comm_mpi.c, built when the Makefile finds mpicc: TIMIREC_MPI), used when the
  *     process was started by an MPI launcher (mpirun sets OMPI_COMM_WORLD_SIZE, PMI_SIZE or
  *     PMIX_RANK); a plain start of an MPI build is one process, as without MPI.
  * Rules for callers: every rank calls the same collectives in the same order with the same

@@ -1,7 +1,7 @@
-/* The MPI transport under comm.h (internal to src/comm*.c): src/comm_mpi.c when the build found
- * mpicc (TIMIREC_MPI), else src/nompi/comm_mpi.c, whose comm_mpi_launched answers 0 so that
- * nothing else is called. comm.c checks sizes, keeps the statistics and handles one rank itself;
- * these run only with size > 1. Each returns 0, or -1 after the timeout or an MPI error with a
+/* The MPI transport under comm.h (internal to src/comm.c): src/mpi/comm_mpi.c when the build
+ * found mpicc (TIMIREC_MPI), else src/nompi/comm_mpi.c, whose comm_mpi_launched answers 0 so
+ * that nothing else is called. comm.c checks sizes, keeps the statistics and handles one rank
+ * itself; these run only with size > 1. Each returns 0, or -1 after the timeout or an MPI error with a
  * message in err (comm.c then aborts every rank). */
 #ifndef TIMIREC_COMM_MPI_H
 #define TIMIREC_COMM_MPI_H
