@@ -20,12 +20,14 @@ struct comm {
     double timeout_s;
     comm_stats_t stats;
     char desc[512];
-    /* Test hook TIMIREC_TEST_COMM_SKIP=R:N or R:LABEL: rank R skips its N-th collective (from
-     * 1) or its first one labelled LABEL, as a buggy or stuck peer would (tests/cli_comm.sh). */
+    /* Test hook TIMIREC_TEST_COMM_SKIP=R:N, R:LABEL or R:LABEL@K: rank R skips its N-th
+     * collective (from 1), or its first (K-th) one labelled LABEL, as a buggy or stuck peer
+     * would (tests/cli_comm.sh, tests/cli_dist.sh). */
     int64_t entered; /* collectives entered */
     int skip_rank;   /* -1: no hook */
     int64_t skip_call;
     char skip_what[64];
+    int64_t skip_nth, seen_what; /* LABEL@K: K, and the LABEL calls so far */
 };
 
 int comm_mpi_built(void) {
@@ -52,6 +54,20 @@ int comm_init(int *argc, char ***argv, comm_t **out, char *err, size_t errlen) {
         if (*end || end == skip + at) {
             c->skip_call = 0;
             snprintf(c->skip_what, sizeof c->skip_what, "%s", skip + at);
+            char *nth = strrchr(c->skip_what, '@');
+            c->skip_nth = nth ? strtoll(nth + 1, NULL, 10) : 1;
+            if (nth) *nth = 0;
+        }
+    }
+    if (!comm_mpi_built()) { /* an MPI launch of a binary without MPI: N lone rank 0s */
+        const char *w = getenv("OMPI_COMM_WORLD_SIZE");
+        if (!w) w = getenv("PMI_SIZE");
+        if (w && atoi(w) > 1) {
+            free(c);
+            *out = NULL;
+            return tmr_error(err, errlen, "started by an MPI launcher as one of %d ranks, but "
+                             "this timirec was built without MPI (no mpicc at build time): each "
+                             "process would train alone and write the same files", atoi(w));
         }
     }
     c->mpi = comm_mpi_launched();
@@ -101,7 +117,9 @@ static void check(comm_t *c, int rc, const char *what, const char *err) {
 static int skipped(comm_t *c, const char *what) {
     c->entered++;
     if (c->rank != c->skip_rank) return 0;
-    if (c->skip_call ? c->entered != c->skip_call : strcmp(what, c->skip_what) != 0) return 0;
+    if (c->skip_call ? c->entered != c->skip_call
+                     : strcmp(what, c->skip_what) != 0 || ++c->seen_what != c->skip_nth)
+        return 0;
     fprintf(stderr, "timirec: rank %d of %d: TIMIREC_TEST_COMM_SKIP: skipping collective %lld "
                     "\"%s\"\n", c->rank, c->size, (long long)c->entered, what);
     c->skip_rank = -1; /* once */

@@ -22,7 +22,9 @@ trap 'rm -rf "$tmp"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 # OpenMPI refuses root without these; one OpenMP thread per rank (2 cores here).
+# Shared memory between the ranks without the cross-memory-attach a container may forbid.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
 ranks() { n=$1; shift; if [ "$n" = 1 ]; then "$@"; else mpirun --oversubscribe -np "$n" "$@"; fi; }
 
 # ---- ml-100k: N ranks against one process ----
