@@ -84,7 +84,7 @@ typedef struct {
 
 /* The model's view of a sampler batch. */
 static inline model_batch_t trainer_model_batch(const batch_t *b) {
-    model_batch_t mb = {b->B, b->L, b->C, b->hist, b->pos, b->length, b->cand};
+    model_batch_t mb = {b->B, b->L, b->C, b->hist, b->pos, b->length, b->cand, 0, 0};
     return mb;
 }
 
