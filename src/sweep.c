@@ -1,6 +1,8 @@
 /* timirec sweep (include/timirec/sweep.h): a grid of run flags, every combination and seed
  * run as a child process of this binary (fork + exec of /proc/self/exe), so a failing or
- * crashing point is recorded and the sweep goes on.
+ * crashing point is recorded and the sweep goes on. One child at a time, or with --gpus one per
+ * listed GPU (--gpu ID, as the reference sets CUDA_VISIBLE_DEVICES); --gpu is not a shared
+ * setting, so base.ini and the rows do not depend on --gpus.
  *
  * DIR (--out) holds:
  *   base.ini          the settings every run shares: the --config file's run options and the
