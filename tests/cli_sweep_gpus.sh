@@ -4,8 +4,8 @@
 # which is all the sweep needs. Checked: two runs at once (the second starts before the first
 # ends), each run got the --gpu of the GPU the sweep named for it, sweep.csv equals the one
 # without --gpus (rows in grid order although runs end in another order), a sweep stopped by
-# --max_runs resumes under --gpus to the same table, SIGTERM stops every running child, and the
-# refused forms of --gpus.
+# --max_runs resumes under --gpus to the same table, a failing run is recorded and the sweep
+# goes on, SIGTERM stops every running child, and the refused forms of --gpus.
 bin=${1:-bin/timirec}
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
@@ -69,6 +69,16 @@ $sweep --grid "$grid" --out "$tmp/res" --gpus 1,0 > "$tmp/r2.out" 2>&1; rc=$?
 check "resume under --gpus runs the other 5" "[ $rc -eq 0 ] && grep -q '^sweep: 5 runs now, 3 already done, 0 failed' $tmp/r2.out"
 untimed "$tmp/res/sweep.csv" > "$tmp/res.csv"
 check "the resumed sweep.csv equals the one without --gpus" "cmp -s $tmp/seq.csv $tmp/res.csv"
+
+# A failing point under --gpus: K=0 is out of range; its pretrain is recorded as failed, its
+# finetune as skipped, and the other GPU's point still runs.
+$sweep --grid "K=0,2;history_max=5" --epoch 1 --out "$tmp/fail" --gpus 0,1 > "$tmp/f.out" 2>&1; rc=$?
+csv=$tmp/fail/sweep.csv
+check "--gpus: a failed run makes the exit code 1" "[ $rc -eq 1 ]"
+check "--gpus: K=0 pretrain failed with why, finetune skipped" \
+    "grep -q '^0,5,0,pretrain,failed,\"exit 2: timirec: error: --K: 0 is outside' $csv && grep -q '^0,5,0,finetune,skipped,pretrain did not succeed' $csv"
+check "--gpus: the sweep went on, rows in grid order" \
+    "[ \"\$(tail -n +2 $csv | cut -d, -f1,4,5 | tr '\n' ' ')\" = '0,pretrain,failed 0,finetune,skipped 2,pretrain,ok 2,finetune,ok ' ]"
 
 # SIGTERM while two runs train: both children stop, nothing is recorded, exit 128 + 15.
 long="$sweep --grid K=1,2 --stages pretrain --epoch 60 --out $tmp/int --gpus 0,1"
