@@ -94,18 +94,49 @@ else
   CUDA_NOTE := CUDA: skipped kernels/ ($(CUDA_OFF_WHY)); building the CPU backend only
 endif
 
+# ---- NCCL detection: the GPU transport (include/timirec/comm_nccl.h, kernels/comm_nccl.cu),
+# only with nvcc: NCCL_HOME (include/nccl.h, lib/ or lib64/libnccl.so.2), else the toolkit's
+# own NCCL when it has one, else the NCCL of the nvidia-nccl wheel (pip install
+# nvidia-nccl-cu13; PyTorch ships it); NCCL=0 skips it. Its library goes first on the link line
+# and in the rpath, so the header and the library are the same NCCL. Without it src/nonccl/
+# says "built without NCCL".
+NCCL ?= auto
+NCCL_STUB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/nonccl/*.c))
+ifneq ($(NVCC),)
+  ifneq ($(NCCL),0)
+    ifeq ($(NCCL_HOME),)
+      ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h),)
+        NCCL_HOME := $(CUDA_HOME)
+      else
+        NCCL_HOME := $(shell python3 -c "import nvidia.nccl as m; print(list(m.__path__)[0])" 2>/dev/null)
+      endif
+    endif
+    NCCL_LIB := $(firstword $(wildcard $(NCCL_HOME)/lib/libnccl.so.2 $(NCCL_HOME)/lib64/libnccl.so.2))
+    HAVE_NCCL := $(if $(and $(NCCL_HOME),$(NCCL_LIB),$(wildcard $(NCCL_HOME)/include/nccl.h)),yes)
+  endif
+endif
+ifeq ($(HAVE_NCCL),yes)
+  CUDA_LIBS := -L$(dir $(NCCL_LIB)) -Wl,-rpath,$(dir $(NCCL_LIB)) -l:libnccl.so.2 $(CUDA_LIBS)
+  NCCL_NOTE := NCCL: $(shell sed -n 's/^\#define NCCL_\(MAJOR\|MINOR\|PATCH\) *\([0-9]*\).*/\2/p' $(NCCL_HOME)/include/nccl.h | paste -sd.) at $(NCCL_HOME); building the GPU transport (kernels/comm_nccl.cu)
+else
+  CU_OBJ := $(filter-out $(BUILD)/kernels/comm_nccl.o,$(CU_OBJ)) $(NCCL_STUB_OBJ)
+  NCCL_NOTE := NCCL: not built (no nvcc, NCCL=0, or no NCCL_HOME / toolkit NCCL / python3 nvidia.nccl); the GPU transport says so
+endif
+$(BUILD)/kernels/comm_nccl.o: NVCCFLAGS += -I$(NCCL_HOME)/include
+
 # ---- The CUDA backend emulated on the host (emu/README.md): the backend's sources built with
 # g++ -DTMR_EMULATE against emu/emulate.h, so its index arithmetic, buffer sizes, cuBLAS
 # argument mapping and orchestration run in `make test` (and under ASan in `make asan`) without
 # a GPU or nvcc.
 # tests/test_gpu_X.c is built a second time as $(BUILD)/tests/test_emu_X against it.
-EMU_CU   := $(filter-out kernels/device.cu kernels/ceilings.cu,$(wildcard kernels/*.cu))
+EMU_CU   := $(filter-out kernels/device.cu kernels/ceilings.cu kernels/comm_nccl.cu,$(wildcard kernels/*.cu))
 EMU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/emu/kernels/%.o,$(EMU_CU)) $(BUILD)/emu/emu/emulate.o
-EMU_TEST_BIN := $(patsubst tests/test_gpu_%.c,$(BUILD)/tests/test_emu_%,$(filter-out tests/test_gpu_rng.c,$(wildcard tests/test_gpu_*.c)))
+# Not emulated: test_gpu_rng (device Philox against the CPU's), test_gpu_nccl (NCCL has no host twin).
+EMU_TEST_BIN := $(patsubst tests/test_gpu_%.c,$(BUILD)/tests/test_emu_%,$(filter-out tests/test_gpu_rng.c tests/test_gpu_nccl.c,$(wildcard tests/test_gpu_*.c)))
 EMU_CXXFLAGS := -x c++ -std=c++17 -DTMR_EMULATE $(OPT) -g -Wall -Wextra -Werror -Iinclude $(SANITIZE)
 # The host library: src/ has no #ifdef TIMIREC_CUDA (the backends are chosen at link time),
 # so the emulated library is its objects with the emulated kernels in place of src/nocuda/.
-EMU_LIB_OBJ := $(LIB_OBJ)
+EMU_LIB_OBJ := $(LIB_OBJ) $(NCCL_STUB_OBJ)
 
 .PHONY: all test test-names asan bench run clean cuda-note gpu-check fuzz fuzz-build FORCE
 all: cuda-note $(BIN)/timirec
@@ -114,6 +145,7 @@ cuda-note:
 	@echo "$(CUDA_NOTE)"
 	@echo "$(BLAS_NOTE)"
 	@echo "$(MPI_NOTE)"
+	@echo "$(NCCL_NOTE)"
 
 $(BIN)/timirec: $(MAIN_OBJ) $(BUILD)/libtimirec.a
 	@mkdir -p $(dir $@)
@@ -127,7 +159,7 @@ $(BUILD)/libtimirec.a: $(LIB_OBJ) $(CU_OBJ)
 # Objects depend on the flags they were built with: changing CUDA=, OPENBLAS= or the sanitizer
 # rebuilds instead of linking stale objects.
 FLAGS_STAMP := $(BUILD)/flags.stamp
-FLAGS_NOW := $(CC) $(BASE_CFLAGS) $(CFLAGS) $(NVCC) $(CUDA_ARCH)
+FLAGS_NOW := $(CC) $(BASE_CFLAGS) $(CFLAGS) $(NVCC) $(CUDA_ARCH) $(HAVE_NCCL) $(NCCL_HOME)
 $(shell mkdir -p $(BUILD); [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = "$(FLAGS_NOW)" ] || echo "$(FLAGS_NOW)" > $(FLAGS_STAMP))
 
 # Quiet by default (one line per file); `make V=1` prints the commands.

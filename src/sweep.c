@@ -1,6 +1,8 @@
 /* timirec sweep (include/timirec/sweep.h): a grid of run flags, every combination and seed
  * run as a child process of this binary (fork + exec of /proc/self/exe), so a failing or
- * crashing point is recorded and the sweep goes on.
+ * crashing point is recorded and the sweep goes on. One child at a time, or with --gpus one per
+ * listed GPU (--gpu ID, as the reference sets CUDA_VISIBLE_DEVICES); --gpu is not a shared
+ * setting, so base.ini and the rows do not depend on --gpus.
  *
  * DIR (--out) holds:
  *   base.ini          the settings every run shares: the --config file's run options and the
@@ -210,14 +212,17 @@ static int results_load(results_t *t, const char *path, char *err, size_t errlen
 
 /* ---- child processes ----------------------------------------------------------------------- */
 
-static volatile sig_atomic_t g_stop_signal = 0;
-static volatile pid_t g_child = 0;
+#define MAX_GPUS 64 /* --gpus: runs at once */
 
-/* SIGINT/SIGTERM: remember it and pass it on to the running child; the sweep stops after the
- * child ends, without recording the interrupted run. */
+static volatile sig_atomic_t g_stop_signal = 0;
+static volatile pid_t g_child[MAX_GPUS]; /* the running child of each slot (GPU), 0 when none */
+
+/* SIGINT/SIGTERM: remember it and pass it on to the running children; the sweep stops after
+ * they end, without recording the interrupted runs. */
 static void on_stop_signal(int sig) {
     g_stop_signal = sig;
-    if (g_child > 0) kill(g_child, sig);
+    for (int i = 0; i < MAX_GPUS; i++)
+        if (g_child[i] > 0) kill(g_child[i], sig);
 }
 
 static void install_signals(void) {
@@ -230,10 +235,10 @@ static void install_signals(void) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
-/* Run exe with argv, stdout to out_path, stderr to err_path. Returns the wait status, or -1 when
- * the child could not be started (message in err). */
-static int run_child(const char *exe, char **argv, const char *out_path, const char *err_path,
-                     char *err, size_t errlen) {
+/* Start exe with argv as the child of slot, stdout to out_path, stderr to err_path. Returns its
+ * pid, or -1 when it could not be started (message in err). */
+static pid_t start_child(const char *exe, char **argv, const char *out_path, const char *err_path,
+                         int slot, char *err, size_t errlen) {
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) return tmr_error(err, errlen, "fork: %s", strerror(errno));
@@ -249,15 +254,9 @@ static int run_child(const char *exe, char **argv, const char *out_path, const c
         fprintf(stderr, "timirec sweep: cannot run %s: %s\n", exe, strerror(errno));
         _exit(127);
     }
-    g_child = pid;
+    g_child[slot] = pid;
     if (g_stop_signal) kill(pid, g_stop_signal); /* a signal that came just before the fork */
-    int status;
-    pid_t w;
-    while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
-    }
-    g_child = 0;
-    if (w < 0) return tmr_error(err, errlen, "waitpid: %s", strerror(errno));
-    return status;
+    return pid;
 }
 
 /* Last non-blank line of a file (at most n-1 bytes of it), "" when none. */
@@ -287,11 +286,11 @@ static int mkdirs(const char *dir, char *err, size_t errlen) {
 /* ---- the sweep's own options and the settings every run shares ----------------------------- */
 
 typedef struct {
-    const char *config, *grid, *seeds, *out, *stages, *plot_metric;
+    const char *config, *grid, *seeds, *out, *stages, *plot_metric, *gpus;
     int64_t max_runs, retry_failed, plots;
 } sweep_opts_t;
 
-#define N_SWEEP_OPTS 9
+#define N_SWEEP_OPTS 10
 static void sweep_table(sweep_opts_t *o, opt_t *t) {
     opt_t table[N_SWEEP_OPTS] = {
         {"config", OPT_STR, &o->config, 0, 0,
@@ -306,6 +305,9 @@ static void sweep_table(sweep_opts_t *o, opt_t *t) {
         {"plots", OPT_INT, &o->plots, 0, 1, "draw plots with gnuplot when it is installed"},
         {"plot_metric", OPT_STR, &o->plot_metric, 0, 0,
          "test metric of the plots, e.g. HR@10 (default: the main metric)"},
+        {"gpus", OPT_STR, &o->gpus, 0, 0,
+         "GPU ids, e.g. 0,1: that many runs at once, each given --gpu ID, one run per GPU at a "
+         "time (default: one run at a time)"},
     };
     memcpy(t, table, sizeof table);
 }
@@ -319,6 +321,9 @@ static const char *usage_text =
     "DIR/sweep.csv gets one row per run (settings, seed, stage, status, best epoch, dev and test\n"
     "metrics, train time, samples/s), written after every run: run the same command again to\n"
     "resume an interrupted sweep (finished runs are not redone; the grid and seeds may grow).\n"
+    "--gpus 0,1,...: up to one run per listed GPU at once, each run given --gpu ID (a GPU takes\n"
+    "the next run when its run ends; a point's stages run in order on one GPU); the progress\n"
+    "lines name each run's GPU, and sweep.csv is the same as without --gpus (rows in grid order).\n"
     "Plots (PNG and SVG, gnuplot): the test metric and samples/s against each grid key, one line\n"
     "per combination of the other keys, mean over seeds with min-max bars.\n"
     "Exit: 0 all runs ok, 1 some failed, 2 usage error, 128+signal when interrupted.";
@@ -604,19 +609,25 @@ static char *point_name(const sweep_grid_t *g, char *const *keyvals, const char 
     return s;
 }
 
-/* One run of one stage as a child process: `timirec <the shared settings as flags>
+/* One run of one stage in a child process, from run_start to run_finish. */
+typedef struct {
+    char *dir, *json, *log, *err_f; /* DIR/RUN, DIR/RUN/S.jsonl, S.log, S.err */
+    double t0;                      /* when it started (tmr_now) */
+} run_job_t;
+
+/* Start one run of one stage as the child of slot: `timirec <the shared settings as flags>
  * --<key>=<value>... --stage S --random_seed N --model_dir DIR/RUN/model/ --log_file DIR/RUN/S.log
- * --json_log DIR/RUN/S.jsonl`, stderr to DIR/RUN/S.err (removed when empty). Flags rather than
- * --config: the argument table in each run's log shows every setting. Sets *status ("ok" or
- * "failed"), *why (malloc'd; "" when ok) and res. Returns 1 when the sweep was interrupted
- * (nothing to record), else 0. */
-static int run_point(const char *exe, const char *out, char *const *shared, int n_shared,
-                     const sweep_grid_t *g, char *const *keyvals, const char *seed, const char *stage,
-                     const char *run_dir, jsonl_run_summary_t *res, const char **status, char **why) {
+ * --json_log DIR/RUN/S.jsonl [--gpu ID]`, stderr to DIR/RUN/S.err. Flags rather than --config:
+ * the argument table in each run's log shows every setting. Returns the child's pid, or 0 when
+ * it could not be started (*why, malloc'd, says why; the run failed). */
+static pid_t run_start(const char *exe, const char *out, char *const *shared, int n_shared,
+                       const sweep_grid_t *g, char *const *keyvals, const char *seed,
+                       const char *stage, const char *run_dir, const char *gpu, int slot,
+                       run_job_t *job, char **why) {
     char err[4096];
     char *dir = tmr_strf("%s/%s", out, run_dir);
-    char *json = tmr_strf("%s/%s.jsonl", dir, stage), *log = tmr_strf("%s/%s.log", dir, stage);
-    char *err_f = tmr_strf("%s/%s.err", dir, stage);
+    *job = (run_job_t){dir, tmr_strf("%s/%s.jsonl", dir, stage), tmr_strf("%s/%s.log", dir, stage),
+                       tmr_strf("%s/%s.err", dir, stage), tmr_now()};
     char **cargv = tmr_malloc(((size_t)n_shared + SWEEP_MAX_KEYS + 12) * sizeof *cargv);
     int ca = 0;
     cargv[ca++] = tmr_strf("timirec");
@@ -626,46 +637,61 @@ static int run_point(const char *exe, const char *out, char *const *shared, int 
     cargv[ca++] = tmr_strf("--random_seed=%s", seed);
     cargv[ca++] = tmr_strf("--model_dir=%s/model/", dir);
     cargv[ca++] = tmr_strf("--model_path=");  /* the default path, inside model_dir */
-    cargv[ca++] = tmr_strf("--log_file=%s", log);
-    cargv[ca++] = tmr_strf("--json_log=%s", json);
+    cargv[ca++] = tmr_strf("--log_file=%s", job->log);
+    cargv[ca++] = tmr_strf("--json_log=%s", job->json);
+    if (gpu) cargv[ca++] = tmr_strf("--gpu=%s", gpu);
     cargv[ca] = NULL;
-    *status = "failed";
+    pid_t pid = 0;
     *why = NULL;
-    int interrupted = 0;
-    if (mkdirs(dir, err, sizeof err)) {
-        *why = tmr_strf("%s", err);
-    } else {
-        unlink(json); /* a run starts clean: no record of an interrupted earlier try */
-        unlink(log);
-        int ws = run_child(exe, cargv, "/dev/null", err_f, err, sizeof err);
-        char last[1000];
-        last_line(err_f, last, sizeof last);
-        if (g_stop_signal) interrupted = 1;
-        else if (ws < 0) *why = tmr_strf("%s", err);
-        else if (WIFSIGNALED(ws))
-            *why = tmr_strf("killed by signal %d (%s)%s%s", WTERMSIG(ws), strsignal(WTERMSIG(ws)),
-                        *last ? ": " : "", last);
-        else if (WEXITSTATUS(ws) != 0)
-            *why = tmr_strf("exit %d: %s", WEXITSTATUS(ws), *last ? last : "no message");
-        else if (jsonl_read_run_log(json, res, err, sizeof err))
-            *why = tmr_strf("exit 0 but %s", err);
-        else if (!res->has_test)
-            *why = tmr_strf("exit 0 but no test record in %s", json);
-        else {
-            *status = "ok";
-            *why = tmr_strf("%s", "");
-        }
-        struct stat sb;
-        if (stat(err_f, &sb) == 0 && sb.st_size == 0) unlink(err_f);
+    if (mkdirs(dir, err, sizeof err) == 0) {
+        unlink(job->json); /* a run starts clean: no record of an interrupted earlier try */
+        unlink(job->log);
+        pid = start_child(exe, cargv, "/dev/null", job->err_f, slot, err, sizeof err);
     }
-    if (!*why) *why = tmr_strf("interrupted");
+    if (pid <= 0) {
+        pid = 0;
+        *why = tmr_strf("%s", err);
+    }
     for (int i = 0; i < ca; i++) free(cargv[i]);
     free(cargv);
-    free(dir);
-    free(json);
-    free(log);
-    free(err_f);
+    return pid;
+}
+
+/* The end of a run (ws: its wait status): sets *status ("ok" or "failed"), *why (malloc'd; ""
+ * when ok) and res; removes an empty S.err. Returns 1 when the sweep was interrupted (nothing to
+ * record), else 0. */
+static int run_finish(run_job_t *job, int ws, jsonl_run_summary_t *res, const char **status,
+                      char **why) {
+    char err[4096], last[1000];
+    *status = "failed";
+    *why = NULL;
+    last_line(job->err_f, last, sizeof last);
+    int interrupted = g_stop_signal != 0;
+    if (interrupted) *why = tmr_strf("interrupted");
+    else if (WIFSIGNALED(ws))
+        *why = tmr_strf("killed by signal %d (%s)%s%s", WTERMSIG(ws), strsignal(WTERMSIG(ws)),
+                        *last ? ": " : "", last);
+    else if (WEXITSTATUS(ws) != 0)
+        *why = tmr_strf("exit %d: %s", WEXITSTATUS(ws), *last ? last : "no message");
+    else if (jsonl_read_run_log(job->json, res, err, sizeof err))
+        *why = tmr_strf("exit 0 but %s", err);
+    else if (!res->has_test)
+        *why = tmr_strf("exit 0 but no test record in %s", job->json);
+    else {
+        *status = "ok";
+        *why = tmr_strf("%s", "");
+    }
+    struct stat sb;
+    if (stat(job->err_f, &sb) == 0 && sb.st_size == 0) unlink(job->err_f);
     return interrupted;
+}
+
+static void run_job_free(run_job_t *job) {
+    free(job->dir);
+    free(job->json);
+    free(job->log);
+    free(job->err_f);
+    memset(job, 0, sizeof *job);
 }
 
 static char *fmt_num(const char *f, double v) { return isfinite(v) ? tmr_strf(f, v) : tmr_strf("%s", ""); }
@@ -718,8 +744,8 @@ typedef struct {
     char **shared;          /* the same as "--name=value" flags */
     int n_shared;
     sweep_grid_t g;
-    char *stages[2], *seeds[MAX_SEEDS];
-    int n_stages, n_seeds;
+    char *stages[2], *seeds[MAX_SEEDS], *gpus[MAX_GPUS];
+    int n_stages, n_seeds, n_gpus;  /* n_gpus 0: no --gpus, one run at a time */
     run_args_t base;        /* the shared settings as the run parses them */
     metric_spec_t spec;
     char *plot_col;         /* "test_NDCG@5" */
@@ -737,6 +763,7 @@ static void sweep_free(sweep_t *w) {
     sweep_grid_free(&w->g);
     for (int i = 0; i < w->n_stages; i++) free(w->stages[i]);
     for (int i = 0; i < w->n_seeds; i++) free(w->seeds[i]);
+    for (int i = 0; i < w->n_gpus; i++) free(w->gpus[i]);
     free(w->plot_col);
     csv_table_free(&w->t.csv);
     free(w->base_ini);
@@ -926,6 +953,33 @@ static int check_seeds_and_table(sweep_t *w) {
     return -1;
 }
 
+/* --gpus: distinct device ids; the sweep then sets every run's --gpu, so neither the shared
+ * settings nor the grid may. */
+static int check_gpus(sweep_t *w) {
+    const char *list = w->o.gpus;
+    if (!*list) return -1;
+    w->n_gpus = split_list(list, w->gpus, MAX_GPUS);
+    int ok = w->n_gpus >= 1;
+    for (int i = 0; ok && i < w->n_gpus; i++) {
+        ok = strspn(w->gpus[i], "0123456789") == strlen(w->gpus[i]);
+        for (int j = 0; ok && j < i; j++) ok = strcmp(w->gpus[i], w->gpus[j]) != 0;
+    }
+    if (!ok) {
+        if (w->n_gpus < 0) w->n_gpus = 0;
+        fprintf(stderr, "timirec sweep: --gpus: \"%s\" must be distinct device ids like 0,1,2 "
+                        "(at most %d)\n", list, MAX_GPUS);
+        return 2;
+    }
+    int in_grid = 0;
+    for (int k = 0; k < w->g.n_keys; k++) in_grid |= strcmp(w->g.key[k], "gpu") == 0;
+    if (in_grid || w->base.gpu[0]) {
+        fprintf(stderr, "timirec sweep: --gpus sets --gpu of every run: do not pass --gpu%s too\n",
+                in_grid ? " in the grid" : "");
+        return 2;
+    }
+    return -1;
+}
+
 /* DIR: the table so far, and base.ini (a resumed sweep must share the settings of the rows it
  * keeps; the grid and the seeds may grow). */
 static int open_out_dir(sweep_t *w) {
@@ -965,7 +1019,7 @@ static int open_out_dir(sweep_t *w) {
  * exit code (0 after --help, 2 for a usage error). */
 static int sweep_setup(sweep_t *w, int argc, char **argv) {
     w->o = (sweep_opts_t){.config = "", .grid = "", .seeds = "", .out = "", .stages = "pretrain,finetune",
-                          .plot_metric = "", .max_runs = 0, .retry_failed = 0, .plots = 1};
+                          .plot_metric = "", .gpus = "", .max_runs = 0, .retry_failed = 0, .plots = 1};
     sweep_table(&w->o, w->st);
     char *pass = NULL;
     size_t pass_len = 0;
@@ -975,6 +1029,7 @@ static int sweep_setup(sweep_t *w, int argc, char **argv) {
     if (rc < 0) rc = check_grid_and_stages(w);
     if (rc < 0) rc = check_run_flags(w);
     if (rc < 0) rc = check_seeds_and_table(w);
+    if (rc < 0) rc = check_gpus(w);
     if (rc < 0) rc = open_out_dir(w);
     /* The children run this very binary, even if the file is rebuilt during the sweep. */
     if (rc < 0 && access("/proc/self/exe", X_OK) != 0) {
@@ -988,73 +1043,249 @@ static int sweep_setup(sweep_t *w, int argc, char **argv) {
 
 /* Counts of the runs of a sweep. */
 typedef struct {
-    int64_t total, at, ran, done_before, failed;
+    int64_t total, started, ran, done_before, failed;
 } progress_t;
 
 enum { GO_ON, STOP_MAX_RUNS, STOP_INTERRUPTED, STOP_SAVE_FAILED };
 
-/* One (point, seed, stage s): nothing when sweep.csv has it done; else run it (or record it as
- * skipped when its pretrain did not succeed) and save the table. Returns GO_ON or why the sweep
- * stops. */
-static int sweep_one(sweep_t *w, char *const *keyvals, const char *point, const char *seed,
-                     const char *run_dir, int s, progress_t *pr) {
-    const sweep_opts_t *o = &w->o;
+/* Where a sweep.csv row comes in this sweep's order of runs ((point, seed, stage), the last
+ * grid key fastest), or -1 when its grid values, seed or stage are not this sweep's. */
+static int64_t row_position(const sweep_t *w, char *const *row) {
+    const sweep_grid_t *g = &w->g;
+    int64_t p = 0;
+    for (int k = 0; k < g->n_keys; k++) {
+        int j = 0;
+        while (j < g->n_values[k] && strcmp(g->value[k][j], row[k]) != 0) j++;
+        if (j == g->n_values[k]) return -1;
+        p = p * g->n_values[k] + j;
+    }
+    int si = 0, s = 0;
+    while (si < w->n_seeds && strcmp(w->seeds[si], row[w->t.c_seed]) != 0) si++;
+    while (s < w->n_stages && strcmp(w->stages[s], row[w->t.c_stage]) != 0) s++;
+    if (si == w->n_seeds || s == w->n_stages) return -1;
+    return (p * w->n_seeds + si) * w->n_stages + s;
+}
+
+/* Take ownership of a new run's row: it replaces the row with its key, else goes before the
+ * first row that comes later in this sweep's order, so the table is in grid order whatever
+ * order the runs end in (with --gpus as without). */
+static void results_insert(sweep_t *w, char **row) {
+    csv_table_t *csv = &w->t.csv;
+    int i = results_find(&w->t, row, row[w->t.c_seed], row[w->t.c_stage]);
+    if (i >= 0) {
+        csv_table_replace(csv, i, row);
+        return;
+    }
+    int64_t pos = row_position(w, row);
+    csv_table_append(csv, row);
+    i = 0;
+    while (i < csv->n_rows - 1 && !(row_position(w, csv->row[i]) > pos)) i++;
+    memmove(&csv->row[i + 1], &csv->row[i], (size_t)(csv->n_rows - 1 - i) * sizeof *csv->row);
+    csv->row[i] = row;
+}
+
+/* A GPU of --gpus (without it, the one slot) and the chain of runs it works through: the stages
+ * of one (point, seed) in order, since a finetune reads its own pretrain's checkpoint. */
+typedef struct {
+    int index;                       /* in sched_t.slot, and in g_child */
+    const char *gpu;                 /* --gpu of its runs; NULL without --gpus */
+    int64_t chain;                   /* point * n_seeds + seed index; -1 when none */
+    int stage;                       /* the stage running or next */
+    char *keyvals[SWEEP_MAX_KEYS];   /* the chain's point (the grid's strings) */
+    char *point, *run_dir;           /* "K=2 history_max=50", "runs/K=2__history_max=50__seed=0" */
+    const char *seed;
+    pid_t pid;                       /* the running child; 0 when none */
+    run_job_t job;
+} slot_t;
+
+/* The runs of a sweep over its slots. */
+typedef struct {
+    sweep_t *w;
+    progress_t pr;
+    slot_t slot[MAX_GPUS];
+    int n_slots, n_busy, stop;
+    int64_t next_chain, n_chains;
+} sched_t;
+
+static void chain_open(const sweep_t *w, slot_t *sl, int64_t chain) {
+    const sweep_grid_t *g = &w->g;
+    int idx[SWEEP_MAX_KEYS];
+    sweep_grid_point(g, chain / w->n_seeds, idx);
+    for (int k = 0; k < g->n_keys; k++) sl->keyvals[k] = g->value[k][idx[k]];
+    sl->chain = chain;
+    sl->stage = 0;
+    sl->seed = w->seeds[chain % w->n_seeds];
+    sl->point = point_name(g, sl->keyvals, " ", NULL);
+    sl->run_dir = point_name(g, sl->keyvals, "__", sl->seed);
+}
+
+static void chain_close(slot_t *sl) {
+    free(sl->point);
+    free(sl->run_dir);
+    sl->point = sl->run_dir = NULL;
+    sl->chain = -1;
+}
+
+/* "[7/16] K=2 history_max=50 seed=0 finetune" and, with gpu, " on GPU 1"; then ": ". */
+static void print_head(const sched_t *s, const slot_t *sl, const char *gpu) {
+    int64_t at = sl->chain * s->w->n_stages + sl->stage + 1;
+    printf("[%lld/%lld] %s seed=%s %s%s%s: ", (long long)at, (long long)s->pr.total, sl->point,
+           sl->seed, s->w->stages[sl->stage], gpu ? " on GPU " : "", gpu ? gpu : "");
+}
+
+/* The row of the slot's stage (res NULL: none), its outcome line, and sweep.csv saved. */
+static void record(sched_t *s, slot_t *sl, const char *status, const char *why,
+                   const jsonl_run_summary_t *res, double wall) {
+    sweep_t *w = s->w;
     results_t *t = &w->t;
-    const char *stage = w->stages[s];
+    jsonl_run_summary_t none;
+    memset(&none, 0, sizeof none);
+    if (!res) res = &none;
+    char **row = result_row(t, sl->keyvals, sl->seed, w->stages[sl->stage], sl->run_dir, status,
+                            why, res, wall);
+    if (strcmp(status, "ok") == 0)
+        printf("ok  %s %s  best epoch %d of %d  %.1f s  %.0f samples/s\n", w->plot_col + 5,
+               row[csv_table_col(&t->csv, w->plot_col)], res->best_epoch, res->epochs, wall,
+               res->samples_per_s);
+    else {
+        s->pr.failed++;
+        printf("%s: %s\n", status, why);
+    }
+    fflush(stdout);
+    results_insert(w, row);
+    char err[4096];
+    if (csv_table_save(&t->csv, w->csv_path, err, sizeof err)) {
+        fprintf(stderr, "timirec sweep: %s\n", err);
+        s->stop = STOP_SAVE_FAILED;
+    }
+}
+
+enum { PLAN_DONE, PLAN_SKIP, PLAN_RUN };
+
+/* The slot's stage: done before (sweep.csv has it, counted), to be recorded as skipped (its
+ * pretrain did not succeed), or to run. */
+static int stage_plan(const sweep_t *w, const slot_t *sl, progress_t *pr) {
+    const results_t *t = &w->t;
+    int s = sl->stage;
     int pretrain_first = w->n_stages == 2 && strcmp(w->stages[0], "pretrain") == 0;
-    pr->at++;
-    int row_i = results_find(t, keyvals, seed, stage);
-    int pre_i = pretrain_first && s == 1 ? results_find(t, keyvals, seed, "pretrain") : -1;
+    int row_i = results_find(t, sl->keyvals, sl->seed, w->stages[s]);
+    int pre_i = pretrain_first && s == 1 ? results_find(t, sl->keyvals, sl->seed, "pretrain") : -1;
     int pre_ok = !pretrain_first || s == 0 || (pre_i >= 0 && strcmp(results_status(t, pre_i), "ok") == 0);
     if (row_i >= 0) {
         const char *status = results_status(t, row_i);
-        int done = strcmp(status, "ok") == 0 || (strcmp(status, "failed") == 0 && !o->retry_failed) ||
+        int done = strcmp(status, "ok") == 0 || (strcmp(status, "failed") == 0 && !w->o.retry_failed) ||
                    (strcmp(status, "skipped") == 0 && !pre_ok);
         if (done) {
             pr->done_before++;
             pr->failed += strcmp(status, "ok") != 0;
-            return GO_ON;
+            return PLAN_DONE;
         }
     }
-    if (o->max_runs > 0 && pr->ran >= o->max_runs) {
-        printf("sweep: stopped after %lld runs (--max_runs); the same command resumes\n", (long long)pr->ran);
-        return STOP_MAX_RUNS;
+    return pre_ok ? PLAN_RUN : PLAN_SKIP;
+}
+
+/* Give the slot its next run: the next stage of its chain, else the first of the next chain;
+ * stages done before are passed, skipped ones recorded. Leaves the slot without a child when
+ * nothing is left or the sweep stops. */
+static void slot_next(sched_t *s, slot_t *sl) {
+    sweep_t *w = s->w;
+    for (;;) {
+        if (g_stop_signal && s->stop != STOP_SAVE_FAILED) s->stop = STOP_INTERRUPTED;
+        if (s->stop != GO_ON) return;
+        if (sl->chain >= 0 && sl->stage == w->n_stages) chain_close(sl);
+        if (sl->chain < 0) {
+            if (s->next_chain == s->n_chains) return;
+            chain_open(w, sl, s->next_chain++);
+        }
+        int plan = stage_plan(w, sl, &s->pr);
+        if (plan == PLAN_DONE) {
+            sl->stage++;
+            continue;
+        }
+        if (w->o.max_runs > 0 && s->pr.started >= w->o.max_runs) {
+            printf("sweep: stopped after %lld runs (--max_runs); the same command resumes\n",
+                   (long long)s->pr.started);
+            s->stop = STOP_MAX_RUNS;
+            return;
+        }
+        char *why = NULL;
+        if (plan == PLAN_SKIP) {
+            print_head(s, sl, NULL);
+            record(s, sl, "skipped", "pretrain did not succeed", NULL, NAN);
+            sl->stage++;
+            continue;
+        }
+        print_head(s, sl, NULL); /* without --gpus the outcome follows on the same line */
+        if (w->n_gpus) printf("started on GPU %s\n", sl->gpu);
+        fflush(stdout);
+        s->pr.started++;
+        sl->pid = run_start("/proc/self/exe", w->o.out, w->shared, w->n_shared, &w->g, sl->keyvals,
+                            sl->seed, w->stages[sl->stage], sl->run_dir, sl->gpu, sl->index, &sl->job,
+                            &why);
+        if (sl->pid > 0) {
+            s->n_busy++;
+            return;
+        }
+        if (w->n_gpus) print_head(s, sl, sl->gpu);
+        s->pr.ran++;
+        record(s, sl, "failed", why, NULL, tmr_now() - sl->job.t0);
+        free(why);
+        run_job_free(&sl->job);
+        sl->stage++;
     }
-    printf("[%lld/%lld] %s seed=%s %s: ", (long long)pr->at, (long long)pr->total, point, seed, stage);
-    fflush(stdout);
-    double t0 = tmr_now();
+}
+
+/* The slot's child ended with wait status ws: its row, unless the sweep was interrupted. */
+static void slot_done(sched_t *s, slot_t *sl, int ws) {
     jsonl_run_summary_t res;
     memset(&res, 0, sizeof res);
-    const char *status = "skipped";
-    char *why, err[4096];
-    if (pre_ok) {
-        if (run_point("/proc/self/exe", o->out, w->shared, w->n_shared, &w->g, keyvals, seed, stage,
-                      run_dir, &res, &status, &why)) {
-            printf("interrupted (not recorded)\n");
-            free(why);
-            return STOP_INTERRUPTED;
-        }
-        pr->ran++;
+    const char *status;
+    char *why;
+    g_child[sl->index] = 0;
+    sl->pid = 0;
+    s->n_busy--;
+    int interrupted = run_finish(&sl->job, ws, &res, &status, &why);
+    if (s->w->n_gpus) print_head(s, sl, sl->gpu);
+    if (interrupted || s->stop == STOP_SAVE_FAILED) {
+        printf("interrupted (not recorded)\n");
+        if (s->stop != STOP_SAVE_FAILED) s->stop = STOP_INTERRUPTED;
     } else {
-        why = tmr_strf("pretrain did not succeed");
+        s->pr.ran++;
+        record(s, sl, status, why, &res, tmr_now() - sl->job.t0);
+        sl->stage++;
     }
-    double wall = tmr_now() - t0;
-    char **row = result_row(t, keyvals, seed, stage, run_dir, status, why, &res, pre_ok ? wall : NAN);
-    if (strcmp(status, "ok") == 0)
-        printf("ok  %s %s  best epoch %d of %d  %.1f s  %.0f samples/s\n", w->plot_col + 5,
-               row[csv_table_col(&t->csv, w->plot_col)], res.best_epoch, res.epochs, wall,
-               res.samples_per_s);
-    else {
-        pr->failed++;
-        printf("%s: %s\n", status, why);
-    }
+    fflush(stdout);
     free(why);
-    results_put(t, row);
-    if (csv_table_save(&t->csv, w->csv_path, err, sizeof err)) {
-        fprintf(stderr, "timirec sweep: %s\n", err);
-        return STOP_SAVE_FAILED;
+    run_job_free(&sl->job);
+}
+
+/* Every (point, seed, stage) not done yet, on the slots (one without --gpus, else one per GPU);
+ * the table is saved after each. Fills s->pr and s->stop. */
+static void sched_run(sched_t *s) {
+    sweep_t *w = s->w;
+    s->n_slots = w->n_gpus ? w->n_gpus : 1;
+    s->n_chains = w->g.n_points * w->n_seeds;
+    for (int i = 0; i < s->n_slots; i++) {
+        s->slot[i] = (slot_t){.index = i, .gpu = w->n_gpus ? w->gpus[i] : NULL, .chain = -1};
+        slot_next(s, &s->slot[i]);
     }
-    return GO_ON;
+    while (s->n_busy > 0) {
+        int ws;
+        pid_t pid = waitpid(-1, &ws, 0);
+        if (pid < 0 && errno == EINTR) continue;
+        if (pid < 0) tmr_fatal("sweep: waitpid: %s", strerror(errno));
+        slot_t *sl = NULL;
+        for (int i = 0; i < s->n_slots; i++)
+            if (s->slot[i].pid == pid) sl = &s->slot[i];
+        if (!sl) continue;
+        slot_done(s, sl, ws);
+        if (s->stop == STOP_SAVE_FAILED) /* nothing more can be recorded: end the others */
+            for (int i = 0; i < s->n_slots; i++)
+                if (s->slot[i].pid > 0) kill(s->slot[i].pid, SIGTERM);
+        slot_next(s, sl);
+    }
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->slot[i].chain >= 0) chain_close(&s->slot[i]);
 }
 
 /* The figures, or why there are none. */
@@ -1073,29 +1304,23 @@ static void sweep_plots(const sweep_t *w) {
         printf("plots: none (a plot needs a grid key with 2 or more values)\n");
 }
 
-/* Every (point, seed, stage) not done yet; the table is saved after each. Returns the exit code. */
+/* Every (point, seed, stage) not done yet, then the plots. Returns the exit code. */
 static int sweep_run(sweep_t *w) {
     const sweep_grid_t *g = &w->g;
-    progress_t pr = {.total = g->n_points * w->n_seeds * w->n_stages};
+    sched_t *s = tmr_calloc(1, sizeof *s);
+    s->w = w;
+    s->pr.total = g->n_points * w->n_seeds * w->n_stages;
     printf("sweep: %lld points x %d seed%s x %d stage%s = %lld runs (dataset %s) into %s\n",
            (long long)g->n_points, w->n_seeds, w->n_seeds > 1 ? "s" : "", w->n_stages,
-           w->n_stages > 1 ? "s" : "", (long long)pr.total, w->base.dataset, w->o.out);
+           w->n_stages > 1 ? "s" : "", (long long)s->pr.total, w->base.dataset, w->o.out);
+    if (w->n_gpus)
+        printf("sweep: on GPUs %s, one run per GPU at a time\n", w->o.gpus);
     install_signals();
-    int idx[SWEEP_MAX_KEYS], stop = GO_ON;
     double t_sweep = tmr_now();
-    for (int64_t p = 0; p < g->n_points && stop == GO_ON; p++) {
-        sweep_grid_point(g, p, idx);
-        char *keyvals[SWEEP_MAX_KEYS];
-        for (int k = 0; k < g->n_keys; k++) keyvals[k] = g->value[k][idx[k]];
-        char *point = point_name(g, keyvals, " ", NULL);
-        for (int si = 0; si < w->n_seeds && stop == GO_ON; si++) {
-            char *run_dir = point_name(g, keyvals, "__", w->seeds[si]);
-            for (int s = 0; s < w->n_stages && stop == GO_ON; s++)
-                stop = sweep_one(w, keyvals, point, w->seeds[si], run_dir, s, &pr);
-            free(run_dir);
-        }
-        free(point);
-    }
+    sched_run(s);
+    progress_t pr = s->pr;
+    int stop = s->stop;
+    free(s);
     if (stop == STOP_SAVE_FAILED) return 1;
     printf("sweep: %lld runs now, %lld already done, %lld failed or skipped; %s [%.1f s]\n",
            (long long)pr.ran, (long long)pr.done_before, (long long)pr.failed, w->csv_path,

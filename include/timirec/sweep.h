@@ -4,7 +4,11 @@
  * it stopped), and gnuplot plots of a metric and of the throughput against each grid key.
  *
  *   timirec sweep --config configs/sweep_K_ml-100k.ini --grid "K=1,2,4;history_max=20,50" \
- *       [--seeds 0,1,2] --out DIR [any run flag, passed to every run]
+ *       [--seeds 0,1,2] [--gpus 0,1] --out DIR [any run flag, passed to every run]
+ *
+ * Without --gpus one run at a time; with --gpus up to one run per listed GPU at once (each run
+ * given --gpu ID, a point's stages in order on one GPU). Either way sweep.csv's rows are in grid
+ * order, whatever order the runs end in.
  *
  * The grid is declared here so tests can reach it; each run's JSON-lines log is read by jsonl.h,
  * sweep.csv is a csv_table.h table, the figures are plot.h's. */
