@@ -53,9 +53,16 @@ done
 "$bin" synth --out "$tmp/data" --dataset toy --users 200 --items 120 --n_clusters 6 --seq_len 14 --negatives 20 >/dev/null || { echo "FAIL: synth"; exit 1; }
 toy="--model_name TiMiRec --path $tmp/data --dataset toy --epoch 3 --batch_size 50 --emb_size 16 --history_max 10 --stage finetune --n_layers 2 --temp 0.5 --check_epoch 0"
 ck="TiMiRec/TiMiRec__toy__0__lr=0.001__l2=0__emb_size=16__attn_size=8__K=2__temp=0.5__add_pos=1__add_trm=1__n_layers=2.safetensors"
-toy_run() { # name nranks [env...] -- extra flags
+# Every toy run trains in $tmp/run (the checkpoint records its paths), then moves to $tmp/NAME;
+# a --resume 1 run moves NAME back first.
+toy_run() { # name nranks [env...]; $TOY_EXTRA: more flags
     name=$1 n=$2; shift 2
-    env "$@" sh -c "mpirun --oversubscribe -np $n $bin $toy --model_dir $tmp/$name/ --log_dir $tmp/$name/ $TOY_EXTRA" > "$tmp/$name.out" 2>&1
+    rm -rf "$tmp/run"
+    [ -d "$tmp/$name" ] && mv "$tmp/$name" "$tmp/run"
+    env "$@" sh -c "mpirun --oversubscribe -np $n $bin $toy --model_dir $tmp/run/ --log_dir $tmp/run/ $TOY_EXTRA" > "$tmp/$name.out" 2>&1
+    rc=$?
+    mv "$tmp/run" "$tmp/$name"
+    return $rc
 }
 toy_run a 2 X=1; rc=$?
 check "2 ranks on toy exit 0" "[ $rc -eq 0 ]"
@@ -76,9 +83,9 @@ TOY_EXTRA="--resume 1"; toy_run s 2 X=1; rc=$?; TOY_EXTRA=""
 check "resumed on 2 ranks: exit 0, same checkpoint and state bytes as uninterrupted" \
     "[ $rc -eq 0 ] && grep -q '^Resume from' $tmp/s.out && cmp -s $tmp/a/$ck $tmp/s/$ck && cmp -s $tmp/a/$ck.state $tmp/s/$ck.state"
 
-# ---- a rank that stops answering in epoch 2 ----
+# ---- a rank that stops answering in epoch 2 (44 batches an epoch: the 60th step) ----
 start=$(date +%s)
-toy_run f 2 TIMIREC_COMM_TIMEOUT=3 TIMIREC_TEST_COMM_SKIP=1:loss@20; rc=$?
+toy_run f 2 TIMIREC_COMM_TIMEOUT=3 TIMIREC_TEST_COMM_SKIP=1:loss@60; rc=$?
 secs=$(( $(date +%s) - start ))
 check "a silent rank stops the job (exit $rc, ${secs} s), naming a rank and the collective" \
     "[ $rc -ne 0 ] && [ $secs -lt 60 ] && grep -q 'timirec: rank [01] of 2: .*collective' $tmp/f.out"
