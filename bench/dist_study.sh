@@ -14,7 +14,7 @@ TIMIREC_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 TIMIREC_DATE=$(date -u +%Y-%m-%d)
 export TIMIREC_COMMIT TIMIREC_DATE OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 status=0
-for args in "--stage 1" "--stage 2" "--stage 1 --scale 10 --optimizer LazyAdam"; do
+for args in "--stage 1 --batches 300" "--stage 2 --batches 300" "--stage 1 --scale 10 --optimizer LazyAdam --batches 300"; do
     # shellcheck disable=SC2086
     OMP_NUM_THREADS=2 "$b" $args || status=1
     # shellcheck disable=SC2086
