@@ -77,8 +77,8 @@ static int parse(dist_opts_t *s, int argc, char **argv) {
 /* Rank 0 writes the dataset (when absent) while the others wait. */
 static int dataset(const dist_opts_t *s, comm_t *comm, char *err, size_t errlen) {
     char folder[1200], stamp[1300];
-    snprintf(folder, sizeof folder, "%s/dist", s->dir);
-    snprintf(stamp, sizeof stamp, "%s/scale_%g.txt", folder, s->scale);
+    snprintf(folder, sizeof folder, "%s/dist_%g", s->dir, s->scale);
+    snprintf(stamp, sizeof stamp, "%s/written.txt", folder);
     int64_t rc = 0;
     if (comm_rank(comm) == 0 && access(stamp, R_OK) != 0) {
         mkdir(s->dir, 0755);
@@ -151,7 +151,9 @@ int main(int argc, char **argv) {
     }
     const int rank = comm_rank(comm), P = comm_size(comm);
     if (dataset(&s, comm, err, sizeof err)) comm_abort(comm, 1, "%s", err);
-    corpus_opts_t co = {.path = s.dir, .dataset = "dist", .sep = '\t', .cache = CORPUS_CACHE_OFF};
+    char name[64];
+    snprintf(name, sizeof name, "dist_%g", s.scale); /* one folder per size */
+    corpus_opts_t co = {.path = s.dir, .dataset = name, .sep = '\t', .cache = CORPUS_CACHE_OFF};
     corpus_t c;
     if (corpus_load(&co, &c, err, sizeof err)) comm_abort(comm, 1, "%s", err);
     const int stage = s.stage == 1 ? STAGE_PRETRAIN : STAGE_FINETUNE;
