@@ -76,6 +76,12 @@ toy_run lrows 2 TIMIREC_GRAD_EXCHANGE=rows; toy_run ldense 2 TIMIREC_GRAD_EXCHAN
 check "touched-rows exchange = whole-table exchange (LazyAdam), byte for byte" "cmp -s $tmp/lrows/$ck $tmp/ldense/$ck"
 TOY_EXTRA=""
 
+# Full-catalog evaluation (--test_all 1) split over 3 ranks: the metrics of one process.
+"$bin" $toy --epoch 1 --test_all 1 --model_dir "$tmp/all1/" --log_dir "$tmp/all1/" > "$tmp/all1.out" 2>&1
+mpirun --oversubscribe -np 3 "$bin" $toy --epoch 1 --test_all 1 --model_dir "$tmp/all3/" --log_dir "$tmp/all3/" > "$tmp/all3.out" 2>&1
+check "full-catalog test metrics on 3 ranks = one process's" \
+    "grep -q '^Test After' $tmp/all1.out && [ \"\$(grep '^Test After' $tmp/all1.out)\" = \"\$(grep '^Test After' $tmp/all3.out)\" ]"
+
 # ---- interruption and resume on 2 ranks ----
 toy_run s 2 TIMIREC_TEST_STOP_AFTER=5; rc=$?
 check "interrupted 2-rank run exits 130 with the state saved" "[ $rc -eq 130 ] && grep -q 'state saved to' $tmp/s.out && [ -f $tmp/s/$ck.state ]"
