@@ -138,6 +138,10 @@ EMU_CXXFLAGS := -x c++ -std=c++17 -DTMR_EMULATE $(OPT) -g -Wall -Wextra -Werror 
 # so the emulated library is its objects with the emulated kernels in place of src/nocuda/.
 EMU_LIB_OBJ := $(LIB_OBJ) $(NCCL_STUB_OBJ)
 
+# The command line over the emulated backend (--gpu trains on the emulated device): the GPU
+# data-parallel path under mpirun without a GPU (tests/cli_emu_dist.sh).
+EMU_CLI := $(BUILD)/emu/timirec
+
 .PHONY: all test test-names asan bench run clean cuda-note gpu-check fuzz fuzz-build FORCE
 all: cuda-note $(BIN)/timirec
 
@@ -193,6 +197,11 @@ $(BUILD)/emu/emu/%.o: emu/%.cpp $(FLAGS_STAMP)
 $(BUILD)/emu/libtimirec_emu.a: $(EMU_LIB_OBJ) $(EMU_OBJ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
+
+$(EMU_CLI): $(MAIN_OBJ) $(BUILD)/emu/libtimirec_emu.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lstdc++
 
 $(BUILD)/tests/test_emu_%: tests/test_gpu_%.c $(BUILD)/emu/libtimirec_emu.a
 	@mkdir -p $(dir $@)
@@ -269,8 +278,9 @@ else
   RUN_NAMES := $(TEST_NAMES)
 endif
 RUN_BIN := $(addprefix $(BUILD)/tests/,$(filter-out $(CLI_TESTS),$(RUN_NAMES)))
-# cli_comm.sh launches test_comm under mpirun.
+# cli_comm.sh launches test_comm under mpirun; cli_emu_dist.sh the emulated command line.
 RUN_BIN += $(if $(filter cli_comm.sh,$(RUN_NAMES)),$(BUILD)/tests/test_comm)
+RUN_BIN += $(if $(filter cli_emu_dist.sh,$(RUN_NAMES)),$(EMU_CLI))
 
 test: all $(RUN_BIN)
 	@sh tests/run_tests.sh $(BUILD)/tests $(BIN)/timirec $(RUN_NAMES)

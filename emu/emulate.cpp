@@ -669,3 +669,9 @@ void emu_check_shared_optin(const void *kernel, size_t bytes, const char *what) 
         abort();
     }
 }
+
+/* kernels/device.cu's queries for a binary over the emulation (the command line built as
+ * build/emu/timirec: --gpu trains on the emulated device; tests/cli_emu_dist.sh). */
+extern "C" int gpu_device_count(char *desc, size_t desclen);
+extern "C" int tmr_cuda_built(void) { return 1; }
+extern "C" int tmr_cuda_describe(char *out, size_t outlen) { return gpu_device_count(out, outlen); }

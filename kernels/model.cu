@@ -220,6 +220,9 @@ extern "C" void gpu_model_upload_params(gpu_model_t *g, const float *params) {
 extern "C" void gpu_model_download_params(gpu_model_t *g, float *params) {
     gpu_to_host(params, g->params, (size_t)g->lay.total * sizeof(float));
 }
+extern "C" void gpu_model_upload_grads(gpu_model_t *g, const float *grads) {
+    gpu_to_device(g->grads, grads, (size_t)g->lay.total * sizeof(float));
+}
 extern "C" void gpu_model_upload_adam(gpu_model_t *g, const float *m, const float *v) {
     gpu_to_device(g->adam_m, m, (size_t)g->lay.total * sizeof(float));
     gpu_to_device(g->adam_v, v, (size_t)g->lay.total * sizeof(float));

@@ -12,7 +12,9 @@
  * the faster. detect_anomaly and the NaN test hook need the per-step loop. Evaluation always
  * goes through gpu_eval_phase (device batches and ranks) unless TIMIREC_GPU_EPOCH=0. */
 #include "timirec/backend.h"
+#include "timirec/comm.h"
 #include "timirec/common.h"
+#include "timirec/dist.h"
 #include "timirec/gpu.h"
 #include "timirec/gpu_data.h"
 #include "timirec/numcheck.h"
@@ -153,7 +155,8 @@ static int driver_epoch(trainer_t *t, const corpus_t *c, gpu_data_t *d, uint32_t
 static int cuda_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epoch_cursor_t *cur,
                             char *err, size_t errlen) {
     const int mode = gpu_epoch_mode(t, 1);
-    if (mode == GPU_EPOCH_STEP) return TRAIN_PER_STEP;
+    /* A data-parallel rank (dist.h) steps batch by batch: its gradients meet the others'. */
+    if (mode == GPU_EPOCH_STEP || t->comm) return TRAIN_PER_STEP;
     if (mode == GPU_EPOCH_DEVICE) return driver_epoch(t, c, device_data(t, c, 1), epoch, cur, err, errlen);
     const train_opts_t *o = &t->opts;
     if (sampler_train_negatives(c, o->seed, epoch, o->num_neg, t->train_neg, err, errlen))
@@ -162,8 +165,38 @@ static int cuda_train_epoch(trainer_t *t, const corpus_t *c, uint32_t epoch, epo
     return driver_epoch(t, c, NULL, epoch, cur, err, errlen);
 }
 
+/* A data-parallel rank's step (t->comm set): the slice's gradients through the host, summed
+ * over the ranks there (dist_sum_grads, the CPU backend's exchange over MPI), and back; every
+ * rank then applies the same update. The NCCL transport (comm_nccl.h) would keep them on the
+ * device; it is not wired in yet. An empty slice (a last batch smaller than the ranks)
+ * contributes zero gradients. Dense Adam only (run.c refuses LazyAdam here). */
+static int cuda_dist_step(trainer_t *t, const model_batch_t *mb, dropout_key_t key,
+                          double *loss) {
+    gpu_model_t *g = state(t)->gpu;
+    *loss = mb->B > 0 ? gpu_train_step(g, mb, key) : 0.0;
+    if (mb->B > 0) gpu_model_read(g, GPU_T_GRADS, t->grads);
+    else memset(t->grads, 0, (size_t)t->lay.total * sizeof *t->grads);
+    int bad = !isfinite(*loss);
+    if (!bad && t->detect_anomaly) {
+        char what[8];
+        bad = numcheck_tensors(&t->lay, t->grads, what, sizeof what);
+    }
+    double ctl[2] = {*loss, (double)bad}; /* the batch's loss, one verdict for all ranks */
+    comm_sum_f64(t->comm, ctl, 2, "loss");
+    *loss = ctl[0];
+    if (ctl[1] != 0 || !isfinite(ctl[0])) {
+        cuda_to_host(t);
+        return 1;
+    }
+    dist_sum_grads(t, mb);
+    gpu_model_upload_grads(g, t->grads);
+    gpu_adam_step(g, &t->adam);
+    return 0;
+}
+
 static int cuda_train_step(trainer_t *t, const model_batch_t *mb, dropout_key_t key,
                            double *loss) {
+    if (t->comm) return cuda_dist_step(t, mb, key, loss);
     gpu_model_t *g = state(t)->gpu;
     *loss = gpu_train_step(g, mb, key);
     int bad = !isfinite(*loss);

@@ -777,17 +777,18 @@ static int run_build_trainer(run_t *r) {
     t->detect_anomaly = (int)a->detect_anomaly;
     if (read_test_hooks(t, r->err, sizeof r->err)) return fail(r, 2);
     if (r->n_ranks > 1) {
-        if (t->be != &trainer_backend_cpu) {
-            snprintf(r->err, sizeof r->err, "data-parallel training runs on the CPU backend "
-                     "only for now (the GPU ranks' NCCL exchange is not wired in): drop --gpu");
+        if (t->be != &trainer_backend_cpu && to->lazy_adam) {
+            snprintf(r->err, sizeof r->err, "data-parallel training on the GPU backend takes "
+                     "--optimizer Adam (LazyAdam's touched rows are not exchanged there yet)");
             return fail(r, 2);
         }
         dist_attach(t, r->comm);
         char why[256];
         dist_choose_exchange(&t->lay, t->touched_cap, r->n_ranks, why, sizeof why);
         logline(&r->L, "Data-parallel: %s; each rank trains 1/%d of every batch of %d; item-table "
-                "gradients exchanged as %s", comm_describe(r->comm), r->n_ranks,
-                (int)a->batch_size, why);
+                "gradients exchanged as %s%s", comm_describe(r->comm), r->n_ranks,
+                (int)a->batch_size, why,
+                t->be == &trainer_backend_cpu ? "" : "; GPU gradients summed through the host");
     }
     return 0;
 }

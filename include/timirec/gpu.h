@@ -34,6 +34,8 @@ const char *gpu_model_device(const gpu_model_t *g);
 
 /* Host <-> device copies of the flat buffers (lay->total floats each). */
 void gpu_model_upload_params(gpu_model_t *g, const float *params);
+/* The gradients of the next gpu_adam_step (a data-parallel rank's sum over the ranks). */
+void gpu_model_upload_grads(gpu_model_t *g, const float *grads);
 void gpu_model_download_params(gpu_model_t *g, float *params);
 void gpu_model_upload_adam(gpu_model_t *g, const float *m, const float *v);
 void gpu_model_download_adam(gpu_model_t *g, float *m, float *v);
