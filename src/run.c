@@ -763,7 +763,9 @@ static int run_build_trainer(run_t *r) {
     to->eval_users = a->eval_users;
     to->use_gpu = a->gpu[0] != '\0';
     to->lazy_adam = strcmp(a->optimizer, "LazyAdam") == 0;
-    if (to->use_gpu) setenv("CUDA_VISIBLE_DEVICES", a->gpu, 1); /* as the reference does */
+    /* As the reference does; a data-parallel rank keeps a CUDA_VISIBLE_DEVICES its launcher
+     * set (one GPU per rank: README, "Data-parallel training"). */
+    if (to->use_gpu) setenv("CUDA_VISIBLE_DEVICES", a->gpu, r->n_ranks > 1 ? 0 : 1);
     int rc = run_check_memory(r);
     if (rc) return rc;
     trainer_t *t = &r->t;
