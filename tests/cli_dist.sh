@@ -14,17 +14,12 @@
 # SKIP without mpirun, without an MPI build, or without ../shared/data/ml-100k.
 bin=${1:-bin/timirec}
 data=../shared/data
-command -v mpirun >/dev/null 2>&1 || { echo "SKIP: mpirun not found (apt-get install openmpi-bin)"; exit 77; }
-"$bin" info 2>/dev/null | grep -q '^MPI: built in' || { echo "SKIP: $bin was built without MPI"; exit 77; }
+. tests/mpi_common.sh
 [ -r "$data/ml-100k/train.csv" ] || { echo "SKIP: $data/ml-100k absent"; exit 77; }
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
-# OpenMPI refuses root without these; one OpenMP thread per rank (2 cores here).
-# Shared memory between the ranks without the cross-memory-attach a container may forbid.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
-export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
 ranks() { n=$1; shift; if [ "$n" = 1 ]; then "$@"; else mpirun --oversubscribe -np "$n" "$@"; fi; }
 
 # ---- ml-100k: N ranks against one process ----
@@ -38,14 +33,13 @@ for n in 1 2 3; do
 done
 check "2 ranks log the data-parallel set-up" "grep -q '^Data-parallel: MPI .*2 ranks' $tmp/n2.pretrain.out"
 check "one process logs none" "! grep -q '^Data-parallel' $tmp/n1.pretrain.out"
-# loss and dev metrics of the epoch event: "loss": x, ... "dev": {"HR@5": y, "NDCG@5": z}
-numbers() { grep '"event": "epoch"' "$1" | sed 's/.*"loss": \([^,]*\),.*"dev": {\([^}]*\)}.*/\1 \2/' | tr -d '",:' | sed 's/[A-Z]*@[0-9]*//g'; }
+for n in 1 2 3; do
+    for stage in pretrain finetune; do epoch_numbers "$tmp/n$n/$stage.jsonl" > "$tmp/n$n.$stage.num"; done
+done
 for n in 2 3; do
     for stage in pretrain finetune; do
-        a=$(numbers "$tmp/n1/$stage.jsonl"); b=$(numbers "$tmp/n$n/$stage.jsonl")
-        check "$n ranks $stage: loss within 1e-4 relative, dev within 0.002 ($b vs $a)" \
-            "echo '$a $b' | awk '{ n = NF / 2; if (n < 2) exit 1; d = \$1 - \$(n + 1); if (!(d <= 1e-4 * \$1 && -d <= 1e-4 * \$1)) exit 1;
-                for (i = 2; i <= n; i++) { d = \$i - \$(n + i); if (!(d <= 0.002 && -d <= 0.002)) exit 1 } }'"
+        check "$n ranks $stage: loss within 1e-4 relative, dev within 0.002 ($(cat $tmp/n$n.$stage.num) vs $(cat $tmp/n1.$stage.num))" \
+            "epochs_close $tmp/n1.$stage.num $tmp/n$n.$stage.num"
     done
 done
 

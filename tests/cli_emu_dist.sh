@@ -10,15 +10,12 @@
 # SKIP without mpirun, without an MPI build, or without the emulated binary.
 bin=${1:-bin/timirec}
 emu=${TIMIREC_TEST_DIR:-build/tests}/../emu/timirec
-command -v mpirun >/dev/null 2>&1 || { echo "SKIP: mpirun not found"; exit 77; }
-"$bin" info 2>/dev/null | grep -q '^MPI: built in' || { echo "SKIP: $bin was built without MPI"; exit 77; }
+. tests/mpi_common.sh
 [ -x "$emu" ] && "$emu" info 2>/dev/null | grep -q '^MPI: built in' || { echo "SKIP: no emulated binary with MPI at $emu"; exit 77; }
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
-export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
 
 "$bin" synth --out "$tmp/data" --dataset toy --users 100 --items 80 --n_clusters 5 --seq_len 10 --negatives 20 >/dev/null || { echo "FAIL: synth"; exit 1; }
 toy="--model_name TiMiRec --path $tmp/data --dataset toy --epoch 2 --batch_size 50 --emb_size 16 --history_max 8 --stage finetune --n_layers 2 --temp 0.5 --check_epoch 0"
@@ -37,14 +34,9 @@ run gpu1 "$emu" $toy --gpu 0
 run gpu2 mpirun --oversubscribe -np 2 "$emu" $toy --gpu 0; rc=$?
 check "2 emulated GPU ranks exit 0 and log the host exchange" \
     "[ $rc -eq 0 ] && grep -q '^Backend: CUDA: emulated' $tmp/gpu2.out && grep -q '^Data-parallel: MPI .*2 ranks.*GPU gradients summed through the host' $tmp/gpu2.out"
-numbers() { grep '"event": "epoch"' "$1" | sed 's/.*"loss": \([^,]*\),.*"dev": {\([^}]*\)}.*/\1 \2/' | tr -d '",:' | sed 's/[A-Z]*@[0-9]*//g'; }
-close() { # every epoch: loss within 1e-4 relative, metrics within 0.002
-    paste -d' ' "$1" "$2" | awk '{ n = NF / 2; if (n < 2) exit 1; d = $1 - $(n + 1); if (!(d <= 1e-4 * $1 && -d <= 1e-4 * $1)) exit 1;
-        for (i = 2; i <= n; i++) { d = $i - $(n + i); if (!(d <= 0.002 && -d <= 0.002)) exit 1 } }'
-}
-for n in cpu1 gpu1 gpu2; do numbers "$tmp/$n/log.jsonl" > "$tmp/$n.num"; done
-check "2 GPU ranks = 1 GPU process (loss 1e-4 rel, dev 0.002): $(tr '\n' ' ' < $tmp/gpu2.num)" "[ -s $tmp/gpu2.num ] && close $tmp/gpu1.num $tmp/gpu2.num"
-check "2 GPU ranks = 1 CPU process" "close $tmp/cpu1.num $tmp/gpu2.num"
+for n in cpu1 gpu1 gpu2; do epoch_numbers "$tmp/$n/log.jsonl" > "$tmp/$n.num"; done
+check "2 GPU ranks = 1 GPU process (loss 1e-4 rel, dev 0.002): $(tr '\n' ' ' < $tmp/gpu2.num)" "epochs_close $tmp/gpu1.num $tmp/gpu2.num"
+check "2 GPU ranks = 1 CPU process" "epochs_close $tmp/cpu1.num $tmp/gpu2.num"
 TIMIREC_GRAD_EXCHANGE=rows run rows mpirun --oversubscribe -np 2 -x TIMIREC_GRAD_EXCHANGE "$emu" $toy --gpu 0
 TIMIREC_GRAD_EXCHANGE=dense run dense mpirun --oversubscribe -np 2 -x TIMIREC_GRAD_EXCHANGE "$emu" $toy --gpu 0
 check "touched rows = whole table on GPU ranks, byte for byte" \
