@@ -166,9 +166,9 @@ int main(int argc, char **argv) {
     o.lazy_adam = strcmp(s.optimizer, "LazyAdam") == 0;
     trainer_t t;
     if (trainer_init(&t, &c, &cfg, &o, err, sizeof err)) comm_abort(comm, 1, "%s", err);
-    dist_attach(&t, comm);
-    char why[256] = "none (one process)";
-    if (P > 1) dist_choose_exchange(&t.lay, t.touched_cap, P, why, sizeof why);
+    char why[256];
+    dist_attach(&t, comm, why, sizeof why);
+    if (P == 1) snprintf(why, sizeof why, "none (one process)");
     clock_t_ k = {s.warmup, s.batches, 0, 0, 0, comm, {0, 0, 0}, {0, 0, 0}};
     t.progress = on_batch;
     t.progress_ctx = &k;

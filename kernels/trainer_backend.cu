@@ -12,7 +12,6 @@
  * the faster. detect_anomaly and the NaN test hook need the per-step loop. Evaluation always
  * goes through gpu_eval_phase (device batches and ranks) unless TIMIREC_GPU_EPOCH=0. */
 #include "timirec/backend.h"
-#include "timirec/comm.h"
 #include "timirec/common.h"
 #include "timirec/dist.h"
 #include "timirec/gpu.h"
@@ -181,10 +180,7 @@ static int cuda_dist_step(trainer_t *t, const model_batch_t *mb, dropout_key_t k
         char what[8];
         bad = numcheck_tensors(&t->lay, t->grads, what, sizeof what);
     }
-    double ctl[2] = {*loss, (double)bad}; /* the batch's loss, one verdict for all ranks */
-    comm_sum_f64(t->comm, ctl, 2, "loss");
-    *loss = ctl[0];
-    if (ctl[1] != 0 || !isfinite(ctl[0])) {
+    if (dist_agree(t, loss, bad)) { /* the batch's loss, one verdict for all ranks */
         cuda_to_host(t);
         return 1;
     }

@@ -40,12 +40,9 @@ static void cpu_zero_grads(trainer_t *t, const model_batch_t *mb) {
     for (int k = 0; k < t->lay.n_tensors; k++)
         if (k != ids[0] && k != ids[1])
             memset(t->grads + t->lay.t[k].offset, 0, (size_t)t->lay.t[k].size * sizeof(float));
-    const int64_t split = t->lay.t[ids[0]].rows, d = t->lay.cfg.emb_size;
-    for (int64_t i = 0; i < t->n_lazy_rows; i++) {
-        const int64_t r = t->lazy_rows[i];
-        const param_t *p = &t->lay.t[r < split ? ids[0] : ids[1]];
-        memset(t->grads + p->offset + (r < split ? r : r - split) * d, 0, (size_t)d * sizeof(float));
-    }
+    const size_t row_bytes = (size_t)t->lay.cfg.emb_size * sizeof(float);
+    for (int64_t i = 0; i < t->n_lazy_rows; i++)
+        memset(t->grads + adam_lazy_row_offset(&t->lay, ids, t->lazy_rows[i], NULL), 0, row_bytes);
     t->n_lazy_rows = adam_lazy_touched(&t->lay, mb, t->row_step, t->lazy_rows);
 }
 
@@ -60,13 +57,11 @@ static int cpu_params_nonfinite(const trainer_t *t) {
         if (k != ids[0] && k != ids[1] &&
             numcheck_first_nonfinite(t->params + t->lay.t[k].offset, t->lay.t[k].size) >= 0)
             return 1;
-    const int64_t split = t->lay.t[ids[0]].rows, d = t->lay.cfg.emb_size;
+    const int64_t d = t->lay.cfg.emb_size;
     int bad = 0;
 #pragma omp parallel for schedule(static) reduction(| : bad) if (t->n_lazy_rows * d > 262144)
     for (int64_t i = 0; i < t->n_lazy_rows; i++) {
-        const int64_t r = t->lazy_rows[i];
-        const param_t *p = &t->lay.t[r < split ? ids[0] : ids[1]];
-        const float *row = t->params + p->offset + (r < split ? r : r - split) * d;
+        const float *row = t->params + adam_lazy_row_offset(&t->lay, ids, t->lazy_rows[i], NULL);
         for (int64_t j = 0; j < d; j++) bad |= !isfinite(row[j]);
     }
     return bad;
@@ -84,12 +79,7 @@ static int cpu_train_step(trainer_t *t, const model_batch_t *mb, dropout_key_t k
         bad = numcheck_workspace(&t->lay, &t->ws, mb->C, what, sizeof what) ||
               numcheck_tensors(&t->lay, t->grads, what, sizeof what);
     }
-    if (t->comm) { /* the batch's loss, and one verdict for every rank (dist.h) */
-        double ctl[2] = {*loss, bad};
-        comm_sum_f64(t->comm, ctl, 2, "loss");
-        *loss = ctl[0];
-        bad = ctl[1] != 0 || !isfinite(ctl[0]);
-    }
+    if (t->comm) bad = dist_agree(t, loss, bad); /* the batch's loss, one verdict for all */
     if (bad) return 1;
     dist_sum_grads(t, mb);
     if (t->row_step)

@@ -3,6 +3,7 @@
 
 #include "timirec/common.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +26,11 @@ int dist_choose_exchange(const model_layout_t *lay, int64_t touched_cap, int n_r
     return ex;
 }
 
-int dist_attach(trainer_t *t, comm_t *comm) {
+int dist_attach(trainer_t *t, comm_t *comm, char *why, size_t whylen) {
+    if (whylen) why[0] = 0;
     if (comm_size(comm) < 2) return 0;
     t->comm = comm;
-    char why[256];
-    t->exchange = dist_choose_exchange(&t->lay, t->touched_cap, comm_size(comm), why, sizeof why);
+    t->exchange = dist_choose_exchange(&t->lay, t->touched_cap, comm_size(comm), why, whylen);
     const size_t all = tmr_mul_size((size_t)t->touched_cap, (size_t)comm_size(comm));
     if (t->lazy_rows) /* the union of every rank's touched rows */
         t->lazy_rows = tmr_realloc(t->lazy_rows, tmr_mul_size(all, sizeof *t->lazy_rows));
@@ -38,15 +39,6 @@ int dist_attach(trainer_t *t, comm_t *comm) {
         t->dist_marks = tmr_zeroed_resident((size_t)adam_lazy_rows(&t->lay), sizeof *t->dist_marks);
     }
     return 0;
-}
-
-/* The item tables' row r (lazy-row numbering: table 0's rows, then table 1's) in buf. */
-static float *table_row(const trainer_t *t, float *buf, int64_t r) {
-    int ids[2] = {-1, -1};
-    adam_lazy_tensors(&t->lay, ids);
-    const int64_t split = t->lay.t[ids[0]].rows, d = t->lay.cfg.emb_size;
-    const param_t *p = &t->lay.t[r < split ? ids[0] : ids[1]];
-    return buf + p->offset + (r < split ? r : r - split) * d;
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -74,16 +66,20 @@ static void sum_dense_tensors(trainer_t *t) {
 /* The rows exchange: this slice's touched rows (rows, n) out, the union's sums back in. */
 static int64_t sum_touched_rows(trainer_t *t, const int64_t *rows, int64_t n, int64_t *union_out) {
     const int d = t->lay.cfg.emb_size;
+    int lazy[2] = {-1, -1};
+    adam_lazy_tensors(&t->lay, lazy);
     float *mine = tmr_malloc(tmr_mul_size(tmr_mul_size((size_t)(n > 0 ? n : 1), (size_t)d),
                                           sizeof *mine));
     for (int64_t i = 0; i < n; i++)
-        memcpy(mine + i * d, table_row(t, t->grads, rows[i]), (size_t)d * sizeof *mine);
+        memcpy(mine + i * d, t->grads + adam_lazy_row_offset(&t->lay, lazy, rows[i], NULL),
+               (size_t)d * sizeof *mine);
     int64_t *ids;
     float *sums;
     const int64_t u = comm_sum_rows(t->comm, rows, mine, n, d, &ids, &sums,
                                     "gradients (touched item rows)");
     for (int64_t i = 0; i < u; i++)
-        memcpy(table_row(t, t->grads, ids[i]), sums + i * d, (size_t)d * sizeof *sums);
+        memcpy(t->grads + adam_lazy_row_offset(&t->lay, lazy, ids[i], NULL), sums + i * d,
+               (size_t)d * sizeof *sums);
     if (union_out) memcpy(union_out, ids, (size_t)u * sizeof *ids);
     free(mine);
     free(ids);
@@ -104,6 +100,13 @@ static int64_t union_of_rows(trainer_t *t, const int64_t *rows, int64_t n, int64
     free(all);
     free(counts);
     return u;
+}
+
+int dist_agree(trainer_t *t, double *loss, int bad) {
+    double ctl[2] = {*loss, bad};
+    comm_sum_f64(t->comm, ctl, 2, "loss");
+    *loss = ctl[0];
+    return ctl[1] != 0 || !isfinite(ctl[0]);
 }
 
 void dist_sum_grads(trainer_t *t, const model_batch_t *mb) {

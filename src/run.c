@@ -784,9 +784,8 @@ static int run_build_trainer(run_t *r) {
                      "--optimizer Adam (LazyAdam's touched rows are not exchanged there yet)");
             return fail(r, 2);
         }
-        dist_attach(t, r->comm);
         char why[256];
-        dist_choose_exchange(&t->lay, t->touched_cap, r->n_ranks, why, sizeof why);
+        dist_attach(t, r->comm, why, sizeof why);
         logline(&r->L, "Data-parallel: %s; each rank trains 1/%d of every batch of %d; item-table "
                 "gradients exchanged as %s%s", comm_describe(r->comm), r->n_ranks,
                 (int)a->batch_size, why,

@@ -39,9 +39,14 @@ enum { DIST_EXCHANGE_DENSE = 0, DIST_EXCHANGE_ROWS = 1 };
 int dist_choose_exchange(const model_layout_t *lay, int64_t touched_cap, int n_ranks,
                          char *why, size_t whylen);
 
-/* Bring a data-parallel trainer up: t->comm set (size > 1), the buffers the exchange needs
- * (the touched-row list grown to hold every rank's rows). Returns 0. */
-int dist_attach(trainer_t *t, comm_t *comm);
+/* Bring a data-parallel trainer up: t->comm set (size > 1), the exchange chosen (why gets
+ * dist_choose_exchange's line; "" for one process), the buffers it needs (the touched-row list
+ * grown to hold every rank's rows). Returns 0. */
+int dist_attach(trainer_t *t, comm_t *comm, char *why, size_t whylen);
+
+/* After a slice's step: *loss becomes the batch's (the slices' sum) and the verdict is every
+ * rank's: returns 1 when any rank's loss was non-finite or its check (bad) failed. */
+int dist_agree(trainer_t *t, double *loss, int bad);
 
 /* After a slice's backward (t->grads: this rank's share; t->lazy_rows: this slice's touched
  * rows under LazyAdam): t->grads becomes the sum over ranks on every rank, and under LazyAdam

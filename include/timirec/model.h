@@ -295,6 +295,16 @@ void adam_step(adam_t *opt, const model_layout_t *lay, float *params, const floa
 int64_t adam_lazy_rows(const model_layout_t *lay);
 /* The lazy tables' tensor indices into ids (room for 2); returns how many. */
 int adam_lazy_tensors(const model_layout_t *lay, int *ids);
+/* Where lazy row r (row_step's numbering: table ids[0]'s rows, then ids[1]'s) starts in a flat
+ * buffer of the layout (parameters, gradients, moments); *p (when not NULL) gets its tensor.
+ * ids as adam_lazy_tensors fills them. */
+static inline int64_t adam_lazy_row_offset(const model_layout_t *lay, const int *ids, int64_t r,
+                                           const param_t **p) {
+    const int64_t split = lay->t[ids[0]].rows; /* the first row of the second table */
+    const param_t *q = &lay->t[r < split ? ids[0] : ids[1]];
+    if (p) *p = q;
+    return q->offset + (r < split ? r : r - split) * (int64_t)lay->cfg.emb_size;
+}
 /* The distinct rows of the lazy tables mb touches, as indices into row_step (each once, in
  * order of first appearance), into rows (room for adam_lazy_cap(B, L, C)); returns how
  * many. row_step is used as the marker and left as it was. */

@@ -278,15 +278,14 @@ void adam_step_lazy_rows(adam_t *opt, const model_layout_t *lay, const int64_t *
     const adam_scalars_t s =
         tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps, opt->l2, opt->step);
     int ids[2] = {-1, -1};
-    const int n_lazy = adam_lazy_tensors(lay, ids);
+    adam_lazy_tensors(lay, ids);
     adam_dense(&s, lay, ids[0], ids[1], params, grads, m, v);
-    const int64_t split = n_lazy > 0 ? lay->t[ids[0]].rows : 0; /* first row of table 2 */
     const int d = lay->cfg.emb_size;
 #pragma omp parallel for schedule(static) if (n * d > 65536)
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n; i++) { /* n > 0: the layout has a lazy table */
         const int64_t r = rows[i];
-        const param_t *p = &lay->t[r < split ? ids[0] : ids[1]];
-        const int64_t off = p->offset + (r < split ? r : r - split) * (int64_t)d;
+        const param_t *p;
+        const int64_t off = adam_lazy_row_offset(lay, ids, r, &p);
         const int64_t t_r = ++row_step[r]; /* the row's own step count */
         const adam_scalars_t sr =
             tmr_adam_scalars(opt->lr, opt->beta1, opt->beta2, opt->eps, opt->l2, t_r);
